@@ -1,0 +1,19 @@
+"""Image data for lfdn-edge: user folders, torchvision CIFAR/SVHN layouts, and the offline benchmark.
+
+Every image, whatever its source, goes through :func:`to_rgb_square` (RGB, alpha over black, stretched
+to ``size`` x ``size``) and lands in an :class:`ImageSet` of ``uint8`` arrays ``(N, size, size, 3)``.
+The ``fmnist-ood`` benchmark is built from Debian packages fetched with ``apt-get download`` into
+:func:`cache_dir` (``$LFDN_EDGE_CACHE`` or ``~/.cache/lfdn-edge``).
+"""
+
+from .benchmark import load_benchmark
+from .cache import cache_dir
+from .debian import fetch_debian_packages
+from .folder import image_folder
+from .offline import FAR_OOD, OOD_SETS, fmnist_ood
+from .preprocess import to_rgb_square
+from .sets import Benchmark, ImageSet
+from .specs import load_image_source
+
+__all__ = ["Benchmark", "ImageSet", "FAR_OOD", "OOD_SETS", "cache_dir", "fetch_debian_packages",
+           "fmnist_ood", "image_folder", "load_benchmark", "load_image_source", "to_rgb_square"]

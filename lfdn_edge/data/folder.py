@@ -1,0 +1,64 @@
+"""User images from a folder tree."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from .preprocess import to_rgb_square
+from .sets import ImageSet
+from .subsample import choose
+
+EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
+
+
+def list_images(path: str | Path) -> list[Path]:
+    """Image files under ``path`` (recursive, by extension, case-insensitive), sorted."""
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder; pass a folder of images")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+
+
+def _load(path: Path, size: int) -> np.ndarray:
+    with Image.open(path) as img:
+        img.seek(0)  # first frame of animations
+        img = ImageOps.exif_transpose(img)  # camera photos stored rotated
+        return to_rgb_square(img, size)
+
+
+def image_folder(path: str | Path, size: int, limit: int | None = None, seed: int = 0,
+                 name: str | None = None) -> ImageSet:
+    """Every image under ``path`` (recursively) as an :class:`ImageSet` of ``size`` px.
+
+    Files are taken in sorted path order; with ``limit``, a seeded random subset of at most ``limit``
+    files (stream ``folder/<name>``) is loaded, kept in path order. Extensions: jpg, jpeg, png, bmp, webp,
+    tif, tiff, gif (first frame). EXIF rotation is applied. Unreadable files are skipped with one warning
+    that counts them; if none can be read, ``ValueError``. ``name`` defaults to the folder's name.
+    """
+    root = Path(path).expanduser()
+    files = list_images(root)
+    name = name or root.resolve().name or str(root)
+    if not files:
+        raise ValueError(f"no images found in {root} (looked recursively for "
+                         f"{', '.join(sorted(e[1:] for e in EXTENSIONS))})")
+    files = [files[i] for i in choose(len(files), limit, seed, f"folder/{name}")]
+    images, bad = [], []
+    for f in tqdm(files, desc=f"loading {name}", unit="img", leave=False, disable=len(files) < 500):
+        try:
+            images.append(_load(f, size))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            bad.append((f, exc))
+    if bad:
+        shown = "; ".join(f"{p.name}: {type(e).__name__}" for p, e in bad[:3])
+        msg = f"skipped {len(bad)} of {len(files)} unreadable image(s) in {root} ({shown}{'; ...' if len(bad) > 3 else ''})"
+        if not images:
+            raise ValueError(f"none of the {len(files)} images in {root} could be read: {msg}")
+        warnings.warn(msg, stacklevel=2)
+    return ImageSet(name, np.stack(images))

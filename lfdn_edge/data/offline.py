@@ -1,0 +1,133 @@
+"""The offline ``fmnist-ood`` benchmark, built only from Debian packages (no internet dataset hubs).
+
+ID: Fashion-MNIST classes 0-5. OOD sets, in this order: ``near`` (Fashion-MNIST test classes 6-9), then
+the far-OOD sets ``digits``, ``letters``, ``textures``, ``icons``, ``emoji`` and ``flags`` (one module
+each in this package says what it holds). All images go through :func:`to_rgb_square`.
+
+The far-OOD sets are built in full once per image size and cached as
+``cache_dir()/fmnist-ood/<set>-<size>px-v<CACHE_VERSION>.npz``; subsampling happens after loading.
+Fashion-MNIST itself is parsed from its IDX files (well under a second) and only the selected images are
+resized, so it is not cached. Subsampling is seeded and independent per set (see ``subsample``).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from . import digits, emoji, flags, icons, letters, textures
+from .cache import cache_dir, load_image_set, save_image_set
+from .debian import fetch_debian_packages
+from .fashion_mnist import PACKAGE as FMNIST_PACKAGE
+from .fashion_mnist import fashion_mnist
+from .preprocess import to_rgb_square
+from .sets import Benchmark, ImageSet
+from .subsample import choose, split_indices
+
+BENCHMARK = "fmnist-ood"
+CACHE_VERSION = 1  # bump whenever a builder or to_rgb_square changes what it produces
+ID_CLASSES = (0, 1, 2, 3, 4, 5)
+NEAR_CLASSES = (6, 7, 8, 9)
+_PACKAGED = {"digits": digits, "letters": letters, "textures": textures, "icons": icons,
+             "emoji": emoji, "flags": flags}
+OOD_SETS: tuple[str, ...] = ("near",) + tuple(_PACKAGED)
+FAR_OOD: tuple[str, ...] = tuple(_PACKAGED)
+
+
+def _check_name(name: str) -> None:
+    if name not in OOD_SETS:
+        raise ValueError(f"unknown {BENCHMARK} set {name!r}; choose from {', '.join(OOD_SETS)}")
+
+
+def set_cache_path(name: str, size: int) -> Path:
+    """Where the full built set ``name`` at ``size`` px is cached."""
+    return cache_dir() / BENCHMARK / f"{name}-{size}px-v{CACHE_VERSION}.npz"
+
+
+def _resize_all(images: np.ndarray, size: int, desc: str) -> np.ndarray:
+    out = np.empty((len(images), size, size, 3), np.uint8)
+    it = tqdm(images, desc=desc, unit="img", leave=False) if len(images) > 2000 else images
+    for i, img in enumerate(it):
+        out[i] = to_rgb_square(Image.fromarray(img, "L"), size)
+    return out
+
+
+def _fmnist_subset(split: str, classes: tuple[int, ...], n: int | None, seed: int, key: str,
+                   size: int, name: str) -> ImageSet:
+    images, labels = fashion_mnist(split)
+    pool = np.flatnonzero(np.isin(labels, classes))
+    idx = pool[choose(len(pool), n, seed, key)]
+    return ImageSet(name, _resize_all(images[idx], size, name), labels[idx].astype(np.int64))
+
+
+def full_set(name: str, size: int) -> ImageSet:
+    """Set ``name`` in full at ``size`` px: from the cache, else built (fetching packages) and cached."""
+    _check_name(name)
+    if name == "near":
+        return _fmnist_subset("test", NEAR_CLASSES, None, 0, "", size, "near")
+    path = set_cache_path(name, size)
+    if path.is_file():
+        try:
+            return load_image_set(path)
+        except Exception as exc:  # a damaged cache file is rebuilt, not fatal
+            warnings.warn(f"ignoring unreadable cache file {path} ({exc}); rebuilding it", stacklevel=2)
+    module = _PACKAGED[name]
+    debs = fetch_debian_packages(list(module.PACKAGES))
+    built = module.build(debs, size)
+    save_image_set(path, built)
+    return built
+
+
+def ood_set(name: str, size: int = 64, limit: int | None = None, seed: int = 0) -> ImageSet:
+    """Set ``name`` at ``size`` px, subsampled to at most ``limit`` images (stream ``fmnist-ood/<name>``)."""
+    _check_name(name)
+    key = f"{BENCHMARK}/{name}"
+    if name == "near":
+        return _fmnist_subset("test", NEAR_CLASSES, limit, seed, key, size, "near")
+    full = full_set(name, size)
+    return full.subset(choose(len(full), limit, seed, key))
+
+
+def _prefetch(names: list[str], size: int) -> None:
+    """Fetch every package the requested sets still need, in one go (one progress bar)."""
+    needed = [FMNIST_PACKAGE]
+    for name in names:
+        if name in _PACKAGED and not set_cache_path(name, size).is_file():
+            needed.extend(_PACKAGED[name].PACKAGES)
+    fetch_debian_packages(needed)
+
+
+def fmnist_ood(size: int = 64, n_train: int = 6000, n_cal: int = 1000, n_test: int = 2000,
+               n_ood: int = 1000, seed: int = 0, sets: list[str] | tuple[str, ...] | None = None
+               ) -> Benchmark:
+    """The ``fmnist-ood`` benchmark at ``size`` px.
+
+    ``train`` and ``cal`` are disjoint draws (one permutation, stream ``fmnist-ood/train-cal``) from the
+    36000 Fashion-MNIST train images of classes 0-5; ``test`` draws ``n_test`` of the 6000 test images
+    of classes 0-5 (stream ``fmnist-ood/test``). Each OOD set keeps at most ``n_ood`` images. ``sets``
+    selects OOD sets by name (default: all, always in the canonical order ``OOD_SETS``). Labels are the
+    Fashion-MNIST classes for train/cal/test/near, digit classes for ``digits``, letter indices for
+    ``letters`` and code points for ``emoji``.
+    """
+    selected = list(OOD_SETS) if sets is None else list(sets)
+    for name in selected:
+        _check_name(name)
+    selected = [n for n in OOD_SETS if n in selected]
+    _prefetch(selected, size)
+
+    images, labels = fashion_mnist("train")
+    pool = np.flatnonzero(np.isin(labels, ID_CLASSES))
+    tr, ca = split_indices(len(pool), [n_train, n_cal], seed, f"{BENCHMARK}/train-cal")
+    train = ImageSet("train", _resize_all(images[pool[tr]], size, "train"), labels[pool[tr]].astype(np.int64))
+    cal = ImageSet("cal", _resize_all(images[pool[ca]], size, "cal"), labels[pool[ca]].astype(np.int64))
+    test_pool = np.flatnonzero(np.isin(fashion_mnist("test")[1], ID_CLASSES))
+    if n_test > len(test_pool):
+        raise ValueError(f"n_test={n_test} but the Fashion-MNIST test split has only {len(test_pool)} "
+                         f"images of classes 0-5; lower n_test")
+    test = _fmnist_subset("test", ID_CLASSES, n_test, seed, f"{BENCHMARK}/test", size, "test")
+    ood = {name: ood_set(name, size, n_ood, seed) for name in selected}
+    return Benchmark(BENCHMARK, train, cal, test, ood, tuple(n for n in selected if n in FAR_OOD))

@@ -1,0 +1,102 @@
+"""Diffusion maths of DLSR: the beta schedule, forward noising and deterministic-index DDIM updates.
+
+Indices are 0-based: level t in {0..T-1} has alpha_bar[t] = prod_{s<=t} (1 - beta[s]). A clean vector z0 is
+noised to level t with alpha_bar[t] and every DDIM update from level t to level t' uses alpha_bar[t] and
+alpha_bar[t'] (the reference code's off-by-one, noising with alpha_bar[t] but updating with
+alpha_bar[t-1], is not reproduced).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Schedule parameters: betas = linspace(sqrt(beta_start), sqrt(beta_end), T) ** 2 (DESIGN.md 2.3)."""
+
+    T: int = 100
+    beta_start: float = 0.0015
+    beta_end: float = 0.0195
+
+    def __post_init__(self):
+        if self.T < 2:
+            raise ValueError(f"diffusion T must be >= 2, got {self.T}")
+        if not 0.0 < self.beta_start <= self.beta_end < 1.0:
+            raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {self.beta_start}, {self.beta_end}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Schedule:
+    """betas and alpha_bar in float64 (numpy), with float32 torch views for training."""
+
+    def __init__(self, config: DiffusionConfig = DiffusionConfig()):
+        self.config = config
+        self.betas = np.linspace(np.sqrt(config.beta_start), np.sqrt(config.beta_end), config.T, dtype=np.float64) ** 2
+        self.alpha_bar = np.cumprod(1.0 - self.betas)
+        self.T = config.T
+
+    def check_level(self, t: int) -> int:
+        t = int(t)
+        if not 0 <= t < self.T:
+            raise ValueError(f"noise level t must be in [0, {self.T - 1}], got {t}")
+        return t
+
+    def torch_alpha_bar(self, device=None) -> torch.Tensor:
+        return torch.as_tensor(self.alpha_bar, dtype=torch.float32, device=device)
+
+
+def q_sample(z0: torch.Tensor, alpha_bar_t: torch.Tensor | float, eps: torch.Tensor) -> torch.Tensor:
+    """Forward noising z_t = sqrt(ab_t) z0 + sqrt(1 - ab_t) eps (ab_t a scalar or a (N, 1) tensor)."""
+    ab = torch.as_tensor(alpha_bar_t, dtype=z0.dtype, device=z0.device)
+    return ab.sqrt() * z0 + (1.0 - ab).sqrt() * eps
+
+
+def ddim_levels(t: int, steps: int) -> list[int]:
+    """The k model-evaluation levels, from t down to 0: round(linspace(t, 0, k)), strictly decreasing.
+
+    Example: t=3, k=3: linspace(3, 0, 3) = [3, 1.5, 0] -> [3, 2, 0] (Python's round is half-to-even).
+    k=1 gives [t]: one evaluation whose x0 prediction is the reconstruction.
+    """
+    if steps < 1:
+        raise ValueError(f"DDIM steps must be >= 1, got {steps}")
+    if t < 0:
+        raise ValueError(f"t must be >= 0, got {t}")
+    if steps > t + 1:
+        raise ValueError(f"DDIM steps ({steps}) cannot exceed t + 1 ({t + 1}): the levels would repeat")
+    if steps == 1:
+        return [int(t)]
+    levels = [int(round(v)) for v in np.linspace(t, 0, steps)]
+    # Rounding can only repeat a level when steps > t + 1, which is rejected above.
+    assert all(a > b for a, b in zip(levels, levels[1:])), levels
+    return levels
+
+
+def ddim_coefficients(ab_cur: float, ab_next: float, eta: float) -> tuple[float, float, float]:
+    """Coefficients (c_x0, c_eps, sigma) of x_next = c_x0*x0_hat + c_eps*eps_hat + sigma*noise."""
+    sigma = eta * np.sqrt((1.0 - ab_next) / (1.0 - ab_cur)) * np.sqrt(1.0 - ab_cur / ab_next)
+    c_eps = np.sqrt(max(1.0 - ab_next - sigma**2, 0.0))
+    return float(np.sqrt(ab_next)), float(c_eps), float(sigma)
+
+
+def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, ab_cur: float, ab_next: float, eta: float,
+              noise: torch.Tensor | None) -> torch.Tensor:
+    """One DDIM update from level cur to level next given the model's x0 prediction.
+
+    eps_hat = (x - sqrt(ab_cur) x0_hat) / sqrt(1 - ab_cur);
+    x_next = sqrt(ab_next) x0_hat + sqrt(1 - ab_next - sigma^2) eps_hat + sigma * noise,
+    sigma = eta * sqrt((1 - ab_next) / (1 - ab_cur)) * sqrt(1 - ab_cur / ab_next).
+    """
+    c_x0, c_eps, sigma = ddim_coefficients(ab_cur, ab_next, eta)
+    eps_hat = (x - np.sqrt(ab_cur) * x0_hat) / np.sqrt(1.0 - ab_cur)
+    out = c_x0 * x0_hat + c_eps * eps_hat
+    if sigma > 0.0:
+        if noise is None:
+            raise ValueError("eta > 0 needs a noise tensor for the DDIM update")
+        out = out + sigma * noise
+    return out

@@ -1,0 +1,148 @@
+"""DLSR scoring: noise z0 to level t, run k DDIM steps with the LFDN's x0 predictions, compare z~0 with z0.
+
+Scores, higher = more out-of-distribution:
+    mse   = mean_c (z0 - z~0)^2
+    mfsim = -(1/M) sum_m cos(z0_m, z~0_m)          over ALL M stages
+    lr    = mse(final model) - mse(early model)     (a likelihood-ratio style correction, see ``lr`` below)
+All noise comes from :mod:`lfdn_edge.noise` keyed by (seed, stream, image key 0, feature index): the same
+vector for every image, so a score does not depend on the batch an image is in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .diffusion import Schedule, ddim_levels, ddim_step, q_sample
+from .features import FeatureLayout
+from .model import LFDN
+from .noise import gaussian_noise
+
+SCORE_NAMES = ("mfsim", "mse", "lr")
+COS_EPS = 1e-8
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Reconstruction settings: noise level t, k DDIM steps, DDIM eta, noise seed (paper code: t=3, k=3, eta=1)."""
+
+    t: int = 3
+    steps: int = 3
+    eta: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        ddim_levels(int(self.t), int(self.steps))  # validates t and steps
+        if not 0.0 <= float(self.eta) <= 1.0:
+            raise ValueError(f"DDIM eta must be in [0, 1], got {self.eta}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def check_features(z: torch.Tensor, dim: int) -> None:
+    """Reject what would silently give garbage scores: wrong shape, empty batch, NaN/Inf."""
+    if z.dim() != 2 or z.shape[1] != dim:
+        raise ValueError(f"expected features of shape (N, {dim}), got {tuple(z.shape)}")
+    if z.shape[0] == 0:
+        raise ValueError("empty batch: need at least one feature vector")
+    if not z.is_floating_point():
+        raise TypeError(f"features must be floating point, got {z.dtype}")
+    if not torch.isfinite(z).all():
+        bad = (~torch.isfinite(z)).any(dim=1).nonzero().flatten().tolist()
+        raise ValueError(f"features contain NaN or Inf (rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
+
+
+def stage_cosines(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) -> torch.Tensor:
+    """(N, M) cosine similarity of each stage's vector with its reconstruction."""
+    cols = [F.cosine_similarity(a, b, dim=1, eps=COS_EPS) for a, b in zip(layout.split(z0), layout.split(z_rec))]
+    return torch.stack(cols, dim=1)
+
+
+class NoisePlan:
+    """The fixed noise vectors of one ScoreConfig: eps (stream 0) and one per stochastic DDIM update."""
+
+    def __init__(self, config: ScoreConfig, dim: int):
+        levels = ddim_levels(config.t, config.steps)
+        self.levels = levels
+        self.eps = torch.from_numpy(gaussian_noise(config.seed, 0, dim))
+        self.step_noise = [torch.from_numpy(gaussian_noise(config.seed, s + 1, dim)) for s in range(len(levels) - 1)]
+
+
+class Reconstructor:
+    """Reconstruct z0 with one LFDN (the EMA weights in practice) under a ScoreConfig."""
+
+    def __init__(self, model: LFDN, schedule: Schedule, config: ScoreConfig):
+        self.model = model.eval()
+        self.schedule = schedule
+        self.config = config
+        schedule.check_level(config.t)
+        self.dim = model.config.in_dim
+        self.noise = NoisePlan(config, self.dim)
+
+    @torch.no_grad()
+    def reconstruct(self, z0: torch.Tensor) -> torch.Tensor:
+        check_features(z0, self.dim)
+        z0 = z0.to(torch.float32)
+        device = z0.device
+        ab = self.schedule.alpha_bar
+        levels = self.noise.levels
+        x = q_sample(z0, float(ab[levels[0]]), self.noise.eps.to(device)[None, :])
+        x0_hat = x
+        for i, level in enumerate(levels):
+            x0_hat = self.model(x, torch.full((1,), level, device=device))
+            if i + 1 < len(levels):
+                x = ddim_step(x, x0_hat, float(ab[level]), float(ab[levels[i + 1]]), self.config.eta,
+                              self.noise.step_noise[i].to(device)[None, :])
+        return x0_hat
+
+
+def score_terms(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) -> dict[str, torch.Tensor]:
+    """Per-item MSE, MFsim and the per-stage cosines they come from."""
+    cos = stage_cosines(z0, z_rec, layout)
+    return {"mse": ((z0 - z_rec) ** 2).mean(dim=1), "mfsim": -cos.mean(dim=1), "stage_cos": cos}
+
+
+class DLSRScorer:
+    """All DLSR scores for feature batches: final EMA model, plus the early snapshot for ``lr`` if given."""
+
+    def __init__(self, model: LFDN, layout: FeatureLayout, schedule: Schedule, config: ScoreConfig,
+                 early_model: LFDN | None = None):
+        if model.config.in_dim != layout.dim:
+            raise ValueError(f"model input size {model.config.in_dim} != feature layout size {layout.dim}")
+        self.layout = layout
+        self.final = Reconstructor(model, schedule, config)
+        self.early = Reconstructor(early_model, schedule, config) if early_model is not None else None
+
+    @property
+    def available(self) -> tuple[str, ...]:
+        return SCORE_NAMES if self.early is not None else ("mfsim", "mse")
+
+    @torch.no_grad()
+    def scores(self, z0: torch.Tensor | np.ndarray, batch_size: int = 1024) -> dict[str, np.ndarray]:
+        """Dict of float64 numpy arrays (N,): mfsim, mse, lr (if an early model exists), stage_cos (N, M)."""
+        z = torch.as_tensor(np.asarray(z0) if isinstance(z0, np.ndarray) else z0)
+        check_features(z, self.layout.dim)
+        parts: dict[str, list[np.ndarray]] = {}
+        for start in range(0, z.shape[0], batch_size):
+            zb = z[start:start + batch_size].to(torch.float32)
+            terms = score_terms(zb, self.final.reconstruct(zb), self.layout)
+            if self.early is not None:
+                early_mse = ((zb - self.early.reconstruct(zb)) ** 2).mean(dim=1)
+                terms["lr"] = lr_score(terms["mse"], early_mse)
+            for k, v in terms.items():
+                parts.setdefault(k, []).append(v.double().cpu().numpy())
+        return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def lr_score(final_mse: torch.Tensor, early_mse: torch.Tensor) -> torch.Tensor:
+    """LR = MSE(final) - MSE(early), i.e. minus (MSE(early) - MSE(final)).
+
+    Training improves reconstructions of in-distribution features far more than of anything else, so
+    MSE(early) - MSE(final) is large for ID data; the negation makes higher = more OOD. The sign was checked
+    on fmnist-ood (README, results table: LR AUROC well above 50 on every far-OOD set).
+    """
+    return final_mse - early_mse

@@ -1,0 +1,76 @@
+"""The two jobs users run, as library calls: train on a data source, evaluate a checkpoint on a benchmark.
+
+Both go through the feature cache, so the backbone runs once per image set (per backbone and input size).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .checkpoint import Checkpoint
+from .diffusion import DiffusionConfig
+from .evaluate import Evaluation, evaluate_features
+from .feature_cache import cached_features
+from .features import FeatureConfig, MultiLayerFeatures
+from .model import LFDNConfig
+from .score import ScoreConfig
+from .train import TrainConfig, train_lfdn
+
+DATA_DEFAULTS = {"n_train": 6000, "n_cal": 1000, "n_test": 2000, "n_ood": 1000, "seed": 0}
+
+
+def _load_benchmark(data: str, ood, size: int, n_train: int, n_cal: int, n_test: int, n_ood: int, seed: int):
+    from .data import load_benchmark
+
+    return load_benchmark(data, list(ood or ()), size=size, n_train=n_train, n_cal=n_cal, n_test=n_test,
+                          n_ood=n_ood, seed=seed)
+
+
+def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureConfig = FeatureConfig(),
+                    model_width: int = 512, model_depth: int = 6, emb_dim: int = 512,
+                    train_config: TrainConfig = TrainConfig(), score_config: ScoreConfig = ScoreConfig(),
+                    diffusion_config: DiffusionConfig = DiffusionConfig(), n_train: int = DATA_DEFAULTS["n_train"],
+                    n_cal: int = DATA_DEFAULTS["n_cal"], data_seed: int = DATA_DEFAULTS["seed"], tpr: float = 0.95,
+                    cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True) -> Checkpoint:
+    """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``."""
+    bench = _load_benchmark(data, (), feature_config.input_size, n_train, n_cal, 1, 1, data_seed)
+    extractor = MultiLayerFeatures(feature_config)
+    train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)
+    cal_feats = cached_features(extractor, bench.cal.images, cache_root, desc="features: calibration", progress=progress)
+    model_config = LFDNConfig(in_dim=extractor.layout.dim, width=model_width, depth=model_depth, emb_dim=emb_dim)
+    data_info = {"spec": data, "n_train": int(len(train_feats)), "n_cal": int(len(cal_feats)), "seed": int(data_seed),
+                 "requested_n_train": int(n_train), "requested_n_cal": int(n_cal)}
+    return train_lfdn(train_feats, extractor.layout, feature_config, Path(out), model_config, train_config,
+                      diffusion_config, score_config, cal_features=cal_feats, tpr=tpr, resume=resume,
+                      progress=progress, data_info=data_info)
+
+
+def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int = DATA_DEFAULTS["n_test"],
+                     n_ood: int = DATA_DEFAULTS["n_ood"], knn_k: int = 10, cache_root: str | os.PathLike | None = None,
+                     progress: bool = True) -> Evaluation:
+    """Evaluate on ``data`` (default: the checkpoint's training source), baselines fitted on its train split."""
+    info = ckpt.data.get("data") or {}
+    spec = data or info.get("spec")
+    if not spec:
+        raise ValueError("the checkpoint does not say which data it was trained on; pass --data")
+    if spec != info.get("spec"):
+        # Baselines are fitted on the training split of the evaluated source; warn that it is not the LFDN's own.
+        print(f"note: evaluating on {spec!r}, the checkpoint was trained on {info.get('spec')!r}")
+    size = ckpt.feature_config.input_size
+    bench = _load_benchmark(spec, ood, size, int(info.get("requested_n_train", DATA_DEFAULTS["n_train"])),
+                            int(info.get("requested_n_cal", DATA_DEFAULTS["n_cal"])), n_test, n_ood,
+                            int(info.get("seed", DATA_DEFAULTS["seed"])))
+    extractor = MultiLayerFeatures(ckpt.feature_config)
+
+    def feats(image_set, label):
+        return cached_features(extractor, image_set.images, cache_root, desc=f"features: {label}", progress=progress)
+
+    train_feats = feats(bench.train, "train")
+    id_feats = feats(bench.test, "ID test")
+    ood_feats = {name: feats(s, name) for name, s in bench.ood.items()}
+    ev = evaluate_features(ckpt, train_feats, id_feats, ood_feats, far_ood=tuple(bench.far_ood), knn_k=knn_k)
+    ev.report["config"] = {"data": spec, "feature": ckpt.data["feature"], "model": ckpt.data["model"],
+                           "score": ckpt.data["score"], "train": ckpt.data.get("train"), "knn_k": knn_k,
+                           "data_info": info}
+    return ev

@@ -1,0 +1,179 @@
+"""The maths of DLSR against hand computations: schedule, noising, DDIM, standardisation, MFsim, noise."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lfdn_edge.diffusion import DiffusionConfig, Schedule, ddim_levels, ddim_step, q_sample
+from lfdn_edge.features import FeatureLayout, standardise
+from lfdn_edge.model import LFDN, LFDNConfig, sinusoidal_embedding
+from lfdn_edge.noise import gaussian_noise, philox4x32_10
+from lfdn_edge.score import DLSRScorer, ScoreConfig, score_terms
+
+
+def test_schedule_matches_design():
+    s = Schedule()
+    assert s.T == 100
+    assert s.betas[0] == pytest.approx(0.0015, rel=1e-12)
+    assert s.betas[-1] == pytest.approx(0.0195, rel=1e-12)
+    # betas are squares of a linear ramp of square roots
+    r = np.sqrt(s.betas)
+    assert np.allclose(np.diff(r), (math.sqrt(0.0195) - math.sqrt(0.0015)) / 99, rtol=1e-10)
+    assert s.alpha_bar[0] == pytest.approx(1 - 0.0015)
+    assert s.alpha_bar[3] == pytest.approx(np.prod(1 - s.betas[:4]))
+    assert np.all(np.diff(s.alpha_bar) < 0)
+
+
+def test_schedule_rejects_bad_config():
+    with pytest.raises(ValueError, match="T must be"):
+        DiffusionConfig(T=1)
+    with pytest.raises(ValueError, match="beta"):
+        DiffusionConfig(beta_start=0.1, beta_end=0.01)
+    with pytest.raises(ValueError, match="noise level"):
+        Schedule().check_level(100)
+
+
+def test_q_sample_and_one_ddim_step_by_hand():
+    ab_t, ab_n = 0.9, 0.95
+    z0 = torch.tensor([[1.0, -2.0]])
+    eps = torch.tensor([[0.5, 0.25]])
+    zt = q_sample(z0, ab_t, eps)
+    assert torch.allclose(zt, math.sqrt(0.9) * z0 + math.sqrt(0.1) * eps)
+    x0_hat = torch.tensor([[0.8, -1.9]])
+    noise = torch.tensor([[0.3, -0.7]])
+    eta = 1.0
+    sigma = eta * math.sqrt((1 - ab_n) / (1 - ab_t)) * math.sqrt(1 - ab_t / ab_n)
+    eps_hat = (zt - math.sqrt(ab_t) * x0_hat) / math.sqrt(1 - ab_t)
+    expect = math.sqrt(ab_n) * x0_hat + math.sqrt(1 - ab_n - sigma**2) * eps_hat + sigma * noise
+    got = ddim_step(zt, x0_hat, ab_t, ab_n, eta, noise)
+    assert torch.allclose(got, expect, atol=1e-6)
+    # eta = 0: deterministic DDIM, no noise needed; a perfect x0 prediction maps z_t to z_{t'} exactly
+    got0 = ddim_step(zt, z0, ab_t, ab_n, 0.0, None)
+    assert torch.allclose(got0, q_sample(z0, ab_n, eps), atol=1e-6)
+    with pytest.raises(ValueError, match="noise"):
+        ddim_step(zt, x0_hat, ab_t, ab_n, 1.0, None)
+
+
+def test_ddim_levels():
+    assert ddim_levels(3, 3) == [3, 2, 0]
+    assert ddim_levels(3, 1) == [3]
+    assert ddim_levels(10, 4) == [10, 7, 3, 0]
+    assert ddim_levels(3, 4) == [3, 2, 1, 0]
+    with pytest.raises(ValueError, match="cannot exceed"):
+        ddim_levels(2, 4)
+    with pytest.raises(ValueError):
+        ScoreConfig(t=3, steps=0)
+
+
+def test_standardise_per_stage_by_hand():
+    f = torch.tensor([[1.0, 2.0, 3.0, 6.0]])
+    mean, var = 3.0, np.var([1, 2, 3, 6])
+    expect = (f - mean) / math.sqrt(var + 1e-5)
+    assert torch.allclose(standardise(f), expect, atol=1e-6)
+    s = standardise(torch.randn(5, 40) * 7 + 3)
+    assert torch.allclose(s.mean(1), torch.zeros(5), atol=1e-5)
+    assert torch.allclose(s.std(1, unbiased=False), torch.ones(5), atol=1e-4)
+
+
+def test_mfsim_and_mse_by_hand_over_all_stages():
+    layout = FeatureLayout((2, 3))
+    z0 = torch.tensor([[1.0, 0.0, 1.0, 2.0, 2.0]])
+    zr = torch.tensor([[0.0, 1.0, 1.0, 2.0, 2.0]])
+    terms = score_terms(z0, zr, layout)
+    # stage 1: orthogonal (cos 0); stage 2: identical (cos 1); MFsim = -(0 + 1)/2 over ALL stages
+    assert terms["mfsim"].item() == pytest.approx(-0.5)
+    assert terms["stage_cos"].tolist() == [[pytest.approx(0.0), pytest.approx(1.0)]]
+    assert terms["mse"].item() == pytest.approx(2.0 / 5.0)
+
+
+def test_philox_known_answers():
+    # Known-answer vectors of Philox-4x32-10 (Random123 kat_vectors)
+    assert philox4x32_10(np.zeros(4, np.uint32), (0, 0)).tolist() == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    assert philox4x32_10(np.full(4, 0xFFFFFFFF, np.uint32), (0xFFFFFFFF, 0xFFFFFFFF)).tolist() == [
+        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
+    ctr = np.array([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], np.uint32)
+    assert philox4x32_10(ctr, (0xA4093822, 0x299F31D0)).tolist() == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+
+
+def test_gaussian_noise_is_counter_based_and_normal():
+    a = gaussian_noise(7, 0, 50_000)
+    assert a.dtype == np.float32
+    assert abs(a.mean()) < 0.02 and abs(a.std() - 1) < 0.02
+    assert np.array_equal(gaussian_noise(7, 0, 100), a[:100])          # prefix property: index-keyed
+    assert not np.array_equal(gaussian_noise(7, 1, 100), a[:100])      # streams differ
+    assert not np.array_equal(gaussian_noise(8, 0, 100), a[:100])      # seeds differ
+    keyed = gaussian_noise(7, 0, 100, image_keys=[0, 5, 2**40])
+    assert np.array_equal(keyed[0], a[:100]) and not np.array_equal(keyed[1], keyed[2])
+    with pytest.raises(ValueError):
+        gaussian_noise(-1, 0, 3)
+
+
+def test_native_noise_matches_python_bit_for_bit():
+    _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
+    keys = np.array([0, 3, 2**33 + 1], dtype=np.uint64)
+    z0 = np.linspace(-1, 1, 3 * 257, dtype=np.float32).reshape(3, 257)
+    got = _C.noise_inject(z0, 2**35 + 9, 4, 0.5, 2.0, -1, keys)
+    eps = gaussian_noise(2**35 + 9, 4, 257, image_keys=keys)
+    assert np.array_equal(_C.noise_inject(None, 2**35 + 9, 4, 0.0, 1.0, 257, keys), eps)
+    assert np.allclose(got, np.float32(0.5) * z0 + np.float32(2.0) * eps, atol=1e-6)
+    with pytest.raises(ValueError, match="2-D"):
+        _C.noise_inject(np.zeros(3, np.float32), 0, 0)
+
+
+def test_lfdn_paper_size_parameter_count_and_zero_init():
+    m = LFDN(LFDNConfig(in_dim=720, width=1440, depth=16, emb_dim=720))
+    assert m.num_parameters() == 86_740_560  # the paper's 86.7 M
+    small = LFDN(LFDNConfig(in_dim=12, width=8, depth=2, emb_dim=4))
+    # zero-initialised second Linear: every block starts as the identity
+    x = torch.randn(3, 8)
+    emb = small.embed(torch.tensor([5]))
+    assert torch.equal(small.blocks[0](x, emb), x)
+    with pytest.raises(ValueError, match="expects features"):
+        small(torch.randn(3, 11), 2)
+
+
+def test_sinusoidal_embedding_by_hand():
+    e = sinusoidal_embedding(torch.tensor([2.0]), 4)
+    f = [1.0, 10000 ** (-1 / 2)]
+    assert torch.allclose(e, torch.tensor([[math.cos(2 * f[0]), math.cos(2 * f[1]), math.sin(2 * f[0]),
+                                            math.sin(2 * f[1])]]), atol=1e-6)
+
+
+def test_scores_do_not_depend_on_the_batch():
+    torch.manual_seed(0)
+    layout = FeatureLayout((5, 7, 4))
+    model = LFDN(LFDNConfig(in_dim=16, width=32, depth=2, emb_dim=16))
+    for p in model.parameters():  # give the zero-initialised layers weights too
+        torch.nn.init.normal_(p, std=0.2)
+    scorer = DLSRScorer(model, layout, Schedule(), ScoreConfig(t=5, steps=3, seed=11), early_model=model)
+    z = standardise(torch.randn(9, 16))
+    full = scorer.scores(z)
+    for i in (0, 4, 8):
+        one = scorer.scores(z[i:i + 1])
+        for k in ("mfsim", "mse", "lr"):
+            assert one[k][0] == pytest.approx(full[k][i], rel=1e-5, abs=1e-7)
+    shuffled = scorer.scores(z.flip(0))
+    assert np.allclose(shuffled["mfsim"][::-1], full["mfsim"], rtol=1e-5, atol=1e-7)
+    again = scorer.scores(z)
+    assert np.array_equal(again["mfsim"], full["mfsim"])  # deterministic
+    assert np.allclose(full["lr"], 0.0)                   # same model as early and final
+
+
+def test_scorer_rejects_bad_features():
+    layout = FeatureLayout((4, 4))
+    model = LFDN(LFDNConfig(in_dim=8, width=8, depth=1, emb_dim=8))
+    scorer = DLSRScorer(model, layout, Schedule(), ScoreConfig())
+    with pytest.raises(ValueError, match=r"shape \(N, 8\)"):
+        scorer.scores(torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="empty batch"):
+        scorer.scores(torch.zeros(0, 8))
+    bad = torch.zeros(4, 8)
+    bad[2, 3] = float("nan")
+    with pytest.raises(ValueError, match=r"NaN or Inf \(rows \[2\]"):
+        scorer.scores(bad)
+    with pytest.raises(TypeError, match="floating"):
+        scorer.scores(torch.zeros(2, 8, dtype=torch.int64))
+    with pytest.raises(ValueError, match="layout"):
+        DLSRScorer(model, FeatureLayout((4, 5)), Schedule(), ScoreConfig())
