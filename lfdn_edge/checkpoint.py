@@ -6,7 +6,7 @@ Contents (a dict of plain types and tensors, loadable with torch.load(weights_on
     layout {stage_dims}, model (LFDNConfig), diffusion (DiffusionConfig), score (ScoreConfig), train (TrainConfig),
     ema (EMA weights used for scoring), early_ema + early_epoch (snapshot for the LR score),
     calibration {tpr, n, thresholds {score: value}, id_mean, id_std} or None,
-    train_state {epoch, model, optimizer, ema_step, history} (for resuming).
+    train_state {epoch, ema_step, history, and until the last epoch model + optimizer for resuming).
 """
 
 from __future__ import annotations

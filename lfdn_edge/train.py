@@ -108,16 +108,20 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         if not same:
             raise ValueError(f"{out} exists from a different configuration or data; use another --out or "
                              "--no-resume to overwrite it")
-        ts = old.get("train_state")
-        if ts is None:
-            raise ValueError(f"{out} has no training state to resume from")
+        ts = old.get("train_state") or {}
+        if int(ts.get("epoch", 0)) >= train_config.epochs:  # finished: only (re)calibrate
+            ckpt = Checkpoint(old, out)
+            if cal_features is not None:
+                calibrate(ckpt, cal_features, tpr=tpr)
+                ckpt.save()
+            return ckpt
+        if "model" not in ts or "optimizer" not in ts:
+            raise ValueError(f"{out} has no training state to resume from; use --no-resume to start over")
         model.load_state_dict(ts["model"])
         ema.load_state_dict(old["ema"])
         opt.load_state_dict(ts["optimizer"])
         start_epoch, step, history = int(ts["epoch"]), int(ts["ema_step"]), list(ts["history"])
         early_state = old.get("early_ema")
-        if start_epoch >= train_config.epochs and old.get("calibration") is not None and cal_features is None:
-            return Checkpoint(old, out)
 
     n = z.shape[0]
     bar = tqdm(range(start_epoch, train_config.epochs), desc="train LFDN", unit="epoch", disable=not progress,
@@ -138,7 +142,7 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
             opt.step()
             step += 1
             ema_update(ema, model, min(train_config.ema_decay, (1.0 + step) / (10.0 + step)))
-            total += float(loss) * z0.shape[0]
+            total += float(loss.detach()) * z0.shape[0]
             count += z0.shape[0]
         if not np.isfinite(total):
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
@@ -146,10 +150,11 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         bar.set_postfix(loss=f"{history[-1]:.4f}")
         if epoch + 1 == train_config.snapshot_epoch:
             early_state = copy.deepcopy(ema.state_dict())
+        state = {"epoch": epoch + 1, "ema_step": step, "history": history}
+        if epoch + 1 < train_config.epochs:  # what resuming needs; dropped from the finished checkpoint
+            state.update(model=model.state_dict(), optimizer=opt.state_dict())
         save_checkpoint(dict(header, ema=ema.state_dict(), early_ema=early_state,
-                             early_epoch=train_config.snapshot_epoch, calibration=None,
-                             train_state={"epoch": epoch + 1, "model": model.state_dict(),
-                                          "optimizer": opt.state_dict(), "ema_step": step, "history": history}), out)
+                             early_epoch=train_config.snapshot_epoch, calibration=None, train_state=state), out)
     ckpt = Checkpoint(load_checkpoint_dict(out), out)
     if cal_features is not None:
         calibrate(ckpt, cal_features, tpr=tpr)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import warnings
 from typing import Sequence
 
+import numpy as np
+
 from .offline import BENCHMARK, OOD_SETS, fmnist_ood
 from .sets import Benchmark
-from .specs import load_image_source
-from .subsample import split_indices
+from .specs import load_image_source, open_source
+from .subsample import rng_for
 
 FALLBACK_FRACTIONS = (0.7, 0.1, 0.2)  # train / cal / test when a source is smaller than the counts
 
 
-def _split_counts(n_total: int, n_train: int, n_cal: int, n_test: int, name: str) -> list[int]:
+def split_counts(n_total: int, n_train: int, n_cal: int, n_test: int, name: str = "the source") -> list[int]:
+    """``[n_train, n_cal, n_test]``, or a 70/10/20 split of ``n_total`` (with a warning) if it is smaller."""
+    if min(n_train, n_cal, n_test) < 0:
+        raise ValueError(f"n_train, n_cal and n_test must be >= 0, got {n_train}, {n_cal}, {n_test}")
     if n_train + n_cal + n_test <= n_total:
         return [n_train, n_cal, n_test]
     n_cal_f = int(round(FALLBACK_FRACTIONS[1] * n_total))
@@ -22,6 +27,19 @@ def _split_counts(n_total: int, n_train: int, n_cal: int, n_test: int, name: str
     warnings.warn(f"{name} has {n_total} images, fewer than n_train + n_cal + n_test = "
                   f"{n_train + n_cal + n_test}; splitting it 70/10/20 instead: {counts}", stacklevel=3)
     return counts
+
+
+def split_positions(n_total: int, counts: list[int], seed: int, key: str) -> list[np.ndarray]:
+    """Disjoint sorted index sets for train / cal / test from one seeded permutation of the source.
+
+    train and cal are the first ``counts[0]`` and next ``counts[1]`` entries of the permutation; test is
+    taken from its END. So for a fixed ``n_train``/``n_cal``/seed the train images do not depend on
+    ``n_test``, and a test set never overlaps a train set drawn with a smaller ``n_test``.
+    """
+    n_train, n_cal, n_test = counts
+    perm = rng_for(seed, key).permutation(n_total)
+    parts = [perm[:n_train], perm[n_train:n_train + n_cal], perm[n_total - n_test:]]
+    return [np.sort(p).astype(np.int64) for p in parts]
 
 
 def _unique_name(name: str, spec: str, taken: dict) -> str:
@@ -37,12 +55,12 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
     """Build a :class:`Benchmark`.
 
     ``data == "fmnist-ood"``: the offline benchmark; ``ood`` is empty (all sets) or a subset of its set
-    names. Otherwise ``data`` is a source spec (see ``specs``) of ID images, of which at most
-    ``n_train + n_cal + n_test`` are loaded (a seeded subset) and split by one seeded
-    permutation (stream ``benchmark/<name>``) into ``n_train`` / ``n_cal`` / ``n_test`` images (70/10/20
-    with a warning if the source is smaller), and each ``ood`` spec becomes one OOD set of at most
-    ``n_ood`` images, keyed by its name (a folder's name; the spec if that name is taken). All OOD sets
-    of a custom benchmark count as far-OOD.
+    names. Otherwise ``data`` is a source spec (see ``specs``) of ID images, split by one seeded
+    permutation (stream ``benchmark/<source key>``, see :func:`split_positions`) into ``n_train`` /
+    ``n_cal`` / ``n_test`` images (70/10/20 with a warning if the source is smaller); only the selected
+    images are decoded. Each ``ood`` spec becomes one OOD set of at most ``n_ood`` images, keyed by its
+    name (a folder's name; the spec itself if that name is taken). All OOD sets of a custom benchmark
+    count as far-OOD.
     """
     if isinstance(ood, str):
         ood = [ood]
@@ -53,15 +71,15 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
                              f"(or give none for all)")
         return fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=list(ood) or None)
 
-    # Load no more than the splits need: a big source is subsampled (seeded) while it is read.
-    source = load_image_source(data, size, limit=n_train + n_cal + n_test, seed=seed)
-    counts = _split_counts(len(source), n_train, n_cal, n_test, source.name)
-    tr, ca, te = split_indices(len(source), counts, seed, f"benchmark/{source.name}")
+    source = open_source(data, size)
+    counts = split_counts(source.count, n_train, n_cal, n_test, source.name)
+    tr, ca, te = split_positions(source.count, counts, seed, f"benchmark/{source.key}")
+    train, cal, test = (source.load(idx) for idx in (tr, ca, te))
+    train.name, cal.name, test.name = "train", "cal", "test"
     ood_sets: dict = {}
     for spec in ood:
         loaded = load_image_source(spec, size, limit=n_ood, seed=seed)
         key = _unique_name(loaded.name, spec, ood_sets)
         loaded.name = key
         ood_sets[key] = loaded
-    return Benchmark(source.name, source.subset(tr, "train"), source.subset(ca, "cal"),
-                     source.subset(te, "test"), ood_sets, tuple(ood_sets))
+    return Benchmark(source.name, train, cal, test, ood_sets, tuple(ood_sets))

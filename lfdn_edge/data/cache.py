@@ -33,6 +33,9 @@ def save_image_set(path: Path, images: ImageSet) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:  # a file object, so numpy does not append ".npz" to the temp name
             np.savez_compressed(fh, **arrays)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # temp files are created 0600; give the usual permissions
     return path
 
 

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .sets import ImageSet
-from .subsample import choose
 
 # Layout under ROOT, per dataset: folder, {split: batch files}, label key.
 LAYOUTS = {
@@ -43,8 +41,7 @@ def read_batch(path: Path) -> dict:
     return batch
 
 
-def load_cifar(kind: str, root: str | Path, split: str = "test", limit: int | None = None,
-               seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_cifar(kind: str, root: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Native 32x32 images ``(N, 32, 32, 3)`` uint8 and labels of ``kind`` ("cifar10"/"cifar100")."""
     if kind not in LAYOUTS:
         raise ValueError(f"unknown CIFAR kind {kind!r}; use cifar10 or cifar100")
@@ -60,6 +57,4 @@ def load_cifar(kind: str, root: str | Path, split: str = "test", limit: int | No
                              f"{label_key!r}, got {data.shape}")
         datas.append(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    images, labels_ = np.concatenate(datas), np.concatenate(labels)
-    idx = choose(len(images), limit, seed, f"{kind}/{split}")
-    return images[idx], labels_[idx]
+    return np.concatenate(datas), np.concatenate(labels)

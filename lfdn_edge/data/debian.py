@@ -43,8 +43,8 @@ def _tail(proc: subprocess.CompletedProcess, lines: int = 6) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
 
 
-def _download(package: str, workdir: Path) -> Path:
-    """``apt-get download package`` into ``workdir``; returns the .deb path."""
+def _download(package: str, workdir: Path, target: Path) -> Path:
+    """``apt-get download package`` into ``workdir``; returns the .deb path (``target`` is for messages)."""
     cmd = ["apt-get", "download", package]
     proc = _run(cmd, cwd=workdir)
     if proc.returncode != 0:
@@ -61,8 +61,7 @@ def _download(package: str, workdir: Path) -> Path:
             raise RuntimeError(f"`apt-get download {package}` failed:\n{_tail(proc)}\n"
                                f"Run `sudo apt-get update` once, then retry (downloading itself needs no "
                                f"root). Or unpack it yourself: `apt-get download {package} && dpkg-deb -x "
-                               f"{package}_*.deb {package_dir(package)}` and create the empty file "
-                               f"{package_dir(package) / MARKER}.")
+                               f"{package}_*.deb {target}` and create the empty file {target / MARKER}.")
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if len(debs) != 1:
         raise RuntimeError(f"`apt-get download {package}` succeeded but left {len(debs)} files matching "
@@ -108,6 +107,7 @@ def fetch_debian_packages(packages: list[str], root: Path | None = None) -> Path
     debs.mkdir(parents=True, exist_ok=True)
     for package in tqdm(missing, desc="fetching Debian packages", unit="pkg"):
         with tempfile.TemporaryDirectory(prefix=".download-", dir=debs) as work:
-            deb = _download(package, Path(work))
-            _extract(deb, package_dir(package, root))
+            target = package_dir(package, root)
+            deb = _download(package, Path(work), target)
+            _extract(deb, target)
     return debs

@@ -33,22 +33,12 @@ def _load(path: Path, size: int) -> np.ndarray:
         return to_rgb_square(img, size)
 
 
-def image_folder(path: str | Path, size: int, limit: int | None = None, seed: int = 0,
-                 name: str | None = None) -> ImageSet:
-    """Every image under ``path`` (recursively) as an :class:`ImageSet` of ``size`` px.
+def load_files(files: list[Path], size: int, name: str, where: str | Path) -> ImageSet:
+    """Load ``files`` in order; unreadable ones are skipped with one warning that counts them.
 
-    Files are taken in sorted path order; with ``limit``, a seeded random subset of at most ``limit``
-    files (stream ``folder/<name>``) is loaded, kept in path order. Extensions: jpg, jpeg, png, bmp, webp,
-    tif, tiff, gif (first frame). EXIF rotation is applied. Unreadable files are skipped with one warning
-    that counts them; if none can be read, ``ValueError``. ``name`` defaults to the folder's name.
+    ``ValueError`` if there were files but none could be read; no files give an empty set. ``where`` only
+    names the folder in messages.
     """
-    root = Path(path).expanduser()
-    files = list_images(root)
-    name = name or root.resolve().name or str(root)
-    if not files:
-        raise ValueError(f"no images found in {root} (looked recursively for "
-                         f"{', '.join(sorted(e[1:] for e in EXTENSIONS))})")
-    files = [files[i] for i in choose(len(files), limit, seed, f"folder/{name}")]
     images, bad = [], []
     for f in tqdm(files, desc=f"loading {name}", unit="img", leave=False, disable=len(files) < 500):
         try:
@@ -57,8 +47,35 @@ def image_folder(path: str | Path, size: int, limit: int | None = None, seed: in
             bad.append((f, exc))
     if bad:
         shown = "; ".join(f"{p.name}: {type(e).__name__}" for p, e in bad[:3])
-        msg = f"skipped {len(bad)} of {len(files)} unreadable image(s) in {root} ({shown}{'; ...' if len(bad) > 3 else ''})"
+        msg = (f"skipped {len(bad)} of {len(files)} unreadable image(s) in {where} "
+               f"({shown}{'; ...' if len(bad) > 3 else ''})")
         if not images:
-            raise ValueError(f"none of the {len(files)} images in {root} could be read: {msg}")
-        warnings.warn(msg, stacklevel=2)
-    return ImageSet(name, np.stack(images))
+            raise ValueError(f"none of the {len(files)} images in {where} could be read: {msg}")
+        warnings.warn(msg, stacklevel=3)
+    stacked = np.stack(images) if images else np.zeros((0, size, size, 3), np.uint8)
+    return ImageSet(name, stacked)
+
+
+def folder_files(path: str | Path) -> tuple[str, list[Path]]:
+    """``(name, files)`` of an image folder: its name and sorted image files; errors if there are none."""
+    root = Path(path).expanduser()
+    files = list_images(root)
+    if not files:
+        raise ValueError(f"no images found in {root} (looked recursively for "
+                         f"{', '.join(sorted(e[1:] for e in EXTENSIONS))})")
+    return root.resolve().name or str(root), files
+
+
+def image_folder(path: str | Path, size: int, limit: int | None = None, seed: int = 0,
+                 name: str | None = None) -> ImageSet:
+    """Every image under ``path`` (recursively) as an :class:`ImageSet` of ``size`` px.
+
+    Files are taken in sorted path order; with ``limit``, a seeded random subset of at most ``limit``
+    files (stream ``folder/<folder name>``) is loaded, kept in path order. Extensions: jpg, jpeg, png, bmp, webp,
+    tif, tiff, gif (first frame). EXIF rotation is applied. Unreadable files are skipped with one warning
+    that counts them; if none can be read, ``ValueError``. ``name`` defaults to the folder's name.
+    Missing folder: ``FileNotFoundError``; no image files in it: ``ValueError``.
+    """
+    folder_name, files = folder_files(path)
+    files = [files[i] for i in choose(len(files), limit, seed, f"folder/{folder_name}")]
+    return load_files(files, size, name or folder_name, Path(path).expanduser())

