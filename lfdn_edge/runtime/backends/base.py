@@ -16,7 +16,9 @@ from ...engine.artifact import EngineArtifact
 
 @dataclass
 class ScoreOutputs:
-    mse: np.ndarray        # (N,) float32/float64
+    """Per-item outputs, numpy arrays or torch tensors (on the backend's device); the Scorer converts."""
+
+    mse: np.ndarray        # (N,)
     mfsim: np.ndarray      # (N,)
     stage_cos: np.ndarray  # (N, M)
 
@@ -37,8 +39,12 @@ class ScoringBackend(ABC):
         self.device = device
 
     @abstractmethod
-    def run(self, inputs: np.ndarray) -> ScoreOutputs:
-        """Score one validated batch: float32 features (N, C), or uint8 NHWC images if the engine has the backbone."""
+    def run(self, inputs) -> ScoreOutputs:
+        """Score one validated batch: float32 features (N, C), or uint8 NHWC images if the engine has the backbone.
+
+        ``inputs`` is a numpy array or a torch tensor (CPU, or CUDA for GPU backends); a backend may return
+        torch tensors on its device so that torch-in/torch-out needs no host copy.
+        """
 
     @classmethod
     def available(cls) -> tuple[bool, str]:
