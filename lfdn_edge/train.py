@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,13 +22,17 @@ from .model import LFDN, LFDNConfig
 from .score import ScoreConfig, check_features
 
 
+MIN_SNAPSHOT_STEPS = 100
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Optimiser and schedule. Paper: AdamW lr 1e-4, wd 1e-4, batch 128, 150 epochs, EMA 0.9999.
 
     The EMA decay is warmed up as min(ema_decay, (1 + step) / (10 + step)): with the short CPU runs used
     here (about 1-2 k steps) a fixed 0.9999 would leave the EMA at its random initialisation.
-    early_epoch: the epoch whose EMA weights are kept for the LR score (0: max(1, epochs // 10)).
+    early_epoch: the epoch whose EMA weights are kept for the LR score (0: automatic, see
+    ``snapshot_epoch``).
     """
 
     epochs: int = 30
@@ -46,9 +51,18 @@ class TrainConfig:
         if not 0 <= self.early_epoch <= self.epochs:
             raise ValueError(f"early_epoch must be in [0, epochs], got {self.early_epoch}")
 
-    @property
-    def snapshot_epoch(self) -> int:
-        return self.early_epoch or max(1, self.epochs // 10)
+    def snapshot_epoch(self, steps_per_epoch: int) -> int:
+        """The early-snapshot epoch: ``early_epoch`` if set, else the first epoch that is both at least
+        a tenth of the run and at least MIN_SNAPSHOT_STEPS optimiser steps in.
+
+        Why the step floor: an EMA that has seen only a few steps is still close to its random
+        initialisation, and LR's sign then flips. Measured on fmnist-ood (800 training images, 25 epochs of
+        7 steps): far-OOD LR AUROC 30.9 with the snapshot after 14 steps, 80.4 after 35, 82.4 after 70.
+        """
+        if self.early_epoch:
+            return self.early_epoch
+        by_steps = -(-MIN_SNAPSHOT_STEPS // max(1, steps_per_epoch))
+        return min(self.epochs, max(1, self.epochs // 10, by_steps))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,6 +138,10 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         early_state = old.get("early_ema")
 
     n = z.shape[0]
+    snapshot_epoch = train_config.snapshot_epoch(-(-n // train_config.batch_size))
+    if snapshot_epoch >= train_config.epochs:
+        warnings.warn(f"the early snapshot for the LR score is the final epoch ({snapshot_epoch}): LR will be 0 "
+                      "for every input; train for more epochs or set an earlier early_epoch", stacklevel=2)
     bar = tqdm(range(start_epoch, train_config.epochs), desc="train LFDN", unit="epoch", disable=not progress,
                initial=start_epoch, total=train_config.epochs)
     for epoch in bar:
@@ -148,13 +166,13 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
             raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
         history.append(total / count)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
-        if epoch + 1 == train_config.snapshot_epoch:
+        if epoch + 1 == snapshot_epoch:
             early_state = copy.deepcopy(ema.state_dict())
         state = {"epoch": epoch + 1, "ema_step": step, "history": history}
         if epoch + 1 < train_config.epochs:  # what resuming needs; dropped from the finished checkpoint
             state.update(model=model.state_dict(), optimizer=opt.state_dict())
         save_checkpoint(dict(header, ema=ema.state_dict(), early_ema=early_state,
-                             early_epoch=train_config.snapshot_epoch, calibration=None, train_state=state), out)
+                             early_epoch=snapshot_epoch, calibration=None, train_state=state), out)
     ckpt = Checkpoint(load_checkpoint_dict(out), out)
     if cal_features is not None:
         calibrate(ckpt, cal_features, tpr=tpr)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .checkpoint import Checkpoint
 from .diffusion import DiffusionConfig
+from .defaults import DEMO
 from .evaluate import Evaluation, evaluate_features
 from .feature_cache import cached_features
 from .features import FeatureConfig, MultiLayerFeatures
@@ -17,7 +18,8 @@ from .model import LFDNConfig
 from .score import ScoreConfig
 from .train import TrainConfig, train_lfdn
 
-DATA_DEFAULTS = {"n_train": 6000, "n_cal": 1000, "n_test": 2000, "n_ood": 1000, "seed": 0}
+DATA_DEFAULTS = {"n_train": DEMO["n_train"], "n_cal": DEMO["n_cal"], "n_test": DEMO["n_test"], "n_ood": DEMO["n_ood"],
+                 "seed": 0}
 
 
 def _load_benchmark(data: str, ood, size: int, n_train: int, n_cal: int, n_test: int, n_ood: int, seed: int):
@@ -27,29 +29,38 @@ def _load_benchmark(data: str, ood, size: int, n_train: int, n_cal: int, n_test:
                           n_ood=n_ood, seed=seed)
 
 
-def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureConfig = FeatureConfig(),
-                    model_width: int = 512, model_depth: int = 6, emb_dim: int = 512,
-                    train_config: TrainConfig = TrainConfig(), score_config: ScoreConfig = ScoreConfig(),
+def train_from_data(data: str, out: str | os.PathLike,
+                    feature_config: FeatureConfig = FeatureConfig(input_size=DEMO["input_size"]),
+                    model_width: int = DEMO["width"], model_depth: int = DEMO["depth"], emb_dim: int = DEMO["emb_dim"],
+                    train_config: TrainConfig = TrainConfig(epochs=DEMO["epochs"], lr=DEMO["lr"]), score_config: ScoreConfig = ScoreConfig(),
                     diffusion_config: DiffusionConfig = DiffusionConfig(), n_train: int = DATA_DEFAULTS["n_train"],
-                    n_cal: int = DATA_DEFAULTS["n_cal"], data_seed: int = DATA_DEFAULTS["seed"], tpr: float = 0.95,
+                    n_cal: int = DATA_DEFAULTS["n_cal"], n_test: int = DATA_DEFAULTS["n_test"],
+                    data_seed: int = DATA_DEFAULTS["seed"], tpr: float = 0.95,
                     cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True) -> Checkpoint:
-    """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``."""
-    bench = _load_benchmark(data, (), feature_config.input_size, n_train, n_cal, 1, 1, data_seed)
+    """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``.
+
+    ``n_test`` is only recorded here: for a user folder the train / cal / test split depends on all three
+    counts, and evaluation must split the same way so that test images never overlap training images.
+    """
+    bench = _load_benchmark(data, (), feature_config.input_size, n_train, n_cal, n_test, 1, data_seed)
     extractor = MultiLayerFeatures(feature_config)
     train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)
     cal_feats = cached_features(extractor, bench.cal.images, cache_root, desc="features: calibration", progress=progress)
     model_config = LFDNConfig(in_dim=extractor.layout.dim, width=model_width, depth=model_depth, emb_dim=emb_dim)
     data_info = {"spec": data, "n_train": int(len(train_feats)), "n_cal": int(len(cal_feats)), "seed": int(data_seed),
-                 "requested_n_train": int(n_train), "requested_n_cal": int(n_cal)}
+                 "requested_n_train": int(n_train), "requested_n_cal": int(n_cal), "requested_n_test": int(n_test)}
     return train_lfdn(train_feats, extractor.layout, feature_config, Path(out), model_config, train_config,
                       diffusion_config, score_config, cal_features=cal_feats, tpr=tpr, resume=resume,
                       progress=progress, data_info=data_info)
 
 
-def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int = DATA_DEFAULTS["n_test"],
+def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int | None = None,
                      n_ood: int = DATA_DEFAULTS["n_ood"], knn_k: int = 10, cache_root: str | os.PathLike | None = None,
                      progress: bool = True) -> Evaluation:
-    """Evaluate on ``data`` (default: the checkpoint's training source), baselines fitted on its train split."""
+    """Evaluate on ``data`` (default: the checkpoint's training source), baselines fitted on its train split.
+
+    ``n_test`` defaults to the count recorded at training time, so a user folder is split exactly as it was then.
+    """
     info = ckpt.data.get("data") or {}
     spec = data or info.get("spec")
     if not spec:
@@ -58,6 +69,8 @@ def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: 
         # Baselines are fitted on the training split of the evaluated source; warn that it is not the LFDN's own.
         print(f"note: evaluating on {spec!r}, the checkpoint was trained on {info.get('spec')!r}")
     size = ckpt.feature_config.input_size
+    if n_test is None:
+        n_test = int(info.get("requested_n_test", DATA_DEFAULTS["n_test"]))
     bench = _load_benchmark(spec, ood, size, int(info.get("requested_n_train", DATA_DEFAULTS["n_train"])),
                             int(info.get("requested_n_cal", DATA_DEFAULTS["n_cal"])), n_test, n_ood,
                             int(info.get("seed", DATA_DEFAULTS["seed"])))

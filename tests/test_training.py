@@ -26,7 +26,7 @@ def _train(real_features, path, epochs, **kw):
 @pytest.fixture(scope="module")
 def trained(real_features, tmp_path_factory):
     path = tmp_path_factory.mktemp("ckpt") / "ckpt.pt"
-    return _train(real_features, path, epochs=4)
+    return _train(real_features, path, epochs=20)
 
 
 def test_checkpoint_round_trip_gives_identical_scores(trained, real_features):
@@ -38,8 +38,10 @@ def test_checkpoint_round_trip_gives_identical_scores(trained, real_features):
     assert again.layout.stage_dims == (16, 24, 40, 112, 320)
     assert again.feature_config.backbone == "efficientnet-lite0"
     assert again.data["preprocessing"]["mean"] == [0.5, 0.5, 0.5]
-    assert again.data["early_epoch"] == 1 and again.data["early_ema"] is not None
-    assert len(again.data["train_state"]["history"]) == 4
+    # 800 images / batch 128 = 7 steps per epoch: the snapshot waits for 100 steps -> epoch 15
+    assert again.data["early_epoch"] == 15 and again.data["early_ema"] is not None
+    assert len(again.data["train_state"]["history"]) == 20
+    assert "optimizer" not in again.data["train_state"]  # a finished checkpoint drops the resume state
 
 
 def test_calibrated_threshold_accepts_95_percent_of_calibration_data(trained, real_features):
@@ -127,7 +129,7 @@ def test_dlsr_detects_far_ood_on_real_data(real_features, tmp_path):
     far = ev.report["far_ood_mean"]
     assert far["mfsim"]["auroc"] >= 90.0
     assert far["mse"]["auroc"] >= 90.0
-    assert far["lr"]["auroc"] > 60.0          # the sign of LR: higher = more OOD
+    assert far["lr"]["auroc"] > 70.0          # the sign of LR: higher = more OOD (snapshot after >= 100 steps)
     assert ev.report["ood"]["near"]["mfsim"]["auroc"] > 55.0
     # the calibrated threshold flags about 5% of unseen ID test images
     assert 1.0 <= ev.report["id_test"]["flagged_at_threshold_pct"]["mfsim"] <= 12.0

@@ -25,7 +25,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ood", action="append", default=[],
                    help="OOD source (repeatable): a folder, cifar10:ROOT, svhn:ROOT, ...; with fmnist-ood, "
                         "a subset of its set names")
-    p.add_argument("--n-test", type=int, default=DEMO["n_test"], help="ID test images (default: %(default)s)")
+    p.add_argument("--n-test", type=int, default=None,
+                   help="ID test images (default: the count recorded in the checkpoint, %d for fmnist-ood)" % DEMO["n_test"])
     p.add_argument("--n-ood", type=int, default=DEMO["n_ood"], help="images per OOD set, at most (default: %(default)s)")
     p.add_argument("--knn-k", type=int, default=10, help="k of the kNN baseline (default: %(default)s)")
     p.add_argument("--json", default=None, help="write the report here")

@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--input-size", type=int, default=DEMO["input_size"], help="square input size in pixels (default: %(default)s)")
     g.add_argument("--n-train", type=int, default=DEMO["n_train"], help="ID training images (default: %(default)s)")
     g.add_argument("--n-cal", type=int, default=DEMO["n_cal"], help="held-out ID images for the threshold (default: %(default)s)")
+    g.add_argument("--n-test", type=int, default=DEMO["n_test"],
+                   help="ID test images kept out of training for tools/evaluate.py (default: %(default)s)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the data subsampling (default: %(default)s)")
     g.add_argument("--cache-dir", default=None, help="feature/data cache (default: $LFDN_EDGE_CACHE or ~/.cache/lfdn-edge)")
     g = p.add_argument_group("model (paper: width 1440, depth 16, emb 720)")
@@ -70,7 +72,7 @@ def main(argv=None) -> int:
         score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed)
         t0 = time.time()
         ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
-                               score_cfg, n_train=args.n_train, n_cal=args.n_cal, data_seed=args.data_seed,
+                               score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test, data_seed=args.data_seed,
                                tpr=args.tpr, cache_root=args.cache_dir, resume=not args.no_resume,
                                progress=not args.quiet)
     except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
