@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-import lfdn_edge
+from _cli import add_common_options, run_cli
 from lfdn_edge.defaults import DEMO
 
 
@@ -32,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plots", default=None, help="folder for PNG plots (default: next to --json)")
     p.add_argument("--no-plots", action="store_true", help="do not draw plots")
-    p.add_argument("--cache-dir", default=None, help="feature/data cache (default: $LFDN_EDGE_CACHE or ~/.cache/lfdn-edge)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--version", action="version", version=f"lfdn-edge {lfdn_edge.__version__}")
+    add_common_options(p)
     return p
 
 
@@ -45,24 +43,23 @@ def main(argv=None) -> int:
     from lfdn_edge.evaluate import format_table
     from lfdn_edge.workflow import evaluate_on_data
 
-    try:
+    def body() -> int:
         ckpt = Checkpoint.load(args.ckpt)
         ev = evaluate_on_data(ckpt, args.data, args.ood, n_test=args.n_test, n_ood=args.n_ood, knn_k=args.knn_k,
                               cache_root=args.cache_dir, progress=not args.quiet)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(format_table(ev.report))
-    if args.json:
-        atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(ev.report, indent=2)))
-        print(f"wrote {args.json}")
-    if not args.no_plots and (args.plots or args.json):
-        from lfdn_edge.plots import save_plots
+        print(format_table(ev.report))
+        if args.json:
+            atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(ev.report, indent=2)))
+            print(f"wrote {args.json}")
+        if not args.no_plots and (args.plots or args.json):
+            from lfdn_edge.plots import save_plots
 
-        folder = Path(args.plots) if args.plots else Path(args.json).parent / "plots"
-        paths = save_plots(ev, folder)
-        print(f"wrote {len(paths)} plots to {folder}")
-    return 0
+            folder = Path(args.plots) if args.plots else Path(args.json).parent / "plots"
+            paths = save_plots(ev, folder)
+            print(f"wrote {len(paths)} plots to {folder}")
+        return 0
+
+    return run_cli(args, body)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-import lfdn_edge
+from _cli import add_common_options, run_cli
 from lfdn_edge.backbones import BACKBONES, DEFAULT_BACKBONE
 from lfdn_edge.defaults import DEMO
 
@@ -32,7 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--n-test", type=int, default=DEMO["n_test"],
                    help="ID test images kept out of training for tools/evaluate.py (default: %(default)s)")
     g.add_argument("--data-seed", type=int, default=0, help="seed of the data subsampling (default: %(default)s)")
-    g.add_argument("--cache-dir", default=None, help="feature/data cache (default: $LFDN_EDGE_CACHE or ~/.cache/lfdn-edge)")
     g = p.add_argument_group("model (paper: width 1440, depth 16, emb 720)")
     g.add_argument("--width", type=int, default=DEMO["width"], help="(default: %(default)s)")
     g.add_argument("--depth", type=int, default=DEMO["depth"], help="residual blocks (default: %(default)s)")
@@ -52,8 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eta", type=float, default=1.0, help="DDIM eta (default: %(default)s)")
     g.add_argument("--noise-seed", type=int, default=0, help="seed of the counter-based noise (default: %(default)s)")
     g.add_argument("--tpr", type=float, default=0.95, help="ID acceptance rate of the threshold (default: %(default)s)")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.add_argument("--version", action="version", version=f"lfdn-edge {lfdn_edge.__version__}")
+    add_common_options(p)
     return p
 
 
@@ -64,7 +62,7 @@ def main(argv=None) -> int:
     from lfdn_edge.train import TrainConfig
     from lfdn_edge.workflow import train_from_data
 
-    try:
+    def body() -> int:
         feature = FeatureConfig(args.backbone, args.input_size, args.backbone_weights)
         train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 weight_decay=args.weight_decay, ema_decay=args.ema_decay,
@@ -72,18 +70,21 @@ def main(argv=None) -> int:
         score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed)
         t0 = time.time()
         ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
-                               score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test, data_seed=args.data_seed,
-                               tpr=args.tpr, cache_root=args.cache_dir, resume=not args.no_resume,
-                               progress=not args.quiet)
-    except (ValueError, FileNotFoundError, ImportError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+                               score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
+                               data_seed=args.data_seed, tpr=args.tpr, cache_root=args.cache_dir,
+                               resume=not args.no_resume, progress=not args.quiet)
+        report(ckpt, time.time() - t0)
+        return 0
+
+    return run_cli(args, body)
+
+
+def report(ckpt, seconds: float) -> None:
     cal = ckpt.calibration or {}
     hist = ckpt.data["train_state"]["history"]
-    print(f"wrote {args.out} in {time.time() - t0:.0f} s: final loss {hist[-1]:.4f}, thresholds at "
+    print(f"wrote {ckpt.path} in {seconds:.0f} s: final loss {hist[-1]:.4f}, thresholds at "
           f"{100 * cal.get('tpr', 0):.0f}% ID acceptance: " +
           ", ".join(f"{k}={v:.4g}" for k, v in cal.get("thresholds", {}).items()))
-    return 0
 
 
 if __name__ == "__main__":

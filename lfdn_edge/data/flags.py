@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-from tqdm import tqdm
 
-from .preprocess import to_rgb_square
+from .preprocess import load_image_files
 from .sets import ImageSet
 
 PACKAGES = ("iso-flags-png-320x240",)
@@ -21,8 +18,4 @@ def build(debs: Path, size: int) -> ImageSet:
     files = sorted(root.rglob("*.png"))
     if not files:
         raise FileNotFoundError(f"no flag PNGs under {root}; delete {debs / PACKAGES[0]} to re-fetch")
-    images = []
-    for path in tqdm(files, desc="flags", unit="img", leave=False):
-        with Image.open(path) as img:
-            images.append(to_rgb_square(img, size))
-    return ImageSet("flags", np.stack(images))
+    return ImageSet("flags", load_image_files(files, size, "flags"))

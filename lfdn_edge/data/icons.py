@@ -12,11 +12,9 @@ import hashlib
 import re
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
-from tqdm import tqdm
 
-from .preprocess import to_rgb_square
+from .preprocess import load_image_files
 from .sets import ImageSet
 
 PACKAGES = ("oxygen-icon-theme",)
@@ -62,8 +60,4 @@ def build(debs: Path, size: int) -> ImageSet:
     files = icon_files(root) if root.is_dir() else []
     if not files:
         raise FileNotFoundError(f"no icon PNGs under {root}; delete {debs / PACKAGES[0]} to re-fetch")
-    images = []
-    for path in tqdm(files, desc="icons", unit="img", leave=False):
-        with Image.open(path) as img:
-            images.append(to_rgb_square(img, size))
-    return ImageSet("icons", np.stack(images))
+    return ImageSet("icons", load_image_files(files, size, "icons"))

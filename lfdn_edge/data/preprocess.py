@@ -37,3 +37,14 @@ def to_rgb_square(img: Image.Image, size: int) -> np.ndarray:
     if rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
     return np.asarray(rgb, dtype=np.uint8)
+
+
+def load_image_files(paths, size: int, desc: str) -> np.ndarray:
+    """Open each file with PIL and stack :func:`to_rgb_square` of it: uint8 (N, size, size, 3)."""
+    from tqdm import tqdm
+
+    images = []
+    for path in tqdm(paths, desc=desc, unit="img", leave=False):
+        with Image.open(path) as img:
+            images.append(to_rgb_square(img, size))
+    return np.stack(images)
