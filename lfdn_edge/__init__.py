@@ -8,6 +8,8 @@ from .features import FeatureConfig, FeatureLayout, MultiLayerFeatures
 from .model import LFDN, LFDNConfig
 from .score import DLSRScorer, ScoreConfig
 from .train import TrainConfig, train_lfdn
+from .runtime.scorer import Scorer
 
 __all__ = ["__version__", "Checkpoint", "DiffusionConfig", "Schedule", "FeatureConfig", "FeatureLayout",
-           "MultiLayerFeatures", "LFDN", "LFDNConfig", "DLSRScorer", "ScoreConfig", "TrainConfig", "train_lfdn"]
+           "MultiLayerFeatures", "LFDN", "LFDNConfig", "DLSRScorer", "ScoreConfig", "TrainConfig", "train_lfdn",
+           "Scorer"]

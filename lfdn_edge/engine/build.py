@@ -1,0 +1,154 @@
+"""Build an engine artifact from a checkpoint: the backend dispatcher behind tools/build_engine.py.
+
+Backends (the payload of the artifact):
+    tensorrt  a TensorRT / TensorRT-RTX plan (lfdn_edge.engine.tensorrt_builder), run by the tensorrt backend
+    native    packed weights for the C++/CUDA core (lfdn_edge.engine.native_pack), run by the native backend
+    onnx      the ONNX model bytes (lfdn_edge.export), run by onnxruntime
+    torch     the checkpoint's scoring tensors, run by the PyTorch reference graph (Python API only)
+``auto`` picks tensorrt when a TensorRT module is importable and a GPU is present, else native when the
+native core is built, else onnx. Precision defaults to fp16 for tensorrt and fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..checkpoint import Checkpoint
+from ..export import DEFAULT_OPSET, as_checkpoint, input_spec, onnx_bytes
+from .artifact import EngineArtifact, write_engine
+from .header import ENGINE_SCORE_TYPES, check_batch_range, common_header
+
+BUILD_BACKENDS = ("tensorrt", "native", "onnx", "torch")
+CLI_BACKENDS = ("auto", "tensorrt", "native", "onnx")
+DEFAULT_BATCH = (1, 32, 64)
+DEFAULT_WORKSPACE_MB = 1024
+
+
+def native_usable() -> tuple[bool, str]:
+    """The native backend can be built and run: native_pack, the native backend and lfdn_edge._C exist."""
+    for mod in ("lfdn_edge.engine.native_pack", "lfdn_edge.runtime.backends.native_backend"):
+        try:
+            if importlib.util.find_spec(mod) is None:
+                return False, f"{mod} is not part of this installation"
+        except (ImportError, ValueError):
+            return False, f"{mod} is not part of this installation"
+    from ..native import native_available
+
+    if not native_available():
+        return False, "the native core lfdn_edge._C is not built (pip install -e . with a C++17 compiler and CMake)"
+    return True, ""
+
+
+def onnx_usable() -> tuple[bool, str]:
+    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
+    if missing:
+        return False, f"{' and '.join(missing)} not installed (pip install onnx onnxruntime)"
+    return True, ""
+
+
+def choose_backend(backend: str = "auto") -> tuple[str, str]:
+    """(backend, why): resolve ``auto`` to tensorrt, native or onnx, saying why the others were skipped."""
+    if backend != "auto":
+        if backend not in BUILD_BACKENDS:
+            raise ValueError(f"backend must be one of {('auto',) + BUILD_BACKENDS}, got {backend!r}")
+        return backend, "requested"
+    from .tensorrt_builder import tensorrt_usable
+
+    skipped = []
+    for name, probe in (("tensorrt", tensorrt_usable), ("native", native_usable), ("onnx", onnx_usable)):
+        ok, why = probe()
+        if ok:
+            return name, "auto" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
+        skipped.append(f"{name}: {why}")
+    raise RuntimeError("no backend can build an engine here: " + "; ".join(skipped))
+
+
+def default_output(ckpt_path: str | os.PathLike, backend: str, precision: str, include_backbone: bool) -> Path:
+    """``<ckpt dir>/<ckpt stem>.<backend>.<precision>.engine`` (``.image.engine`` with the backbone inside)."""
+    p = Path(ckpt_path)
+    return p.with_name(f"{p.stem}.{backend}.{precision}{'.image' if include_backbone else ''}.engine")
+
+
+def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision: str = "fp32",
+                   batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
+                   timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
+                   image_size: tuple[int, int] | None = None, score_type: str | None = None,
+                   opset: int = DEFAULT_OPSET, trt_flavor: str = "auto",
+                   compute_capabilities: list[str] | None = None,
+                   log: Callable[[str], None] = lambda s: None) -> EngineArtifact:
+    """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend)."""
+    if backend not in BUILD_BACKENDS:
+        raise ValueError(f"backend must be one of {BUILD_BACKENDS}, got {backend!r}")
+    ckpt = as_checkpoint(ckpt)
+    batch = check_batch_range(batch)
+    score_type = score_type or "mfsim"
+    if score_type not in ENGINE_SCORE_TYPES:
+        raise ValueError(f"score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
+    if image_size is not None and not include_backbone:
+        raise ValueError("an image size applies only to engines that include the backbone (--include-backbone)")
+    if backend != "tensorrt" and (timing_cache is not None):
+        log(f"note: --timing-cache applies to TensorRT builds only; ignored for {backend}")
+    header = common_header(ckpt, backend, precision, batch, include_backbone, score_type)
+    spec = input_spec(ckpt, include_backbone, image_size)
+    header["input"] = spec
+    header["outputs"] = ["score", "mse", "mfsim", "stage_cos"]
+    if include_backbone:
+        header["image_size"] = spec["shape"][1:3]
+
+    def onnx_for(prec: str) -> bytes:
+        return onnx_bytes(ckpt, include_backbone, prec, opset, score_type, image_size)
+
+    if backend == "onnx":
+        payload = onnx_for(precision)
+        header["onnx_opset"] = int(opset)
+    elif backend == "torch":
+        from ..runtime.backends.torch_backend import pack_checkpoint
+
+        payload = pack_checkpoint(ckpt)
+    elif backend == "native":
+        if image_size is not None:
+            raise ValueError("native engines take frames at the backbone's input size; --image-size is for onnx "
+                             "and tensorrt engines")
+        try:
+            native_pack = importlib.import_module("lfdn_edge.engine.native_pack")
+        except ModuleNotFoundError as exc:
+            if exc.name != "lfdn_edge.engine.native_pack":
+                raise
+            raise RuntimeError("the native backend is not available in this installation "
+                               "(lfdn_edge.engine.native_pack is missing); use --backend onnx or tensorrt") from exc
+        extras, payload = native_pack.build_native_artifact(ckpt, precision, batch, include_backbone)
+        header.update(extras)
+    else:
+        from .tensorrt_builder import build_tensorrt_plan
+
+        payload, extras = build_tensorrt_plan(onnx_for, spec["name"], tuple(spec["shape"][1:]), batch, precision,
+                                              trt_flavor, timing_cache, workspace_mb, compute_capabilities, log)
+        header.update(extras)
+        header["onnx_opset"] = int(opset)
+    return EngineArtifact(header, bytes(payload), None)
+
+
+def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision: str | None = None,
+                 batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
+                 timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
+                 out: str | os.PathLike | None = None, image_size: tuple[int, int] | None = None,
+                 score_type: str | None = None, opset: int = DEFAULT_OPSET, trt_flavor: str = "auto",
+                 compute_capabilities: list[str] | None = None,
+                 log: Callable[[str], None] = lambda s: None) -> Path:
+    """Build an engine artifact from ``ckpt_path`` and write it (atomically); returns its path.
+
+    ``precision`` None: fp16 for tensorrt, fp32 for the CPU-capable backends.
+    """
+    ckpt_path = Path(ckpt_path)
+    ckpt = Checkpoint.load(ckpt_path)
+    backend, why = choose_backend(backend)
+    log(f"backend: {backend} ({why})")
+    precision = precision or ("fp16" if backend == "tensorrt" else "fp32")
+    artifact = build_artifact(ckpt, backend, precision, batch, include_backbone, timing_cache, workspace_mb,
+                              image_size, score_type, opset, trt_flavor, compute_capabilities, log)
+    out = Path(out) if out is not None else default_output(ckpt_path, backend, precision, include_backbone)
+    return write_engine(out, artifact.header, artifact.payload)

@@ -1,0 +1,352 @@
+"""Build a TensorRT plan from the exported ONNX scoring graph.
+
+Flavors and precision:
+* TensorRT 10 (weakly typed networks, ``BuilderFlag.FP16`` exists): FP16 is built from the FP32 ONNX with
+  the FP16 flag; the GroupNorm statistics and everything outside the LFDN and the backbone (noising, DDIM
+  arithmetic, scores, preprocessing) are pinned to FP32 with precision constraints.
+* TensorRT 11 and TensorRT-RTX (strongly typed, no ``BuilderFlag.FP16``): the network is created strongly
+  typed and FP16 comes from the FP16 ONNX (:mod:`lfdn_edge.export`), whose types the builder obeys.
+The choice follows what the installed module offers (``hasattr(trt.BuilderFlag, "FP16")``), not its version.
+
+After the build the precision is checked: for strongly typed networks from the parsed network (every
+MatMul/Convolution of the LFDN and backbone is FP16 in an FP16 build, no FP16 tensor in an FP32 build; the
+builder must obey these types); with full TensorRT (a GPU is then present) also from the built engine's
+layer information (engine inspector, ProfilingVerbosity.DETAILED), which is the only check for weakly typed
+FP16 builds.
+
+Safety: full TensorRT builders are only constructed when a CUDA GPU is present (on a GPU-less machine they
+crash the process). TensorRT-RTX builds without a GPU (ahead-of-time compilation, portable to Ampere and
+later by default, or to the compute capabilities given): that is how CI tests this path. Only
+TensorRT-RTX builds without a GPU are tested in CI; full TensorRT 10/11 builds are written against the
+documented API and untested here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from typing import Callable
+
+from .._atomic import atomic_path
+from ..runtime.backends.tensorrt_backend import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
+
+RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
+                            "12.1": "SM121"}
+COMPUTE_SCOPES = ("/lfdn/", "/trunk")  # ONNX node-name scopes of the LFDN and the backbone
+
+
+class TensorRTBuildError(RuntimeError):
+    """TensorRT could not parse or build the network, or the engine does not run the requested precision."""
+
+
+def _installed(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def tensorrt_usable() -> tuple[bool, str]:
+    """Whether a TensorRT engine can be built and run here: a TensorRT module and a CUDA GPU."""
+    if not (_installed("tensorrt") or _installed("tensorrt_rtx")):
+        return False, "TensorRT is not installed (Python module tensorrt or tensorrt_rtx)"
+    if not gpu_present():
+        return False, "no CUDA GPU found"
+    return True, ""
+
+
+def choose_flavor(flavor: str = "auto") -> str:
+    """"tensorrt" (full TensorRT, needs a GPU) or "tensorrt-rtx"; "auto" prefers full TensorRT with a GPU."""
+    full, rtx, gpu = _installed("tensorrt"), _installed("tensorrt_rtx"), gpu_present()
+    no_gpu_msg = ("full TensorRT is installed but there is no CUDA GPU here; its builder is never constructed "
+                  "without one (that crashes the process). Build on the target device (on Jetson: JetPack's "
+                  "TensorRT), or install TensorRT-RTX (pip install tensorrt-rtx-cu13) for a GPU-less build")
+    if flavor == "auto":
+        if full and gpu:
+            return "tensorrt"
+        if rtx:
+            return "tensorrt-rtx"
+        if full:
+            raise RuntimeError(no_gpu_msg)
+        raise ImportError("TensorRT is not installed: on Jetson use JetPack's TensorRT; elsewhere NVIDIA's "
+                          "TensorRT packages, or pip install tensorrt-rtx-cu13 (RTX GPUs, builds without a GPU)")
+    if flavor not in FLAVORS:
+        raise ValueError(f"TensorRT flavor must be 'auto' or one of {list(FLAVORS)}, got {flavor!r}")
+    if flavor == "tensorrt":
+        if not full:
+            raise ImportError("the Python module tensorrt is not installed (JetPack on Jetson; NVIDIA's packages)")
+        if not gpu:
+            raise RuntimeError(no_gpu_msg)
+    elif not rtx:
+        raise ImportError("the Python module tensorrt_rtx is not installed: pip install tensorrt-rtx-cu13")
+    return flavor
+
+
+def is_strongly_typed_only(trt) -> bool:
+    """TensorRT 11 and TensorRT-RTX have no weak typing (no BuilderFlag.FP16): FP16 must come from the ONNX."""
+    return not hasattr(trt.BuilderFlag, "FP16")
+
+
+def _make_logger(trt):
+    class CaptureLogger(trt.ILogger):
+        def __init__(self):
+            trt.ILogger.__init__(self)
+            self.messages: list[tuple[str, str]] = []
+
+        def log(self, severity, msg):
+            self.messages.append((str(severity).rsplit(".", 1)[-1], str(msg)))
+
+    return CaptureLogger()
+
+
+def _errors(logger, limit: int = 8) -> str:
+    errs = [m for s, m in logger.messages if s in ("ERROR", "INTERNAL_ERROR")]
+    return "\n  ".join(errs[-limit:]) if errs else "(no error message from TensorRT)"
+
+
+def _in_scope(name: str) -> bool:
+    return any(s in name for s in COMPUTE_SCOPES)
+
+
+def network_precision(trt, network) -> dict:
+    """Count the compute layers (MatMul, Convolution) of the LFDN and backbone by output type, and FP16 tensors."""
+    compute = {"half": 0, "float": 0, "other": 0}
+    any_half = False
+    mm = {trt.LayerType.MATRIX_MULTIPLY, trt.LayerType.CONVOLUTION}
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        types = [layer.get_output(k).dtype for k in range(layer.num_outputs)]
+        any_half = any_half or any(t == trt.DataType.HALF for t in types)
+        if layer.type in mm and _in_scope(layer.name):
+            t = types[0]
+            compute["half" if t == trt.DataType.HALF else "float" if t == trt.DataType.FLOAT else "other"] += 1
+    return {"compute_layers": compute, "any_fp16_tensor": any_half}
+
+
+def check_network_precision(summary: dict, precision: str) -> None:
+    c = summary["compute_layers"]
+    if precision == "fp16":
+        if c["half"] == 0 or c["float"] > 0:
+            raise TensorRTBuildError(f"the network does not run FP16: {c['half']} FP16 and {c['float']} FP32 "
+                                     "MatMul/Convolution layers in the LFDN/backbone (expected all FP16)")
+    elif summary["any_fp16_tensor"]:
+        raise TensorRTBuildError("an FP32 build has FP16 tensors in its network")
+
+
+def _pin_fp32(trt, network) -> int:
+    """Weakly typed FP16 builds: keep normalisation and everything outside the LFDN/backbone compute in FP32."""
+    pinned = 0
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.type in (trt.LayerType.CONSTANT, trt.LayerType.SHAPE):
+            continue
+        if layer.type != trt.LayerType.NORMALIZATION and _in_scope(layer.name):
+            continue
+        if all(layer.get_output(k).dtype == trt.DataType.FLOAT for k in range(layer.num_outputs)):
+            layer.precision = trt.DataType.FLOAT
+            for k in range(layer.num_outputs):
+                layer.set_output_type(k, trt.DataType.FLOAT)
+            pinned += 1
+    return pinned
+
+
+def engine_layer_precision(info_json: str) -> dict:
+    """Summarise an engine inspector JSON (ProfilingVerbosity.DETAILED): how many layers touch FP16/FP32
+    tensors, and whether the layers are opaque (Myelin-fused "ForeignNode"s, whose inner types are hidden)."""
+    info = json.loads(info_json)
+    layers = info.get("Layers", []) if isinstance(info, dict) else []
+    half = flt = opaque = 0
+    for layer in layers:
+        if not isinstance(layer, dict):
+            continue
+        if "ForeignNode" in str(layer.get("Name", "")) or str(layer.get("LayerType", "")).lower() == "myelin":
+            opaque += 1
+        fmts = " ".join(str(t.get("Format/Datatype", "")) for key in ("Inputs", "Outputs")
+                        for t in layer.get(key, []) if isinstance(t, dict)).lower()
+        if "half" in fmts or "fp16" in fmts:
+            half += 1
+        elif "float" in fmts or "fp32" in fmts:
+            flt += 1
+    return {"layers": len(layers), "fp16_layers": half, "fp32_layers": flt, "opaque_layers": opaque}
+
+
+def check_engine_precision(summary: dict, precision: str) -> str:
+    """Decide from :func:`engine_layer_precision`: "verified", "unverified (...)", or raise."""
+    if precision == "fp16":
+        if summary["fp16_layers"] > 0:
+            return "verified"
+        if summary["opaque_layers"] and summary["opaque_layers"] + summary["fp32_layers"] >= summary["layers"]:
+            return "unverified (layers fused by Myelin hide their types)"
+        raise TensorRTBuildError(f"TensorRT built no FP16 layer ({summary}); the GPU may lack fast FP16. "
+                                 "Build with --fp32, or check the TensorRT log")
+    if summary["fp16_layers"] > 0:
+        raise TensorRTBuildError(f"an FP32 build has {summary['fp16_layers']} FP16 layers")
+    return "verified"
+
+
+def _inspect(trt, logger, plan: bytes, input_name: str, opt_shape) -> dict:
+    """Deserialise on the GPU (full TensorRT only; the caller ensured a GPU) and read the layer information."""
+    runtime = trt.Runtime(logger)
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise TensorRTBuildError(f"the built plan does not deserialise: {_errors(logger)}")
+    context = engine.create_execution_context()
+    context.set_input_shape(input_name, tuple(opt_shape))
+    inspector = engine.create_engine_inspector()
+    inspector.execution_context = context
+    return engine_layer_precision(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
+
+
+def _timing_cache(trt, config, path: Path | None, log) -> None:
+    if path is None:
+        return
+    data = path.read_bytes() if path.is_file() else b""
+    cache = None
+    try:
+        cache = config.create_timing_cache(data)
+        ok = cache is not None and config.set_timing_cache(cache, False)
+    except Exception as exc:  # noqa: BLE001 - a corrupted cache file: start a fresh one
+        log(f"timing cache {path} unreadable ({exc}); starting a new one")
+        ok = False
+    if not ok:
+        if data:
+            log(f"timing cache {path} does not match this TensorRT/GPU; starting a new one")
+        config.set_timing_cache(config.create_timing_cache(b""), False)
+    elif data:
+        log(f"timing cache: loaded {path} ({len(data)} bytes)")
+
+
+def _save_timing_cache(config, path: Path | None, log) -> None:
+    if path is None:
+        return
+    cache = config.get_timing_cache()
+    if cache is None:
+        return
+    data = bytes(cache.serialize())
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    log(f"timing cache: wrote {path} ({len(data)} bytes)")
+
+
+def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input_tail: tuple[int, ...],
+                        batch: tuple[int, int, int], precision: str, flavor: str = "auto",
+                        timing_cache: str | Path | None = None, workspace_mb: int | None = None,
+                        compute_capabilities: list[str] | None = None,
+                        log: Callable[[str], None] = lambda s: None) -> tuple[bytes, dict]:
+    """Parse the ONNX (``onnx_for(precision)`` gives its bytes), build a serialized plan, check its precision.
+
+    Returns (plan bytes, header entries: trt_flavor, tensorrt_version, cuda_version, compute_capability,
+    gpu_name, strongly_typed, onnx_precision, precision_check, workspace_mb, built_without_gpu).
+    """
+    if precision not in ("fp32", "fp16"):
+        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    flavor = choose_flavor(flavor)
+    gpu = cuda_device_info(0)
+    if gpu is None:
+        log(f"no GPU here: {flavor} compiles the engine ahead of time; it is not run or timed on this machine")
+    trt = __import__(FLAVORS[flavor])
+    strong = is_strongly_typed_only(trt)
+    onnx_precision = precision if strong else "fp32"
+    onnx_model = onnx_for(onnx_precision)
+
+    logger = _make_logger(trt)
+    builder = trt.Builder(logger)
+    flags = 0
+    if strong and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    if int(str(trt.__version__).split(".")[0]) < 10 and flavor == "tensorrt":  # TensorRT 8.x: explicit batch
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_model):
+        errs = "\n  ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise TensorRTBuildError(f"TensorRT ({flavor} {trt.__version__}) could not parse the ONNX graph:\n  {errs}")
+    if network.num_inputs != 1 or network.get_input(0).name != input_name:
+        raise TensorRTBuildError(f"expected one network input {input_name!r}, got "
+                                 f"{[network.get_input(i).name for i in range(network.num_inputs)]}")
+
+    config = builder.create_builder_config()
+    if workspace_mb is not None:
+        if int(workspace_mb) < 1:
+            raise ValueError(f"workspace must be >= 1 MB, got {workspace_mb}")
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    lo, opt, hi = (int(b) for b in batch)
+    profile = builder.create_optimization_profile()
+    tail = tuple(int(d) for d in input_tail)
+    profile.set_shape(input_name, (lo, *tail), (opt, *tail), (hi, *tail))
+    config.add_optimization_profile(profile)
+
+    pinned = 0
+    if precision == "fp16" and not strong:
+        config.set_flag(trt.BuilderFlag.FP16)
+        for flag in ("PREFER_PRECISION_CONSTRAINTS", "OBEY_PRECISION_CONSTRAINTS"):
+            if hasattr(trt.BuilderFlag, flag):
+                config.set_flag(getattr(trt.BuilderFlag, flag))
+                break
+        pinned = _pin_fp32(trt, network)
+
+    compute_capability: str | list[str] | None
+    if flavor == "tensorrt-rtx":
+        if compute_capabilities:
+            unknown = [c for c in compute_capabilities if c not in RTX_COMPUTE_CAPABILITIES]
+            if unknown:
+                raise ValueError(f"TensorRT-RTX compute capabilities must be among {list(RTX_COMPUTE_CAPABILITIES)}, "
+                                 f"got {unknown}")
+            config.num_compute_capabilities = len(compute_capabilities)
+            for k, cc in enumerate(compute_capabilities):
+                config.set_compute_capability(getattr(trt.ComputeCapability, RTX_COMPUTE_CAPABILITIES[cc]), k)
+            compute_capability = list(compute_capabilities)
+        elif gpu is not None:
+            config.num_compute_capabilities = 1
+            config.set_compute_capability(trt.ComputeCapability.CURRENT, 0)
+            compute_capability = [gpu.compute_capability]
+        else:
+            compute_capability = None  # TensorRT-RTX's portable default (Ampere and later)
+        if timing_cache is not None:
+            log("TensorRT-RTX: timing caches are no-ops (deprecated in TensorRT-RTX 1.2); --timing-cache ignored")
+            timing_cache = None
+    else:
+        if compute_capabilities:
+            raise ValueError("compute capabilities can only be chosen for TensorRT-RTX; full TensorRT builds for "
+                             "the GPU it runs on")
+        compute_capability = gpu.compute_capability
+    cache_path = Path(timing_cache) if timing_cache is not None else None
+    _timing_cache(trt, config, cache_path, log)
+
+    summary = network_precision(trt, network)
+    if strong:
+        check_network_precision(summary, precision)
+    plan = builder.build_serialized_network(network, config)
+    if plan is None:
+        raise TensorRTBuildError(f"TensorRT ({flavor} {trt.__version__}) failed to build the engine:\n  "
+                                 f"{_errors(logger)}")
+    plan = bytes(plan)
+    _save_timing_cache(config, cache_path, log)
+
+    check = {"method": "network types (strongly typed)" if strong else "engine inspector",
+             "network": summary, "result": "verified" if strong else "unverified"}
+    if flavor == "tensorrt":  # a GPU is present: read the built engine's layer precisions too
+        eng = _inspect(trt, logger, plan, input_name, (opt, *tail))
+        check["engine"] = eng
+        result = check_engine_precision(eng, precision)
+        if not strong:
+            check["result"] = result
+        if result != "verified":
+            log(f"precision check: {result}")
+    if pinned:
+        check["fp32_pinned_layers"] = pinned
+    extras = {
+        "trt_flavor": flavor,
+        "tensorrt_version": str(trt.__version__),
+        "cuda_version": cuda_runtime_version(trt),
+        "compute_capability": compute_capability,
+        "gpu_name": gpu.name if gpu else None,
+        "strongly_typed": strong,
+        "onnx_precision": onnx_precision,
+        "precision_check": check,
+        "workspace_mb": None if workspace_mb is None else int(workspace_mb),
+        "built_without_gpu": gpu is None,
+    }
+    return plan, extras

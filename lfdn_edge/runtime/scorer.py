@@ -1,0 +1,282 @@
+"""Scorer: load an engine artifact (or a checkpoint) and score batches with the matching backend.
+
+    scorer = lfdn_edge.Scorer("ckpt.onnx.fp32.engine")      # or Scorer("ckpt.pt") for the PyTorch graph
+    s = scorer.score(features)        # (N,) float32, higher = more out-of-distribution
+    flags = scorer.is_ood(features)   # s > threshold (the calibrated one, or scorer.threshold = ...)
+    terms = scorer.explain(features)  # score, mse, mfsim, stage_cos (N, M), threshold, is_ood
+
+Inputs: features (N, C) floating point (converted to float32), or, for engines that include the backbone,
+frames (N, H, W, 3) uint8 RGB at the engine's frame size. numpy (or lists) in -> numpy out; torch in -> torch
+out on the input's device. Rejected with ValueError/TypeError: wrong shape, empty batch, NaN/Inf, wrong dtype.
+
+Batch range [min, max] of the engine (TensorRT needs it; the others record it): with the default
+``batch_policy="split"`` a batch larger than max is scored in chunks of at most max items, and a batch
+smaller than min is padded by repeating its last item (the padding is dropped from the result). Both are
+exact: the noise is the same vector for every item, so an item's score does not depend on its batch.
+``batch_policy="strict"`` raises ValueError for a batch outside [min, max] instead.
+
+Which backend runs an artifact follows from its payload: TensorRT plan -> "tensorrt", native weights ->
+"native", ONNX -> "onnxruntime", checkpoint tensors -> "torch" (``backend="auto"``). Naming another backend
+is an error that says which one to use. A checkpoint path (or Checkpoint) runs the PyTorch reference graph.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import Checkpoint, CheckpointError
+from ..engine.artifact import MAGIC, EngineArtifact, EngineError, read_engine
+from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
+
+BATCH_POLICIES = ("split", "strict")
+CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from a checkpoint (chunk size 4096)
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save files are zip archives
+
+
+def load_artifact(source, *, include_backbone: bool = False, precision: str = "fp32",
+                  image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
+                  backend: str = "torch") -> EngineArtifact:
+    """An EngineArtifact from an artifact, an engine file, a Checkpoint or a checkpoint file.
+
+    A checkpoint becomes an in-memory artifact for ``backend`` ("torch" or "onnx"), built with the keyword
+    arguments; they are ignored for engine files.
+    """
+    if isinstance(source, EngineArtifact):
+        return source
+    if isinstance(source, Checkpoint):
+        return _checkpoint_artifact(source, include_backbone, precision, image_size, batch, backend)
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"expected an engine path, an EngineArtifact or a Checkpoint, got {type(source).__name__}")
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"engine file not found: {path}")
+    with open(path, "rb") as fh:
+        head = fh.read(len(MAGIC))
+    if head[:4] == _ZIP_MAGIC and head != MAGIC:
+        try:
+            ckpt = Checkpoint.load(path)
+        except CheckpointError as exc:
+            raise EngineError(f"{path} is neither an lfdn-edge engine nor an lfdn-edge checkpoint: {exc}") from exc
+        return _checkpoint_artifact(ckpt, include_backbone, precision, image_size, batch, backend)
+    return read_engine(path)
+
+
+def _checkpoint_artifact(ckpt, include_backbone, precision, image_size, batch, backend) -> EngineArtifact:
+    from ..engine.build import build_artifact
+
+    if backend not in ("torch", "onnx"):
+        raise ValueError(f"a checkpoint can be scored in memory with backend 'torch' or 'onnx', not {backend!r}; "
+                         "build an engine with tools/build_engine.py for the others")
+    art = build_artifact(ckpt, backend, precision, batch, include_backbone, image_size=image_size)
+    art.path = ckpt.path
+    return art
+
+
+def _check_header(h: dict, src: str) -> None:
+    try:
+        lo, hi = int(h["batch"]["min"]), int(h["batch"]["max"])
+        stage_dims = [int(d) for d in h["layout"]["stage_dims"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EngineError(f"{src}: malformed engine header ({exc}); rebuild the engine") from exc
+    if not 1 <= lo <= hi or not stage_dims:
+        raise EngineError(f"{src}: malformed engine header (batch {h['batch']}, layout {h['layout']})")
+    if h.get("backend") not in PAYLOAD_RUNTIME:
+        raise EngineError(f"{src}: unknown engine payload {h.get('backend')!r} (known: {list(PAYLOAD_RUNTIME)})")
+
+
+def _is_torch(x) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+class Scorer:
+    """Score feature vectors or frames with an engine artifact. See the module docstring."""
+
+    def __init__(self, engine_or_path, backend: str = "auto", device: str | None = None, *,
+                 threshold: float | None = None, score_type: str | None = None, batch_policy: str = "split"):
+        self.artifact = load_artifact(engine_or_path)
+        h = self.artifact.header
+        src = str(self.artifact.path or "engine")
+        _check_header(h, src)
+        if batch_policy not in BATCH_POLICIES:
+            raise ValueError(f"batch_policy must be one of {BATCH_POLICIES}, got {batch_policy!r}")
+        self.batch_policy = batch_policy
+        runtime = PAYLOAD_RUNTIME[h["backend"]]
+        name = runtime if backend == "auto" else canonical_name(backend)
+        if name != runtime:
+            raise ValueError(f"{src} holds a {h['backend']!r} payload, which only the {runtime!r} backend runs "
+                             f"(asked for {name!r}); use backend='auto', or build another engine with "
+                             "tools/build_engine.py --backend ...")
+        cls = load_backend(name)
+        ok, why = cls.available()
+        if not ok:
+            raise RuntimeError(f"the {name!r} backend cannot run here: {why}")
+        self.backend_name = name
+        self._backend = cls(self.artifact, device)
+        self.stage_dims = tuple(int(d) for d in h["layout"]["stage_dims"])
+        self.includes_backbone = bool(h.get("includes_backbone"))
+        self.batch_range = (int(h["batch"]["min"]), int(h["batch"]["max"]))
+        if self.includes_backbone:
+            size = h.get("image_size") or [h["feature"]["input_size"]] * 2
+            self.input_shape = (-1, int(size[0]), int(size[1]), 3)
+        else:
+            self.input_shape = (-1, sum(self.stage_dims))
+        st = score_type or h["score_type"]
+        if st not in ("mfsim", "mse"):
+            raise ValueError(f"score_type must be 'mfsim' or 'mse', got {st!r}")
+        self.score_type = st
+        self._threshold = None
+        if threshold is not None:
+            self.threshold = threshold
+        else:
+            t = (h.get("thresholds") or {}).get(st)
+            if t is None and st == h["score_type"]:
+                t = h.get("threshold")
+            self._threshold = None if t is None else float(t)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def header(self) -> dict:
+        return self.artifact.header
+
+    @property
+    def device(self):
+        return self._backend.device
+
+    @property
+    def threshold(self) -> float | None:
+        """The OOD threshold on the score (score > threshold = OOD); calibrated, or set by the user."""
+        return self._threshold
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        if value is None:
+            self._threshold = None
+            return
+        v = float(value)
+        if not math.isfinite(v):
+            raise ValueError(f"threshold must be a finite number, got {value!r}")
+        self._threshold = v
+
+    def __repr__(self) -> str:
+        kind = f"frames {self.input_shape[1]}x{self.input_shape[2]}" if self.includes_backbone else \
+            f"features C={self.input_shape[1]}"
+        return (f"Scorer(backend={self.backend_name!r}, device={self.device!r}, {kind}, "
+                f"precision={self.header['precision']!r}, score={self.score_type!r}, threshold={self.threshold}, "
+                f"batch={self.batch_range[0]}..{self.batch_range[1]})")
+
+    # ------------------------------------------------------------------ validation
+    def _validate(self, batch):
+        """Returns (x, torch_device or None): x a float32 (N, C) / uint8 (N, H, W, 3) numpy array or tensor."""
+        is_t = _is_torch(batch)
+        x = batch if is_t else np.asarray(batch)
+        shape = tuple(x.shape)
+        if self.includes_backbone:
+            _, hh, ww, _ = self.input_shape
+            if len(shape) != 4 or shape[1:] != (hh, ww, 3):
+                raise ValueError(f"this engine takes frames of shape (N, {hh}, {ww}, 3) uint8 RGB, got {shape}; "
+                                 "resize the frames or rebuild the engine with --image-size HxW")
+            if (x.dtype != torch.uint8) if is_t else (x.dtype != np.uint8):
+                raise TypeError(f"frames must be uint8 (0..255 RGB, NHWC), got dtype {x.dtype}")
+            if shape[0] == 0:
+                raise ValueError("empty batch: need at least one frame")
+            return x, (x.device if is_t else None)
+        dim = self.input_shape[1]
+        if len(shape) != 2 or shape[1] != dim:
+            hint = "; for a single vector pass x[None]" if len(shape) == 1 and shape[0] == dim else ""
+            raise ValueError(f"expected features of shape (N, {dim}), got {shape}{hint}")
+        if shape[0] == 0:
+            raise ValueError("empty batch: need at least one feature vector")
+        if is_t:
+            if not x.is_floating_point():
+                raise TypeError(f"features must be floating point, got {x.dtype}")
+            x = x.to(torch.float32)
+            finite = torch.isfinite(x).all(dim=1)
+            if not bool(finite.all()):
+                bad = (~finite).nonzero().flatten().tolist()
+                raise ValueError(f"features contain NaN or Inf (rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
+            return x.contiguous(), x.device
+        if x.dtype.kind != "f":
+            raise TypeError(f"features must be floating point, got dtype {x.dtype}")
+        with np.errstate(over="ignore"):
+            x = np.ascontiguousarray(x, dtype=np.float32)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite).tolist()
+            raise ValueError(f"features contain NaN or Inf (as float32; rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
+        return x, None
+
+    # ------------------------------------------------------------------ running
+    def _chunks(self, n: int):
+        lo, hi = self.batch_range
+        if self.batch_policy == "strict" and not lo <= n <= hi:
+            raise ValueError(f"batch of {n} is outside the engine's batch range [{lo}, {hi}] "
+                             "(batch_policy='strict'); rebuild with --batch MIN,OPT,MAX or use batch_policy='split'")
+        return [(s, min(s + hi, n)) for s in range(0, n, hi)]
+
+    def _run(self, batch) -> tuple[dict, object]:
+        x, tdev = self._validate(batch)
+        lo = self.batch_range[0]
+        parts = []
+        for s, e in self._chunks(int(x.shape[0])):
+            chunk, m = x[s:e], e - s
+            if m < lo:
+                idx = [*range(m), *([m - 1] * (lo - m))]
+                chunk = chunk[torch.tensor(idx, device=chunk.device)] if _is_torch(chunk) else chunk[idx]
+            out = self._backend.run(chunk)
+            parts.append({k: getattr(out, k)[:m] for k in ("mse", "mfsim", "stage_cos")})
+        res = {k: self._join([p[k] for p in parts], tdev) for k in ("mse", "mfsim", "stage_cos")}
+        return res, tdev
+
+    @staticmethod
+    def _join(arrays, tdev):
+        if tdev is not None:
+            ts = [a if _is_torch(a) else torch.from_numpy(np.asarray(a)) for a in arrays]
+            return torch.cat([t.to(tdev, torch.float32) for t in ts])
+        ns = [a.detach().cpu().numpy() if _is_torch(a) else np.asarray(a) for a in arrays]
+        return np.concatenate(ns).astype(np.float32, copy=False)
+
+    def score(self, batch):
+        """One float per item (higher = more OOD): numpy float32 (N,), or a torch tensor for torch input."""
+        res, _ = self._run(batch)
+        return res[self.score_type]
+
+    def _require_threshold(self, threshold):
+        t = self._threshold if threshold is None else float(threshold)
+        if t is None:
+            raise ValueError("this engine has no calibrated threshold (the checkpoint was not calibrated): pass "
+                             "threshold=... or set scorer.threshold")
+        return t
+
+    def is_ood(self, batch, threshold: float | None = None):
+        """score > threshold per item (bool array / tensor); ``threshold`` overrides the stored one."""
+        t = self._require_threshold(threshold)
+        return self.score(batch) > t
+
+    def explain(self, batch) -> dict:
+        """Per-item terms: score, mse, mfsim, stage_cos (N, M, cosine of each stage with its reconstruction;
+        mfsim = -mean over stages), plus score_type, stage_dims, threshold and is_ood (None without threshold)."""
+        res, _ = self._run(batch)
+        score = res[self.score_type]
+        return {"score": score, "score_type": self.score_type, "mse": res["mse"], "mfsim": res["mfsim"],
+                "stage_cos": res["stage_cos"], "stage_dims": self.stage_dims, "threshold": self._threshold,
+                "is_ood": None if self._threshold is None else score > self._threshold}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt, *, backend: str = "torch", include_backbone: bool = False,
+                        precision: str = "fp32", image_size: tuple[int, int] | None = None,
+                        batch: tuple[int, int, int] = CHECKPOINT_BATCH, device: str | None = None,
+                        **kwargs) -> "Scorer":
+        """Score with a checkpoint directly: the PyTorch graph (backend "torch") or an in-memory ONNX export
+        (backend "onnxruntime"), features or (``include_backbone``) frames."""
+        kind = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx"}.get(backend)
+        if kind is None:
+            raise ValueError(f"from_checkpoint supports backend 'torch' or 'onnxruntime', got {backend!r}")
+        ck = ckpt if isinstance(ckpt, Checkpoint) else Checkpoint.load(ckpt)
+        art = _checkpoint_artifact(ck, include_backbone, precision, image_size, batch, kind)
+        return cls(art, "auto", device, **kwargs)
+

@@ -1,0 +1,202 @@
+"""The TensorRT path as far as a GPU-less machine allows: TensorRT-RTX parses the exported ONNX and builds
+serialized engines ahead of time (no GPU needed), and the precision checks accept and reject what they should.
+
+The builds run in one subprocess, so that a crash inside TensorRT would fail these tests instead of killing
+pytest. Nothing here constructs a full or lean TensorRT runtime (that crashes without a GPU) or runs a plan.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lfdn_edge.engine.artifact import read_engine
+from lfdn_edge.engine.tensorrt_builder import (TensorRTBuildError, check_engine_precision, check_network_precision,
+                                               choose_flavor, engine_layer_precision)
+from lfdn_edge.runtime.backends.tensorrt_backend import gpu_present
+
+ROOT = Path(__file__).resolve().parents[1]
+HAVE_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
+needs_rtx = pytest.mark.skipif(not HAVE_RTX, reason="tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13)")
+DEPTH = 2
+
+BUILD_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from lfdn_edge.engine.build import build_engine
+from lfdn_edge.engine.tensorrt_builder import build_tensorrt_plan
+from lfdn_edge.export import onnx_bytes
+
+ckpt, out = sys.argv[1], Path(sys.argv[2])
+results, logs = {}, []
+
+def attempt(name, fn):
+    try:
+        results[name] = {"ok": True, "value": str(fn())}
+    except Exception as exc:
+        results[name] = {"ok": False, "type": type(exc).__name__, "msg": str(exc)}
+
+rtx = dict(backend="tensorrt", trt_flavor="tensorrt-rtx", log=logs.append)
+attempt("features_fp16", lambda: build_engine(ckpt, precision="fp16", batch=(1, 8, 32), out=out / "f16.engine",
+                                              timing_cache=out / "timing.cache", **rtx))
+attempt("features_fp32_sm86", lambda: build_engine(ckpt, precision="fp32", batch=(2, 4, 16), out=out / "f32.engine",
+                                                   compute_capabilities=["8.6"], workspace_mb=256, **rtx))
+attempt("images_fp16", lambda: build_engine(ckpt, precision="fp16", batch=(1, 2, 4), include_backbone=True,
+                                            image_size=(72, 96), out=out / "img16.engine", **rtx))
+attempt("fp32_on_turing", lambda: build_engine(ckpt, precision="fp32", out=out / "turing.engine",
+                                               compute_capabilities=["7.5"], **rtx))
+# the FP32 graph handed to a strongly typed FP16 build: the precision check must refuse it
+attempt("fp32_graph_as_fp16", lambda: build_tensorrt_plan(lambda p: onnx_bytes(ckpt, precision="fp32"), "features",
+                                                          (512,), (1, 2, 4), "fp16", "tensorrt-rtx"))
+json.dump({"results": results, "logs": logs}, open(out / "results.json", "w"))
+"""
+
+
+def _synthetic_checkpoint(path):
+    from lfdn_edge.features import FeatureConfig, FeatureLayout
+    from lfdn_edge.model import LFDNConfig
+    from lfdn_edge.train import TrainConfig, train_lfdn
+
+    z = np.random.default_rng(0).standard_normal((160, 512)).astype(np.float32)
+    return train_lfdn(z[:128], FeatureLayout((16, 24, 40, 112, 320)), FeatureConfig(input_size=64), path,
+                      LFDNConfig(in_dim=512, width=64, depth=DEPTH, emb_dim=32),
+                      TrainConfig(epochs=2, batch_size=64, early_epoch=1), cal_features=z[128:], progress=False)
+
+
+@pytest.fixture(scope="module")
+def rtx_builds(tmp_path_factory):
+    if not HAVE_RTX:
+        pytest.skip("tensorrt_rtx is not installed (pip install tensorrt-rtx-cu13)")
+    out = tmp_path_factory.mktemp("rtx")
+    ckpt = _synthetic_checkpoint(out / "ckpt.pt")
+    r = subprocess.run([sys.executable, "-c", BUILD_SCRIPT, str(out / "ckpt.pt"), str(out)], capture_output=True,
+                       text=True, timeout=900, cwd=ROOT)
+    assert r.returncode == 0, f"TensorRT-RTX build subprocess failed (rc {r.returncode}):\n{r.stderr[-4000:]}"
+    data = json.loads((out / "results.json").read_text())
+    return out, ckpt, data["results"], data["logs"]
+
+
+def _ok(results, name):
+    res = results[name]
+    assert res["ok"], f"{name}: {res.get('type')}: {res.get('msg')}"
+    return read_engine(res["value"])
+
+
+@needs_rtx
+def test_rtx_builds_fp16_feature_engine_with_header(rtx_builds):
+    import tensorrt_rtx
+
+    out, ckpt, results, logs = rtx_builds
+    art = _ok(results, "features_fp16")
+    h = art.header
+    assert h["backend"] == "tensorrt" and h["trt_flavor"] == "tensorrt-rtx"
+    assert h["tensorrt_version"] == tensorrt_rtx.__version__
+    assert h["precision"] == "fp16" and h["onnx_precision"] == "fp16" and h["strongly_typed"] is True
+    assert h["batch"] == {"min": 1, "opt": 8, "max": 32}
+    assert h["input"] == {"name": "features", "dtype": "float32", "shape": [-1, 512]}
+    assert h["layout"]["stage_dims"] == [16, 24, 40, 112, 320]
+    assert h["threshold"] == pytest.approx(ckpt.threshold("mfsim"))
+    assert h["cuda_version"] is not None
+    assert h["built_without_gpu"] is (not gpu_present())
+    if h["built_without_gpu"]:
+        assert h["compute_capability"] is None  # TensorRT-RTX's portable default targets
+    check = h["precision_check"]
+    levels = len(h["ddim_levels"])
+    # every Linear of the LFDN (input, 2 per block, output) at every DDIM level runs in FP16
+    assert check["result"] == "verified"
+    assert check["network"]["compute_layers"] == {"half": levels * (2 * DEPTH + 2), "float": 0, "other": 0}
+    assert len(art.payload) > 100_000
+    # TensorRT-RTX ignores timing caches: said so, nothing written
+    assert any("timing caches are no-ops" in line for line in logs)
+    assert not (out / "timing.cache").exists()
+
+
+@needs_rtx
+def test_rtx_builds_fp32_engine_for_a_chosen_compute_capability(rtx_builds):
+    _, _, results, _ = rtx_builds
+    h = _ok(results, "features_fp32_sm86").header
+    assert h["precision"] == "fp32" and h["onnx_precision"] == "fp32"
+    assert h["compute_capability"] == ["8.6"] and h["workspace_mb"] == 256
+    net = h["precision_check"]["network"]
+    assert net["any_fp16_tensor"] is False and net["compute_layers"]["half"] == 0
+    assert h["batch"] == {"min": 2, "opt": 4, "max": 16}
+
+
+@needs_rtx
+def test_rtx_builds_fp16_image_engine_with_backbone_inside(rtx_builds):
+    _, _, results, _ = rtx_builds
+    h = _ok(results, "images_fp16").header
+    assert h["includes_backbone"] is True and h["image_size"] == [72, 96]
+    assert h["input"]["dtype"] == "uint8" and h["input"]["shape"] == [-1, 72, 96, 3]
+    c = h["precision_check"]["network"]["compute_layers"]
+    assert c["float"] == 0 and c["half"] > 18  # the LFDN's matmuls plus the backbone's convolutions
+
+
+@needs_rtx
+def test_rtx_build_failure_is_a_clear_error(rtx_builds):
+    _, _, results, _ = rtx_builds
+    res = results["fp32_on_turing"]  # TensorRT-RTX has no FP32 GEMM for Turing (SM75)
+    assert not res["ok"] and res["type"] == "TensorRTBuildError"
+    assert "failed to build the engine" in res["msg"] and "SM75" in res["msg"]
+
+
+@needs_rtx
+def test_rtx_precision_check_rejects_an_fp32_graph_built_as_fp16(rtx_builds):
+    _, _, results, _ = rtx_builds
+    res = results["fp32_graph_as_fp16"]
+    assert not res["ok"] and res["type"] == "TensorRTBuildError" and "does not run FP16" in res["msg"]
+
+
+@needs_rtx
+@pytest.mark.skipif(gpu_present(), reason="checks the refusal on a GPU-less machine")
+def test_scorer_refuses_tensorrt_engines_without_a_gpu(rtx_builds):
+    from lfdn_edge import Scorer
+
+    _, _, results, _ = rtx_builds
+    with pytest.raises(RuntimeError, match="run only on a GPU"):
+        Scorer(results["features_fp16"]["value"])
+
+
+@pytest.mark.skipif(gpu_present(), reason="checks the refusal on a GPU-less machine")
+def test_full_tensorrt_builder_is_never_constructed_without_a_gpu():
+    with pytest.raises((RuntimeError, ImportError)) as info:
+        choose_flavor("tensorrt")
+    assert "GPU" in str(info.value) or "not installed" in str(info.value)
+
+
+def test_network_precision_check():
+    fp16 = {"compute_layers": {"half": 18, "float": 0, "other": 0}, "any_fp16_tensor": True}
+    mixed = {"compute_layers": {"half": 12, "float": 6, "other": 0}, "any_fp16_tensor": True}
+    fp32 = {"compute_layers": {"half": 0, "float": 18, "other": 0}, "any_fp16_tensor": False}
+    check_network_precision(fp16, "fp16")
+    check_network_precision(fp32, "fp32")
+    for summary, precision in ((mixed, "fp16"), (fp32, "fp16"), (fp16, "fp32")):
+        with pytest.raises(TensorRTBuildError):
+            check_network_precision(summary, precision)
+
+
+def _inspector_json(*formats, foreign=False):
+    layers = [{"Name": "{ForeignNode[/lfdn/inp/Gemm...]}" if foreign else f"layer{i}", "LayerType": "gemm",
+               "Inputs": [{"Name": "x", "Format/Datatype": f}], "Outputs": [{"Name": "y", "Format/Datatype": f}]}
+              for i, f in enumerate(formats)]
+    return json.dumps({"Layers": layers, "Bindings": ["features", "score"]})
+
+
+def test_engine_inspector_precision_check():
+    half = engine_layer_precision(_inspector_json("Row major linear FP32", "Row major linear FP16 format"))
+    assert half["fp16_layers"] == 1 and half["fp32_layers"] == 1
+    assert check_engine_precision(half, "fp16") == "verified"
+    with pytest.raises(TensorRTBuildError, match="FP16 layers"):
+        check_engine_precision(half, "fp32")
+    flt = engine_layer_precision(_inspector_json("Row major linear FP32", "Row major linear FP32"))
+    assert check_engine_precision(flt, "fp32") == "verified"
+    with pytest.raises(TensorRTBuildError, match="no FP16 layer"):
+        check_engine_precision(flt, "fp16")
+    fused = engine_layer_precision(_inspector_json("Row major linear FP32", foreign=True))
+    assert check_engine_precision(fused, "fp16").startswith("unverified")
