@@ -1,0 +1,187 @@
+// CUDA entry points (compiled only with LFDN_WITH_CUDA): raw device pointers and stream handles as ints,
+// which lfdn_edge/native.py takes from torch tensors (data_ptr(), torch.cuda.current_stream().cuda_stream)
+// after checking shapes, dtypes and devices. Sizes are checked again here; a null pointer is a ValueError.
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bindings/common.h"
+#include "bindings/spec.h"
+#include "lfdn/ddim_score.h"
+#include "lfdn/engine.h"
+#include "lfdn/linear.h"
+#include "lfdn/noise.h"
+
+namespace lfdn_py {
+
+namespace {
+
+using Ptr = std::uintptr_t;
+
+template <typename T>
+T* ptr(Ptr p) {
+  return reinterpret_cast<T*>(p);
+}
+lfdn::Stream stream_of(Ptr s) { return reinterpret_cast<lfdn::Stream>(s); }
+
+void noise_inject(Ptr out, int64_t rows, int64_t dim, uint64_t seed, uint32_t stream, float a, float b, Ptr z0,
+                  Ptr keys, Ptr eps_row, Ptr cuda_stream) {
+  lfdn::NoiseParams p;
+  p.out = ptr<float>(out);
+  p.z0 = ptr<const float>(z0);
+  p.image_keys = ptr<const uint64_t>(keys);
+  p.eps_row = ptr<const float>(eps_row);
+  p.rows = rows;
+  p.dim = dim;
+  p.seed = seed;
+  p.stream = stream;
+  p.a = a;
+  p.b = b;
+  p.cuda_stream = stream_of(cuda_stream);
+  check(lfdn::noise_inject_cuda(p), "cuda_noise_inject");
+}
+
+py::array_t<uint16_t> pack_linear(py::object w_obj) {
+  if (w_obj.is_none()) throw py::type_error("weight is required, got None");
+  py::array w0 = py::array::ensure(w_obj);
+  if (!w0 || w0.ndim() != 2) throw py::value_error("weight must be a 2-D array (out_dim, in_dim)");
+  const int64_t out_dim = w0.shape(0), in_dim = w0.shape(1);
+  lfdn::WeightType wt;
+  py::array w = as_weight(w0, "weight", out_dim, in_dim, &wt);
+  py::array_t<uint16_t> packed({lfdn::cuda_padded_out(out_dim), lfdn::cuda_padded_in(in_dim)});
+  check(lfdn::pack_linear_cuda_host(w.data(), wt, in_dim, out_dim, packed.mutable_data()), "cuda_pack_linear");
+  return packed;
+}
+
+lfdn::Prologue parse_prologue(const std::string& s) {
+  if (s == "none") return lfdn::Prologue::kNone;
+  if (s == "silu") return lfdn::Prologue::kSilu;
+  if (s == "gn_silu") return lfdn::Prologue::kGroupNormSilu;
+  throw py::value_error("prologue must be 'none', 'silu' or 'gn_silu', got '" + s + "'");
+}
+
+void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias, Ptr residual,
+                  Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr cuda_stream) {
+  lfdn::FusedLinearParams p;
+  p.x = ptr<const float>(x);
+  p.out = ptr<float>(out);
+  p.weight = ptr<const void>(weight);
+  p.wtype = lfdn::WeightType::kF16;
+  p.bias = ptr<const float>(bias);
+  p.residual = ptr<const float>(residual);
+  p.gamma = ptr<const float>(gamma);
+  p.beta = ptr<const float>(beta);
+  p.prologue = parse_prologue(prologue);
+  p.gn_eps = gn_eps;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.cuda_stream = stream_of(cuda_stream);
+  check(lfdn::fused_linear_cuda(p), "cuda_fused_linear");
+}
+
+void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_obj, Ptr noise, Ptr z0,
+                py::object offsets_obj, float cos_eps, Ptr mse, Ptr mfsim, Ptr stage_cos, Ptr cuda_stream) {
+  lfdn::DdimScoreParams p;
+  p.x0_hat = ptr<const float>(x0_hat);
+  p.rows = rows;
+  p.dim = dim;
+  p.cuda_stream = stream_of(cuda_stream);
+  if (!coef_obj.is_none()) {
+    F32 c = as_f32_shape(coef_obj, "coef (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma)", {5});
+    p.update = true;
+    p.x = ptr<float>(x);
+    p.noise = ptr<const float>(noise);
+    p.sqrt_ab_cur = c.at(0);
+    p.sqrt_1m_ab_cur = c.at(1);
+    p.c_x0 = c.at(2);
+    p.c_eps = c.at(3);
+    p.sigma = c.at(4);
+  }
+  std::vector<int32_t> offsets;
+  if (!offsets_obj.is_none()) {
+    offsets = offsets_obj.cast<std::vector<int32_t>>();
+    if (offsets.size() < 2) throw py::value_error("stage_offsets needs at least two entries (0 and dim)");
+    p.scores = true;
+    p.z0 = ptr<const float>(z0);
+    p.num_stages = static_cast<int32_t>(offsets.size() - 1);
+    p.stage_offsets = offsets.data();
+    p.cos_eps = cos_eps;
+    p.mse = ptr<float>(mse);
+    p.mfsim = ptr<float>(mfsim);
+    p.stage_cos = ptr<float>(stage_cos);
+  }
+  check(lfdn::ddim_score_cuda(p), "cuda_ddim_score");
+}
+
+class PyCudaEngine {
+ public:
+  PyCudaEngine(const py::dict& spec, int64_t max_batch, int device) {
+    if (max_batch < 1) throw py::value_error("max_batch must be >= 1");
+    if (device < 0) throw py::value_error("device must be >= 0");
+    ParsedSpec ps = parse_spec(spec);
+    in_dim_ = ps.spec.in_dim;
+    num_stages_ = static_cast<int64_t>(ps.spec.stage_offsets.size()) - 1;
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = lfdn::CudaEngine::create(ps.spec, max_batch, device, &engine_);
+    }
+    check(rc, "CudaEngine");
+  }
+
+  void score(Ptr z0, int64_t rows, Ptr mse, Ptr mfsim, Ptr stage_cos, Ptr recon, Ptr cuda_stream) {
+    if (rows > engine_->max_batch())
+      throw py::value_error("batch of " + std::to_string(rows) + " rows is above the engine's workspace (max batch " +
+                            std::to_string(engine_->max_batch()) + ")");
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = engine_->score(ptr<const float>(z0), rows, ptr<float>(mse), ptr<float>(mfsim), ptr<float>(stage_cos),
+                          ptr<float>(recon), stream_of(cuda_stream));
+    }
+    check(rc, "CudaEngine.score");
+  }
+
+  const lfdn::CudaEngine& engine() const { return *engine_; }
+  int64_t in_dim() const { return in_dim_; }
+  int64_t num_stages() const { return num_stages_; }
+
+ private:
+  std::unique_ptr<lfdn::CudaEngine> engine_;
+  int64_t in_dim_ = 0, num_stages_ = 0;
+};
+
+}  // namespace
+
+void bind_cuda(py::module_& m) {
+  m.def("cuda_device_count", &lfdn::cuda_device_count, "Visible CUDA devices (0 without a driver or GPU).");
+  m.def("cuda_noise_inject", &noise_inject, py::arg("out"), py::arg("rows"), py::arg("dim"), py::arg("seed"),
+        py::arg("stream"), py::arg("a") = 0.0f, py::arg("b") = 1.0f, py::arg("z0") = 0, py::arg("image_keys") = 0,
+        py::arg("eps_row") = 0, py::arg("cuda_stream") = 0, "Op 1 on device pointers.");
+  m.def("cuda_pack_linear", &pack_linear, py::arg("weight"),
+        "Host packing of a (out, in) float32/float16 weight for cuda_fused_linear: FP16 (out_pad, in_pad).");
+  m.def("cuda_fused_linear", &fused_linear, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
+        py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
+        py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0,
+        "Op 2 on device pointers (weight packed by cuda_pack_linear).");
+  m.def("cuda_ddim_score", &ddim_score, py::arg("x0_hat"), py::arg("rows"), py::arg("dim"), py::arg("x") = 0,
+        py::arg("coef") = py::none(), py::arg("noise") = 0, py::arg("z0") = 0, py::arg("stage_offsets") = py::none(),
+        py::arg("cos_eps") = 1e-8f, py::arg("mse") = 0, py::arg("mfsim") = 0, py::arg("stage_cos") = 0,
+        py::arg("cuda_stream") = 0, "Op 3 on device pointers.");
+  py::class_<PyCudaEngine>(m, "CudaEngine", "Native CUDA scoring engine (FP16 tensor cores, CUDA graph per batch size).")
+      .def(py::init<const py::dict&, int64_t, int>(), py::arg("spec"), py::arg("max_batch"), py::arg("device") = 0)
+      .def("score", &PyCudaEngine::score, py::arg("z0"), py::arg("rows"), py::arg("mse"), py::arg("mfsim"),
+           py::arg("stage_cos"), py::arg("recon") = 0, py::arg("cuda_stream") = 0,
+           "Score rows of z0 (device pointer, float32 (rows, in_dim)) into device outputs, ordered on cuda_stream.")
+      .def_property_readonly("max_batch", [](const PyCudaEngine& e) { return e.engine().max_batch(); })
+      .def_property_readonly("device", [](const PyCudaEngine& e) { return e.engine().device(); })
+      .def_property_readonly("weight_bytes", [](const PyCudaEngine& e) { return e.engine().weight_bytes(); })
+      .def_property_readonly("workspace_bytes", [](const PyCudaEngine& e) { return e.engine().workspace_bytes(); })
+      .def_property_readonly("graphs", [](const PyCudaEngine& e) { return e.engine().graphs(); })
+      .def_property_readonly("in_dim", &PyCudaEngine::in_dim)
+      .def_property_readonly("num_stages", &PyCudaEngine::num_stages);
+}
+
+}  // namespace lfdn_py

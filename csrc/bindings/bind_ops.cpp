@@ -1,0 +1,216 @@
+// Python entry points of the single ops on the CPU (numpy in, numpy out), for tests and for users who
+// compose their own pipelines. The engine (bind_engine.cpp) is what scoring uses.
+#include <cstring>
+#include <string>
+
+#include "bindings/common.h"
+#include "cpu/kernels.h"
+#include "cpu/team.h"
+#include "lfdn/ddim_score.h"
+#include "lfdn/engine.h"
+#include "lfdn/linear.h"
+#include "lfdn/noise.h"
+
+namespace lfdn_py {
+
+namespace {
+
+py::array_t<float> noise_inject(py::object z0_obj, uint64_t seed, uint32_t stream, float a, float b, int64_t dim,
+                                py::object keys_obj) {
+  using Keys = py::array_t<uint64_t, py::array::c_style | py::array::forcecast>;
+  lfdn::NoiseParams p;
+  F32 z0;
+  Keys keys;
+  int64_t rows = 1;
+  if (!z0_obj.is_none()) {
+    z0 = as_f32(z0_obj, "z0");
+    if (z0.ndim() != 2) throw py::value_error("z0 must be a 2-D float32 array (rows, dim), got shape " + shape_str(z0));
+    rows = z0.shape(0);
+    dim = z0.shape(1);
+    p.z0 = z0.data();
+  }
+  if (!keys_obj.is_none()) {
+    keys = Keys::ensure(keys_obj);
+    if (!keys || keys.ndim() != 1) throw py::value_error("image_keys must be a 1-D uint64 array");
+    if (!z0_obj.is_none() && keys.shape(0) != rows)
+      throw py::value_error("image_keys must have one key per row of z0");
+    rows = keys.shape(0);
+    p.image_keys = keys.data();
+  }
+  if (dim < 0) throw py::value_error("dim must be >= 0 (or give z0)");
+  py::array_t<float> out({rows, dim});
+  p.out = out.mutable_data();
+  p.rows = rows;
+  p.dim = dim;
+  p.seed = seed;
+  p.stream = stream;
+  p.a = a;
+  p.b = b;
+  int rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = lfdn::noise_inject_cpu(p);
+  }
+  check(rc, "noise_inject");
+  return out;
+}
+
+lfdn::Prologue parse_prologue(const std::string& s) {
+  if (s == "none") return lfdn::Prologue::kNone;
+  if (s == "silu") return lfdn::Prologue::kSilu;
+  if (s == "gn_silu") return lfdn::Prologue::kGroupNormSilu;
+  throw py::value_error("prologue must be 'none', 'silu' or 'gn_silu', got '" + s + "'");
+}
+
+py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object bias_obj, const std::string& prologue,
+                                py::object gamma_obj, py::object beta_obj, py::object residual_obj, float gn_eps,
+                                int threads) {
+  F32 x = as_f32(x_obj, "x");
+  if (x.ndim() != 2) throw py::value_error("x must be 2-D (rows, in_dim), got shape " + shape_str(x));
+  const int64_t rows = x.shape(0), in_dim = x.shape(1);
+  if (w_obj.is_none()) throw py::type_error("weight is required, got None");
+  py::array w0 = py::array::ensure(w_obj);
+  if (!w0 || w0.ndim() != 2) throw py::value_error("weight must be a 2-D array (out_dim, in_dim)");
+  const int64_t out_dim = w0.shape(0);
+  lfdn::WeightType wt;
+  py::array w = as_weight(w0, "weight", out_dim, in_dim, &wt);
+  if (threads < 0) throw py::value_error("threads must be >= 0");
+
+  lfdn::FusedLinearParams p;
+  p.prologue = parse_prologue(prologue);
+  F32 bias, gamma, beta, residual;
+  if (!bias_obj.is_none()) {
+    bias = as_f32_shape(bias_obj, "bias", {out_dim});
+    p.bias = bias.data();
+  }
+  if (p.prologue == lfdn::Prologue::kGroupNormSilu) {
+    gamma = as_f32_shape(gamma_obj, "gamma", {in_dim});
+    beta = as_f32_shape(beta_obj, "beta", {in_dim});
+    p.gamma = gamma.data();
+    p.beta = beta.data();
+  }
+  if (!residual_obj.is_none()) {
+    residual = as_f32_shape(residual_obj, "residual", {rows, out_dim});
+    p.residual = residual.data();
+  }
+  const size_t packed_bytes = lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt);
+  lfdn::AlignedBuffer packed = lfdn::aligned_alloc_bytes(packed_bytes);
+  check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.get()), "fused_linear (packing)");
+  const size_t ws_bytes = lfdn::fused_linear_cpu_workspace_bytes(rows, in_dim, out_dim, threads);
+  lfdn::AlignedBuffer ws = lfdn::aligned_alloc_bytes(ws_bytes);
+  py::array_t<float> out({rows, out_dim});
+  p.x = x.data();
+  p.out = out.mutable_data();
+  p.weight = packed.get();
+  p.wtype = wt;
+  p.gn_eps = gn_eps;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.workspace = ws.get();
+  p.workspace_bytes = ws_bytes;
+  p.threads = threads;
+  int rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = lfdn::fused_linear_cpu(p);
+  }
+  check(rc, "fused_linear");
+  return out;
+}
+
+py::dict ddim_score(py::object x0_obj, py::object x_obj, py::object coef_obj, py::object noise_obj,
+                    py::object z0_obj, py::object offsets_obj, float cos_eps) {
+  F32 y = as_f32(x0_obj, "x0_hat");
+  if (y.ndim() != 2) throw py::value_error("x0_hat must be 2-D (rows, dim), got shape " + shape_str(y));
+  const int64_t rows = y.shape(0), dim = y.shape(1);
+  lfdn::DdimScoreParams p;
+  p.x0_hat = y.data();
+  p.rows = rows;
+  p.dim = dim;
+  py::dict result;
+  F32 noise, z0;
+  py::array_t<float> x_new;
+  if (!x_obj.is_none() || !coef_obj.is_none()) {
+    if (x_obj.is_none() || coef_obj.is_none()) throw py::value_error("a DDIM update needs both x and coef");
+    F32 x = as_f32_shape(x_obj, "x", {rows, dim});
+    x_new = py::array_t<float>({rows, dim});
+    std::memcpy(x_new.mutable_data(), x.data(), sizeof(float) * rows * dim);
+    F32 c = as_f32_shape(coef_obj, "coef (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma)", {5});
+    p.update = true;
+    p.x = x_new.mutable_data();
+    p.sqrt_ab_cur = c.at(0);
+    p.sqrt_1m_ab_cur = c.at(1);
+    p.c_x0 = c.at(2);
+    p.c_eps = c.at(3);
+    p.sigma = c.at(4);
+    if (!noise_obj.is_none()) {
+      noise = as_f32_shape(noise_obj, "noise", {dim});
+      p.noise = noise.data();
+    }
+    result["x"] = x_new;
+  }
+  std::vector<int32_t> offsets;
+  py::array_t<float> mse, mfsim, stage_cos;
+  if (!z0_obj.is_none() || !offsets_obj.is_none()) {
+    if (z0_obj.is_none() || offsets_obj.is_none()) throw py::value_error("scores need both z0 and stage_offsets");
+    z0 = as_f32_shape(z0_obj, "z0", {rows, dim});
+    offsets = offsets_obj.cast<std::vector<int32_t>>();
+    if (offsets.size() < 2) throw py::value_error("stage_offsets needs at least two entries (0 and dim)");
+    const int64_t ns = static_cast<int64_t>(offsets.size()) - 1;
+    mse = py::array_t<float>(rows);
+    mfsim = py::array_t<float>(rows);
+    stage_cos = py::array_t<float>({rows, ns});
+    p.scores = true;
+    p.z0 = z0.data();
+    p.num_stages = static_cast<int32_t>(ns);
+    p.stage_offsets = offsets.data();
+    p.cos_eps = cos_eps;
+    p.mse = mse.mutable_data();
+    p.mfsim = mfsim.mutable_data();
+    p.stage_cos = stage_cos.mutable_data();
+    result["mse"] = mse;
+    result["mfsim"] = mfsim;
+    result["stage_cos"] = stage_cos;
+  }
+  int rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = lfdn::ddim_score_cpu(p);
+  }
+  check(rc, "ddim_score");
+  return result;
+}
+
+}  // namespace
+
+void bind_ops(py::module_& m) {
+  m.def("noise_inject", &noise_inject, py::arg("z0"), py::arg("seed"), py::arg("stream"), py::arg("a") = 0.0f,
+        py::arg("b") = 1.0f, py::arg("dim") = -1, py::arg("image_keys") = py::none(),
+        "Op 1 (CPU): out = a * z0 + b * eps, eps ~ Philox-4x32-10/Box-Muller keyed by (seed, stream, image key, "
+        "index), bit-exact with lfdn_edge.noise.gaussian_noise. z0=None returns b * eps of shape (rows, dim), "
+        "rows = len(image_keys) or 1.");
+  m.def("fused_linear", &fused_linear, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::kw_only(),
+        py::arg("prologue") = "none", py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
+        py::arg("residual") = py::none(), py::arg("gn_eps") = 1e-5f, py::arg("threads") = 0,
+        "Op 2 (CPU): [residual +] Linear(prologue(x)) + bias, prologue 'none', 'silu' or 'gn_silu' "
+        "(GroupNorm with one group, FP32 statistics, affine gamma/beta, then SiLU). weight (out, in) float32 "
+        "or float16 (FP16 storage, FP32 arithmetic); packed per call.");
+  m.def("ddim_score", &ddim_score, py::arg("x0_hat"), py::kw_only(), py::arg("x") = py::none(),
+        py::arg("coef") = py::none(), py::arg("noise") = py::none(), py::arg("z0") = py::none(),
+        py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,
+        "Op 3 (CPU): DDIM update (x, coef = (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma), noise) -> 'x', "
+        "and/or the scores of x0_hat against z0 (stage_offsets) -> 'mse', 'mfsim', 'stage_cos', in one pass.");
+  m.def("cpu_isa", []() { return std::string(lfdn::cpu::kernels().name); },
+        "The CPU kernel table in use: 'avx2' or 'scalar'.");
+  m.def("set_cpu_isa", [](const std::string& name) {
+          if (!lfdn::cpu::select_isa(name.c_str()))
+            throw py::value_error("CPU kernels '" + name + "' are not available here (use 'auto', 'scalar'" +
+                                  std::string(lfdn::cpu::cpu_has_avx2_fma_f16c() ? ", 'avx2')" : ")"));
+        }, py::arg("name"),
+        "Select the CPU kernel table: 'auto' (the best this CPU supports), 'avx2' or 'scalar'.");
+  m.def("cpu_threads", []() { return lfdn::cpu::default_threads(); },
+        "Default number of CPU threads: $LFDN_EDGE_NUM_THREADS, else the hardware concurrency.");
+}
+
+}  // namespace lfdn_py

@@ -1,0 +1,84 @@
+#include "bindings/common.h"
+
+#if defined(LFDN_WITH_CUDA)
+#include "lfdn/engine.h"
+#endif
+
+namespace lfdn_py {
+
+void raise_status(int rc, const std::string& what) {
+  std::string msg = what + ": " + lfdn::status_message(rc);
+  switch (rc) {
+    case lfdn::kNullPointer:
+    case lfdn::kBadSize:
+    case lfdn::kBatchAboveWorkspace:
+    case lfdn::kBadArgument:
+    case lfdn::kWorkspaceTooSmall:
+      throw py::value_error(msg);
+#if defined(LFDN_WITH_CUDA)
+    case lfdn::kCudaError:
+      throw std::runtime_error(msg + " (" + lfdn::cuda_last_error() + ")");
+#endif
+    default:
+      throw std::runtime_error(msg);
+  }
+}
+
+std::string shape_str(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+namespace {
+
+std::string want_str(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + (shape[i] < 0 ? std::string("*") : std::to_string(shape[i]));
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+bool shape_ok(const py::array& a, const std::vector<int64_t>& shape) {
+  if (a.ndim() != static_cast<py::ssize_t>(shape.size())) return false;
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (shape[i] >= 0 && a.shape(i) != shape[i]) return false;
+  return true;
+}
+
+}  // namespace
+
+F32 as_f32(py::handle obj, const std::string& name) {
+  if (obj.is_none()) throw py::type_error(name + " is required, got None");
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(name + " must be an array of floats, got " + std::string(py::str(py::type::of(obj))));
+  const char kind = a.dtype().kind();
+  if (kind != 'f') throw py::type_error(name + " must be floating point, got dtype " + std::string(py::str(a.dtype())));
+  return F32::ensure(a);
+}
+
+F32 as_f32_shape(py::handle obj, const std::string& name, const std::vector<int64_t>& shape) {
+  F32 a = as_f32(obj, name);
+  if (!shape_ok(a, shape))
+    throw py::value_error(name + " must have shape " + want_str(shape) + ", got " + shape_str(a));
+  return a;
+}
+
+py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, int64_t in_dim,
+                    lfdn::WeightType* wtype) {
+  if (obj.is_none()) throw py::type_error(name + " is required, got None");
+  py::array a = py::array::ensure(obj);
+  if (!a) throw py::type_error(name + " must be a numpy array");
+  const py::dtype dt = a.dtype();
+  if (dt.kind() == 'f' && dt.itemsize() == 4) {
+    *wtype = lfdn::WeightType::kF32;
+  } else if (dt.kind() == 'f' && dt.itemsize() == 2) {
+    *wtype = lfdn::WeightType::kF16;
+  } else {
+    throw py::type_error(name + " must be float32 or float16, got dtype " + std::string(py::str(dt)));
+  }
+  if (!shape_ok(a, {out_dim, in_dim}))
+    throw py::value_error(name + " must have shape " + want_str({out_dim, in_dim}) + ", got " + shape_str(a));
+  return py::module_::import("numpy").attr("ascontiguousarray")(a);
+}
+
+}  // namespace lfdn_py

@@ -1,0 +1,41 @@
+// Helpers of the pybind11 binding: numpy argument checks and status codes -> Python exceptions.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lfdn/common.h"
+
+namespace lfdn_py {
+
+namespace py = pybind11;
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+// Raise for a non-ok status: ValueError for bad arguments, RuntimeError for CUDA/unsupported.
+void raise_status(int rc, const std::string& what);
+inline void check(int rc, const std::string& what) {
+  if (rc != lfdn::kOk) raise_status(rc, what);
+}
+
+std::string shape_str(const py::array& a);
+
+// A floating-point array converted to C-contiguous float32; TypeError for None or non-float dtypes.
+F32 as_f32(py::handle obj, const std::string& name);
+// Same, and its shape must equal `shape` (-1 matches any size): ValueError otherwise.
+F32 as_f32_shape(py::handle obj, const std::string& name, const std::vector<int64_t>& shape);
+
+// A Linear weight (out, in): float32 or float16 (FP16 bits), C-contiguous. wtype is set from the dtype.
+py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, int64_t in_dim,
+                    lfdn::WeightType* wtype);
+
+void bind_ops(py::module_& m);
+void bind_engine(py::module_& m);
+#if defined(LFDN_WITH_CUDA)
+void bind_cuda(py::module_& m);
+#endif
+
+}  // namespace lfdn_py

@@ -1,0 +1,92 @@
+#include "bindings/spec.h"
+
+#include <string>
+
+namespace lfdn_py {
+
+namespace {
+
+py::object get(const py::dict& d, const char* key) {
+  if (!d.contains(key)) throw py::key_error(std::string("engine spec lacks '") + key + "'");
+  return d[key];
+}
+
+const float* vec(ParsedSpec& ps, py::handle obj, const std::string& name, std::vector<int64_t> shape) {
+  F32 a = as_f32_shape(obj, name, shape);
+  ps.keep.push_back(a);
+  return a.data();
+}
+
+const void* weight(ParsedSpec& ps, py::handle obj, const std::string& name, int64_t out, int64_t in) {
+  lfdn::WeightType wt;
+  py::array a = as_weight(obj, name, out, in, &wt);
+  if (wt != ps.spec.wtype)
+    throw py::type_error(name + " has dtype " + std::string(py::str(a.dtype())) + " but the spec precision is " +
+                         (ps.spec.wtype == lfdn::WeightType::kF16 ? "fp16" : "fp32"));
+  ps.keep.push_back(a);
+  return a.data();
+}
+
+py::list list_of(const py::dict& d, const char* key, int64_t n) {
+  py::object o = get(d, key);
+  if (!py::isinstance<py::list>(o) && !py::isinstance<py::tuple>(o))
+    throw py::type_error(std::string("engine spec '") + key + "' must be a list with one entry per block");
+  py::list l(o);
+  if (static_cast<int64_t>(l.size()) != n)
+    throw py::value_error(std::string("engine spec '") + key + "' has " + std::to_string(l.size()) +
+                          " entries, depth is " + std::to_string(n));
+  return l;
+}
+
+}  // namespace
+
+ParsedSpec parse_spec(const py::dict& d) {
+  ParsedSpec ps;
+  lfdn::EngineSpec& s = ps.spec;
+  s.in_dim = get(d, "in_dim").cast<int64_t>();
+  s.width = get(d, "width").cast<int64_t>();
+  s.depth = get(d, "depth").cast<int64_t>();
+  s.steps = get(d, "steps").cast<int32_t>();
+  if (s.in_dim < 1 || s.width < 1 || s.depth < 0 || s.steps < 1)
+    throw py::value_error("engine spec needs in_dim, width, steps >= 1 and depth >= 0");
+  const std::string prec = get(d, "precision").cast<std::string>();
+  if (prec == "fp32") s.wtype = lfdn::WeightType::kF32;
+  else if (prec == "fp16") s.wtype = lfdn::WeightType::kF16;
+  else throw py::value_error("engine spec precision must be 'fp32' or 'fp16', got '" + prec + "'");
+  const int64_t C = s.in_dim, W = s.width, D = s.depth;
+  s.inp_w = weight(ps, get(d, "inp_w"), "inp_w", W, C);
+  s.inp_b = vec(ps, get(d, "inp_b"), "inp_b", {W});
+  py::list fc1 = list_of(d, "fc1_w", D), fc2 = list_of(d, "fc2_w", D), g1 = list_of(d, "gn1_g", D),
+           b1 = list_of(d, "gn1_b", D), g2 = list_of(d, "gn2_g", D), b2 = list_of(d, "gn2_b", D),
+           f2b = list_of(d, "fc2_b", D);
+  for (int64_t i = 0; i < D; ++i) {
+    const std::string k = "[" + std::to_string(i) + "]";
+    s.fc1_w.push_back(weight(ps, fc1[i], "fc1_w" + k, W, W));
+    s.fc2_w.push_back(weight(ps, fc2[i], "fc2_w" + k, W, W));
+    s.gn1_g.push_back(vec(ps, g1[i], "gn1_g" + k, {W}));
+    s.gn1_b.push_back(vec(ps, b1[i], "gn1_b" + k, {W}));
+    s.gn2_g.push_back(vec(ps, g2[i], "gn2_g" + k, {W}));
+    s.gn2_b.push_back(vec(ps, b2[i], "gn2_b" + k, {W}));
+    s.fc2_b.push_back(vec(ps, f2b[i], "fc2_b" + k, {W}));
+  }
+  if (D > 0) s.fc1_bias = vec(ps, get(d, "fc1_bias"), "fc1_bias", {s.steps, D, W});
+  s.out_g = vec(ps, get(d, "out_g"), "out_g", {W});
+  s.out_b = vec(ps, get(d, "out_b"), "out_b", {W});
+  s.out_w = weight(ps, get(d, "out_w"), "out_w", C, W);
+  s.out_bias = vec(ps, get(d, "out_bias"), "out_bias", {C});
+  s.gn_eps = get(d, "gn_eps").cast<float>();
+  s.cos_eps = get(d, "cos_eps").cast<float>();
+  s.q_a = get(d, "q_a").cast<float>();
+  s.q_b = get(d, "q_b").cast<float>();
+  s.seed = get(d, "seed").cast<uint64_t>();
+  if (s.steps > 1) {
+    F32 coef = as_f32_shape(get(d, "coef"), "coef", {s.steps - 1, 5});
+    for (int32_t i = 0; i + 1 < s.steps; ++i)
+      s.coef.push_back({coef.at(i, 0), coef.at(i, 1), coef.at(i, 2), coef.at(i, 3), coef.at(i, 4)});
+  }
+  s.stage_offsets = get(d, "stage_offsets").cast<std::vector<int32_t>>();
+  check(lfdn::check_engine_spec(s), "engine spec");
+  return ps;
+}
+
+}  // namespace lfdn_py

@@ -1,0 +1,219 @@
+// Op 2 on the CPU: prologue (GroupNorm + SiLU, or SiLU) into an activation buffer, then a cache-blocked
+// GEMM over packed weight panels with the bias / residual epilogue. Threads claim runs of consecutive
+// output panels (guided schedule: long contiguous weight streams first, a balanced tail), so each weight
+// panel is streamed from memory exactly once per row block.
+#include <cstring>
+
+#include "cpu/kernels.h"
+#include "cpu/ops_internal.h"
+#include "cpu/team.h"
+#include "lfdn/half.h"
+#include "lfdn/linear.h"
+
+namespace lfdn {
+
+namespace {
+
+int64_t num_panels(int64_t out_dim) { return (out_dim + kCpuPanel - 1) / kCpuPanel; }
+
+inline void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#else
+  (void)p;
+#endif
+}
+
+bool overlaps(const void* a, size_t abytes, const void* b, size_t bbytes) {
+  const char* pa = static_cast<const char*>(a);
+  const char* pb = static_cast<const char*>(b);
+  return pa < pb + bbytes && pb < pa + abytes;
+}
+
+}  // namespace
+
+int check_fused_linear_params(const FusedLinearParams& p) {
+  if (p.rows < 0 || p.in_dim <= 0 || p.out_dim <= 0) return kBadSize;
+  if (p.in_dim > (int64_t{1} << 30) || p.out_dim > (int64_t{1} << 30)) return kBadSize;
+  if (p.rows == 0) return kOk;
+  if (p.x == nullptr || p.out == nullptr || p.weight == nullptr) return kNullPointer;
+  if (p.prologue == Prologue::kGroupNormSilu && (p.gamma == nullptr || p.beta == nullptr)) return kNullPointer;
+  if (p.prologue != Prologue::kNone && p.prologue != Prologue::kSilu && p.prologue != Prologue::kGroupNormSilu)
+    return kBadArgument;
+  if (p.wtype != WeightType::kF32 && p.wtype != WeightType::kF16) return kBadArgument;
+  if (!(p.gn_eps > 0.0f)) return kBadArgument;
+  // out may alias residual (in-place add) but never the input: other threads still read it.
+  if (overlaps(p.x, sizeof(float) * p.rows * p.in_dim, p.out, sizeof(float) * p.rows * p.out_dim))
+    return kBadArgument;
+  if (p.residual != nullptr && p.residual != p.out &&
+      overlaps(p.residual, sizeof(float) * p.rows * p.out_dim, p.out, sizeof(float) * p.rows * p.out_dim))
+    return kBadArgument;
+  return kOk;
+}
+
+size_t packed_linear_cpu_bytes(int64_t in_dim, int64_t out_dim, WeightType wtype) {
+  return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>(in_dim) *
+         weight_type_size(wtype);
+}
+
+int pack_linear_cpu(const void* src, WeightType wtype, int64_t in_dim, int64_t out_dim, void* dst) {
+  if (src == nullptr || dst == nullptr) return kNullPointer;
+  if (in_dim <= 0 || out_dim <= 0) return kBadSize;
+  if (wtype != WeightType::kF32 && wtype != WeightType::kF16) return kBadArgument;
+  const int64_t np = num_panels(out_dim);
+  for (int64_t p = 0; p < np; ++p) {
+    for (int64_t k = 0; k < in_dim; ++k) {
+      for (int j = 0; j < kCpuPanel; ++j) {
+        const int64_t n = p * kCpuPanel + j;
+        const int64_t d = (p * in_dim + k) * kCpuPanel + j;
+        if (wtype == WeightType::kF32) {
+          static_cast<float*>(dst)[d] = n < out_dim ? static_cast<const float*>(src)[n * in_dim + k] : 0.0f;
+        } else {
+          static_cast<uint16_t*>(dst)[d] = n < out_dim ? static_cast<const uint16_t*>(src)[n * in_dim + k] : 0;
+        }
+      }
+    }
+  }
+  return kOk;
+}
+
+namespace cpu {
+
+namespace {
+
+struct LinearWs {
+  float* act;    // (rows, in_dim) prologue output
+  float* cbuf;   // per thread: (kMC, kNR) accumulators of one panel
+  float* bconv;  // per thread: (kKC, kNR) FP32 copy of an FP16 weight block
+};
+
+size_t act_bytes(int64_t rows, int64_t in_dim) { return align_up(sizeof(float) * rows * in_dim); }
+size_t per_thread_bytes() { return align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR); }
+
+LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
+  char* base = static_cast<char*>(ws);
+  LinearWs w;
+  w.act = reinterpret_cast<float*>(base);
+  char* t = base + act_bytes(rows, in_dim) + per_thread_bytes() * tid;
+  w.cbuf = reinterpret_cast<float*>(t);
+  w.bconv = reinterpret_cast<float*>(t + align_up(sizeof(float) * kMC * kNR));
+  return w;
+}
+
+}  // namespace
+
+size_t linear_workspace_bytes(int64_t rows, int64_t in_dim, int threads) {
+  return act_bytes(rows, in_dim) + per_thread_bytes() * static_cast<size_t>(threads > 0 ? threads : 1);
+}
+
+int fused_linear_phases(const FusedLinearParams& p) { return p.prologue == Prologue::kNone ? 1 : 2; }
+
+void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) {
+  if (p.rows == 0) return;
+  const Kernels& kr = kernels();
+  const int64_t K = p.in_dim, N = p.out_dim;
+  const LinearWs w = carve(workspace, p.rows, K, run.slot());
+
+  const float* A = p.x;
+  if (p.prologue != Prologue::kNone) {
+    run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
+      for (int64_t r = r0; r < r1; ++r) {
+        const float* xr = p.x + r * K;
+        float* ar = w.act + r * K;
+        if (p.prologue == Prologue::kSilu) {
+          kr.silu(xr, K, ar);
+        } else {
+          float mean, rstd;
+          kr.moments(xr, K, p.gn_eps, &mean, &rstd);
+          kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, ar);
+        }
+      }
+    });
+    A = w.act;
+  }
+
+  const bool f16 = p.wtype == WeightType::kF16;
+  const size_t esize = weight_type_size(p.wtype);
+  const int64_t npanels = num_panels(N);
+  const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K * esize;
+  const int64_t nblocks = (p.rows + kMC - 1) / kMC;
+  const int64_t items = nblocks * npanels;  // item = (row block, panel), row block major
+  auto gemm_items = [&](int64_t i0, int64_t i1) {
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
+      const int64_t mc = p.rows - m0 < kMC ? p.rows - m0 : kMC;
+      const int64_t groups = (mc + kMR - 1) / kMR;
+      // FP16 weights: convert each k-block once and reuse it for all row groups, unless there is only one
+      // group and the table has an on-the-fly FP16 kernel (batch <= 6: memory-bound, convert in registers).
+      const bool direct_f16 = f16 && groups == 1 && kr.gemm_f16 != nullptr;
+      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
+        const int64_t kc = K - k0 < kKC ? K - k0 : kKC;
+        const size_t boff = static_cast<size_t>((panel * K + k0) * kNR);
+        const float* b32 = nullptr;
+        if (!f16) {
+          b32 = static_cast<const float*>(p.weight) + boff;
+        } else if (!direct_f16) {
+          kr.f16_to_f32(static_cast<const uint16_t*>(p.weight) + boff, w.bconv, kc * kNR);
+          b32 = w.bconv;
+        }
+        // Software prefetch of the weight block that follows in memory (the next k-block of this panel,
+        // or the next panel), spread over the row groups: weights stream from DRAM once per pass, and the
+        // hardware prefetchers alone leave the first lines of each block waiting.
+        const size_t next_off = (boff + static_cast<size_t>(kc) * kNR) * esize;
+        const int64_t next_lines = (kc * kNR * static_cast<int64_t>(esize) + 63) / 64;
+        const int64_t per_group = (next_lines + groups - 1) / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+          if (groups > 2) {  // small batches are a plain stream: the hardware prefetchers handle it
+            for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
+              const size_t off = next_off + static_cast<size_t>(l) * 64;
+              if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+            }
+          }
+          const int64_t r = g * kMR;
+          const int mr = static_cast<int>(mc - r < kMR ? mc - r : kMR);
+          const float* a = A + (m0 + r) * K + k0;
+          float* c = w.cbuf + r * kNR;
+          if (direct_f16) {
+            kr.gemm_f16(mr, kc, a, K, static_cast<const uint16_t*>(p.weight) + boff, c, k0 > 0);
+          } else {
+            kr.gemm_f32(mr, kc, a, K, b32, c, k0 > 0);
+          }
+        }
+      }
+      // epilogue: bias, residual, store the valid columns of this panel
+      const int64_t n0 = panel * kNR;
+      const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
+      for (int64_t r = 0; r < mc; ++r) {
+        const float* c = w.cbuf + r * kNR;
+        float* o = p.out + (m0 + r) * N + n0;
+        const float* res = p.residual ? p.residual + (m0 + r) * N + n0 : nullptr;
+        for (int j = 0; j < nn; ++j) {
+          float v = c[j];
+          if (p.bias) v += p.bias[n0 + j];
+          if (res) v += res[j];
+          o[j] = v;
+        }
+      }
+    }
+  };
+  run.phase_guided(items, 1, gemm_items);
+}
+
+}  // namespace cpu
+
+size_t fused_linear_cpu_workspace_bytes(int64_t rows, int64_t in_dim, int64_t /*out_dim*/, int threads) {
+  return cpu::linear_workspace_bytes(rows, in_dim, cpu::resolve_threads(threads));
+}
+
+int fused_linear_cpu(const FusedLinearParams& p) {
+  int rc = check_fused_linear_params(p);
+  if (rc != kOk) return rc;
+  if (p.rows == 0) return kOk;
+  const int nt = cpu::resolve_threads(p.threads);
+  if (p.workspace == nullptr) return kNullPointer;
+  if (p.workspace_bytes < cpu::linear_workspace_bytes(p.rows, p.in_dim, nt)) return kWorkspaceTooSmall;
+  cpu::team_run(nt, cpu::fused_linear_phases(p), [&](cpu::Runner& r) { cpu::run_fused_linear(p, p.workspace, r); });
+  return kOk;
+}
+
+}  // namespace lfdn

@@ -1,0 +1,31 @@
+// Checks of the model description shared by the CPU and CUDA scoring passes.
+#include "lfdn/score_pass.h"
+
+namespace lfdn {
+
+int check_model_view(const LfdnModelView& m) {
+  if (m.in_dim <= 0 || m.width <= 0 || m.depth < 0 || m.steps < 1) return kBadSize;
+  if (m.in_dim > (int64_t{1} << 30) || m.width > (int64_t{1} << 30)) return kBadSize;
+  if (m.wtype != WeightType::kF32 && m.wtype != WeightType::kF16) return kBadArgument;
+  if (m.inp_w == nullptr || m.inp_b == nullptr || m.out_g == nullptr || m.out_b == nullptr ||
+      m.out_w == nullptr || m.out_bias == nullptr || m.eps == nullptr || m.stage_offsets == nullptr)
+    return kNullPointer;
+  if (m.depth > 0 && (m.blocks == nullptr || m.fc1_bias == nullptr)) return kNullPointer;
+  for (int64_t i = 0; i < m.depth; ++i) {
+    const LfdnBlockView& b = m.blocks[i];
+    if (!b.fc1_w || !b.fc2_w || !b.gn1_g || !b.gn1_b || !b.gn2_g || !b.gn2_b || !b.fc2_b) return kNullPointer;
+  }
+  if (m.steps > 1 && m.coef == nullptr) return kNullPointer;
+  for (int s = 0; s + 1 < m.steps; ++s) {
+    if (m.coef[s].sigma != 0.0f && m.step_noise == nullptr) return kNullPointer;
+    if (!(m.coef[s].sqrt_1m_ab_cur > 0.0f)) return kBadArgument;
+  }
+  if (m.num_stages < 1 || m.num_stages > kMaxStages) return kBadSize;
+  if (m.stage_offsets[0] != 0 || m.stage_offsets[m.num_stages] != m.in_dim) return kBadArgument;
+  for (int i = 0; i < m.num_stages; ++i)
+    if (m.stage_offsets[i + 1] <= m.stage_offsets[i]) return kBadArgument;
+  if (!(m.gn_eps > 0.0f) || !(m.cos_eps >= 0.0f)) return kBadArgument;
+  return kOk;
+}
+
+}  // namespace lfdn

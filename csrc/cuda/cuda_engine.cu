@@ -1,0 +1,245 @@
+// CudaEngine: FP16 weights packed for the tensor-core kernel, folded biases and Philox noise on the device,
+// a workspace for max_batch rows, and one CUDA graph per batch size (captured on first use).
+#include <cuda_runtime.h>
+
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "cuda/util.cuh"
+#include "lfdn/engine.h"
+#include "lfdn/linear.h"
+#include "lfdn/noise.h"
+
+namespace lfdn {
+
+struct CudaEngine::Impl {
+  cudaStream_t stream = nullptr;
+  cudaEvent_t ev_in = nullptr, ev_out = nullptr;
+  void* weights = nullptr;
+  float* small = nullptr;
+  void* workspace = nullptr;
+  float *z0_in = nullptr, *mse = nullptr, *mfsim = nullptr, *cos = nullptr, *recon = nullptr;
+  std::vector<LfdnBlockView> blocks;
+  std::vector<DdimCoefficients> coef;
+  std::vector<int32_t> offsets;
+  LfdnModelView view;
+  std::map<int64_t, cudaGraphExec_t> graphs;
+  std::mutex mutex;
+
+  ~Impl() {
+    for (auto& g : graphs) cudaGraphExecDestroy(g.second);
+    for (void* p : {weights, static_cast<void*>(small), workspace, static_cast<void*>(z0_in),
+                    static_cast<void*>(mse), static_cast<void*>(mfsim), static_cast<void*>(cos),
+                    static_cast<void*>(recon)})
+      if (p) cudaFree(p);
+    if (ev_in) cudaEventDestroy(ev_in);
+    if (ev_out) cudaEventDestroy(ev_out);
+    if (stream) cudaStreamDestroy(stream);
+    cudaGetLastError();
+  }
+};
+
+namespace {
+
+size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+}  // namespace
+
+int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::unique_ptr<CudaEngine>* out) {
+  int rc = check_engine_spec(s);
+  if (rc != kOk) return rc;
+  if (max_batch < 1 || device < 0) return kBadSize;
+  if (out == nullptr) return kNullPointer;
+  const int count = cuda_device_count();
+  if (device >= count) {
+    cuda::record(cudaErrorInvalidDevice, count == 0 ? "no CUDA device or driver" : "device index out of range");
+    return kCudaError;
+  }
+  LFDN_CUDA_TRY(cudaSetDevice(device));
+  std::unique_ptr<CudaEngine> e(new CudaEngine());
+  e->impl_.reset(new Impl());
+  Impl& im = *e->impl_;
+  e->max_batch_ = max_batch;
+  e->device_ = device;
+  const int64_t C = s.in_dim, W = s.width, D = s.depth;
+
+  // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves)
+  const size_t n_inp = round_up(packed_linear_cuda_elems(C, W), 128);
+  const size_t n_blk = round_up(packed_linear_cuda_elems(W, W), 128);
+  const size_t n_out = round_up(packed_linear_cuda_elems(W, C), 128);
+  const size_t n_all = n_inp + 2 * n_blk * static_cast<size_t>(D) + n_out;
+  std::vector<uint16_t> host(n_all, 0);
+  size_t off = 0;
+  std::vector<size_t> w_off;
+  auto pack = [&](const void* src, int64_t in, int64_t outd, size_t n) {
+    w_off.push_back(off);
+    const int r = pack_linear_cuda_host(src, s.wtype, in, outd, host.data() + off);
+    off += n;
+    return r;
+  };
+  if ((rc = pack(s.inp_w, C, W, n_inp)) != kOk) return rc;
+  for (int64_t i = 0; i < D; ++i) {
+    if ((rc = pack(s.fc1_w[i], W, W, n_blk)) != kOk) return rc;
+    if ((rc = pack(s.fc2_w[i], W, W, n_blk)) != kOk) return rc;
+  }
+  if ((rc = pack(s.out_w, W, C, n_out)) != kOk) return rc;
+  e->weight_bytes_ = n_all * sizeof(uint16_t);
+  LFDN_CUDA_TRY(cudaMalloc(&im.weights, e->weight_bytes_));
+  LFDN_CUDA_TRY(cudaMemcpy(im.weights, host.data(), e->weight_bytes_, cudaMemcpyHostToDevice));
+  host.clear();
+  host.shrink_to_fit();
+  const uint16_t* wd = static_cast<const uint16_t*>(im.weights);
+
+  // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
+  std::vector<float> sm;
+  auto put = [&sm](const float* src, int64_t n) {
+    const size_t o = sm.size();
+    sm.insert(sm.end(), src, src + n);
+    sm.resize(round_up(sm.size(), 64), 0.0f);
+    return o;
+  };
+  const size_t o_inp_b = put(s.inp_b, W);
+  std::vector<size_t> o_blk(static_cast<size_t>(D) * 5);
+  for (int64_t i = 0; i < D; ++i) {
+    o_blk[i * 5 + 0] = put(s.gn1_g[i], W);
+    o_blk[i * 5 + 1] = put(s.gn1_b[i], W);
+    o_blk[i * 5 + 2] = put(s.gn2_g[i], W);
+    o_blk[i * 5 + 3] = put(s.gn2_b[i], W);
+    o_blk[i * 5 + 4] = put(s.fc2_b[i], W);
+  }
+  const size_t o_fc1_bias = D > 0 ? put(s.fc1_bias, static_cast<int64_t>(s.steps) * D * W) : 0;
+  const size_t o_out_g = put(s.out_g, W), o_out_b = put(s.out_b, W), o_out_bias = put(s.out_bias, C);
+  const size_t o_eps = sm.size();
+  sm.resize(sm.size() + static_cast<size_t>(C) * s.steps, 0.0f);
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.small), sm.size() * sizeof(float)));
+  LFDN_CUDA_TRY(cudaMemcpy(im.small, sm.data(), sm.size() * sizeof(float), cudaMemcpyHostToDevice));
+  LFDN_CUDA_TRY(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
+  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_in, cudaEventDisableTiming));
+  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_out, cudaEventDisableTiming));
+  for (int32_t st = 0; st < s.steps; ++st) {  // eps: stream 0; eta noise of DDIM update st: stream st + 1
+    NoiseParams np;
+    np.out = im.small + o_eps + static_cast<size_t>(st) * C;
+    np.rows = 1;
+    np.dim = C;
+    np.seed = s.seed;
+    np.stream = static_cast<uint32_t>(st);
+    np.cuda_stream = im.stream;
+    if ((rc = noise_inject_cuda(np)) != kOk) return rc;
+  }
+  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
+
+  const float* b = im.small;
+  im.blocks.resize(D);
+  for (int64_t i = 0; i < D; ++i) {
+    LfdnBlockView& v = im.blocks[i];
+    v.fc1_w = wd + w_off[1 + 2 * i];
+    v.fc2_w = wd + w_off[2 + 2 * i];
+    v.gn1_g = b + o_blk[i * 5 + 0];
+    v.gn1_b = b + o_blk[i * 5 + 1];
+    v.gn2_g = b + o_blk[i * 5 + 2];
+    v.gn2_b = b + o_blk[i * 5 + 3];
+    v.fc2_b = b + o_blk[i * 5 + 4];
+  }
+  im.coef = s.coef;
+  im.offsets = s.stage_offsets;
+  LfdnModelView& v = im.view;
+  v.in_dim = C;
+  v.width = W;
+  v.depth = D;
+  v.wtype = WeightType::kF16;
+  v.inp_w = wd + w_off[0];
+  v.inp_b = b + o_inp_b;
+  v.blocks = im.blocks.data();
+  v.fc1_bias = D > 0 ? b + o_fc1_bias : nullptr;
+  v.out_g = b + o_out_g;
+  v.out_b = b + o_out_b;
+  v.out_w = wd + w_off.back();
+  v.out_bias = b + o_out_bias;
+  v.gn_eps = s.gn_eps;
+  v.steps = s.steps;
+  v.q_a = s.q_a;
+  v.q_b = s.q_b;
+  v.eps = b + o_eps;
+  v.step_noise = s.steps > 1 ? b + o_eps + C : nullptr;
+  v.coef = im.coef.data();
+  v.num_stages = static_cast<int32_t>(im.offsets.size() - 1);
+  v.stage_offsets = im.offsets.data();
+  v.cos_eps = s.cos_eps;
+  if ((rc = check_model_view(v)) != kOk) return rc;
+
+  e->workspace_bytes_ = score_pass_cuda_workspace_bytes(v, max_batch);
+  LFDN_CUDA_TRY(cudaMalloc(&im.workspace, e->workspace_bytes_));
+  const size_t rb = sizeof(float) * static_cast<size_t>(max_batch);
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.z0_in), rb * C));
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.recon), rb * C));
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mse), rb));
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mfsim), rb));
+  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.cos), rb * v.num_stages));
+  *out = std::move(e);
+  return kOk;
+}
+
+CudaEngine::~CudaEngine() {
+  if (impl_) {
+    cudaSetDevice(device_);
+    impl_.reset();
+  }
+}
+
+int CudaEngine::graphs() const { return impl_ ? static_cast<int>(impl_->graphs.size()) : 0; }
+
+int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
+                      Stream stream) {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mutex);
+  if (rows < 1) return kBadSize;
+  if (rows > max_batch_) return kBatchAboveWorkspace;
+  if (!z0 || !mse || !mfsim || !stage_cos) return kNullPointer;
+  const int64_t C = im.view.in_dim, M = im.view.num_stages;
+  LFDN_CUDA_TRY(cudaSetDevice(device_));
+  LFDN_CUDA_TRY(cudaEventRecord(im.ev_in, stream));
+  LFDN_CUDA_TRY(cudaStreamWaitEvent(im.stream, im.ev_in, 0));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.z0_in, z0, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
+
+  auto it = im.graphs.find(rows);
+  if (it == im.graphs.end()) {
+    ScorePassParams p;
+    p.model = &im.view;
+    p.z0 = im.z0_in;
+    p.rows = rows;
+    p.mse = im.mse;
+    p.mfsim = im.mfsim;
+    p.stage_cos = im.cos;
+    p.recon = im.recon;
+    p.workspace = im.workspace;
+    p.workspace_bytes = workspace_bytes_;
+    p.workspace_rows = max_batch_;
+    p.cuda_stream = im.stream;
+    LFDN_CUDA_TRY(cudaStreamBeginCapture(im.stream, cudaStreamCaptureModeThreadLocal));
+    const int rc = score_pass_cuda(p);
+    cudaGraph_t graph = nullptr;
+    const int end_rc = cuda::record(cudaStreamEndCapture(im.stream, &graph), "cudaStreamEndCapture");
+    if (rc != kOk || end_rc != kOk) {
+      if (graph) cudaGraphDestroy(graph);
+      return rc != kOk ? rc : end_rc;
+    }
+    cudaGraphExec_t exec = nullptr;
+    const int inst_rc = cuda::record(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    cudaGraphDestroy(graph);
+    if (inst_rc != kOk) return inst_rc;
+    it = im.graphs.emplace(rows, exec).first;
+  }
+  LFDN_CUDA_TRY(cudaGraphLaunch(it->second, im.stream));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(mse, im.mse, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(mfsim, im.mfsim, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(
+      cudaMemcpyAsync(stage_cos, im.cos, sizeof(float) * rows * M, cudaMemcpyDeviceToDevice, im.stream));
+  if (recon)
+    LFDN_CUDA_TRY(cudaMemcpyAsync(recon, im.recon, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(cudaEventRecord(im.ev_out, im.stream));
+  LFDN_CUDA_TRY(cudaStreamWaitEvent(stream, im.ev_out, 0));
+  return kOk;
+}
+
+}  // namespace lfdn

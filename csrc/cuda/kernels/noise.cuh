@@ -1,0 +1,28 @@
+// Op 1 kernel: out = a * z0 + b * eps, one thread per element; eps from philox.h or a broadcast row.
+#pragma once
+#include <cstdint>
+
+#include "lfdn/philox.h"
+
+namespace lfdn {
+namespace cuda {
+
+__global__ void noise_kernel(const float* __restrict__ z0, float* __restrict__ out,
+                             const uint64_t* __restrict__ keys, const float* __restrict__ eps_row, int64_t rows,
+                             int64_t dim, uint64_t seed, uint32_t stream, float a, float b) {
+  const int64_t n = rows * dim;
+  for (int64_t e = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; e < n;
+       e += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = e / dim, i = e - r * dim;
+    float eps;
+    if (eps_row != nullptr) {
+      eps = eps_row[i];
+    } else {
+      eps = gaussian_at(seed, stream, keys ? keys[r] : 0ull, static_cast<uint32_t>(i));
+    }
+    out[e] = (z0 ? a * z0[e] : 0.0f) + b * eps;
+  }
+}
+
+}  // namespace cuda
+}  // namespace lfdn

@@ -1,0 +1,116 @@
+// Op 4 (CUDA): the scoring pass as a sequence of launches on one stream (capturable into a CUDA graph).
+#include "cuda/util.cuh"
+#include "lfdn/linear.h"
+#include "lfdn/noise.h"
+#include "lfdn/score_pass.h"
+
+namespace lfdn {
+
+namespace {
+
+size_t buf_bytes(int64_t rows, int64_t dim) { return (sizeof(float) * rows * dim + 255) / 256 * 256; }
+
+int linear(const LfdnModelView& m, Stream s, const float* x, float* out, int64_t rows, int64_t in_dim,
+           int64_t out_dim, const void* w, const float* bias, Prologue pro, const float* g, const float* b,
+           const float* residual) {
+  FusedLinearParams p;
+  p.x = x;
+  p.out = out;
+  p.residual = residual;
+  p.weight = w;
+  p.wtype = WeightType::kF16;
+  p.bias = bias;
+  p.gamma = g;
+  p.beta = b;
+  p.gn_eps = m.gn_eps;
+  p.prologue = pro;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.cuda_stream = s;
+  return fused_linear_cuda(p);
+}
+
+}  // namespace
+
+size_t score_pass_cuda_workspace_bytes(const LfdnModelView& m, int64_t max_rows) {
+  return 2 * buf_bytes(max_rows, m.in_dim) + 2 * buf_bytes(max_rows, m.width);
+}
+
+int score_pass_cuda(const ScorePassParams& p) {
+  if (p.model == nullptr) return kNullPointer;
+  const LfdnModelView& m = *p.model;
+  int rc = check_model_view(m);
+  if (rc != kOk) return rc;
+  if (m.wtype != WeightType::kF16) return kBadArgument;
+  if (p.rows <= 0) return kBadSize;
+  if (p.rows > p.workspace_rows) return kBatchAboveWorkspace;
+  if (!p.z0 || !p.mse || !p.mfsim || !p.stage_cos || !p.workspace) return kNullPointer;
+  if (p.workspace_bytes < score_pass_cuda_workspace_bytes(m, p.workspace_rows)) return kWorkspaceTooSmall;
+  const int64_t M = p.rows, C = m.in_dim, W = m.width, R = p.workspace_rows;
+  char* base = static_cast<char*>(p.workspace);
+  float* x = reinterpret_cast<float*>(base);
+  float* y = reinterpret_cast<float*>(base + buf_bytes(R, C));
+  float* h = reinterpret_cast<float*>(base + 2 * buf_bytes(R, C));
+  float* u = reinterpret_cast<float*>(base + 2 * buf_bytes(R, C) + buf_bytes(R, W));
+  const Stream s = p.cuda_stream;
+
+  NoiseParams np;
+  np.z0 = p.z0;
+  np.out = x;
+  np.eps_row = m.eps;
+  np.rows = M;
+  np.dim = C;
+  np.a = m.q_a;
+  np.b = m.q_b;
+  np.cuda_stream = s;
+  if ((rc = noise_inject_cuda(np)) != kOk) return rc;
+
+  for (int st = 0; st < m.steps; ++st) {
+    if ((rc = linear(m, s, x, h, M, C, W, m.inp_w, m.inp_b, Prologue::kSilu, nullptr, nullptr, nullptr)) != kOk)
+      return rc;
+    for (int64_t i = 0; i < m.depth; ++i) {
+      const LfdnBlockView& b = m.blocks[i];
+      const float* bias1 = m.fc1_bias + (static_cast<int64_t>(st) * m.depth + i) * W;
+      if ((rc = linear(m, s, h, u, M, W, W, b.fc1_w, bias1, Prologue::kGroupNormSilu, b.gn1_g, b.gn1_b,
+                       nullptr)) != kOk)
+        return rc;
+      if ((rc = linear(m, s, u, h, M, W, W, b.fc2_w, b.fc2_b, Prologue::kGroupNormSilu, b.gn2_g, b.gn2_b, h)) !=
+          kOk)
+        return rc;
+    }
+    float* out = (st + 1 == m.steps && p.recon != nullptr) ? p.recon : y;
+    if ((rc = linear(m, s, h, out, M, W, C, m.out_w, m.out_bias, Prologue::kGroupNormSilu, m.out_g, m.out_b,
+                     nullptr)) != kOk)
+      return rc;
+    DdimScoreParams dp;
+    dp.x = x;
+    dp.x0_hat = out;
+    dp.z0 = p.z0;
+    dp.rows = M;
+    dp.dim = C;
+    dp.cuda_stream = s;
+    if (st + 1 < m.steps) {
+      const DdimCoefficients& c = m.coef[st];
+      dp.update = true;
+      dp.sqrt_ab_cur = c.sqrt_ab_cur;
+      dp.sqrt_1m_ab_cur = c.sqrt_1m_ab_cur;
+      dp.c_x0 = c.c_x0;
+      dp.c_eps = c.c_eps;
+      dp.sigma = c.sigma;
+      dp.noise = m.step_noise ? m.step_noise + static_cast<int64_t>(st) * C : nullptr;
+    } else {
+      dp.scores = true;
+      dp.num_stages = m.num_stages;
+      dp.stage_offsets = m.stage_offsets;
+      dp.cos_eps = m.cos_eps;
+      dp.mse = p.mse;
+      dp.mfsim = p.mfsim;
+      dp.stage_cos = p.stage_cos;
+    }
+    if ((rc = ddim_score_cuda(dp)) != kOk) return rc;
+  }
+  return kOk;
+}
+
+}  // namespace lfdn

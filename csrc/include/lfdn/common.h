@@ -1,0 +1,35 @@
+// Shared definitions of the torch-free core: status codes, weight storage types and the CUDA stream handle.
+// No CUDA header is needed to use the parameter structs: cudaStream_t is `CUstream_st*` (cuda_runtime_api.h
+// declares it exactly so), so host-only code can carry a stream without including CUDA.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+
+struct CUstream_st;
+
+namespace lfdn {
+
+using Stream = CUstream_st*;  // == cudaStream_t; nullptr is the legacy default stream
+
+enum Status : int {
+  kOk = 0,
+  kNullPointer = -1,          // a required pointer is null
+  kBadSize = -2,              // a size is negative/zero where it must be positive, or too large
+  kBatchAboveWorkspace = -3,  // rows exceed what the workspace was sized for
+  kBadArgument = -4,          // an enum or scalar argument is out of range
+  kCudaError = -5,            // a CUDA runtime call failed (see cuda_last_error())
+  kUnsupported = -6,          // not compiled in (e.g. CUDA in a CPU-only build)
+  kWorkspaceTooSmall = -7,    // workspace_bytes below the size the op needs
+};
+
+// Human-readable text for a Status (never null).
+const char* status_message(int code);
+
+enum class WeightType : int32_t {
+  kF32 = 0,  // IEEE binary32
+  kF16 = 1,  // IEEE binary16 bit patterns (uint16_t), converted to FP32 before the multiply-add
+};
+
+inline size_t weight_type_size(WeightType t) { return t == WeightType::kF16 ? 2 : 4; }
+
+}  // namespace lfdn

@@ -1,0 +1,107 @@
+// Owning engines: packed weights, folded biases, generated noise and the preallocated workspace of one
+// model, and the scoring pass (op 4) run on them. Built from an EngineSpec of host arrays (what
+// lfdn_edge.engine.native_pack writes into the artifact). CpuEngine is always compiled; CudaEngine only
+// when the build has CUDA (LFDN_WITH_CUDA).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "lfdn/common.h"
+#include "lfdn/score_pass.h"
+
+namespace lfdn {
+
+// Source arrays, all host memory, row-major; weights are (out, in) like torch.nn.Linear.weight, stored
+// as `wtype` (FP32, or FP16 bits). Arrays indexed per block have `depth` entries.
+struct EngineSpec {
+  int64_t in_dim = 0, width = 0, depth = 0;
+  int32_t steps = 0;
+  WeightType wtype = WeightType::kF32;
+  const void* inp_w = nullptr; const float* inp_b = nullptr;
+  std::vector<const void*> fc1_w, fc2_w;
+  std::vector<const float*> gn1_g, gn1_b, gn2_g, gn2_b, fc2_b;
+  const float* fc1_bias = nullptr;  // (steps, depth, width): fc1.bias + emb_i(level_s), folded at build time
+  const float* out_g = nullptr; const float* out_b = nullptr;
+  const void* out_w = nullptr; const float* out_bias = nullptr;
+  float gn_eps = 1e-5f, cos_eps = 1e-8f;
+  // forward noising x = q_a * z0 + q_b * eps; eps and the DDIM eta noise come from the Philox generator
+  float q_a = 1.0f, q_b = 0.0f;
+  uint64_t seed = 0;
+  std::vector<DdimCoefficients> coef;  // (steps - 1)
+  std::vector<int32_t> stage_offsets;  // (num_stages + 1)
+};
+
+int check_engine_spec(const EngineSpec& s);
+
+struct AlignedFree {
+  void operator()(void* p) const;
+};
+using AlignedBuffer = std::unique_ptr<char[], AlignedFree>;
+AlignedBuffer aligned_alloc_bytes(size_t bytes);  // 64-byte aligned, null on failure
+
+class CpuEngine {
+ public:
+  // kOk and *out set, or an error code. threads 0: $LFDN_EDGE_NUM_THREADS or the hardware concurrency.
+  static int create(const EngineSpec& spec, int64_t max_batch, int threads, std::unique_ptr<CpuEngine>* out);
+
+  // z0 (rows, in_dim) -> mse (rows), mfsim (rows), stage_cos (rows, num_stages), recon (rows, in_dim) or null.
+  // Calls are serialised (one workspace); each uses threads() threads.
+  int score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon) const;
+
+  int64_t max_batch() const { return max_batch_; }
+  int threads() const { return threads_; }
+  size_t weight_bytes() const { return weight_bytes_; }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  const LfdnModelView& view() const { return view_; }
+
+ private:
+  CpuEngine() = default;
+  int64_t max_batch_ = 0;
+  int threads_ = 1;
+  size_t weight_bytes_ = 0, workspace_bytes_ = 0;
+  AlignedBuffer weights_, workspace_;
+  mutable std::mutex mutex_;
+  std::vector<float> small_;  // biases, norms, folded biases, noise
+  std::vector<LfdnBlockView> blocks_;
+  std::vector<DdimCoefficients> coef_;
+  std::vector<int32_t> offsets_;
+  LfdnModelView view_;
+};
+
+#if defined(LFDN_WITH_CUDA)
+class CudaEngine {
+ public:
+  static int create(const EngineSpec& spec, int64_t max_batch, int device, std::unique_ptr<CudaEngine>* out);
+  ~CudaEngine();
+  CudaEngine(const CudaEngine&) = delete;
+  CudaEngine& operator=(const CudaEngine&) = delete;
+
+  // Device pointers. The pass runs on an engine-owned stream ordered after `stream` (events), replayed from a
+  // CUDA graph captured on first use of each batch size; `stream` is ordered after the pass on return.
+  int score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
+            Stream stream);
+
+  int64_t max_batch() const { return max_batch_; }
+  int device() const { return device_; }
+  size_t weight_bytes() const { return weight_bytes_; }
+  size_t workspace_bytes() const { return workspace_bytes_; }
+  int graphs() const;  // number of captured batch sizes
+
+ private:
+  struct Impl;
+  CudaEngine() = default;
+  std::unique_ptr<Impl> impl_;
+  int64_t max_batch_ = 0;
+  int device_ = 0;
+  size_t weight_bytes_ = 0, workspace_bytes_ = 0;
+};
+
+// Number of visible CUDA devices (0 when there is no driver or device), and the last CUDA error text.
+int cuda_device_count();
+std::string cuda_last_error();
+#endif
+
+}  // namespace lfdn

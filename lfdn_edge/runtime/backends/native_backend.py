@@ -1,0 +1,90 @@
+"""Native backend: runs a native engine artifact through lfdn_edge._C (C++ CPU engine or CUDA engine).
+
+The artifact's payload holds the LFDN weights (FP32 or FP16 storage) with the timestep branch folded into
+one bias per block per DDIM step (lfdn_edge.engine.native_pack). Devices:
+    "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, OpenMP threads
+                      (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
+                      the memory traffic) and compute in FP32.
+    "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
+                      is converted at load), tensor cores with FP32 accumulation, one CUDA graph per batch
+                      size. Inputs may be CUDA tensors (no host copy); outputs are then CUDA tensors.
+Native engines score feature vectors only (no backbone inside); see native_pack.build_native_artifact.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from ...engine.artifact import EngineError
+from ...engine.native_pack import unpack_spec
+from ...native import load_native, native_available
+from .base import ScoreOutputs, ScoringBackend
+
+THREADS_ENV = "LFDN_EDGE_NUM_THREADS"
+
+
+def _threads_from_env() -> int:
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return 0
+    try:
+        n = int(raw)
+    except ValueError as exc:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}") from exc
+    if n < 1:
+        raise ValueError(f"{THREADS_ENV} must be a positive integer, got {raw!r}")
+    return n
+
+
+class NativeBackend(ScoringBackend):
+    name = "native"
+
+    def __init__(self, artifact, device: str | None = None, threads: int | None = None):
+        super().__init__(artifact, device)
+        h = self.header
+        src = str(artifact.path or "engine")
+        if h.get("backend") != "native":
+            raise EngineError(f"{src}: the native backend runs native payloads, this engine holds a "
+                              f"{h.get('backend')!r} payload")
+        if h.get("includes_backbone"):
+            raise EngineError(f"{src}: native engines do not include the backbone; rebuild without "
+                              "--include-backbone and compute features with lfdn_edge.MultiLayerFeatures")
+        spec = unpack_spec(h.get("native"), artifact.payload, src)
+        max_batch = int(h["batch"]["max"])
+        dev = "cpu" if device is None else str(device)
+        _C = load_native()
+        if dev == "cpu":
+            self.device = "cpu"
+            self._cuda = None
+            self.engine = _C.CpuEngine(spec, max_batch, _threads_from_env() if threads is None else int(threads))
+        elif dev == "cuda" or dev.startswith("cuda:"):
+            from ...native import NativeCudaEngine
+
+            self._cuda = NativeCudaEngine(spec, max_batch, dev)
+            self.device = self._cuda.device
+            self.engine = self._cuda
+        else:
+            raise ValueError(f"native backend device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        self.num_stages = len(spec["stage_offsets"]) - 1
+
+    @classmethod
+    def available(cls) -> tuple[bool, str]:
+        if not native_available():
+            return False, "the native core lfdn_edge._C is not built (pip install -e . with a C++17 compiler and CMake)"
+        return True, ""
+
+    def run(self, inputs) -> ScoreOutputs:
+        if self._cuda is not None:
+            mse, mfsim, cos = self._cuda.score(inputs)
+            return ScoreOutputs(mse=mse, mfsim=mfsim, stage_cos=cos)
+        try:
+            import torch
+
+            if isinstance(inputs, torch.Tensor):
+                inputs = inputs.detach().to("cpu", torch.float32).numpy()
+        except ImportError:  # pragma: no cover - torch is a dependency, but the CPU engine does not need it
+            pass
+        out = self.engine.score(np.ascontiguousarray(inputs, dtype=np.float32))
+        return ScoreOutputs(mse=out["mse"], mfsim=out["mfsim"], stage_cos=out["stage_cos"])

@@ -1,0 +1,321 @@
+"""The native engine: whole scoring passes against the PyTorch reference, the artifact round trip, the
+backend behind lfdn_edge.Scorer, argument checks, and tools/bench.py.
+
+Tolerances: FP32 weights give the PyTorch reference's scores within 1e-4 relative (mse) and 1e-5 absolute
+(cosines; mfsim is their mean); FP16-stored weights (FP32 arithmetic) within 2e-3 relative on mse and 2e-3
+absolute on the cosines for these random models (docs/NATIVE.md lists what the paper-size model gives).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import threading
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from lfdn_edge.checkpoint import Checkpoint
+from lfdn_edge.diffusion import Schedule
+from lfdn_edge.engine.artifact import EngineArtifact, EngineError, read_engine, write_engine
+from lfdn_edge.engine.header import common_header
+from lfdn_edge.engine.native_pack import build_native_artifact, native_spec, pack_spec, unpack_spec
+from lfdn_edge.features import FeatureLayout
+from lfdn_edge.score import ScoreConfig, score_terms
+
+_C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYOUT = (16, 24, 40, 112, 320)
+
+
+def _bench_module():
+    spec = importlib.util.spec_from_file_location("lfdn_bench", ROOT / "tools" / "bench.py")
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return mod
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return _bench_module()
+
+
+@pytest.fixture(scope="module")
+def ckpt(bench):
+    """A random LFDN (every Linear non-zero, GroupNorm affine perturbed) as an in-memory checkpoint."""
+    ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=192, depth=3, emb_dim=96)
+    ck.data["score"] = ScoreConfig(t=5, steps=3, eta=1.0, seed=123).to_dict()
+    return ck
+
+
+@pytest.fixture(scope="module")
+def z0(bench):
+    return bench.standardised_inputs(37, LAYOUT, seed=9)
+
+
+def _reference(ck, z):
+    scorer = ck.scorer()
+    zt = torch.from_numpy(z)
+    rec = scorer.final.reconstruct(zt)
+    t = score_terms(zt, rec, ck.layout)
+    return {k: v.numpy() for k, v in t.items()}, rec.numpy()
+
+
+def _engine(ck, precision, max_batch=64, threads=0):
+    spec = native_spec(ck.build_model("ema"), Schedule(ck.diffusion_config), ck.score_config, ck.layout, precision)
+    return _C.CpuEngine(spec, max_batch, threads)
+
+
+@pytest.mark.parametrize("isa", ["auto", "scalar"])
+def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
+    _C.set_cpu_isa(isa)
+    try:
+        out = _engine(ckpt, "fp32").score(z0, return_recon=True)
+    finally:
+        _C.set_cpu_isa("auto")
+    ref, rec = _reference(ckpt, z0)
+    np.testing.assert_allclose(out["recon"], rec, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4)
+    np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=1e-5)
+
+
+def test_fp16_weights_engine_within_stated_tolerance(ckpt, z0):
+    out = _engine(ckpt, "fp16").score(z0)
+    ref, _ = _reference(ckpt, z0)
+    np.testing.assert_allclose(out["mse"], ref["mse"], rtol=2e-3)
+    np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=2e-3)
+
+
+def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0):
+    eng1, eng2 = _engine(ckpt, "fp32", threads=1), _engine(ckpt, "fp32", threads=2)
+    full = eng2.score(z0)
+    for a, b in ((0, 1), (3, 10), (10, 37)):
+        part = eng1.score(z0[a:b])
+        for k in ("mse", "mfsim", "stage_cos"):
+            assert np.array_equal(part[k], full[k][a:b]), k
+
+
+def test_engine_is_safe_to_share_between_python_threads(ckpt, z0):
+    eng = _engine(ckpt, "fp16")
+    want = eng.score(z0)["mse"]
+    got, errors = [], []
+
+    def work():
+        try:
+            for _ in range(3):
+                got.append(eng.score(z0)["mse"])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(got) == 9 and all(np.array_equal(g, want) for g in got)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_engine_works_in_a_forked_child(ckpt, z0):
+    """A child forked after the threads started (DataLoader workers, multiprocessing) gets its own team."""
+    import os
+
+    eng = _engine(ckpt, "fp32")
+    want = eng.score(z0)["mse"]
+    r, w = os.pipe()
+    with warnings.catch_warnings():  # Python >= 3.12 warns about fork() in a multi-threaded process
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # child: score, report, exit without running pytest's teardown
+        try:
+            ok = np.array_equal(eng.score(z0)["mse"], want)
+            os.write(w, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(w)
+    got = os.read(r, 1)
+    os.waitpid(pid, 0)
+    assert got == b"1"
+
+
+def test_engine_rejects_bad_inputs(ckpt, z0):
+    eng = _engine(ckpt, "fp32", max_batch=8)
+    with pytest.raises(ValueError, match="above the engine's workspace"):
+        eng.score(z0[:9])
+    with pytest.raises(ValueError, match=r"shape \(rows, 512\)"):
+        eng.score(z0[:, :100])
+    with pytest.raises(ValueError, match="empty batch"):
+        eng.score(z0[:0])
+    with pytest.raises(TypeError, match="floating point"):
+        eng.score(np.zeros((2, 512), np.int64))
+    with pytest.raises(TypeError, match="required"):
+        eng.score(None)
+    assert eng.score(z0[:8].astype(np.float64))["mse"].shape == (8,)  # float64 is converted
+    with pytest.raises(ValueError, match="max_batch"):
+        _C.CpuEngine({}, 0)
+
+
+def test_engine_spec_is_validated(ckpt):
+    spec = native_spec(ckpt.build_model("ema"), Schedule(), ckpt.score_config, ckpt.layout, "fp32")
+    with pytest.raises(KeyError, match="lacks 'inp_w'"):
+        _C.CpuEngine({k: v for k, v in spec.items() if k != "inp_w"}, 4)
+    with pytest.raises(ValueError, match=r"fc1_w\[1\] must have shape"):
+        _C.CpuEngine({**spec, "fc1_w": [spec["fc1_w"][0], spec["fc1_w"][1][:, :5]] + spec["fc1_w"][2:]}, 4)
+    with pytest.raises(TypeError, match="spec precision is fp16"):
+        _C.CpuEngine({**spec, "precision": "fp16"}, 4)
+    with pytest.raises(ValueError, match="entries, depth is 3"):
+        _C.CpuEngine({**spec, "gn1_g": spec["gn1_g"][:2]}, 4)
+    with pytest.raises(ValueError, match="invalid argument"):
+        _C.CpuEngine({**spec, "stage_offsets": [0, 10, 600]}, 4)
+
+
+# ------------------------------------------------------------------------------------------ artifact
+def _artifact(ck, precision, batch=(1, 16, 64)):
+    extras, payload = build_native_artifact(ck, precision, batch, False)
+    return {**common_header(ck, "native", precision, batch, False), **extras}, payload
+
+
+def test_pack_unpack_round_trip(ckpt):
+    spec = native_spec(ckpt.build_model("ema"), Schedule(), ckpt.score_config, ckpt.layout, "fp16")
+    meta, payload = pack_spec(spec)
+    back = unpack_spec(json.loads(json.dumps(meta)), payload)
+    assert back["fc1_w"][2].dtype == np.float16 and back["fc1_bias"].dtype == np.float32
+    for k, v in spec.items():
+        if isinstance(v, list) and v and isinstance(v[0], np.ndarray):
+            assert all(np.array_equal(a, b) for a, b in zip(v, back[k])), k
+        elif isinstance(v, np.ndarray):
+            assert np.array_equal(v, back[k]), k
+        else:
+            assert v == back[k], k
+    assert all(t["offset"] % 64 == 0 for t in meta["tensors"])
+    with pytest.raises(EngineError, match="format"):
+        unpack_spec({**meta, "format": 99}, payload)
+    with pytest.raises(EngineError, match="outside the payload"):
+        unpack_spec(meta, payload[:-100])
+
+
+def test_native_artifact_through_file_and_scorer(ckpt, z0, tmp_path):
+    from lfdn_edge.runtime.backends.native_backend import NativeBackend
+
+    header, payload = _artifact(ckpt, "fp32")
+    path = write_engine(tmp_path / "m.native.engine", header, payload)
+    art = read_engine(path)
+    out = NativeBackend(art, "cpu").run(z0)
+    ref, _ = _reference(ckpt, z0)
+    np.testing.assert_allclose(out.mse, ref["mse"], rtol=1e-4)
+    np.testing.assert_allclose(out.mfsim, ref["mfsim"], atol=1e-5)
+    # the Scorer (lfdn_edge.runtime.scorer) picks the native backend from the payload kind
+    scorer = pytest.importorskip("lfdn_edge.runtime.scorer").Scorer(path)
+    assert scorer.backend_name == "native"
+    np.testing.assert_allclose(scorer.explain(z0)["mse"], ref["mse"], rtol=1e-4)
+    # torch input works too (converted on the CPU)
+    assert np.allclose(NativeBackend(art).run(torch.from_numpy(z0)).mse, out.mse)
+
+
+def test_native_backend_errors_are_clear(ckpt, monkeypatch):
+    from lfdn_edge.runtime.backends.native_backend import NativeBackend
+
+    header, payload = _artifact(ckpt, "fp32")
+    with pytest.raises(ValueError, match="do not include the backbone"):
+        build_native_artifact(ckpt, "fp32", (1, 1, 4), True)
+    with pytest.raises(ValueError, match="precision"):
+        build_native_artifact(ckpt, "int8", (1, 1, 4), False)
+    with pytest.raises(EngineError, match="runs native payloads"):
+        NativeBackend(EngineArtifact({**header, "backend": "onnx"}, payload))
+    with pytest.raises(ValueError, match="device must be"):
+        NativeBackend(EngineArtifact(header, payload), "tpu")
+    monkeypatch.setenv("LFDN_EDGE_NUM_THREADS", "lots")
+    with pytest.raises(ValueError, match="LFDN_EDGE_NUM_THREADS"):
+        NativeBackend(EngineArtifact(header, payload))
+    from lfdn_edge.native import cuda_usable
+
+    usable, why = cuda_usable()
+    if not usable:  # CPU-only build, CPU torch or no GPU: a RuntimeError saying which
+        monkeypatch.delenv("LFDN_EDGE_NUM_THREADS")
+        with pytest.raises(RuntimeError, match="native CUDA kernels unavailable: " + why.split(" (")[0]):
+            NativeBackend(EngineArtifact(header, payload), "cuda")
+
+
+def test_native_backend_runs_batches_up_to_the_header_max(ckpt, z0):
+    from lfdn_edge.runtime.backends.native_backend import NativeBackend
+
+    header, payload = _artifact(ckpt, "fp16", batch=(1, 4, 16))
+    be = NativeBackend(EngineArtifact(header, payload))
+    assert be.run(z0[:16]).mse.shape == (16,)
+    with pytest.raises(ValueError, match="max batch 16"):
+        be.run(z0[:17])
+
+
+@pytest.mark.data
+def test_trained_checkpoint_scores_match_reference(real_features, tmp_path):
+    """A checkpoint trained on real fmnist-ood features: native FP32 scores = PyTorch scores within 1e-4."""
+    from lfdn_edge.model import LFDNConfig
+    from lfdn_edge.train import TrainConfig, train_lfdn
+
+    ck = train_lfdn(real_features.train, real_features.layout, real_features.feature_config, tmp_path / "c.pt",
+                    LFDNConfig(in_dim=real_features.layout.dim, width=128, depth=2, emb_dim=64),
+                    TrainConfig(epochs=3, batch_size=128, lr=1e-3, seed=3, early_epoch=1), progress=False)
+    z = np.concatenate([real_features.test[:40], next(iter(real_features.ood.values()))[:40]]).astype(np.float32)
+    ref = ck.scorer().scores(z)
+    for precision, rtol, atol in (("fp32", 1e-4, 1e-5), ("fp16", 5e-3, 1e-3)):
+        out = _engine(ck, precision, max_batch=len(z)).score(z)
+        np.testing.assert_allclose(out["mse"], ref["mse"], rtol=rtol)
+        np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=atol)
+        if precision == "fp32":  # trained model, real data: |mfsim| is far from 0, relative error is meaningful
+            np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ CUDA engine
+def _cuda_usable():
+    from lfdn_edge.native import cuda_usable
+
+    return cuda_usable()
+
+
+@pytest.mark.skipif(not _cuda_usable()[0], reason=f"CUDA engine not runnable here: {_cuda_usable()[1]}")
+def test_cuda_engine_matches_reference(ckpt, z0):
+    from lfdn_edge.native import NativeCudaEngine
+
+    spec = native_spec(ckpt.build_model("ema"), Schedule(), ckpt.score_config, ckpt.layout, "fp16")
+    eng = NativeCudaEngine(spec, 64, "cuda")
+    ref, _ = _reference(ckpt, z0)
+    for _ in range(2):  # the second call replays the captured graph
+        mse, mfsim, cos = eng.score(torch.from_numpy(z0).cuda())
+        np.testing.assert_allclose(mse.cpu().numpy(), ref["mse"], rtol=2e-2)
+        np.testing.assert_allclose(cos.cpu().numpy(), ref["stage_cos"], atol=1e-2)
+    assert eng.engine.graphs == 1
+    with pytest.raises(ValueError, match="above the engine's workspace"):
+        eng.score(torch.zeros(65, 512))
+
+
+# ------------------------------------------------------------------------------------------ bench tool
+def test_bench_tool_writes_results_and_parity(bench, tmp_path):
+    ck = bench.paper_checkpoint(seed=2, stage_dims=LAYOUT, width=64, depth=2, emb_dim=32)
+    path = ck.save(tmp_path / "small.pt")
+    out = tmp_path / "bench.json"
+    cmd = [sys.executable, str(ROOT / "tools" / "bench.py"), "--ckpt", str(path), "--backends", "torch,native",
+           "--batch", "1,5", "--min-time", "0", "--min-reps", "2", "--warmup", "1", "--parity-batch", "6",
+           "--json", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads(out.read_text())
+    assert rep["device"] == "cpu"
+    names = {(r["backend"], r["batch"]) for r in rep["results"]}
+    assert names == {(b, n) for b in ("torch", "native-fp32", "native-fp16") for n in (1, 5)}
+    for r in rep["results"]:
+        assert r["items_per_s"] > 0 and r["p50_ms"] > 0 and r["p99_ms"] >= r["p50_ms"] * 0.5
+    assert rep["parity_vs_torch"]["native-fp32"]["mse_max_rel_err"] < 1e-4
+    assert "commit" in rep and "machine" in rep and rep["model"]["width"] == 64
+    bad = subprocess.run(cmd[:2] + ["--batch", "0"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "batch sizes must be >= 1" in bad.stderr
