@@ -28,4 +28,33 @@ int check_model_view(const LfdnModelView& m) {
   return kOk;
 }
 
+DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& p, int step, float* x,
+                                 const float* x0_hat) {
+  DdimScoreParams dp;
+  dp.x = x;
+  dp.x0_hat = x0_hat;
+  dp.z0 = p.z0;
+  dp.rows = p.rows;
+  dp.dim = m.in_dim;
+  if (step + 1 < m.steps) {
+    const DdimCoefficients& c = m.coef[step];
+    dp.update = true;
+    dp.sqrt_ab_cur = c.sqrt_ab_cur;
+    dp.sqrt_1m_ab_cur = c.sqrt_1m_ab_cur;
+    dp.c_x0 = c.c_x0;
+    dp.c_eps = c.c_eps;
+    dp.sigma = c.sigma;
+    dp.noise = m.step_noise ? m.step_noise + static_cast<int64_t>(step) * m.in_dim : nullptr;
+  } else {
+    dp.scores = true;
+    dp.num_stages = m.num_stages;
+    dp.stage_offsets = m.stage_offsets;
+    dp.cos_eps = m.cos_eps;
+    dp.mse = p.mse;
+    dp.mfsim = p.mfsim;
+    dp.stage_cos = p.stage_cos;
+  }
+  return dp;
+}
+
 }  // namespace lfdn

@@ -88,33 +88,7 @@ int score_pass_cpu(const ScorePassParams& p) {
                  Prologue pro, const float* g, const float* b, const float* residual) {
     return linear(m, x, out, M, in_dim, out_dim, wt, bias, pro, g, b, residual);
   };
-  auto ddim = [&](int s, float* y) {
-    DdimScoreParams dp;
-    dp.x = w.x;
-    dp.x0_hat = y;
-    dp.z0 = p.z0;
-    dp.rows = M;
-    dp.dim = C;
-    if (s + 1 < m.steps) {
-      const DdimCoefficients& c = m.coef[s];
-      dp.update = true;
-      dp.sqrt_ab_cur = c.sqrt_ab_cur;
-      dp.sqrt_1m_ab_cur = c.sqrt_1m_ab_cur;
-      dp.c_x0 = c.c_x0;
-      dp.c_eps = c.c_eps;
-      dp.sigma = c.sigma;
-      dp.noise = m.step_noise ? m.step_noise + static_cast<int64_t>(s) * C : nullptr;
-    } else {
-      dp.scores = true;
-      dp.num_stages = m.num_stages;
-      dp.stage_offsets = m.stage_offsets;
-      dp.cos_eps = m.cos_eps;
-      dp.mse = p.mse;
-      dp.mfsim = p.mfsim;
-      dp.stage_cos = p.stage_cos;
-    }
-    return dp;
-  };
+  auto ddim = [&](int s, float* y) { return step_ddim_params(m, p, s, w.x, y); };
   // phases: noise, then per step: inp (2), 2 per block layer (prologue + GEMM), out (2), DDIM/scores (1)
   const int phases = 1 + m.steps * (2 + 4 * static_cast<int>(m.depth) + 2 + 1);
 

@@ -83,31 +83,8 @@ int score_pass_cuda(const ScorePassParams& p) {
     if ((rc = linear(m, s, h, out, M, W, C, m.out_w, m.out_bias, Prologue::kGroupNormSilu, m.out_g, m.out_b,
                      nullptr)) != kOk)
       return rc;
-    DdimScoreParams dp;
-    dp.x = x;
-    dp.x0_hat = out;
-    dp.z0 = p.z0;
-    dp.rows = M;
-    dp.dim = C;
+    DdimScoreParams dp = step_ddim_params(m, p, st, x, out);
     dp.cuda_stream = s;
-    if (st + 1 < m.steps) {
-      const DdimCoefficients& c = m.coef[st];
-      dp.update = true;
-      dp.sqrt_ab_cur = c.sqrt_ab_cur;
-      dp.sqrt_1m_ab_cur = c.sqrt_1m_ab_cur;
-      dp.c_x0 = c.c_x0;
-      dp.c_eps = c.c_eps;
-      dp.sigma = c.sigma;
-      dp.noise = m.step_noise ? m.step_noise + static_cast<int64_t>(st) * C : nullptr;
-    } else {
-      dp.scores = true;
-      dp.num_stages = m.num_stages;
-      dp.stage_offsets = m.stage_offsets;
-      dp.cos_eps = m.cos_eps;
-      dp.mse = p.mse;
-      dp.mfsim = p.mfsim;
-      dp.stage_cos = p.stage_cos;
-    }
     if ((rc = ddim_score_cuda(dp)) != kOk) return rc;
   }
   return kOk;

@@ -62,6 +62,10 @@ struct ScorePassParams {
 };
 
 int check_model_view(const LfdnModelView& m);
+// The op-3 parameters of DDIM step ``step`` of a pass (an update of x for all but the last step, the
+// scores of x0_hat against p.z0 for the last), shared by the CPU and CUDA passes.
+DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& p, int step, float* x,
+                                 const float* x0_hat);
 size_t score_pass_cpu_workspace_bytes(const LfdnModelView& m, int64_t max_rows, int threads);
 int score_pass_cpu(const ScorePassParams& p);
 size_t score_pass_cuda_workspace_bytes(const LfdnModelView& m, int64_t max_rows);
