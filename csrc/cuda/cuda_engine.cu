@@ -93,25 +93,8 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
 
   // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
   std::vector<float> sm;
-  auto put = [&sm](const float* src, int64_t n) {
-    const size_t o = sm.size();
-    sm.insert(sm.end(), src, src + n);
-    sm.resize(round_up(sm.size(), 64), 0.0f);
-    return o;
-  };
-  const size_t o_inp_b = put(s.inp_b, W);
-  std::vector<size_t> o_blk(static_cast<size_t>(D) * 5);
-  for (int64_t i = 0; i < D; ++i) {
-    o_blk[i * 5 + 0] = put(s.gn1_g[i], W);
-    o_blk[i * 5 + 1] = put(s.gn1_b[i], W);
-    o_blk[i * 5 + 2] = put(s.gn2_g[i], W);
-    o_blk[i * 5 + 3] = put(s.gn2_b[i], W);
-    o_blk[i * 5 + 4] = put(s.fc2_b[i], W);
-  }
-  const size_t o_fc1_bias = D > 0 ? put(s.fc1_bias, static_cast<int64_t>(s.steps) * D * W) : 0;
-  const size_t o_out_g = put(s.out_g, W), o_out_b = put(s.out_b, W), o_out_bias = put(s.out_bias, C);
-  const size_t o_eps = sm.size();
-  sm.resize(sm.size() + static_cast<size_t>(C) * s.steps, 0.0f);
+  const SmallArrayOffsets o = pack_small_arrays(s, 64, &sm);
+  const size_t o_eps = o.eps;
   LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.small), sm.size() * sizeof(float)));
   LFDN_CUDA_TRY(cudaMemcpy(im.small, sm.data(), sm.size() * sizeof(float), cudaMemcpyHostToDevice));
   LFDN_CUDA_TRY(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
@@ -129,43 +112,17 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   }
   LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
 
-  const float* b = im.small;
-  im.blocks.resize(D);
+  PackedWeights pw;
+  pw.inp = wd + w_off[0];
   for (int64_t i = 0; i < D; ++i) {
-    LfdnBlockView& v = im.blocks[i];
-    v.fc1_w = wd + w_off[1 + 2 * i];
-    v.fc2_w = wd + w_off[2 + 2 * i];
-    v.gn1_g = b + o_blk[i * 5 + 0];
-    v.gn1_b = b + o_blk[i * 5 + 1];
-    v.gn2_g = b + o_blk[i * 5 + 2];
-    v.gn2_b = b + o_blk[i * 5 + 3];
-    v.fc2_b = b + o_blk[i * 5 + 4];
+    pw.fc1.push_back(wd + w_off[1 + 2 * i]);
+    pw.fc2.push_back(wd + w_off[2 + 2 * i]);
   }
+  pw.out = wd + w_off.back();
   im.coef = s.coef;
   im.offsets = s.stage_offsets;
   LfdnModelView& v = im.view;
-  v.in_dim = C;
-  v.width = W;
-  v.depth = D;
-  v.wtype = WeightType::kF16;
-  v.inp_w = wd + w_off[0];
-  v.inp_b = b + o_inp_b;
-  v.blocks = im.blocks.data();
-  v.fc1_bias = D > 0 ? b + o_fc1_bias : nullptr;
-  v.out_g = b + o_out_g;
-  v.out_b = b + o_out_b;
-  v.out_w = wd + w_off.back();
-  v.out_bias = b + o_out_bias;
-  v.gn_eps = s.gn_eps;
-  v.steps = s.steps;
-  v.q_a = s.q_a;
-  v.q_b = s.q_b;
-  v.eps = b + o_eps;
-  v.step_noise = s.steps > 1 ? b + o_eps + C : nullptr;
-  v.coef = im.coef.data();
-  v.num_stages = static_cast<int32_t>(im.offsets.size() - 1);
-  v.stage_offsets = im.offsets.data();
-  v.cos_eps = s.cos_eps;
+  fill_model_view(s, WeightType::kF16, pw, im.small, o, im.coef, im.offsets, &im.blocks, &v);
   if ((rc = check_model_view(v)) != kOk) return rc;
 
   e->workspace_bytes_ = score_pass_cuda_workspace_bytes(v, max_batch);

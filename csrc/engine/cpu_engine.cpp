@@ -28,42 +28,28 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
   if (!e->weights_) return kBadSize;
   char* wp = e->weights_.get();
   std::memset(wp, 0, e->weight_bytes_);
-  const void* inp_w = wp;
+  PackedWeights pw;
+  pw.inp = wp;
   if ((rc = pack_linear_cpu(s.inp_w, s.wtype, C, W, wp)) != kOk) return rc;
   wp += b_inp;
-  std::vector<const void*> fc1(D), fc2(D);
+  pw.fc1.resize(D);
+  pw.fc2.resize(D);
   for (int64_t i = 0; i < D; ++i) {
-    fc1[i] = wp;
+    pw.fc1[i] = wp;
     if ((rc = pack_linear_cpu(s.fc1_w[i], s.wtype, W, W, wp)) != kOk) return rc;
     wp += b_blk;
-    fc2[i] = wp;
+    pw.fc2[i] = wp;
     if ((rc = pack_linear_cpu(s.fc2_w[i], s.wtype, W, W, wp)) != kOk) return rc;
     wp += b_blk;
   }
-  const void* out_w = wp;
+  pw.out = wp;
   if ((rc = pack_linear_cpu(s.out_w, s.wtype, W, C, wp)) != kOk) return rc;
 
-  // small FP32 arrays, copied into one vector (offsets first, pointers once it no longer grows)
+  // small FP32 arrays in one vector; the noise: eps = Philox stream 0, the eta noise of DDIM update s =
+  // stream s + 1 (image key 0)
   std::vector<float>& sm = e->small_;
-  auto put = [&sm](const float* src, int64_t n) {
-    const size_t off = sm.size();
-    sm.insert(sm.end(), src, src + n);
-    return off;
-  };
-  const size_t o_inp_b = put(s.inp_b, W);
-  std::vector<size_t> o_blk(static_cast<size_t>(D) * 5);
-  for (int64_t i = 0; i < D; ++i) {
-    o_blk[i * 5 + 0] = put(s.gn1_g[i], W);
-    o_blk[i * 5 + 1] = put(s.gn1_b[i], W);
-    o_blk[i * 5 + 2] = put(s.gn2_g[i], W);
-    o_blk[i * 5 + 3] = put(s.gn2_b[i], W);
-    o_blk[i * 5 + 4] = put(s.fc2_b[i], W);
-  }
-  const size_t o_fc1_bias = D > 0 ? put(s.fc1_bias, static_cast<int64_t>(s.steps) * D * W) : 0;
-  const size_t o_out_g = put(s.out_g, W), o_out_b = put(s.out_b, W), o_out_bias = put(s.out_bias, C);
-  // noise: eps = Philox stream 0, the eta noise of DDIM update s = stream s + 1 (image key 0)
-  const size_t o_eps = sm.size();
-  sm.resize(sm.size() + static_cast<size_t>(C) * s.steps);
+  const SmallArrayOffsets o = pack_small_arrays(s, 1, &sm);
+  const size_t o_eps = o.eps;
   for (int32_t st = 0; st < s.steps; ++st) {
     NoiseParams np;
     np.out = sm.data() + o_eps + static_cast<size_t>(st) * C;
@@ -75,44 +61,10 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
     np.b = 1.0f;
     if ((rc = noise_inject_cpu(np)) != kOk) return rc;
   }
-  const float* base = sm.data();
-
-  e->blocks_.resize(D);
-  for (int64_t i = 0; i < D; ++i) {
-    LfdnBlockView& b = e->blocks_[i];
-    b.fc1_w = fc1[i];
-    b.fc2_w = fc2[i];
-    b.gn1_g = base + o_blk[i * 5 + 0];
-    b.gn1_b = base + o_blk[i * 5 + 1];
-    b.gn2_g = base + o_blk[i * 5 + 2];
-    b.gn2_b = base + o_blk[i * 5 + 3];
-    b.fc2_b = base + o_blk[i * 5 + 4];
-  }
   e->coef_ = s.coef;
   e->offsets_ = s.stage_offsets;
   LfdnModelView& v = e->view_;
-  v.in_dim = C;
-  v.width = W;
-  v.depth = D;
-  v.wtype = s.wtype;
-  v.inp_w = inp_w;
-  v.inp_b = base + o_inp_b;
-  v.blocks = e->blocks_.data();
-  v.fc1_bias = D > 0 ? base + o_fc1_bias : nullptr;
-  v.out_g = base + o_out_g;
-  v.out_b = base + o_out_b;
-  v.out_w = out_w;
-  v.out_bias = base + o_out_bias;
-  v.gn_eps = s.gn_eps;
-  v.steps = s.steps;
-  v.q_a = s.q_a;
-  v.q_b = s.q_b;
-  v.eps = base + o_eps;
-  v.step_noise = s.steps > 1 ? base + o_eps + C : nullptr;
-  v.coef = e->coef_.data();
-  v.num_stages = static_cast<int32_t>(e->offsets_.size() - 1);
-  v.stage_offsets = e->offsets_.data();
-  v.cos_eps = s.cos_eps;
+  fill_model_view(s, s.wtype, pw, sm.data(), o, e->coef_, e->offsets_, &e->blocks_, &v);
   if ((rc = check_model_view(v)) != kOk) return rc;
 
   e->workspace_bytes_ = score_pass_cpu_workspace_bytes(v, max_batch, e->threads_);

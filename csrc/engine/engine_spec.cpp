@@ -41,4 +41,72 @@ AlignedBuffer aligned_alloc_bytes(size_t bytes) {
   return AlignedBuffer(static_cast<char*>(p));
 }
 
+SmallArrayOffsets pack_small_arrays(const EngineSpec& s, size_t align, std::vector<float>* out) {
+  const int64_t C = s.in_dim, W = s.width, D = s.depth;
+  const size_t a = align > 0 ? align : 1;
+  auto put = [out, a](const float* src, int64_t n) {
+    const size_t off = out->size();
+    out->insert(out->end(), src, src + n);
+    out->resize((out->size() + a - 1) / a * a, 0.0f);
+    return off;
+  };
+  SmallArrayOffsets o;
+  o.inp_b = put(s.inp_b, W);
+  o.block.resize(static_cast<size_t>(D) * 5);
+  for (int64_t i = 0; i < D; ++i) {
+    o.block[i * 5 + 0] = put(s.gn1_g[i], W);
+    o.block[i * 5 + 1] = put(s.gn1_b[i], W);
+    o.block[i * 5 + 2] = put(s.gn2_g[i], W);
+    o.block[i * 5 + 3] = put(s.gn2_b[i], W);
+    o.block[i * 5 + 4] = put(s.fc2_b[i], W);
+  }
+  o.fc1_bias = D > 0 ? put(s.fc1_bias, static_cast<int64_t>(s.steps) * D * W) : 0;
+  o.out_g = put(s.out_g, W);
+  o.out_b = put(s.out_b, W);
+  o.out_bias = put(s.out_bias, C);
+  o.eps = out->size();
+  out->resize(out->size() + static_cast<size_t>(C) * s.steps, 0.0f);
+  return o;
+}
+
+void fill_model_view(const EngineSpec& s, WeightType wtype, const PackedWeights& w, const float* small,
+                     const SmallArrayOffsets& o, const std::vector<DdimCoefficients>& coef,
+                     const std::vector<int32_t>& offsets, std::vector<LfdnBlockView>* blocks, LfdnModelView* v) {
+  const int64_t C = s.in_dim, D = s.depth;
+  blocks->assign(static_cast<size_t>(D), LfdnBlockView{});
+  for (int64_t i = 0; i < D; ++i) {
+    LfdnBlockView& b = (*blocks)[i];
+    b.fc1_w = w.fc1[i];
+    b.fc2_w = w.fc2[i];
+    b.gn1_g = small + o.block[i * 5 + 0];
+    b.gn1_b = small + o.block[i * 5 + 1];
+    b.gn2_g = small + o.block[i * 5 + 2];
+    b.gn2_b = small + o.block[i * 5 + 3];
+    b.fc2_b = small + o.block[i * 5 + 4];
+  }
+  *v = LfdnModelView{};
+  v->in_dim = C;
+  v->width = s.width;
+  v->depth = D;
+  v->wtype = wtype;
+  v->inp_w = w.inp;
+  v->inp_b = small + o.inp_b;
+  v->blocks = blocks->data();
+  v->fc1_bias = D > 0 ? small + o.fc1_bias : nullptr;
+  v->out_g = small + o.out_g;
+  v->out_b = small + o.out_b;
+  v->out_w = w.out;
+  v->out_bias = small + o.out_bias;
+  v->gn_eps = s.gn_eps;
+  v->steps = s.steps;
+  v->q_a = s.q_a;
+  v->q_b = s.q_b;
+  v->eps = small + o.eps;
+  v->step_noise = s.steps > 1 ? small + o.eps + C : nullptr;
+  v->coef = coef.data();
+  v->num_stages = static_cast<int32_t>(offsets.size() - 1);
+  v->stage_offsets = offsets.data();
+  v->cos_eps = s.cos_eps;
+}
+
 }  // namespace lfdn

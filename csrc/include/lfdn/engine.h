@@ -36,6 +36,28 @@ struct EngineSpec {
 
 int check_engine_spec(const EngineSpec& s);
 
+// Where an engine's FP32 small arrays (biases, GroupNorm affines, folded fc1 biases, noise) sit in its one
+// small-array buffer, in floats. Shared by the CPU and CUDA engines.
+struct SmallArrayOffsets {
+  size_t inp_b = 0, fc1_bias = 0, out_g = 0, out_b = 0, out_bias = 0;
+  size_t eps = 0;             // steps * in_dim floats, zero here: eps (stream 0), then the DDIM eta noise
+  std::vector<size_t> block;  // 5 per block: gn1_g, gn1_b, gn2_g, gn2_b, fc2_b
+};
+// Appends the spec's small arrays to *out, each padded to a multiple of ``align`` floats.
+SmallArrayOffsets pack_small_arrays(const EngineSpec& s, size_t align, std::vector<float>* out);
+
+// Packed weights of one engine (layout of its backend) in the order inp, fc1/fc2 per block, out.
+struct PackedWeights {
+  const void* inp = nullptr;
+  std::vector<const void*> fc1, fc2;
+  const void* out = nullptr;
+};
+// Fills *blocks and *v from the spec, the packed weights and the small arrays at ``small`` (host or device
+// memory; only addresses are computed). ``coef`` and ``offsets`` must outlive the view.
+void fill_model_view(const EngineSpec& s, WeightType wtype, const PackedWeights& w, const float* small,
+                     const SmallArrayOffsets& o, const std::vector<DdimCoefficients>& coef,
+                     const std::vector<int32_t>& offsets, std::vector<LfdnBlockView>* blocks, LfdnModelView* v);
+
 struct AlignedFree {
   void operator()(void* p) const;
 };
