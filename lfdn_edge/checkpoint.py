@@ -43,10 +43,21 @@ def load_checkpoint_dict(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head == b"LFDNENG\0":
+        raise CheckpointError(f"{p} is an lfdn-edge engine, not a checkpoint: pass the checkpoint (.pt) it was "
+                              "built from, or load the engine with lfdn_edge.Scorer")
+    if head[:4] != b"PK\x03\x04":  # torch.save writes zip archives
+        raise CheckpointError(f"{p} is not an lfdn-edge checkpoint (not a torch.save archive: truncated or "
+                              "foreign file?)")
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{p} is not a readable lfdn-edge checkpoint (truncated or foreign file?): {exc}") from exc
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "weights_only" in reason or "Weights only load failed" in reason:
+            reason = "it holds objects other than tensors and plain Python values"
+        raise CheckpointError(f"{p} is not a readable lfdn-edge checkpoint (truncated or foreign file?): {reason}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an lfdn-edge checkpoint (no '{FORMAT}' format marker)")
     if data.get("format_version") != FORMAT_VERSION:

@@ -29,7 +29,7 @@ def native_available() -> bool:
 
 
 def build_info() -> dict:
-    """What the native module was compiled with (CPU kernel tables, OpenMP, CUDA version and archs)."""
+    """What the native module was compiled with (CPU kernel tables, threading, CUDA version and archs)."""
     return dict(load_native().build_info())
 
 

@@ -68,6 +68,15 @@ class TrainConfig:
         return asdict(self)
 
 
+def check_scoring_setup(diffusion_config: DiffusionConfig, score_config: ScoreConfig, tpr: float) -> None:
+    """Reject scoring settings that would only fail at calibration, after all the training."""
+    Schedule(diffusion_config).check_level(score_config.t)
+    if not 0.0 < float(tpr) <= 1.0:
+        raise ValueError(f"tpr (the ID acceptance rate of the threshold) must be in (0, 1], got {tpr}")
+    if not 0 <= int(score_config.seed) < 2**64:
+        raise ValueError(f"the noise seed must be in [0, 2**64), got {score_config.seed}")
+
+
 @torch.no_grad()
 def ema_update(ema: LFDN, model: LFDN, decay: float) -> None:
     for e, p in zip(ema.parameters(), model.parameters()):
@@ -100,6 +109,7 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
     """
     from tqdm.auto import tqdm
 
+    check_scoring_setup(diffusion_config, score_config, tpr)
     z = torch.as_tensor(np.asarray(features, dtype=np.float32))
     check_features(z, layout.dim)
     model_config = model_config or LFDNConfig(in_dim=layout.dim)

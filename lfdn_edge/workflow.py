@@ -16,7 +16,7 @@ from .feature_cache import cached_features
 from .features import FeatureConfig, MultiLayerFeatures
 from .model import LFDNConfig
 from .score import ScoreConfig
-from .train import TrainConfig, train_lfdn
+from .train import TrainConfig, check_scoring_setup, train_lfdn
 
 DATA_DEFAULTS = {"n_train": DEMO["n_train"], "n_cal": DEMO["n_cal"], "n_test": DEMO["n_test"], "n_ood": DEMO["n_ood"],
                  "seed": 0}
@@ -42,6 +42,7 @@ def train_from_data(data: str, out: str | os.PathLike,
     ``n_test`` is only recorded here: for a user folder the train / cal / test split depends on all three
     counts, and evaluation must split the same way so that test images never overlap training images.
     """
+    check_scoring_setup(diffusion_config, score_config, tpr)  # before minutes of features and training
     bench = _load_benchmark(data, (), feature_config.input_size, n_train, n_cal, n_test, 1, data_seed)
     extractor = MultiLayerFeatures(feature_config)
     train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)

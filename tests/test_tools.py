@@ -57,5 +57,19 @@ def test_cli_errors_are_clear(tmp_path):
     r = run_tool("train.py", "--data", tmp_path / "empty", "--out", tmp_path / "c.pt")
     assert r.returncode == 2 and "no images" in r.stderr
     assert not (tmp_path / "c.pt").exists()
+    # scoring settings that only calibration would reject are refused before any work, leaving no file
+    r = run_tool("train.py", "--out", tmp_path / "t.pt", "--t", 200)
+    assert r.returncode == 2 and "noise level t must be in [0, 99]" in r.stderr
+    assert not (tmp_path / "t.pt").exists()
+    r = run_tool("train.py", "--out", tmp_path / "t.pt", "--n-train", 0)
+    assert r.returncode == 2 and "--n-train must be >= 1" in r.stderr
+    r = run_tool("evaluate.py", "--ckpt", tmp_path / "c.pt", "--json", tmp_path)
+    assert r.returncode == 2 and "is a folder" in r.stderr
+    from lfdn_edge.engine.artifact import write_engine
+
+    write_engine(tmp_path / "x.engine", {"backend": "onnx", "precision": "fp32", "layout": {}, "score": {},
+                                         "score_type": "mfsim", "batch": {}}, b"payload")
+    r = run_tool("evaluate.py", "--ckpt", tmp_path / "x.engine")
+    assert r.returncode == 2 and "is an lfdn-edge engine, not a checkpoint" in r.stderr
     r = run_tool("train.py", "--help")
     assert r.returncode == 0 and "--backbone" in r.stdout

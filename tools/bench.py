@@ -38,9 +38,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _cli import run_cli
+from _cli import check_output_path, check_positive, run_cli
 
 import lfdn_edge
+from lfdn_edge._atomic import atomic_write
 from lfdn_edge.checkpoint import FORMAT, FORMAT_VERSION, Checkpoint
 from lfdn_edge.diffusion import DiffusionConfig
 from lfdn_edge.features import FeatureConfig
@@ -284,6 +285,11 @@ def main(argv=None) -> int:
             raise RuntimeError("--device cuda needs a CUDA build of torch and a GPU")
         if min(args.batch) < 1:
             raise ValueError("batch sizes must be >= 1")
+        check_output_path(args.json, "--json")
+        check_positive(args.max_reps, "--max-reps")
+        check_positive(args.min_reps, "--min-reps")
+        if args.warmup < 0 or args.min_time < 0 or args.parity_batch < 0:
+            raise ValueError("--warmup, --min-time and --parity-batch must be >= 0")
         if args.threads is not None:
             if args.threads < 1:
                 raise ValueError("--threads must be >= 1")
@@ -341,8 +347,7 @@ def main(argv=None) -> int:
                   | {"native_precision": native_prec, "backends": args.backends, "batch": args.batch}}
         if args.json:
             out = Path(args.json)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(report, indent=2) + "\n")
+            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
             print(f"wrote {out}")
         return 0
 

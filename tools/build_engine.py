@@ -19,6 +19,7 @@ import argparse
 import sys
 
 import lfdn_edge
+from _cli import check_output_path
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -80,11 +81,12 @@ def main(argv=None) -> int:
         print("error: --image-size needs --include-backbone", file=sys.stderr)
         return 2
     try:
+        check_output_path(args.output, "-o")
         path = build_engine(args.ckpt, backend=args.backend, precision=args.precision, batch=args.batch,
                             include_backbone=args.include_backbone, timing_cache=args.timing_cache,
                             workspace_mb=args.workspace, out=args.output, image_size=args.image_size,
                             log=print)
-    except (FileNotFoundError, EngineError, ValueError, TypeError, ImportError, RuntimeError) as exc:
+    except (OSError, EngineError, ValueError, TypeError, ImportError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     h = read_engine(path).header

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from _cli import add_common_options, run_cli
+from _cli import add_common_options, check_output_path, check_positive, run_cli
 from lfdn_edge.defaults import DEMO
 
 
@@ -44,6 +44,9 @@ def main(argv=None) -> int:
     from lfdn_edge.workflow import evaluate_on_data
 
     def body() -> int:
+        check_output_path(args.json, "--json")
+        check_positive(args.n_test, "--n-test")
+        check_positive(args.n_ood, "--n-ood")
         ckpt = Checkpoint.load(args.ckpt)
         ev = evaluate_on_data(ckpt, args.data, args.ood, n_test=args.n_test, n_ood=args.n_ood, knn_k=args.knn_k,
                               cache_root=args.cache_dir, progress=not args.quiet)

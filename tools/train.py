@@ -12,7 +12,7 @@ import argparse
 import sys
 import time
 
-from _cli import add_common_options, run_cli
+from _cli import add_common_options, check_output_path, check_positive, run_cli
 from lfdn_edge.backbones import BACKBONES, DEFAULT_BACKBONE
 from lfdn_edge.defaults import DEMO
 
@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--lr", type=float, default=DEMO["lr"], help="AdamW learning rate (default: %(default)s)")
     g.add_argument("--weight-decay", type=float, default=1e-4, help="(default: %(default)s)")
     g.add_argument("--ema-decay", type=float, default=0.9999, help="(default: %(default)s, warmed up)")
-    g.add_argument("--early-epoch", type=int, default=0, help="EMA snapshot epoch for the LR score (0: epochs//10)")
+    g.add_argument("--early-epoch", type=int, default=0, help="EMA snapshot epoch for the LR score (0: automatic, the first epoch that is at least a "
+                        "tenth of the run and at least 100 optimiser steps in)")
     g.add_argument("--seed", type=int, default=0, help="training seed (default: %(default)s)")
     g.add_argument("--no-resume", action="store_true", help="start over even if --out exists")
     g = p.add_argument_group("scoring")
@@ -63,6 +64,9 @@ def main(argv=None) -> int:
     from lfdn_edge.workflow import train_from_data
 
     def body() -> int:
+        check_output_path(args.out, "--out")
+        for opt in ("n_train", "n_cal", "n_test"):
+            check_positive(getattr(args, opt), "--" + opt.replace("_", "-"))
         feature = FeatureConfig(args.backbone, args.input_size, args.backbone_weights)
         train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 weight_decay=args.weight_decay, ema_decay=args.ema_decay,

@@ -38,6 +38,13 @@ CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from 
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save files are zip archives
 
 
+def _finite_threshold(value) -> float:
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"threshold must be a finite number, got {value!r}")
+    return v
+
+
 def load_artifact(source, *, include_backbone: bool = False, precision: str = "fp32",
                   image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
                   backend: str = "torch") -> EngineArtifact:
@@ -108,9 +115,10 @@ class Scorer:
         runtime = PAYLOAD_RUNTIME[h["backend"]]
         name = runtime if backend == "auto" else canonical_name(backend)
         if name != runtime:
+            hint = (f"Scorer.from_checkpoint(path, backend={name!r}) builds one in memory"
+                    if h["backend"] == "torch" else "build another engine with tools/build_engine.py --backend ...")
             raise ValueError(f"{src} holds a {h['backend']!r} payload, which only the {runtime!r} backend runs "
-                             f"(asked for {name!r}); use backend='auto', or build another engine with "
-                             "tools/build_engine.py --backend ...")
+                             f"(asked for {name!r}); use backend='auto', or {hint}")
         cls = load_backend(name)
         ok, why = cls.available()
         if not ok:
@@ -157,10 +165,7 @@ class Scorer:
         if value is None:
             self._threshold = None
             return
-        v = float(value)
-        if not math.isfinite(v):
-            raise ValueError(f"threshold must be a finite number, got {value!r}")
-        self._threshold = v
+        self._threshold = _finite_threshold(value)
 
     def __repr__(self) -> str:
         kind = f"frames {self.input_shape[1]}x{self.input_shape[2]}" if self.includes_backbone else \
@@ -246,7 +251,7 @@ class Scorer:
         return res[self.score_type]
 
     def _require_threshold(self, threshold):
-        t = self._threshold if threshold is None else float(threshold)
+        t = self._threshold if threshold is None else _finite_threshold(threshold)
         if t is None:
             raise ValueError("this engine has no calibrated threshold (the checkpoint was not calibrated): pass "
                              "threshold=... or set scorer.threshold")

@@ -2,7 +2,7 @@
 
 The artifact's payload holds the LFDN weights (FP32 or FP16 storage) with the timestep branch folded into
 one bias per block per DDIM step (lfdn_edge.engine.native_pack). Devices:
-    "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, OpenMP threads
+    "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, a std::thread work-claiming team
                       (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
                       the memory traffic) and compute in FP32.
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
