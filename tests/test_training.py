@@ -16,11 +16,11 @@ pytestmark = pytest.mark.data
 TINY = dict(width=128, depth=2, emb_dim=64)
 
 
-def _train(real_features, path, epochs, **kw):
+def _train(real_features, path, epochs, early_epoch=0, **kw):
     cfg = LFDNConfig(in_dim=real_features.layout.dim, **TINY)
     return train_lfdn(real_features.train, real_features.layout, real_features.feature_config, path, cfg,
-                      TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=3), cal_features=real_features.cal,
-                      progress=False, **kw)
+                      TrainConfig(epochs=epochs, batch_size=128, lr=1e-3, seed=3, early_epoch=early_epoch),
+                      cal_features=real_features.cal, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def test_calibrated_threshold_accepts_95_percent_of_calibration_data(trained, re
 def test_resume_equals_uninterrupted_training(real_features, tmp_path, monkeypatch):
     import lfdn_edge.train as train_mod
 
-    full = _train(real_features, tmp_path / "full.pt", epochs=4)
+    full = _train(real_features, tmp_path / "full.pt", epochs=4, early_epoch=2)
     # crash right after the checkpoint of epoch 2 is written
     real_save, saves = train_mod.save_checkpoint, []
 
@@ -69,10 +69,10 @@ def test_resume_equals_uninterrupted_training(real_features, tmp_path, monkeypat
     monkeypatch.setattr(train_mod, "save_checkpoint", crashing_save)
     path = tmp_path / "interrupted.pt"
     with pytest.raises(KeyboardInterrupt):
-        _train(real_features, path, epochs=4)
+        _train(real_features, path, epochs=4, early_epoch=2)
     monkeypatch.setattr(train_mod, "save_checkpoint", real_save)
     assert load_checkpoint_dict(path)["train_state"]["epoch"] == 2
-    resumed = _train(real_features, path, epochs=4)
+    resumed = _train(real_features, path, epochs=4, early_epoch=2)
     for k, v in full.data["ema"].items():
         assert torch.equal(v, resumed.data["ema"][k]), k
     for k, v in full.data["early_ema"].items():
@@ -80,7 +80,7 @@ def test_resume_equals_uninterrupted_training(real_features, tmp_path, monkeypat
     assert resumed.data["train_state"]["history"] == full.data["train_state"]["history"]
     # a different configuration never silently resumes
     with pytest.raises(ValueError, match="different configuration"):
-        _train(real_features, path, epochs=5)
+        _train(real_features, path, epochs=5, early_epoch=2)
 
 
 def test_bad_checkpoints_are_rejected(tmp_path, trained):
@@ -147,9 +147,11 @@ def test_train_and_evaluate_on_user_image_folders(small_benchmark, tmp_path):
         folder.mkdir()
         for i, img in enumerate(images):
             Image.fromarray(img).save(folder / f"{i:04d}.png")
-    ckpt = train_from_data(str(id_dir), tmp_path / "user.pt", FeatureConfig(input_size=64), 64, 2, 64,
-                           TrainConfig(epochs=20, lr=1e-3), n_train=200, n_cal=50, n_test=50,
-                           cache_root=tmp_path / "cache", progress=False)
+    # 200 images = 2 steps per epoch: 20 epochs never reach the 100 steps of the LR snapshot, and training says so
+    with pytest.warns(UserWarning, match="early snapshot for the LR score is the final epoch"):
+        ckpt = train_from_data(str(id_dir), tmp_path / "user.pt", FeatureConfig(input_size=64), 64, 2, 64,
+                               TrainConfig(epochs=20, lr=1e-3), n_train=200, n_cal=50, n_test=50,
+                               cache_root=tmp_path / "cache", progress=False)
     assert ckpt.data["data"]["spec"] == str(id_dir) and ckpt.data["data"]["n_train"] == 200
     ev = evaluate_on_data(ckpt, ood=[str(ood_dir)], cache_root=tmp_path / "cache", progress=False)
     assert ev.report["id_test"]["n"] == 50                      # the split recorded at training time
