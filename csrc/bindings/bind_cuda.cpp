@@ -43,22 +43,12 @@ void noise_inject(Ptr out, int64_t rows, int64_t dim, uint64_t seed, uint32_t st
 }
 
 py::array_t<uint16_t> pack_linear(py::object w_obj) {
-  if (w_obj.is_none()) throw py::type_error("weight is required, got None");
-  py::array w0 = py::array::ensure(w_obj);
-  if (!w0 || w0.ndim() != 2) throw py::value_error("weight must be a 2-D array (out_dim, in_dim)");
-  const int64_t out_dim = w0.shape(0), in_dim = w0.shape(1);
+  int64_t out_dim = 0, in_dim = 0;
   lfdn::WeightType wt;
-  py::array w = as_weight(w0, "weight", out_dim, in_dim, &wt);
+  py::array w = as_weight_2d(w_obj, "weight", &out_dim, &in_dim, &wt);
   py::array_t<uint16_t> packed({lfdn::cuda_padded_out(out_dim), lfdn::cuda_padded_in(in_dim)});
   check(lfdn::pack_linear_cuda_host(w.data(), wt, in_dim, out_dim, packed.mutable_data()), "cuda_pack_linear");
   return packed;
-}
-
-lfdn::Prologue parse_prologue(const std::string& s) {
-  if (s == "none") return lfdn::Prologue::kNone;
-  if (s == "silu") return lfdn::Prologue::kSilu;
-  if (s == "gn_silu") return lfdn::Prologue::kGroupNormSilu;
-  throw py::value_error("prologue must be 'none', 'silu' or 'gn_silu', got '" + s + "'");
 }
 
 void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias, Ptr residual,

@@ -55,25 +55,18 @@ py::array_t<float> noise_inject(py::object z0_obj, uint64_t seed, uint32_t strea
   return out;
 }
 
-lfdn::Prologue parse_prologue(const std::string& s) {
-  if (s == "none") return lfdn::Prologue::kNone;
-  if (s == "silu") return lfdn::Prologue::kSilu;
-  if (s == "gn_silu") return lfdn::Prologue::kGroupNormSilu;
-  throw py::value_error("prologue must be 'none', 'silu' or 'gn_silu', got '" + s + "'");
-}
-
 py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object bias_obj, const std::string& prologue,
                                 py::object gamma_obj, py::object beta_obj, py::object residual_obj, float gn_eps,
                                 int threads) {
   F32 x = as_f32(x_obj, "x");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D (rows, in_dim), got shape " + shape_str(x));
   const int64_t rows = x.shape(0), in_dim = x.shape(1);
-  if (w_obj.is_none()) throw py::type_error("weight is required, got None");
-  py::array w0 = py::array::ensure(w_obj);
-  if (!w0 || w0.ndim() != 2) throw py::value_error("weight must be a 2-D array (out_dim, in_dim)");
-  const int64_t out_dim = w0.shape(0);
+  int64_t out_dim = 0, w_in = 0;
   lfdn::WeightType wt;
-  py::array w = as_weight(w0, "weight", out_dim, in_dim, &wt);
+  py::array w = as_weight_2d(w_obj, "weight", &out_dim, &w_in, &wt);
+  if (w_in != in_dim)
+    throw py::value_error("weight must have shape (" + std::to_string(out_dim) + ", " + std::to_string(in_dim) +
+                          "), got " + shape_str(w));
   if (threads < 0) throw py::value_error("threads must be >= 0");
 
   lfdn::FusedLinearParams p;

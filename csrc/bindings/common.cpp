@@ -81,4 +81,21 @@ py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, in
   return py::module_::import("numpy").attr("ascontiguousarray")(a);
 }
 
+py::array as_weight_2d(py::handle obj, const std::string& name, int64_t* out_dim, int64_t* in_dim,
+                       lfdn::WeightType* wtype) {
+  if (obj.is_none()) throw py::type_error(name + " is required, got None");
+  py::array a = py::array::ensure(obj);
+  if (!a || a.ndim() != 2) throw py::value_error(name + " must be a 2-D array (out_dim, in_dim)");
+  *out_dim = a.shape(0);
+  *in_dim = a.shape(1);
+  return as_weight(a, name, *out_dim, *in_dim, wtype);
+}
+
+lfdn::Prologue parse_prologue(const std::string& s) {
+  if (s == "none") return lfdn::Prologue::kNone;
+  if (s == "silu") return lfdn::Prologue::kSilu;
+  if (s == "gn_silu") return lfdn::Prologue::kGroupNormSilu;
+  throw py::value_error("prologue must be 'none', 'silu' or 'gn_silu', got '" + s + "'");
+}
+
 }  // namespace lfdn_py

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "lfdn/common.h"
+#include "lfdn/linear.h"
 
 namespace lfdn_py {
 
@@ -31,6 +32,12 @@ F32 as_f32_shape(py::handle obj, const std::string& name, const std::vector<int6
 // A Linear weight (out, in): float32 or float16 (FP16 bits), C-contiguous. wtype is set from the dtype.
 py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, int64_t in_dim,
                     lfdn::WeightType* wtype);
+// A Linear weight of any shape: must be 2-D (out_dim, in_dim); both are read from it.
+py::array as_weight_2d(py::handle obj, const std::string& name, int64_t* out_dim, int64_t* in_dim,
+                       lfdn::WeightType* wtype);
+
+// "none" | "silu" | "gn_silu" -> the fused-linear prologue; ValueError otherwise.
+lfdn::Prologue parse_prologue(const std::string& s);
 
 void bind_ops(py::module_& m);
 void bind_engine(py::module_& m);

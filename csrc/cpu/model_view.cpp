@@ -28,6 +28,26 @@ int check_model_view(const LfdnModelView& m) {
   return kOk;
 }
 
+FusedLinearParams layer_linear_params(const LfdnModelView& m, const float* x, float* out, int64_t rows,
+                                      int64_t in_dim, int64_t out_dim, const void* weight, const float* bias,
+                                      Prologue pro, const float* gamma, const float* beta, const float* residual) {
+  FusedLinearParams p;
+  p.x = x;
+  p.out = out;
+  p.residual = residual;
+  p.weight = weight;
+  p.wtype = m.wtype;
+  p.bias = bias;
+  p.gamma = gamma;
+  p.beta = beta;
+  p.gn_eps = m.gn_eps;
+  p.prologue = pro;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  return p;
+}
+
 DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& p, int step, float* x,
                                  const float* x0_hat) {
   DdimScoreParams dp;

@@ -30,25 +30,6 @@ PassWs carve(const LfdnModelView& m, void* ws, int64_t rows) {
   return w;
 }
 
-FusedLinearParams linear(const LfdnModelView& m, const float* x, float* out, int64_t rows, int64_t in_dim,
-                         int64_t out_dim, const void* weight, const float* bias, Prologue pro,
-                         const float* g, const float* b, const float* residual) {
-  FusedLinearParams p;
-  p.x = x;
-  p.out = out;
-  p.residual = residual;
-  p.weight = weight;
-  p.wtype = m.wtype;
-  p.bias = bias;
-  p.gamma = g;
-  p.beta = b;
-  p.gn_eps = m.gn_eps;
-  p.prologue = pro;
-  p.rows = rows;
-  p.in_dim = in_dim;
-  p.out_dim = out_dim;
-  return p;
-}
 
 }  // namespace
 
@@ -86,7 +67,7 @@ int score_pass_cpu(const ScorePassParams& p) {
 
   auto lin = [&](const float* x, float* out, int64_t in_dim, int64_t out_dim, const void* wt, const float* bias,
                  Prologue pro, const float* g, const float* b, const float* residual) {
-    return linear(m, x, out, M, in_dim, out_dim, wt, bias, pro, g, b, residual);
+    return layer_linear_params(m, x, out, M, in_dim, out_dim, wt, bias, pro, g, b, residual);
   };
   auto ddim = [&](int s, float* y) { return step_ddim_params(m, p, s, w.x, y); };
   // phases: noise, then per step: inp (2), 2 per block layer (prologue + GEMM), out (2), DDIM/scores (1)

@@ -13,20 +13,7 @@ size_t buf_bytes(int64_t rows, int64_t dim) { return (sizeof(float) * rows * dim
 int linear(const LfdnModelView& m, Stream s, const float* x, float* out, int64_t rows, int64_t in_dim,
            int64_t out_dim, const void* w, const float* bias, Prologue pro, const float* g, const float* b,
            const float* residual) {
-  FusedLinearParams p;
-  p.x = x;
-  p.out = out;
-  p.residual = residual;
-  p.weight = w;
-  p.wtype = WeightType::kF16;
-  p.bias = bias;
-  p.gamma = g;
-  p.beta = b;
-  p.gn_eps = m.gn_eps;
-  p.prologue = pro;
-  p.rows = rows;
-  p.in_dim = in_dim;
-  p.out_dim = out_dim;
+  FusedLinearParams p = layer_linear_params(m, x, out, rows, in_dim, out_dim, w, bias, pro, g, b, residual);
   p.cuda_stream = s;
   return fused_linear_cuda(p);
 }

@@ -10,6 +10,7 @@
 #pragma once
 #include "lfdn/common.h"
 #include "lfdn/ddim_score.h"
+#include "lfdn/linear.h"
 
 namespace lfdn {
 
@@ -64,6 +65,10 @@ struct ScorePassParams {
 int check_model_view(const LfdnModelView& m);
 // The op-3 parameters of DDIM step ``step`` of a pass (an update of x for all but the last step, the
 // scores of x0_hat against p.z0 for the last), shared by the CPU and CUDA passes.
+// The op-2 parameters of one layer of a pass (weights of the model view's type and GroupNorm eps).
+FusedLinearParams layer_linear_params(const LfdnModelView& m, const float* x, float* out, int64_t rows,
+                                      int64_t in_dim, int64_t out_dim, const void* weight, const float* bias,
+                                      Prologue pro, const float* gamma, const float* beta, const float* residual);
 DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& p, int step, float* x,
                                  const float* x0_hat);
 size_t score_pass_cpu_workspace_bytes(const LfdnModelView& m, int64_t max_rows, int threads);
