@@ -22,11 +22,13 @@ from ._atomic import atomic_write
 from ._version import __version__
 from .backbones import get_backbone
 from .diffusion import DiffusionConfig, Schedule
+from .engine.artifact import MAGIC as ENGINE_MAGIC
 from .features import FeatureConfig, FeatureLayout
 from .model import LFDN, LFDNConfig
 from .score import DLSRScorer, ScoreConfig
 
 FORMAT = "lfdn-edge-checkpoint"
+TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
 FORMAT_VERSION = 1
 
 
@@ -44,11 +46,11 @@ def load_checkpoint_dict(path: str | os.PathLike) -> dict:
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
     with open(p, "rb") as fh:
-        head = fh.read(8)
-    if head == b"LFDNENG\0":
+        head = fh.read(len(ENGINE_MAGIC))
+    if head == ENGINE_MAGIC:
         raise CheckpointError(f"{p} is an lfdn-edge engine, not a checkpoint: pass the checkpoint (.pt) it was "
                               "built from, or load the engine with lfdn_edge.Scorer")
-    if head[:4] != b"PK\x03\x04":  # torch.save writes zip archives
+    if head[:len(TORCH_ZIP_MAGIC)] != TORCH_ZIP_MAGIC:
         raise CheckpointError(f"{p} is not an lfdn-edge checkpoint (not a torch.save archive: truncated or "
                               "foreign file?)")
     try:

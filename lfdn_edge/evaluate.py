@@ -26,9 +26,8 @@ class Evaluation:
     ood_scores: dict[str, dict[str, np.ndarray]] = field(repr=False)
 
 
-def score_all(ckpt: Checkpoint, train_feats: np.ndarray, feats: np.ndarray, knn: KNNScorer,
-              maha: MahalanobisScorer, scorer=None) -> dict[str, np.ndarray]:
-    scorer = scorer or ckpt.scorer()
+def score_all(scorer, feats: np.ndarray, knn: KNNScorer, maha: MahalanobisScorer) -> dict[str, np.ndarray]:
+    """Every method's per-item score: DLSR's (mfsim, mse, lr) from ``scorer``, then kNN and Mahalanobis."""
     s = scorer.scores(feats)
     out = {k: v for k, v in s.items() if k in METHODS}
     out["knn"] = knn.score(feats)
@@ -44,11 +43,11 @@ def evaluate_features(ckpt: Checkpoint, train_feats: np.ndarray, id_feats: np.nd
     knn = KNNScorer(train_feats, k=min(knn_k, len(train_feats)))
     maha = MahalanobisScorer(train_feats)
     scorer = ckpt.scorer()
-    id_scores = score_all(ckpt, train_feats, id_feats, knn, maha, scorer)
+    id_scores = score_all(scorer, id_feats, knn, maha)
     methods = [m for m in METHODS if m in id_scores]
     ood_scores, table = {}, {}
     for name, f in ood_feats.items():
-        ood_scores[name] = score_all(ckpt, train_feats, f, knn, maha, scorer)
+        ood_scores[name] = score_all(scorer, f, knn, maha)
         table[name] = {m: all_metrics(id_scores[m], ood_scores[name][m]) for m in methods}
     far = [n for n in far_ood if n in table]
     near = [n for n in table if n not in far]

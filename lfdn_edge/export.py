@@ -35,19 +35,18 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._atomic import atomic_path
+from ._atomic import atomic_write
 from ._version import __version__
 from .backbones import get_backbone
 from .checkpoint import Checkpoint
-from .diffusion import Schedule, ddim_coefficients
+from .diffusion import Schedule
 from .features import FeatureLayout, standardise
 from .model import LFDN
-from .score import COS_EPS, NoisePlan
+from .score import COS_EPS, DdimPlan, NoisePlan
 
 PRECISIONS = ("fp32", "fp16")
 SCORE_OUTPUTS = ("score", "mse", "mfsim", "stage_cos")
@@ -113,13 +112,8 @@ class FixedLevelLFDN(nn.Module):
         self.fc2 = nn.ModuleList([_LinearC(b.fc2, dtype) for b in model.blocks])
         self.out_norm = _Norm32(model.out_norm)
         self.out = _LinearC(model.out, dtype)
-        with torch.no_grad():
-            biases = []
-            for level in self.levels:
-                emb = model.embed(torch.full((1,), int(level)))
-                biases.append(torch.cat([b.emb_bias(emb) for b in model.blocks], dim=0))  # (depth, W)
         # (levels, depth, W), float32 as the reference computes it, then cast to the compute dtype
-        self.register_buffer("emb_bias", torch.stack(biases).to(dtype), persistent=False)
+        self.register_buffer("emb_bias", model.level_biases(self.levels).to(dtype), persistent=False)
 
     def forward(self, z: torch.Tensor, i: int) -> torch.Tensor:
         h = self.inp(F.silu(z.to(self.dtype)))
@@ -160,23 +154,16 @@ class ScoringGraph(nn.Module):
         model = ckpt.build_model("ema")
         if model.config.in_dim != self.layout.dim:
             raise ValueError(f"checkpoint model input size {model.config.in_dim} != layout size {self.layout.dim}")
-        schedule.check_level(config.t)
-        plan = NoisePlan(config, self.layout.dim)
-        self.levels = list(plan.levels)
+        ddim = DdimPlan(schedule, config)
+        noise = NoisePlan(config, self.layout.dim)
+        self.levels = list(ddim.levels)
         self.lfdn = FixedLevelLFDN(model, self.levels, precision)
-        ab = schedule.alpha_bar
-        # q_sample: ab is taken as a float32 tensor and sqrt'ed in float32, as the reference does
-        ab0 = torch.tensor(float(ab[self.levels[0]]), dtype=torch.float32)
-        self.register_buffer("q_a", ab0.sqrt().reshape(1), persistent=False)
-        self.register_buffer("q_b", (1.0 - ab0).sqrt().reshape(1), persistent=False)
-        self.register_buffer("eps", plan.eps.clone()[None, :], persistent=False)
-        steps = []
-        for i in range(len(self.levels) - 1):
-            ab_cur, ab_next = float(ab[self.levels[i]]), float(ab[self.levels[i + 1]])
-            c_x0, c_eps, sigma = ddim_coefficients(ab_cur, ab_next, float(config.eta))
-            steps.append((float(np.sqrt(ab_cur)), float(np.sqrt(1.0 - ab_cur)), c_x0, c_eps, sigma))
-            self.register_buffer(f"step_noise_{i}", plan.step_noise[i].clone()[None, :], persistent=False)
-        self.steps = steps
+        self.register_buffer("q_a", torch.tensor([ddim.q_a], dtype=torch.float32), persistent=False)
+        self.register_buffer("q_b", torch.tensor([ddim.q_b], dtype=torch.float32), persistent=False)
+        self.register_buffer("eps", noise.eps.clone()[None, :], persistent=False)
+        for i, step_noise in enumerate(noise.step_noise):
+            self.register_buffer(f"step_noise_{i}", step_noise.clone()[None, :], persistent=False)
+        self.steps = ddim.updates
 
     @property
     def input_dim(self) -> int:
@@ -363,6 +350,4 @@ def export_onnx(ckpt: Checkpoint | str | os.PathLike, path: str | os.PathLike, i
     """Write the scoring graph as ONNX to ``path`` (atomically). Input ``features`` (N, C) float32, or ``images``
     (N, H, W, 3) uint8 with ``include_backbone``; outputs score, mse, mfsim (N,) and stage_cos (N, M), float32."""
     data = onnx_bytes(ckpt, include_backbone, precision, opset, score_type, image_size)
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data))

@@ -58,19 +58,23 @@ def fpr_at_tpr(id_scores, ood_scores, tpr: float = 0.95) -> float:
     return 100.0 * float(np.mean(b <= thr))
 
 
-def aupr(id_scores, ood_scores) -> float:
-    """Average precision with OOD as positive, in percent (step-wise, ties grouped)."""
+def ranked_counts(id_scores, ood_scores) -> tuple[np.ndarray, np.ndarray]:
+    """(tp, fp): OOD and ID items with score >= each distinct score, from the highest down (ties grouped)."""
     a, b = _check(id_scores, ood_scores)
     scores = np.concatenate([a, b])
     labels = np.concatenate([np.zeros(a.size), np.ones(b.size)])
     order = np.argsort(-scores, kind="mergesort")
     s, y = scores[order], labels[order]
-    distinct = np.flatnonzero(np.diff(s)) 
-    idx = np.concatenate([distinct, [s.size - 1]])
+    idx = np.concatenate([np.flatnonzero(np.diff(s)), [s.size - 1]])
     tp = np.cumsum(y)[idx]
-    fp = (idx + 1) - tp
+    return tp, (idx + 1) - tp
+
+
+def aupr(id_scores, ood_scores) -> float:
+    """Average precision with OOD as positive, in percent (step-wise, ties grouped)."""
+    tp, fp = ranked_counts(id_scores, ood_scores)
     precision = tp / (tp + fp)
-    recall = tp / b.size
+    recall = tp / tp[-1]  # the last (lowest) threshold counts every OOD item
     prev_recall = np.concatenate([[0.0], recall[:-1]])
     return 100.0 * float(np.sum((recall - prev_recall) * precision))
 

@@ -96,5 +96,16 @@ class LFDN(nn.Module):
             h = block(h, emb)
         return self.out(F.silu(self.out_norm(h)))
 
+    @torch.no_grad()
+    def level_biases(self, levels) -> torch.Tensor:
+        """(len(levels), depth, width): each block's timestep term Linear(SiLU(emb(level))), the constant that
+        engines fold into fc1's bias for a fixed DDIM level."""
+        rows = []
+        device = self.inp.weight.device
+        for level in levels:
+            emb = self.embed(torch.full((1,), int(level), device=device))
+            rows.append(torch.cat([b.emb_bias(emb) for b in self.blocks], dim=0))
+        return torch.stack(rows) if rows else torch.zeros(0, len(self.blocks), self.config.width)
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -33,10 +33,6 @@ def build_info() -> dict:
     return dict(load_native().build_info())
 
 
-def cuda_compiled() -> bool:
-    return native_available() and bool(build_info().get("cuda"))
-
-
 def cuda_usable() -> tuple[bool, str]:
     """(True, "") when the CUDA kernels are compiled in, torch has CUDA and a device is visible."""
     if not native_available():

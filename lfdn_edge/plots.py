@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .metrics import ranked_counts
+
 
 def _pyplot():
     try:
@@ -20,13 +22,7 @@ def _pyplot():
 
 def roc_curve(id_scores: np.ndarray, ood_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(fpr, tpr) with OOD positive, thresholds at every distinct score."""
-    s = np.concatenate([id_scores, ood_scores])
-    y = np.concatenate([np.zeros(len(id_scores)), np.ones(len(ood_scores))])
-    order = np.argsort(-s, kind="mergesort")
-    s, y = s[order], y[order]
-    idx = np.concatenate([np.flatnonzero(np.diff(s)), [len(s) - 1]])
-    tp = np.cumsum(y)[idx]
-    fp = idx + 1 - tp
+    tp, fp = ranked_counts(id_scores, ood_scores)
     return np.concatenate([[0.0], fp / len(id_scores)]), np.concatenate([[0.0], tp / len(ood_scores)])
 
 

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from .checkpoint import Checkpoint
+from .data import load_benchmark
 from .diffusion import DiffusionConfig
 from .defaults import DEMO
 from .evaluate import Evaluation, evaluate_features
@@ -20,13 +21,6 @@ from .train import TrainConfig, check_scoring_setup, train_lfdn
 
 DATA_DEFAULTS = {"n_train": DEMO["n_train"], "n_cal": DEMO["n_cal"], "n_test": DEMO["n_test"], "n_ood": DEMO["n_ood"],
                  "seed": 0}
-
-
-def _load_benchmark(data: str, ood, size: int, n_train: int, n_cal: int, n_test: int, n_ood: int, seed: int):
-    from .data import load_benchmark
-
-    return load_benchmark(data, list(ood or ()), size=size, n_train=n_train, n_cal=n_cal, n_test=n_test,
-                          n_ood=n_ood, seed=seed)
 
 
 def train_from_data(data: str, out: str | os.PathLike,
@@ -43,7 +37,8 @@ def train_from_data(data: str, out: str | os.PathLike,
     counts, and evaluation must split the same way so that test images never overlap training images.
     """
     check_scoring_setup(diffusion_config, score_config, tpr)  # before minutes of features and training
-    bench = _load_benchmark(data, (), feature_config.input_size, n_train, n_cal, n_test, 1, data_seed)
+    bench = load_benchmark(data, size=feature_config.input_size, n_train=n_train, n_cal=n_cal, n_test=n_test,
+                           seed=data_seed, with_ood=False)
     extractor = MultiLayerFeatures(feature_config)
     train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)
     cal_feats = cached_features(extractor, bench.cal.images, cache_root, desc="features: calibration", progress=progress)
@@ -72,9 +67,10 @@ def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: 
     size = ckpt.feature_config.input_size
     if n_test is None:
         n_test = int(info.get("requested_n_test", DATA_DEFAULTS["n_test"]))
-    bench = _load_benchmark(spec, ood, size, int(info.get("requested_n_train", DATA_DEFAULTS["n_train"])),
-                            int(info.get("requested_n_cal", DATA_DEFAULTS["n_cal"])), n_test, n_ood,
-                            int(info.get("seed", DATA_DEFAULTS["seed"])))
+    bench = load_benchmark(spec, list(ood or ()), size=size,
+                           n_train=int(info.get("requested_n_train", DATA_DEFAULTS["n_train"])),
+                           n_cal=int(info.get("requested_n_cal", DATA_DEFAULTS["n_cal"])), n_test=n_test,
+                           n_ood=n_ood, seed=int(info.get("seed", DATA_DEFAULTS["seed"])))
     extractor = MultiLayerFeatures(ckpt.feature_config)
 
     def feats(image_set, label):

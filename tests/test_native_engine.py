@@ -20,12 +20,10 @@ import numpy as np
 import pytest
 import torch
 
-from lfdn_edge.checkpoint import Checkpoint
 from lfdn_edge.diffusion import Schedule
 from lfdn_edge.engine.artifact import EngineArtifact, EngineError, read_engine, write_engine
 from lfdn_edge.engine.header import common_header
 from lfdn_edge.engine.native_pack import build_native_artifact, native_spec, pack_spec, unpack_spec
-from lfdn_edge.features import FeatureLayout
 from lfdn_edge.score import ScoreConfig, score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")

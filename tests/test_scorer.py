@@ -328,7 +328,7 @@ def test_build_engine_cli_default_and_errors(ckpt, work, feats):
     assert r.returncode == 0, r.stderr
     assert read_engine(work / "cli.engine").header["batch"] == {"min": 2, "opt": 4, "max": 8}
     for args, msg in [((work / "missing.pt",), "checkpoint not found"),
-                      ((ckpt.path, "--image-size", "48x64"), "--image-size needs --include-backbone"),
+                      ((ckpt.path, "--image-size", "48x64"), "image size applies only to engines that include the backbone"),
                       ((ckpt.path, "--batch", "4,2,8"), "MIN <= OPT <= MAX"),
                       ((ckpt.path, "--fp16", "--fp32"), "not allowed with"),
                       ((ckpt.path, "--backend", "coreml"), "invalid choice")]:

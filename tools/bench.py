@@ -304,7 +304,7 @@ def main(argv=None) -> int:
         runners = make_runners(ckpt, args.backends, native_prec, args.precision, max_batch, args.device,
                                args.threads)
         model_info = {**cfg.to_dict(), "stage_dims": list(layout.stage_dims),
-                      "parameters": LFDN(cfg).num_parameters(), "source": args.ckpt or "random paper-size",
+                      "parameters": sum(t.numel() for t in ckpt.data["ema"].values()), "source": args.ckpt or "random paper-size",
                       "score": ckpt.score_config.to_dict()}
         print(f"model: C={cfg.in_dim} W={cfg.width} N={cfg.depth} E={cfg.emb_dim} "
               f"({model_info['parameters'] / 1e6:.1f} M params, {model_info['source']}); device {args.device}; "

@@ -19,7 +19,7 @@ import argparse
 import sys
 
 import lfdn_edge
-from _cli import check_output_path
+from _cli import check_output_path, run_cli
 
 
 def parse_batch(text: str) -> tuple[int, int, int]:
@@ -74,32 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from lfdn_edge.engine.artifact import EngineError, read_engine
     from lfdn_edge.engine.build import build_engine
 
-    if args.image_size is not None and not args.include_backbone:
-        print("error: --image-size needs --include-backbone", file=sys.stderr)
-        return 2
-    try:
+    def body() -> int:
         check_output_path(args.output, "-o")
-        path = build_engine(args.ckpt, backend=args.backend, precision=args.precision, batch=args.batch,
-                            include_backbone=args.include_backbone, timing_cache=args.timing_cache,
-                            workspace_mb=args.workspace, out=args.output, image_size=args.image_size,
-                            log=print)
-    except (OSError, EngineError, ValueError, TypeError, ImportError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    h = read_engine(path).header
-    inp = h["input"]
-    extra = ""
-    if h["backend"] == "tensorrt":
-        cc = h["compute_capability"] or "TensorRT-RTX portable default (Ampere and later)"
-        extra = (f", {h['trt_flavor']} {h['tensorrt_version']}, compute capability {cc}"
-                 f"{', built without a GPU' if h.get('built_without_gpu') else ''}")
-    print(f"wrote {path} ({h['backend']}, {h['precision']}, batch {h['batch']['min']}..{h['batch']['max']}, "
-          f"input {inp['name']} {inp['dtype']} {tuple(inp['shape'])}, score {h['score_type']}, "
-          f"threshold {h['threshold']}{extra})")
-    return 0
+        build_engine(args.ckpt, backend=args.backend, precision=args.precision, batch=args.batch,
+                     include_backbone=args.include_backbone, timing_cache=args.timing_cache,
+                     workspace_mb=args.workspace, out=args.output, image_size=args.image_size, log=print)
+        return 0
+
+    return run_cli(args, body)
 
 
 if __name__ == "__main__":

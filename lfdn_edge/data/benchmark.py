@@ -51,7 +51,8 @@ def _unique_name(name: str, spec: str, taken: dict) -> str:
 
 
 def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: int = 6000,
-                   n_cal: int = 1000, n_test: int = 2000, n_ood: int = 1000, seed: int = 0) -> Benchmark:
+                   n_cal: int = 1000, n_test: int = 2000, n_ood: int = 1000, seed: int = 0,
+                   with_ood: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
 
     ``data == "fmnist-ood"``: the offline benchmark; ``ood`` is empty (all sets) or a subset of its set
@@ -60,7 +61,7 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
     ``n_cal`` / ``n_test`` images (70/10/20 with a warning if the source is smaller); only the selected
     images are decoded. Each ``ood`` spec becomes one OOD set of at most ``n_ood`` images, keyed by its
     name (a folder's name; the spec itself if that name is taken). All OOD sets of a custom benchmark
-    count as far-OOD.
+    count as far-OOD. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
     """
     if isinstance(ood, str):
         ood = [ood]
@@ -69,7 +70,7 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
         if unknown:
             raise ValueError(f"{BENCHMARK} has no OOD set(s) {unknown}; choose from {', '.join(OOD_SETS)} "
                              f"(or give none for all)")
-        return fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=list(ood) or None)
+        return fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
 
     source = open_source(data, size)
     counts = split_counts(source.count, n_train, n_cal, n_test, source.name)
@@ -77,7 +78,7 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
     train, cal, test = (source.load(idx) for idx in (tr, ca, te))
     train.name, cal.name, test.name = "train", "cal", "test"
     ood_sets: dict = {}
-    for spec in ood:
+    for spec in (ood if with_ood else ()):
         loaded = load_image_source(spec, size, limit=n_ood, seed=seed)
         key = _unique_name(loaded.name, spec, ood_sets)
         loaded.name = key

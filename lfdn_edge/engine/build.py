@@ -29,13 +29,7 @@ DEFAULT_WORKSPACE_MB = 1024
 
 
 def native_usable() -> tuple[bool, str]:
-    """The native backend can be built and run: native_pack, the native backend and lfdn_edge._C exist."""
-    for mod in ("lfdn_edge.engine.native_pack", "lfdn_edge.runtime.backends.native_backend"):
-        try:
-            if importlib.util.find_spec(mod) is None:
-                return False, f"{mod} is not part of this installation"
-        except (ImportError, ValueError):
-            return False, f"{mod} is not part of this installation"
+    """The native backend can be built and run here: the compiled core lfdn_edge._C exists."""
     from ..native import native_available
 
     if not native_available():
@@ -110,17 +104,9 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
 
         payload = pack_checkpoint(ckpt)
     elif backend == "native":
-        if image_size is not None:
-            raise ValueError("native engines take frames at the backbone's input size; --image-size is for onnx "
-                             "and tensorrt engines")
-        try:
-            native_pack = importlib.import_module("lfdn_edge.engine.native_pack")
-        except ModuleNotFoundError as exc:
-            if exc.name != "lfdn_edge.engine.native_pack":
-                raise
-            raise RuntimeError("the native backend is not available in this installation "
-                               "(lfdn_edge.engine.native_pack is missing); use --backend onnx or tensorrt") from exc
-        extras, payload = native_pack.build_native_artifact(ckpt, precision, batch, include_backbone)
+        from .native_pack import build_native_artifact
+
+        extras, payload = build_native_artifact(ckpt, precision, batch, include_backbone)
         header.update(extras)
     else:
         from .tensorrt_builder import build_tensorrt_plan
@@ -151,4 +137,19 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
     artifact = build_artifact(ckpt, backend, precision, batch, include_backbone, timing_cache, workspace_mb,
                               image_size, score_type, opset, trt_flavor, compute_capabilities, log)
     out = Path(out) if out is not None else default_output(ckpt_path, backend, precision, include_backbone)
-    return write_engine(out, artifact.header, artifact.payload)
+    path = write_engine(out, artifact.header, artifact.payload)
+    log(f"wrote {path} ({describe(artifact.header)})")
+    return path
+
+
+def describe(h: dict) -> str:
+    """One line about an engine header: backend, precision, batch range, input, score, threshold, TensorRT target."""
+    inp = h["input"]
+    extra = ""
+    if h["backend"] == "tensorrt":
+        cc = h["compute_capability"] or "TensorRT-RTX portable default (Ampere and later)"
+        extra = (f", {h['trt_flavor']} {h['tensorrt_version']}, compute capability {cc}"
+                 f"{', built without a GPU' if h.get('built_without_gpu') else ''}")
+    return (f"{h['backend']}, {h['precision']}, batch {h['batch']['min']}..{h['batch']['max']}, "
+            f"input {inp['name']} {inp['dtype']} {tuple(inp['shape'])}, score {h['score_type']}, "
+            f"threshold {h['threshold']}{extra}")

@@ -2,9 +2,9 @@
 
 For a fixed score config the timestep embedding of every DDIM level is a constant, so each block's
 ``fc1.bias + emb(SiLU(time_embed(level)))`` is computed here once per (step, block) in PyTorch FP32 and
-stored as one folded bias; the time-embedding MLP is not part of the engine. The forward-noising and DDIM
-coefficients are precomputed exactly as lfdn_edge.score / lfdn_edge.diffusion compute them (float64 maths,
-rounded to float32 where the PyTorch reference rounds). The Philox noise itself is not stored: the engine
+stored as one folded bias (:meth:`LFDN.level_biases`); the time-embedding MLP is not part of the engine. The
+forward-noising and DDIM coefficients come from :class:`lfdn_edge.score.DdimPlan`, the same constants the
+ONNX graph bakes in, computed as the PyTorch reference computes them. The Philox noise itself is not stored: the engine
 regenerates it from the seed (stream 0 and one stream per DDIM update, image key 0).
 
 Payload: the arrays of the spec, each 64-byte aligned, little-endian, in the order of header["native"]
@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from ..checkpoint import Checkpoint
-from ..diffusion import Schedule, ddim_coefficients, ddim_levels
+from ..diffusion import Schedule
 from ..features import FeatureLayout
 from ..model import GN_EPS, LFDN
-from ..score import COS_EPS, ScoreConfig
+from ..score import COS_EPS, DdimPlan, ScoreConfig
 from .artifact import EngineError
 
 NATIVE_FORMAT = 1
@@ -47,34 +47,23 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     cfg = model.config
     if cfg.in_dim != layout.dim:
         raise ValueError(f"model input size {cfg.in_dim} != feature layout size {layout.dim}")
-    schedule.check_level(score.t)
     model = model.eval()
     wdt = np.float16 if precision == "fp16" else np.float32
 
     def weight(lin: torch.nn.Linear) -> np.ndarray:
         return np.ascontiguousarray(_f32(lin.weight).astype(wdt))
 
-    levels = ddim_levels(score.t, score.steps)
-    ab = schedule.alpha_bar
-    # folded fc1 biases: (steps, depth, width), computed like ResBlock.forward computes its emb term
-    device = next(model.parameters()).device
-    fc1_bias = np.empty((len(levels), cfg.depth, cfg.width), dtype=np.float32)
-    for s, level in enumerate(levels):
-        emb = model.embed(torch.full((1,), level, device=device))
-        for i, blk in enumerate(model.blocks):
-            fc1_bias[s, i] = _f32(blk.fc1.bias + blk.emb_bias(emb)[0])
-    # q_sample: ab is made a float32 tensor first, then sqrt(ab) and sqrt(1 - ab) in float32
-    ab0 = np.float32(ab[levels[0]])
-    coef = np.zeros((len(levels) - 1, 5), dtype=np.float32)
-    for i in range(len(levels) - 1):
-        a_cur, a_next = float(ab[levels[i]]), float(ab[levels[i + 1]])
-        c_x0, c_eps, sigma = ddim_coefficients(a_cur, a_next, float(score.eta))
-        coef[i] = (np.sqrt(a_cur), np.sqrt(1.0 - a_cur), c_x0, c_eps, sigma if sigma > 0.0 else 0.0)
+    plan = DdimPlan(schedule, score)
+    levels = plan.levels
+    # folded fc1 biases: (steps, depth, width) = fc1.bias + the block's timestep term at each level
+    fc1_bias = _f32(model.level_biases(levels) + torch.stack([b.fc1.bias for b in model.blocks])[None])
+    fc1_bias = fc1_bias.reshape(len(levels), cfg.depth, cfg.width)
+    coef = np.asarray(plan.updates, dtype=np.float32).reshape(len(levels) - 1, 5)
     blocks = list(model.blocks)
     return {
         "in_dim": int(cfg.in_dim), "width": int(cfg.width), "depth": int(cfg.depth), "steps": len(levels),
         "precision": precision, "seed": int(score.seed),
-        "q_a": float(np.sqrt(ab0)), "q_b": float(np.sqrt(np.float32(1.0) - ab0)),
+        "q_a": plan.q_a, "q_b": plan.q_b,
         "gn_eps": float(GN_EPS), "cos_eps": float(COS_EPS),
         "stage_offsets": [int(o) for o in layout.offsets],
         "coef": coef,

@@ -28,7 +28,7 @@ import json
 from pathlib import Path
 from typing import Callable
 
-from .._atomic import atomic_path
+from .._atomic import atomic_write
 from ..runtime.backends.tensorrt_backend import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
 
 RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
@@ -224,8 +224,7 @@ def _save_timing_cache(config, path: Path | None, log) -> None:
     if cache is None:
         return
     data = bytes(cache.serialize())
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
     log(f"timing cache: wrote {path} ({len(data)} bytes)")
 
 

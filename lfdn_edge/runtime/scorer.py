@@ -29,13 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import Checkpoint, CheckpointError
+from ..checkpoint import TORCH_ZIP_MAGIC, Checkpoint, CheckpointError
 from ..engine.artifact import MAGIC, EngineArtifact, EngineError, read_engine
 from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
 BATCH_POLICIES = ("split", "strict")
 CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from a checkpoint (chunk size 4096)
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save files are zip archives
 
 
 def _finite_threshold(value) -> float:
@@ -64,7 +63,7 @@ def load_artifact(source, *, include_backbone: bool = False, precision: str = "f
         raise FileNotFoundError(f"engine file not found: {path}")
     with open(path, "rb") as fh:
         head = fh.read(len(MAGIC))
-    if head[:4] == _ZIP_MAGIC and head != MAGIC:
+    if head[:len(TORCH_ZIP_MAGIC)] == TORCH_ZIP_MAGIC:
         try:
             ckpt = Checkpoint.load(path)
         except CheckpointError as exc:
