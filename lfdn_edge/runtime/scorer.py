@@ -31,6 +31,7 @@ import torch
 
 from ..checkpoint import TORCH_ZIP_MAGIC, Checkpoint, CheckpointError
 from ..engine.artifact import MAGIC, EngineArtifact, EngineError, read_engine
+from ..score import check_features
 from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
 BATCH_POLICIES = ("split", "strict")
@@ -44,18 +45,13 @@ def _finite_threshold(value) -> float:
     return v
 
 
-def load_artifact(source, *, include_backbone: bool = False, precision: str = "fp32",
-                  image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
-                  backend: str = "torch") -> EngineArtifact:
-    """An EngineArtifact from an artifact, an engine file, a Checkpoint or a checkpoint file.
-
-    A checkpoint becomes an in-memory artifact for ``backend`` ("torch" or "onnx"), built with the keyword
-    arguments; they are ignored for engine files.
-    """
+def load_artifact(source) -> EngineArtifact:
+    """An EngineArtifact from an artifact, an engine file, a Checkpoint or a checkpoint file (a checkpoint
+    becomes an in-memory "torch" artifact: the FP32 PyTorch graph on features; see Scorer.from_checkpoint)."""
     if isinstance(source, EngineArtifact):
         return source
     if isinstance(source, Checkpoint):
-        return _checkpoint_artifact(source, include_backbone, precision, image_size, batch, backend)
+        return _checkpoint_artifact(source, False, "fp32", None, CHECKPOINT_BATCH, "torch")
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"expected an engine path, an EngineArtifact or a Checkpoint, got {type(source).__name__}")
     path = Path(source)
@@ -68,7 +64,7 @@ def load_artifact(source, *, include_backbone: bool = False, precision: str = "f
             ckpt = Checkpoint.load(path)
         except CheckpointError as exc:
             raise EngineError(f"{path} is neither an lfdn-edge engine nor an lfdn-edge checkpoint: {exc}") from exc
-        return _checkpoint_artifact(ckpt, include_backbone, precision, image_size, batch, backend)
+        return _checkpoint_artifact(ckpt, False, "fp32", None, CHECKPOINT_BATCH, "torch")
     return read_engine(path)
 
 
@@ -193,25 +189,16 @@ class Scorer:
         if len(shape) != 2 or shape[1] != dim:
             hint = "; for a single vector pass x[None]" if len(shape) == 1 and shape[0] == dim else ""
             raise ValueError(f"expected features of shape (N, {dim}), got {shape}{hint}")
-        if shape[0] == 0:
-            raise ValueError("empty batch: need at least one feature vector")
-        if is_t:
-            if not x.is_floating_point():
-                raise TypeError(f"features must be floating point, got {x.dtype}")
-            x = x.to(torch.float32)
-            finite = torch.isfinite(x).all(dim=1)
-            if not bool(finite.all()):
-                bad = (~finite).nonzero().flatten().tolist()
-                raise ValueError(f"features contain NaN or Inf (rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
-            return x.contiguous(), x.device
-        if x.dtype.kind != "f":
+        if (not x.is_floating_point()) if is_t else (x.dtype.kind != "f"):
             raise TypeError(f"features must be floating point, got dtype {x.dtype}")
+        # checked after the cast to float32, so float64 values that overflow float32 count as Inf
+        if is_t:
+            x = x.to(torch.float32).contiguous()
+            check_features(x, dim)
+            return x, x.device
         with np.errstate(over="ignore"):
             x = np.ascontiguousarray(x, dtype=np.float32)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            bad = np.flatnonzero(~finite).tolist()
-            raise ValueError(f"features contain NaN or Inf (as float32; rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
+        check_features(torch.from_numpy(x), dim)
         return x, None
 
     # ------------------------------------------------------------------ running
