@@ -78,8 +78,8 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     }
 
 
-def spec_from_checkpoint(ckpt: Checkpoint, precision: str = "fp32", score: ScoreConfig | None = None) -> dict:
-    return native_spec(ckpt.build_model("ema"), Schedule(ckpt.diffusion_config), score or ckpt.score_config,
+def spec_from_checkpoint(ckpt: Checkpoint, precision: str = "fp32") -> dict:
+    return native_spec(ckpt.build_model("ema"), Schedule(ckpt.diffusion_config), ckpt.score_config,
                        ckpt.layout, precision)
 
 
