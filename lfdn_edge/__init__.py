@@ -1,15 +1,49 @@
 """lfdn-edge: unsupervised OOD detection of images with DLSR (diffusion reconstruction of multi-layer
-CNN features), trained in PyTorch and deployed for fast scoring on edge devices."""
+CNN features), trained in PyTorch and deployed for fast scoring on edge devices.
+
+The names below are imported on first use (PEP 562), so ``lfdn_edge.Scorer(engine)`` on a device loads the
+run side only, never the training stack (data loaders, trainer, evaluation, plots).
+
+Two scorers, two jobs: :class:`Scorer` is the deployment API (engine files, numpy/torch in and out, batch
+policy, thresholds); :class:`ReferenceScorer` is the PyTorch reference of the method that every engine is
+checked against (all scores, LR included, from the checkpoint's models).
+"""
+
+from __future__ import annotations
+
+import importlib
 
 from ._version import __version__
-from .checkpoint import Checkpoint
-from .diffusion import DiffusionConfig, Schedule
-from .features import FeatureConfig, FeatureLayout, MultiLayerFeatures
-from .model import LFDN, LFDNConfig
-from .score import DLSRScorer, ScoreConfig
-from .train import TrainConfig, train_lfdn
-from .runtime.scorer import Scorer
 
-__all__ = ["__version__", "Checkpoint", "DiffusionConfig", "Schedule", "FeatureConfig", "FeatureLayout",
-           "MultiLayerFeatures", "LFDN", "LFDNConfig", "DLSRScorer", "ScoreConfig", "TrainConfig", "train_lfdn",
-           "Scorer"]
+_EXPORTS = {
+    "Scorer": "runtime.scorer",
+    "Checkpoint": "checkpoint",
+    "DiffusionConfig": "diffusion",
+    "Schedule": "diffusion",
+    "FeatureConfig": "features",
+    "FeatureLayout": "features",
+    "MultiLayerFeatures": "features",
+    "LFDN": "model",
+    "LFDNConfig": "model",
+    "ReferenceScorer": "reference",
+    "ScoreConfig": "reference",
+    "TrainConfig": "train",
+    "train_lfdn": "train",
+    "build_engine": "build.dispatch",
+    "build_artifact": "build.dispatch",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'lfdn_edge' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)

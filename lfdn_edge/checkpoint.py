@@ -22,13 +22,12 @@ from ._atomic import atomic_write
 from ._version import __version__
 from .backbones import get_backbone
 from .diffusion import DiffusionConfig, Schedule
-from .engine.artifact import MAGIC as ENGINE_MAGIC
+from .file_kinds import ENGINE_MAGIC, TORCH_ZIP_MAGIC
 from .features import FeatureConfig, FeatureLayout
 from .model import LFDN, LFDNConfig
-from .score import DLSRScorer, ScoreConfig
+from .reference import ReferenceScorer, ScoreConfig
 
 FORMAT = "lfdn-edge-checkpoint"
-TORCH_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes zip archives
 FORMAT_VERSION = 1
 
 
@@ -129,9 +128,9 @@ class Checkpoint:
             raise CheckpointError(f"checkpoint weights do not match its model config: {exc}") from exc
         return model.eval()
 
-    def scorer(self, score_config: ScoreConfig | None = None) -> DLSRScorer:
+    def reference_scorer(self, score_config: ScoreConfig | None = None) -> ReferenceScorer:
         early = self.build_model("early") if self.data.get("early_ema") is not None else None
-        return DLSRScorer(self.build_model("ema"), self.layout, Schedule(self.diffusion_config),
+        return ReferenceScorer(self.build_model("ema"), self.layout, Schedule(self.diffusion_config),
                           score_config or self.score_config, early_model=early)
 
 

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from .noise import gaussian_noise
+
 
 @dataclass(frozen=True)
 class DiffusionConfig:
@@ -100,3 +102,33 @@ def ddim_step(x: torch.Tensor, x0_hat: torch.Tensor, ab_cur: float, ab_next: flo
             raise ValueError("eta > 0 needs a noise tensor for the DDIM update")
         out = out + sigma * noise
     return out
+
+
+class NoisePlan:
+    """The fixed noise vectors of one ScoreConfig: eps (stream 0) and one per stochastic DDIM update."""
+
+    def __init__(self, config, dim: int):
+        """``config``: a ScoreConfig (t, steps, seed)."""
+        levels = ddim_levels(config.t, config.steps)
+        self.levels = levels
+        self.eps = torch.from_numpy(gaussian_noise(config.seed, 0, dim))
+        self.step_noise = [torch.from_numpy(gaussian_noise(config.seed, s + 1, dim)) for s in range(len(levels) - 1)]
+
+
+class DdimPlan:
+    """The scalar constants of one reconstruction, computed as :meth:`lfdn_edge.reference.Reconstructor.reconstruct` computes them,
+    for engines that bake them in (ONNX graph, native engine): the levels, the noising factors
+    q_a = sqrt(ab_t0), q_b = sqrt(1 - ab_t0) (float32 arithmetic, as q_sample does) and per DDIM update
+    (sqrt(ab_cur), sqrt(1 - ab_cur), c_x0, c_eps, sigma)."""
+
+    def __init__(self, schedule: Schedule, config):
+        """``config``: a ScoreConfig (t, steps, eta)."""
+        schedule.check_level(config.t)
+        ab = schedule.alpha_bar
+        self.levels = ddim_levels(config.t, config.steps)
+        ab0 = torch.tensor(float(ab[self.levels[0]]), dtype=torch.float32)
+        self.q_a, self.q_b = float(ab0.sqrt()), float((1.0 - ab0).sqrt())
+        self.updates = []
+        for cur, nxt in zip(self.levels, self.levels[1:]):
+            c_x0, c_eps, sigma = ddim_coefficients(float(ab[cur]), float(ab[nxt]), float(config.eta))
+            self.updates.append((float(np.sqrt(ab[cur])), float(np.sqrt(1.0 - ab[cur])), c_x0, c_eps, sigma))

@@ -42,7 +42,7 @@ def evaluate_features(ckpt: Checkpoint, train_feats: np.ndarray, id_feats: np.nd
         raise ValueError("evaluation needs at least one OOD set")
     knn = KNNScorer(train_feats, k=min(knn_k, len(train_feats)))
     maha = MahalanobisScorer(train_feats)
-    scorer = ckpt.scorer()
+    scorer = ckpt.reference_scorer()
     id_scores = score_all(scorer, id_feats, knn, maha)
     methods = [m for m in METHODS if m in id_scores]
     ood_scores, table = {}, {}

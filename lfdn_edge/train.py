@@ -19,7 +19,7 @@ from .diffusion import DiffusionConfig, Schedule, q_sample
 from .features import FeatureConfig, FeatureLayout
 from .metrics import threshold_at_tpr
 from .model import LFDN, LFDNConfig
-from .score import ScoreConfig, check_features
+from .reference import ScoreConfig, check_features
 
 
 MIN_SNAPSHOT_STEPS = 100
@@ -192,7 +192,7 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
 
 def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = 0.95) -> dict:
     """Score held-out ID features and store per-score thresholds at ID acceptance rate ``tpr``."""
-    scores = ckpt.scorer().scores(cal_features)
+    scores = ckpt.reference_scorer().scores(cal_features)
     names = [k for k in scores if k != "stage_cos"]
     cal = {"tpr": float(tpr), "n": int(len(cal_features)),
            "thresholds": {k: threshold_at_tpr(scores[k], tpr) for k in names},

@@ -16,7 +16,7 @@ from .evaluate import Evaluation, evaluate_features
 from .feature_cache import cached_features
 from .features import FeatureConfig, MultiLayerFeatures
 from .model import LFDNConfig
-from .score import ScoreConfig
+from .reference import ScoreConfig
 from .train import TrainConfig, check_scoring_setup, train_lfdn
 
 DATA_DEFAULTS = {"n_train": DEMO["n_train"], "n_cal": DEMO["n_cal"], "n_test": DEMO["n_test"], "n_ood": DEMO["n_ood"],

@@ -28,7 +28,7 @@ def test_quick_start_configuration_accuracy(tmp_path):
     assert far["mfsim"]["auroc"] >= 95.0
     assert far["mfsim"]["auroc"] >= max(far["knn"]["auroc"], far["maha"]["auroc"]) - 1.0
     assert far["mse"]["auroc"] >= 95.0
-    # LR's sign was fixed on this configuration (lfdn_edge.score.lr_score): higher must mean more OOD here
+    # LR's sign was fixed on this configuration (lfdn_edge.reference.lr_score): higher must mean more OOD here
     assert far["lr"]["auroc"] > 80.0
     # near-OOD (Fashion-MNIST classes 6-9) is hard; the reference run gets about 83-85 -- guard against collapse
     assert report["ood"]["near"]["mfsim"]["auroc"] > 75.0

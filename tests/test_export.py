@@ -1,4 +1,4 @@
-"""The export graphs and their ONNX: same scores as the PyTorch reference (DLSRScorer, MultiLayerFeatures).
+"""The export graphs and their ONNX: same scores as the PyTorch reference (ReferenceScorer, MultiLayerFeatures).
 
 Tolerances (measured values in docs/DEPLOYMENT.md):
 * FP32, torch graph or onnxruntime vs the reference: 1e-4 relative on mse and mfsim (measured ~5e-7 on
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from lfdn_edge.checkpoint import Checkpoint
-from lfdn_edge.export import (ImageScoringGraph, ScoringGraph, build_graph, export_onnx, onnx_bytes,
-                              resize_matrix)
+from lfdn_edge.build.onnx_export import export_onnx, onnx_bytes
+from lfdn_edge.scoring_graph import ImageScoringGraph, ScoringGraph, build_graph, resize_matrix
 from lfdn_edge.features import FeatureConfig, FeatureLayout
 from lfdn_edge.model import LFDNConfig
 from lfdn_edge.train import TrainConfig, train_lfdn
@@ -78,7 +78,7 @@ def frames(small_benchmark):
 # ---------------------------------------------------------------------------------------------- real data
 @pytest.mark.data
 def test_torch_scoring_graph_matches_reference_fp32(trained, id_ood_features):
-    ref = trained.scorer().scores(id_ood_features)
+    ref = trained.reference_scorer().scores(id_ood_features)
     out = torch_graph(ScoringGraph(trained).eval(), id_ood_features)
     assert rel_err(out["mse"], ref["mse"]) < 1e-5
     assert rel_err(out["mfsim"], ref["mfsim"]) < 1e-5
@@ -88,7 +88,7 @@ def test_torch_scoring_graph_matches_reference_fp32(trained, id_ood_features):
 
 @pytest.mark.data
 def test_onnx_features_fp32_parity_and_dynamic_batch(trained, id_ood_features):
-    ref = trained.scorer().scores(id_ood_features)
+    ref = trained.reference_scorer().scores(id_ood_features)
     model = onnx_bytes(trained, precision="fp32")
     out = run_onnx(model, id_ood_features)
     for k in ("mse", "mfsim"):
@@ -105,14 +105,14 @@ def test_onnx_features_fp32_parity_and_dynamic_batch(trained, id_ood_features):
 @pytest.mark.data
 @pytest.mark.parametrize("image_size", [None, (80, 96)], ids=["native-size", "resized"])
 def test_onnx_image_fp32_parity_with_features_pipeline(trained, frames, lite0, image_size):
-    """uint8 NHWC frames -> scores, against MultiLayerFeatures (antialiased resize) + DLSRScorer."""
+    """uint8 NHWC frames -> scores, against MultiLayerFeatures (antialiased resize) + ReferenceScorer."""
     x = frames
     if image_size is not None:  # camera-sized frames: the engine resizes them exactly as the features module does
         up = F.interpolate(torch.from_numpy(frames).permute(0, 3, 1, 2).float(), size=image_size, mode="bilinear")
         x = up.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     with torch.no_grad():
         z = lite0(torch.from_numpy(x)).numpy()
-    ref = trained.scorer().scores(z)
+    ref = trained.reference_scorer().scores(z)
     graph = ImageScoringGraph(trained, image_size=image_size).eval()
     t = torch_graph(graph, x)
     out = run_onnx(onnx_bytes(trained, include_backbone=True, image_size=image_size), x)
@@ -126,9 +126,9 @@ def test_onnx_image_fp32_parity_with_features_pipeline(trained, frames, lite0, i
 @pytest.mark.data
 def test_fp16_variants_within_stated_tolerance(trained, id_ood_features, frames, lite0):
     thr = trained.threshold("mfsim")
-    ref = trained.scorer().scores(id_ood_features)
+    ref = trained.reference_scorer().scores(id_ood_features)
     with torch.no_grad():
-        ref_img = trained.scorer().scores(lite0(torch.from_numpy(frames)).numpy())
+        ref_img = trained.reference_scorer().scores(lite0(torch.from_numpy(frames)).numpy())
     cases = [
         ("features-ort", run_onnx(onnx_bytes(trained, precision="fp16"), id_ood_features), ref, 2e-3, 5e-3, 1e-2),
         ("features-torch", torch_graph(ScoringGraph(trained, "fp16").eval(), id_ood_features), ref, 2e-3, 5e-3, 1e-2),
@@ -158,7 +158,7 @@ def test_noise_and_coefficients_are_graph_constants_matching_the_reference(synth
     other = Checkpoint(dict(synthetic_ckpt.data, score=dict(synthetic_ckpt.data["score"], seed=7)), None)
     res = {}
     for name, ck in (("seed0", synthetic_ckpt), ("seed7", other)):
-        ref = ck.scorer().scores(z)
+        ref = ck.reference_scorer().scores(z)
         out = run_onnx(onnx_bytes(ck), z)
         np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4)
         np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], atol=1e-5)

@@ -10,7 +10,7 @@ from lfdn_edge.diffusion import DiffusionConfig, Schedule, ddim_levels, ddim_ste
 from lfdn_edge.features import FeatureLayout, standardise
 from lfdn_edge.model import LFDN, LFDNConfig, sinusoidal_embedding
 from lfdn_edge.noise import gaussian_noise, philox4x32_10
-from lfdn_edge.score import DLSRScorer, ScoreConfig, score_terms
+from lfdn_edge.reference import ReferenceScorer, ScoreConfig, score_terms
 
 
 def test_schedule_matches_design():
@@ -147,7 +147,7 @@ def test_scores_do_not_depend_on_the_batch():
     model = LFDN(LFDNConfig(in_dim=16, width=32, depth=2, emb_dim=16))
     for p in model.parameters():  # give the zero-initialised layers weights too
         torch.nn.init.normal_(p, std=0.2)
-    scorer = DLSRScorer(model, layout, Schedule(), ScoreConfig(t=5, steps=3, seed=11), early_model=model)
+    scorer = ReferenceScorer(model, layout, Schedule(), ScoreConfig(t=5, steps=3, seed=11), early_model=model)
     z = standardise(torch.randn(9, 16))
     full = scorer.scores(z)
     for i in (0, 4, 8):
@@ -164,7 +164,7 @@ def test_scores_do_not_depend_on_the_batch():
 def test_scorer_rejects_bad_features():
     layout = FeatureLayout((4, 4))
     model = LFDN(LFDNConfig(in_dim=8, width=8, depth=1, emb_dim=8))
-    scorer = DLSRScorer(model, layout, Schedule(), ScoreConfig())
+    scorer = ReferenceScorer(model, layout, Schedule(), ScoreConfig())
     with pytest.raises(ValueError, match=r"shape \(N, 8\)"):
         scorer.scores(torch.zeros(3, 9))
     with pytest.raises(ValueError, match="empty batch"):
@@ -176,4 +176,4 @@ def test_scorer_rejects_bad_features():
     with pytest.raises(TypeError, match="floating"):
         scorer.scores(torch.zeros(2, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="layout"):
-        DLSRScorer(model, FeatureLayout((4, 5)), Schedule(), ScoreConfig())
+        ReferenceScorer(model, FeatureLayout((4, 5)), Schedule(), ScoreConfig())

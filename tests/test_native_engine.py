@@ -21,10 +21,11 @@ import pytest
 import torch
 
 from lfdn_edge.diffusion import Schedule
-from lfdn_edge.engine.artifact import EngineArtifact, EngineError, read_engine, write_engine
-from lfdn_edge.engine.header import common_header
-from lfdn_edge.engine.native_pack import build_native_artifact, native_spec, pack_spec, unpack_spec
-from lfdn_edge.score import ScoreConfig, score_terms
+from lfdn_edge.artifact.file import EngineArtifact, EngineError, read_engine, write_engine
+from lfdn_edge.artifact.header import common_header
+from lfdn_edge.artifact.native_layout import pack_spec, unpack_spec
+from lfdn_edge.build.native_payload import build_native_artifact, native_spec
+from lfdn_edge.reference import ScoreConfig, score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
@@ -62,7 +63,7 @@ def z0(bench):
 
 
 def _reference(ck, z):
-    scorer = ck.scorer()
+    scorer = ck.reference_scorer()
     zt = torch.from_numpy(z)
     rec = scorer.final.reconstruct(zt)
     t = score_terms(zt, rec, ck.layout)
@@ -236,7 +237,7 @@ def test_native_backend_errors_are_clear(ckpt, monkeypatch):
     monkeypatch.setenv("LFDN_EDGE_NUM_THREADS", "lots")
     with pytest.raises(ValueError, match="LFDN_EDGE_NUM_THREADS"):
         NativeBackend(EngineArtifact(header, payload))
-    from lfdn_edge.native import cuda_usable
+    from lfdn_edge.native_core import cuda_usable
 
     usable, why = cuda_usable()
     if not usable:  # CPU-only build, CPU torch or no GPU: a RuntimeError saying which
@@ -265,7 +266,7 @@ def test_trained_checkpoint_scores_match_reference(real_features, tmp_path):
                     LFDNConfig(in_dim=real_features.layout.dim, width=128, depth=2, emb_dim=64),
                     TrainConfig(epochs=3, batch_size=128, lr=1e-3, seed=3, early_epoch=1), progress=False)
     z = np.concatenate([real_features.test[:40], next(iter(real_features.ood.values()))[:40]]).astype(np.float32)
-    ref = ck.scorer().scores(z)
+    ref = ck.reference_scorer().scores(z)
     for precision, rtol, atol in (("fp32", 1e-4, 1e-5), ("fp16", 5e-3, 1e-3)):
         out = _engine(ck, precision, max_batch=len(z)).score(z)
         np.testing.assert_allclose(out["mse"], ref["mse"], rtol=rtol)
@@ -276,14 +277,14 @@ def test_trained_checkpoint_scores_match_reference(real_features, tmp_path):
 
 # ------------------------------------------------------------------------------------------ CUDA engine
 def _cuda_usable():
-    from lfdn_edge.native import cuda_usable
+    from lfdn_edge.native_core import cuda_usable
 
     return cuda_usable()
 
 
 @pytest.mark.skipif(not _cuda_usable()[0], reason=f"CUDA engine not runnable here: {_cuda_usable()[1]}")
 def test_cuda_engine_matches_reference(ckpt, z0):
-    from lfdn_edge.native import NativeCudaEngine
+    from lfdn_edge.native_core import NativeCudaEngine
 
     spec = native_spec(ckpt.build_model("ema"), Schedule(), ckpt.score_config, ckpt.layout, "fp16")
     eng = NativeCudaEngine(spec, 64, "cuda")

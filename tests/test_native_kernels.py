@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from lfdn_edge.diffusion import ddim_coefficients, ddim_step
 from lfdn_edge.features import FeatureLayout
 from lfdn_edge.noise import gaussian_noise
-from lfdn_edge.score import score_terms
+from lfdn_edge.reference import score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
@@ -212,7 +212,7 @@ def test_ddim_score_rejects_bad_arguments():
 
 # ------------------------------------------------------------------------------------------------ CUDA
 def _cuda_ok():
-    from lfdn_edge.native import cuda_usable
+    from lfdn_edge.native_core import cuda_usable
 
     return cuda_usable()
 
@@ -222,7 +222,7 @@ cuda = pytest.mark.skipif(not _cuda_ok()[0], reason=f"CUDA kernels not runnable 
 
 @cuda
 def test_cuda_noise_is_bit_exact_in_the_uniform_stage_and_equal_after_box_muller():
-    from lfdn_edge.native import cuda_noise_inject
+    from lfdn_edge.native_core import cuda_noise_inject
 
     got = cuda_noise_inject(None, 2**35 + 9, 4, 0.0, 1.0, dim=4096).cpu().numpy()[0]
     np.testing.assert_allclose(got, gaussian_noise(2**35 + 9, 4, 4096), rtol=0, atol=1e-6)
@@ -231,7 +231,7 @@ def test_cuda_noise_is_bit_exact_in_the_uniform_stage_and_equal_after_box_muller
 @cuda
 @pytest.mark.parametrize("rows,k,n", [(1, 1440, 1440), (13, 300, 160), (97, 720, 200)])
 def test_cuda_fused_linear_matches_torch(rows, k, n):
-    from lfdn_edge.native import cuda_fused_linear, cuda_pack_linear
+    from lfdn_edge.native_core import cuda_fused_linear, cuda_pack_linear
 
     rng = np.random.default_rng(5)
     x = rng.standard_normal((rows, k)).astype(np.float32)
@@ -251,7 +251,7 @@ def test_cuda_fused_linear_matches_torch(rows, k, n):
 
 @cuda
 def test_cuda_ddim_score_matches_cpu():
-    from lfdn_edge.native import cuda_ddim_score
+    from lfdn_edge.native_core import cuda_ddim_score
 
     rng = np.random.default_rng(6)
     layout = FeatureLayout((16, 24, 40, 112, 320))

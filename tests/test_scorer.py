@@ -13,8 +13,9 @@ import torch
 
 import lfdn_edge
 from lfdn_edge import Scorer
-from lfdn_edge.engine.artifact import EngineArtifact, EngineError, read_engine, write_engine
-from lfdn_edge.engine.build import build_artifact, build_engine, default_output, native_usable
+from lfdn_edge.artifact.file import EngineArtifact, EngineError, read_engine, write_engine
+from lfdn_edge.build.dispatch import build_artifact, build_engine, default_output
+from lfdn_edge.probes import native_usable
 from lfdn_edge.features import FeatureConfig, FeatureLayout
 from lfdn_edge.model import LFDNConfig
 from lfdn_edge.runtime import backends
@@ -70,7 +71,7 @@ def test_onnx_engine_scores_like_torch_and_the_reference(ckpt, engine, feats):
     assert t.backend_name == "torch"
     b = t.score(feats)
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(a, ckpt.scorer().scores(feats)["mfsim"], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(a, ckpt.reference_scorer().scores(feats)["mfsim"], rtol=1e-4, atol=1e-6)
     # torch in, torch out (same device), same numbers
     out = s.score(torch.from_numpy(feats))
     assert isinstance(out, torch.Tensor) and out.device.type == "cpu" and out.dtype == torch.float32
@@ -257,7 +258,7 @@ def test_threshold_override_and_explain(ckpt, engine, feats):
     assert e["stage_cos"].shape == (40, 5) and e["stage_dims"] == (16, 24, 40, 112, 320)
     np.testing.assert_allclose(e["score"], score, rtol=1e-7)
     np.testing.assert_allclose(e["mfsim"], -e["stage_cos"].mean(axis=1), rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(e["mse"], ckpt.scorer().scores(feats)["mse"], rtol=1e-4)
+    np.testing.assert_allclose(e["mse"], ckpt.reference_scorer().scores(feats)["mse"], rtol=1e-4)
     assert np.array_equal(e["is_ood"], score > mid)
     m = Scorer(engine, score_type="mse")
     assert m.threshold == pytest.approx(ckpt.threshold("mse"))
@@ -368,7 +369,7 @@ def test_cli_onnx_engine_matches_pytorch_within_1e4_relative(real_ckpt, real_fea
         rel = np.max(np.abs(a[k].astype(np.float64) - b[k]) / np.abs(b[k]))
         assert rel < 1e-4, (k, rel)
     assert np.mean(a["is_ood"] == b["is_ood"]) >= 0.99  # equal up to items within float rounding of the threshold
-    ref = real_ckpt.scorer().scores(z)["mfsim"]
+    ref = real_ckpt.reference_scorer().scores(z)["mfsim"]
     assert np.max(np.abs(a["score"] - ref) / np.abs(ref)) < 1e-4
 
     b_ = small_benchmark

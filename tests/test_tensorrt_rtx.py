@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lfdn_edge.engine.artifact import read_engine
-from lfdn_edge.engine.tensorrt_builder import (TensorRTBuildError, check_engine_precision, check_network_precision,
+from lfdn_edge.artifact.file import read_engine
+from lfdn_edge.build.tensorrt_builder import (TensorRTBuildError, check_engine_precision, check_network_precision,
                                                choose_flavor, engine_layer_precision)
-from lfdn_edge.runtime.backends.tensorrt_backend import gpu_present
+from lfdn_edge.probes import gpu_present
 
 ROOT = Path(__file__).resolve().parents[1]
 HAVE_RTX = importlib.util.find_spec("tensorrt_rtx") is not None
@@ -29,9 +29,9 @@ DEPTH = 2
 BUILD_SCRIPT = r"""
 import json, sys
 from pathlib import Path
-from lfdn_edge.engine.build import build_engine
-from lfdn_edge.engine.tensorrt_builder import build_tensorrt_plan
-from lfdn_edge.export import onnx_bytes
+from lfdn_edge.build.dispatch import build_engine
+from lfdn_edge.build.tensorrt_builder import build_tensorrt_plan
+from lfdn_edge.build.onnx_export import onnx_bytes
 
 ckpt, out = sys.argv[1], Path(sys.argv[2])
 results, logs = {}, []

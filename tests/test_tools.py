@@ -65,7 +65,7 @@ def test_cli_errors_are_clear(tmp_path):
     assert r.returncode == 2 and "--n-train must be >= 1" in r.stderr
     r = run_tool("evaluate.py", "--ckpt", tmp_path / "c.pt", "--json", tmp_path)
     assert r.returncode == 2 and "is a folder" in r.stderr
-    from lfdn_edge.engine.artifact import write_engine
+    from lfdn_edge.artifact.file import write_engine
 
     write_engine(tmp_path / "x.engine", {"backend": "onnx", "precision": "fp32", "layout": {}, "score": {},
                                          "score_type": "mfsim", "batch": {}}, b"payload")

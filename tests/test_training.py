@@ -31,8 +31,8 @@ def trained(real_features, tmp_path_factory):
 
 def test_checkpoint_round_trip_gives_identical_scores(trained, real_features):
     again = Checkpoint.load(trained.path)
-    a = trained.scorer().scores(real_features.test[:50])
-    b = again.scorer().scores(real_features.test[:50])
+    a = trained.reference_scorer().scores(real_features.test[:50])
+    b = again.reference_scorer().scores(real_features.test[:50])
     for k in ("mfsim", "mse", "lr"):
         assert np.array_equal(a[k], b[k])
     assert again.layout.stage_dims == (16, 24, 40, 112, 320)
@@ -47,7 +47,7 @@ def test_checkpoint_round_trip_gives_identical_scores(trained, real_features):
 def test_calibrated_threshold_accepts_95_percent_of_calibration_data(trained, real_features):
     cal = trained.calibration
     assert cal["tpr"] == 0.95 and cal["n"] == len(real_features.cal)
-    scores = trained.scorer().scores(real_features.cal)
+    scores = trained.reference_scorer().scores(real_features.cal)
     for name in ("mfsim", "mse", "lr"):
         accepted = np.mean(scores[name] <= cal["thresholds"][name])
         assert 0.95 <= accepted <= 0.95 + 1.5 / len(real_features.cal)

@@ -6,11 +6,11 @@
 
 Backends:
     torch          the plain eager FP32 PyTorch reference (Reconstructor.reconstruct + score_terms, as
-                   DLSRScorer runs it): the reference implementation's way of running
+                   ReferenceScorer runs it): the reference implementation's way of running
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
                    native-fp16); native-fp32 / native-fp16 name one precision
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
-                   lfdn_edge.engine.build.build_artifact at --precision
+                   lfdn_edge.build.dispatch.build_artifact at --precision
 Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
 N=16, E=720; 86.7 M parameters) with random weights (every Linear random, the zero-initialised second
 Linear of each block included, GroupNorm affine perturbed), scored with t=3, 3 DDIM steps, eta=1.
@@ -46,7 +46,7 @@ from lfdn_edge.checkpoint import FORMAT, FORMAT_VERSION, Checkpoint
 from lfdn_edge.diffusion import DiffusionConfig
 from lfdn_edge.features import FeatureConfig
 from lfdn_edge.model import LFDN, LFDNConfig
-from lfdn_edge.score import ScoreConfig, score_terms
+from lfdn_edge.reference import ScoreConfig, score_terms
 
 PAPER = {"stage_dims": (24, 32, 56, 160, 448), "width": 1440, "depth": 16, "emb_dim": 720}
 
@@ -91,7 +91,7 @@ class TorchRunner:
 
     def __init__(self, ckpt: Checkpoint, device: str):
         self.device = torch.device(device)
-        self.scorer = ckpt.scorer()
+        self.scorer = ckpt.reference_scorer()
         self.scorer.final.model.to(self.device)
         self.layout = ckpt.layout
 
@@ -124,9 +124,9 @@ class BackendRunner:
 
 
 def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str, threads: int | None):
-    from lfdn_edge.engine.artifact import EngineArtifact
-    from lfdn_edge.engine.header import common_header
-    from lfdn_edge.engine.native_pack import build_native_artifact
+    from lfdn_edge.artifact.file import EngineArtifact
+    from lfdn_edge.artifact.header import common_header
+    from lfdn_edge.build.native_payload import build_native_artifact
     from lfdn_edge.runtime.backends.native_backend import NativeBackend
 
     batch = (1, max_batch, max_batch)
@@ -137,7 +137,7 @@ def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str,
 
 
 def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
-    from lfdn_edge.engine.build import build_artifact
+    from lfdn_edge.build.dispatch import build_artifact
     from lfdn_edge.runtime.backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
     runtime = canonical_name(name)
@@ -215,7 +215,7 @@ def machine_info(device: str) -> dict:
             "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "numpy": np.__version__, "lfdn_edge": lfdn_edge.__version__}
     try:
-        from lfdn_edge.native import build_info
+        from lfdn_edge.native_core import build_info
 
         info["native_build"] = build_info()
     except ImportError:

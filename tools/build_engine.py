@@ -43,7 +43,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from lfdn_edge.engine.build import CLI_BACKENDS, DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
+    from lfdn_edge.build.dispatch import CLI_BACKENDS, DEFAULT_BATCH, DEFAULT_WORKSPACE_MB
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="checkpoint written by tools/train.py")
@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    from lfdn_edge.engine.build import build_engine
+    from lfdn_edge.build.dispatch import build_engine
 
     def body() -> int:
         check_output_path(args.output, "-o")

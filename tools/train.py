@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     from lfdn_edge.features import FeatureConfig
-    from lfdn_edge.score import ScoreConfig
+    from lfdn_edge.reference import ScoreConfig
     from lfdn_edge.train import TrainConfig
     from lfdn_edge.workflow import train_from_data
 

@@ -6,13 +6,13 @@ The ``fmnist-ood`` benchmark is built from Debian packages fetched with ``apt-ge
 :func:`cache_dir` (``$LFDN_EDGE_CACHE`` or ``~/.cache/lfdn-edge``).
 """
 
-from .benchmark import load_benchmark
+from .assemble import load_benchmark
 from .cache import cache_dir
 from .debian import fetch_debian_packages
 from .folder import image_folder
-from .offline import FAR_OOD, OOD_SETS, fmnist_ood
+from .fmnist_ood import FAR_OOD, OOD_SETS, fmnist_ood
 from .preprocess import to_rgb_square
-from .sets import Benchmark, ImageSet
+from .containers import Benchmark, ImageSet
 from .specs import load_image_source
 
 __all__ = ["Benchmark", "ImageSet", "FAR_OOD", "OOD_SETS", "cache_dir", "fetch_debian_packages",

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import atomic_path
-from .sets import ImageSet
+from .containers import ImageSet
 
 CACHE_ENV = "LFDN_EDGE_CACHE"
 

@@ -11,7 +11,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .preprocess import to_rgb_square
-from .sets import ImageSet
+from .containers import ImageSet
 
 PACKAGES = ("opencv-doc",)
 DIGITS_PNG = Path("usr/share/doc/opencv-doc/examples/data/digits.png")

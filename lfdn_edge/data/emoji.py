@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
 from .preprocess import to_rgb_square
-from .sets import ImageSet
+from .containers import ImageSet
 from .ttf_cmap import font_codepoints
 
 PACKAGES = ("fonts-noto-color-emoji",)

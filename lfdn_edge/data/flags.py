@@ -6,7 +6,7 @@ from pathlib import Path
 
 
 from .preprocess import load_image_files
-from .sets import ImageSet
+from .containers import ImageSet
 
 PACKAGES = ("iso-flags-png-320x240",)
 FLAG_DIR = Path("usr/share/iso-flags-png-320x240")

@@ -10,7 +10,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from .preprocess import to_rgb_square
-from .sets import ImageSet
+from .containers import ImageSet
 from .subsample import choose
 
 EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})

@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image
 
 from .preprocess import load_image_files
-from .sets import ImageSet
+from .containers import ImageSet
 
 PACKAGES = ("oxygen-icon-theme",)
 ICON_DIR = Path("usr/share/icons/oxygen")

@@ -20,9 +20,9 @@ from tqdm import tqdm
 
 from .cifar import load_cifar
 from .folder import folder_files, load_files
-from .offline import BENCHMARK, OOD_SETS, ood_source
+from .fmnist_ood import BENCHMARK, OOD_SETS, ood_source
 from .preprocess import to_rgb_square
-from .sets import ImageSet
+from .containers import ImageSet
 from .subsample import choose
 from .svhn import load_svhn
 

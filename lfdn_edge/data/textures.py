@@ -18,7 +18,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from .preprocess import to_rgb_square
-from .sets import ImageSet
+from .containers import ImageSet
 
 PACKAGES = ("openarena-081-textures",)
 PK3 = Path("usr/share/games/openarena/baseoa/pak4-textures.pk3")

@@ -29,9 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import TORCH_ZIP_MAGIC, Checkpoint, CheckpointError
-from ..engine.artifact import MAGIC, EngineArtifact, EngineError, read_engine
-from ..score import check_features
+from ..artifact.file import EngineArtifact, EngineError, read_engine
+from ..artifact.header import common_header
+from ..checkpoint import Checkpoint, CheckpointError
+from ..file_kinds import CHECKPOINT, file_kind
+from ..reference import check_features
+from ..scoring_graph import input_spec
 from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
 BATCH_POLICIES = ("split", "strict")
@@ -51,32 +54,26 @@ def load_artifact(source) -> EngineArtifact:
     if isinstance(source, EngineArtifact):
         return source
     if isinstance(source, Checkpoint):
-        return _checkpoint_artifact(source, False, "fp32", None, CHECKPOINT_BATCH, "torch")
+        return checkpoint_artifact(source)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"expected an engine path, an EngineArtifact or a Checkpoint, got {type(source).__name__}")
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"engine file not found: {path}")
-    with open(path, "rb") as fh:
-        head = fh.read(len(MAGIC))
-    if head[:len(TORCH_ZIP_MAGIC)] == TORCH_ZIP_MAGIC:
+        raise FileNotFoundError(f"no such engine or checkpoint file: {path}")
+    if file_kind(path) == CHECKPOINT:
         try:
             ckpt = Checkpoint.load(path)
         except CheckpointError as exc:
             raise EngineError(f"{path} is neither an lfdn-edge engine nor an lfdn-edge checkpoint: {exc}") from exc
-        return _checkpoint_artifact(ckpt, False, "fp32", None, CHECKPOINT_BATCH, "torch")
+        return checkpoint_artifact(ckpt)
     return read_engine(path)
 
 
-def _checkpoint_artifact(ckpt, include_backbone, precision, image_size, batch, backend) -> EngineArtifact:
-    from ..engine.build import build_artifact
-
-    if backend not in ("torch", "onnx"):
-        raise ValueError(f"a checkpoint can be scored in memory with backend 'torch' or 'onnx', not {backend!r}; "
-                         "build an engine with tools/build_engine.py for the others")
-    art = build_artifact(ckpt, backend, precision, batch, include_backbone, image_size=image_size)
-    art.path = ckpt.path
-    return art
+def checkpoint_artifact(ckpt: Checkpoint, batch: tuple[int, int, int] = CHECKPOINT_BATCH) -> EngineArtifact:
+    """The in-memory "torch" artifact of a checkpoint: FP32 PyTorch graph on features, nothing serialised."""
+    header = common_header(ckpt, "torch", "fp32", batch, False)
+    header["input"] = input_spec(ckpt, False)
+    return EngineArtifact(header, b"", ckpt.path, checkpoint=ckpt)
 
 
 def _check_header(h: dict, src: str) -> None:
@@ -259,15 +256,23 @@ class Scorer:
 
     @classmethod
     def from_checkpoint(cls, ckpt, *, backend: str = "torch", include_backbone: bool = False,
-                        precision: str = "fp32", image_size: tuple[int, int] | None = None,
+                        precision: str | None = None, image_size: tuple[int, int] | None = None,
                         batch: tuple[int, int, int] = CHECKPOINT_BATCH, device: str | None = None,
                         **kwargs) -> "Scorer":
-        """Score with a checkpoint directly: the PyTorch graph (backend "torch") or an in-memory ONNX export
-        (backend "onnxruntime"), features or (``include_backbone``) frames."""
-        kind = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx"}.get(backend)
-        if kind is None:
-            raise ValueError(f"from_checkpoint supports backend 'torch' or 'onnxruntime', got {backend!r}")
+        """Score with a checkpoint directly, building the engine in memory (no file): backend "torch" (the
+        PyTorch graph), "onnxruntime" (an ONNX export), "native" (packed weights for the C++ core) or
+        "tensorrt" (a TensorRT plan: minutes, needs a GPU). Features, or frames with ``include_backbone``
+        (torch, onnxruntime, tensorrt). ``precision`` None: fp16 for tensorrt, fp32 for the others."""
+        runtime = canonical_name(backend)
+        kind = {v: k for k, v in PAYLOAD_RUNTIME.items()}[runtime]
         ck = ckpt if isinstance(ckpt, Checkpoint) else Checkpoint.load(ckpt)
-        art = _checkpoint_artifact(ck, include_backbone, precision, image_size, batch, kind)
-        return cls(art, "auto", device, **kwargs)
+        precision = precision or ("fp16" if kind == "tensorrt" else "fp32")
+        if kind == "torch" and not include_backbone and precision == "fp32" and image_size is None:
+            art = checkpoint_artifact(ck, batch)
+        else:
+            # The one import of the build side from the run side: building an engine in memory is what was asked.
+            from ..build.dispatch import build_artifact
 
+            art = build_artifact(ck, kind, precision, batch, include_backbone, image_size=image_size)
+            art.path = ck.path
+        return cls(art, "auto", device, **kwargs)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ...engine.artifact import EngineArtifact
+from ...artifact.file import EngineArtifact
 
 
 @dataclass

@@ -1,14 +1,14 @@
 """Native backend: runs a native engine artifact through lfdn_edge._C (C++ CPU engine or CUDA engine).
 
 The artifact's payload holds the LFDN weights (FP32 or FP16 storage) with the timestep branch folded into
-one bias per block per DDIM step (lfdn_edge.engine.native_pack). Devices:
+one bias per block per DDIM step (lfdn_edge.build.native_payload). Devices:
     "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, a std::thread work-claiming team
                       (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
                       the memory traffic) and compute in FP32.
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
                       is converted at load), tensor cores with FP32 accumulation, one CUDA graph per batch
                       size. Inputs may be CUDA tensors (no host copy); outputs are then CUDA tensors.
-Native engines score feature vectors only (no backbone inside); see native_pack.build_native_artifact.
+Native engines score feature vectors only (no backbone inside); see lfdn_edge.build.native_payload.build_native_artifact.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import os
 
 import numpy as np
 
-from ...engine.artifact import EngineError
-from ...engine.native_pack import unpack_spec
-from ...native import load_native, native_available
+from ...artifact.file import EngineError
+from ...artifact.native_layout import unpack_spec
+from ...native_core import load_native, native_available
 from .base import ScoreOutputs, ScoringBackend
 
 THREADS_ENV = "LFDN_EDGE_NUM_THREADS"
@@ -60,7 +60,7 @@ class NativeBackend(ScoringBackend):
             self._cuda = None
             self.engine = _C.CpuEngine(spec, max_batch, _threads_from_env() if threads is None else int(threads))
         elif dev == "cuda" or dev.startswith("cuda:"):
-            from ...native import NativeCudaEngine
+            from ...native_core import NativeCudaEngine
 
             self._cuda = NativeCudaEngine(spec, max_batch, dev)
             self.device = self._cuda.device

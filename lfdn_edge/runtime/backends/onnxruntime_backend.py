@@ -10,7 +10,7 @@ import importlib.util
 
 import numpy as np
 
-from ...engine.artifact import EngineError
+from ...artifact.file import EngineError
 from .base import ScoreOutputs, ScoringBackend
 
 

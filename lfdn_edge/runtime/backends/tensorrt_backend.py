@@ -15,107 +15,15 @@ against the documented TensorRT 10/11 Python API (set_input_shape, set_tensor_ad
 
 from __future__ import annotations
 
-import ctypes
 import importlib.util
 import sys
 from dataclasses import dataclass
 
 import numpy as np
 
-from ...engine.artifact import EngineError
+from ...artifact.file import EngineError
+from ...probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
 from .base import ScoreOutputs, ScoringBackend
-
-FLAVORS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}  # header trt_flavor -> Python module
-_CU_ATTR_CC_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
-_CU_ATTR_CC_MINOR = 76
-
-
-@dataclass(frozen=True)
-class CudaDevice:
-    index: int
-    name: str
-    compute_capability: str  # "8.7"
-    driver_version: str      # CUDA version the driver supports, "12.6"
-
-
-def _libcuda():
-    names = ["nvcuda.dll"] if sys.platform == "win32" else ["libcuda.so.1", "libcuda.so"]
-    for name in names:
-        try:
-            return ctypes.CDLL(name)
-        except OSError:
-            continue
-    return None
-
-
-def cuda_device_info(index: int = 0) -> CudaDevice | None:
-    """The CUDA device ``index`` as the driver reports it, or None where there is no driver or no device.
-
-    Uses the driver API through ctypes (cuInit, cuDeviceGet, cuDeviceGetAttribute): safe on GPU-less
-    machines, needs no Python CUDA package.
-    """
-    lib = _libcuda()
-    if lib is None:
-        return None
-    try:
-        if lib.cuInit(0) != 0:
-            return None
-        count = ctypes.c_int(0)
-        if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or not 0 <= index < count.value:
-            return None
-        dev = ctypes.c_int(0)
-        if lib.cuDeviceGet(ctypes.byref(dev), ctypes.c_int(index)) != 0:
-            return None
-        major, minor, drv = ctypes.c_int(0), ctypes.c_int(0), ctypes.c_int(0)
-        lib.cuDeviceGetAttribute(ctypes.byref(major), _CU_ATTR_CC_MAJOR, dev)
-        lib.cuDeviceGetAttribute(ctypes.byref(minor), _CU_ATTR_CC_MINOR, dev)
-        lib.cuDriverGetVersion(ctypes.byref(drv))
-        buf = ctypes.create_string_buffer(256)
-        lib.cuDeviceGetName(buf, ctypes.c_int(256), dev)
-    except (AttributeError, OSError):
-        return None
-    return CudaDevice(index, buf.value.decode(errors="replace"), f"{major.value}.{minor.value}",
-                      f"{drv.value // 1000}.{(drv.value % 1000) // 10}")
-
-
-def gpu_present() -> bool:
-    return cuda_device_info(0) is not None
-
-
-def cuda_runtime_version(trt_module=None) -> str | None:
-    """The CUDA (runtime) version TensorRT uses here, as "major.minor" or "major"; None if unknown.
-
-    Tried in order: cuda-python's cudaRuntimeGetVersion, torch.version.cuda, the "-cuNN" suffix of the
-    installed TensorRT wheel (tensorrt-cu12, tensorrt_rtx_cu13, ...).
-    """
-    for mod in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            if importlib.util.find_spec(mod.rsplit(".", 1)[0]) is None:
-                continue
-            cudart = __import__(mod, fromlist=["cudaRuntimeGetVersion"])
-            err, v = cudart.cudaRuntimeGetVersion()
-            if int(err) == 0:
-                return f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:  # noqa: BLE001 - an optional probe; any failure means "unknown"
-            continue
-    try:
-        import torch
-
-        if torch.version.cuda:
-            return str(torch.version.cuda)
-    except ImportError:
-        pass
-    try:
-        import importlib.metadata as md
-
-        for dist in md.distributions():
-            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-            if name.startswith(("tensorrt-cu", "tensorrt-rtx-cu")) and not name.endswith(("-libs", "-bindings")):
-                return name.rsplit("-cu", 1)[1]
-    except Exception:  # noqa: BLE001
-        pass
-    return None
-
 
 def _major(version: str | None) -> str | None:
     return None if version in (None, "") else str(version).split(".")[0]

@@ -1,4 +1,4 @@
-"""PyTorch backend: runs :class:`~lfdn_edge.export.ScoringGraph` (or ImageScoringGraph) in eager mode.
+"""PyTorch backend: runs :class:`~lfdn_edge.scoring_graph.ScoringGraph` (or ImageScoringGraph) in eager mode.
 
 Its payload is the part of a checkpoint that scoring needs (feature/layout/model/diffusion/score configs, the
 EMA weights, the calibration), serialised with torch.save: an artifact built with backend "torch", or made
@@ -12,22 +12,9 @@ import io
 
 import torch
 
-from ...checkpoint import FORMAT, FORMAT_VERSION, Checkpoint
-from ...engine.artifact import EngineError
+from ...checkpoint import FORMAT, Checkpoint
+from ...artifact.file import EngineError
 from .base import ScoreOutputs, ScoringBackend
-
-SCORING_KEYS = ("feature", "preprocessing", "layout", "model", "diffusion", "score", "ema", "calibration",
-                "lfdn_edge_version")
-
-
-def pack_checkpoint(ckpt: Checkpoint) -> bytes:
-    """The scoring subset of a checkpoint as bytes (no optimizer state, no early snapshot)."""
-    data = {k: ckpt.data.get(k) for k in SCORING_KEYS}
-    data.update(format=FORMAT, format_version=FORMAT_VERSION)
-    buf = io.BytesIO()
-    torch.save(data, buf)
-    return buf.getvalue()
-
 
 def unpack_checkpoint(payload: bytes, source: str = "engine") -> Checkpoint:
     try:
@@ -44,13 +31,14 @@ class TorchBackend(ScoringBackend):
 
     def __init__(self, artifact, device=None):
         super().__init__(artifact, device)
-        from ...export import build_graph
+        from ...scoring_graph import build_graph
 
         h = self.header
         if h.get("backend") != "torch":
             raise EngineError(f"the torch backend runs torch payloads (a checkpoint), this engine holds a "
                               f"{h.get('backend')!r} payload")
-        ckpt = unpack_checkpoint(artifact.payload, str(artifact.path or "engine"))
+        ckpt = artifact.checkpoint if artifact.checkpoint is not None else \
+            unpack_checkpoint(artifact.payload, str(artifact.path or "engine"))
         image_size = tuple(h["image_size"]) if h.get("includes_backbone") and h.get("image_size") else None
         self.torch_device = torch.device(device) if device is not None else torch.device("cpu")
         if self.torch_device.type == "cuda" and not torch.cuda.is_available():

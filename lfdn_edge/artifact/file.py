@@ -27,8 +27,8 @@ from pathlib import Path
 
 from .._atomic import atomic_write
 from .._version import __version__
+from ..file_kinds import ENGINE_MAGIC as MAGIC
 
-MAGIC = b"LFDNENG\0"
 ENGINE_FORMAT_VERSION = 1
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
@@ -41,9 +41,13 @@ class EngineError(ValueError):
 
 @dataclass
 class EngineArtifact:
+    """An engine in memory. ``checkpoint``: set (instead of a payload) on the in-memory "torch" artifacts that
+    the Scorer makes from a Checkpoint, so the reference graph is built from it without a serialise round trip."""
+
     header: dict
     payload: bytes = field(repr=False)
     path: Path | None = None
+    checkpoint: object | None = field(default=None, repr=False)
 
 
 def write_engine(path: str | os.PathLike, header: dict, payload: bytes) -> Path:

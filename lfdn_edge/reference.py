@@ -1,4 +1,4 @@
-"""DLSR scoring: noise z0 to level t, run k DDIM steps with the LFDN's x0 predictions, compare z~0 with z0.
+"""The PyTorch reference of DLSR scoring (what every engine is checked against): noise z0 to level t, run k DDIM steps with the LFDN's x0 predictions, compare z~0 with z0.
 
 Scores, higher = more out-of-distribution:
     mse   = mean_c (z0 - z~0)^2
@@ -16,10 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .diffusion import Schedule, ddim_coefficients, ddim_levels, ddim_step, q_sample
+from .diffusion import NoisePlan, Schedule, ddim_levels, ddim_step, q_sample
 from .features import FeatureLayout
 from .model import LFDN
-from .noise import gaussian_noise
 
 SCORE_NAMES = ("mfsim", "mse", "lr")
 COS_EPS = 1e-8
@@ -62,34 +61,6 @@ def stage_cosines(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) 
     return torch.stack(cols, dim=1)
 
 
-class NoisePlan:
-    """The fixed noise vectors of one ScoreConfig: eps (stream 0) and one per stochastic DDIM update."""
-
-    def __init__(self, config: ScoreConfig, dim: int):
-        levels = ddim_levels(config.t, config.steps)
-        self.levels = levels
-        self.eps = torch.from_numpy(gaussian_noise(config.seed, 0, dim))
-        self.step_noise = [torch.from_numpy(gaussian_noise(config.seed, s + 1, dim)) for s in range(len(levels) - 1)]
-
-
-class DdimPlan:
-    """The scalar constants of one reconstruction, computed as :meth:`Reconstructor.reconstruct` computes them,
-    for engines that bake them in (ONNX graph, native engine): the levels, the noising factors
-    q_a = sqrt(ab_t0), q_b = sqrt(1 - ab_t0) (float32 arithmetic, as q_sample does) and per DDIM update
-    (sqrt(ab_cur), sqrt(1 - ab_cur), c_x0, c_eps, sigma)."""
-
-    def __init__(self, schedule: Schedule, config: ScoreConfig):
-        schedule.check_level(config.t)
-        ab = schedule.alpha_bar
-        self.levels = ddim_levels(config.t, config.steps)
-        ab0 = torch.tensor(float(ab[self.levels[0]]), dtype=torch.float32)
-        self.q_a, self.q_b = float(ab0.sqrt()), float((1.0 - ab0).sqrt())
-        self.updates = []
-        for cur, nxt in zip(self.levels, self.levels[1:]):
-            c_x0, c_eps, sigma = ddim_coefficients(float(ab[cur]), float(ab[nxt]), float(config.eta))
-            self.updates.append((float(np.sqrt(ab[cur])), float(np.sqrt(1.0 - ab[cur])), c_x0, c_eps, sigma))
-
-
 class Reconstructor:
     """Reconstruct z0 with one LFDN (the EMA weights in practice) under a ScoreConfig."""
 
@@ -124,7 +95,7 @@ def score_terms(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) ->
     return {"mse": ((z0 - z_rec) ** 2).mean(dim=1), "mfsim": -cos.mean(dim=1), "stage_cos": cos}
 
 
-class DLSRScorer:
+class ReferenceScorer:
     """All DLSR scores for feature batches: final EMA model, plus the early snapshot for ``lr`` if given."""
 
     def __init__(self, model: LFDN, layout: FeatureLayout, schedule: Schedule, config: ScoreConfig,

@@ -1,4 +1,5 @@
-"""The scoring graph as a plain, export-friendly nn.Module, and its ONNX export.
+"""The scoring graph as a plain, export-friendly nn.Module (run by the torch backend, exported to ONNX by
+:mod:`lfdn_edge.build.onnx_export`).
 
 Two graphs, both built from a :class:`~lfdn_edge.checkpoint.Checkpoint` (EMA weights):
 
@@ -7,11 +8,11 @@ Two graphs, both built from a :class:`~lfdn_edge.checkpoint.Checkpoint` (EMA wei
   antialiased bilinear resize to the backbone's input size, (x - mean) / std), the frozen backbone, the
   pooling and per-stage standardisation inside.
 
-Everything that the reference :class:`~lfdn_edge.score.DLSRScorer` computes at run time but that does not
-depend on the input is a constant of the graph: the noise vectors (:class:`~lfdn_edge.score.NoisePlan`), the
+Everything that the reference :class:`~lfdn_edge.reference.ReferenceScorer` computes at run time but that does not
+depend on the input is a constant of the graph: the noise vectors (:class:`~lfdn_edge.diffusion.NoisePlan`), the
 alpha_bar values and DDIM coefficients of the fixed levels, and each residual block's timestep branch
 ``ResBlock.emb_bias`` at each level. The arithmetic is the reference's, op for op, so in FP32 the scores agree
-with DLSRScorer to float rounding (tests/test_export.py measures it).
+with ReferenceScorer to float rounding (tests/test_export.py measures it).
 
 Precision. FP32: everything float32. FP16: the LFDN's Linear layers and the backbone run in float16, while the
 GroupNorm statistics, the noising/DDIM arithmetic, the preprocessing, the pooling/standardisation and the
@@ -29,30 +30,24 @@ backbone input size (no resize).
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import tempfile
-import warnings
-from pathlib import Path
 
 import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ._atomic import atomic_write
-from ._version import __version__
 from .backbones import get_backbone
 from .checkpoint import Checkpoint
 from .diffusion import Schedule
 from .features import FeatureLayout, standardise
 from .model import LFDN
-from .score import COS_EPS, DdimPlan, NoisePlan
+from .diffusion import DdimPlan, NoisePlan
+from .reference import COS_EPS
 
 PRECISIONS = ("fp32", "fp16")
 SCORE_OUTPUTS = ("score", "mse", "mfsim", "stage_cos")
 FEATURES_INPUT = "features"
 IMAGES_INPUT = "images"
-DEFAULT_OPSET = 17
 MAX_FRAME_SIDE = 8192
 
 
@@ -139,7 +134,7 @@ class ScoringGraph(nn.Module):
 
     ``score`` is the engine's score type (mfsim or mse), the others are the terms it comes from. The
     reconstruction: x = sqrt(ab_t0) z0 + sqrt(1 - ab_t0) eps; for each level l_i: x0_hat = LFDN(x, l_i), and
-    between levels the DDIM update with its fixed step noise (see :mod:`lfdn_edge.score`).
+    between levels the DDIM update with its fixed step noise (see :mod:`lfdn_edge.reference`).
     """
 
     def __init__(self, ckpt: Checkpoint, precision: str = "fp32", score_type: str = "mfsim"):
@@ -298,56 +293,3 @@ def example_input(graph: nn.Module, batch: int = 2) -> torch.Tensor:
         return torch.randint(0, 256, (batch, h, w, 3), dtype=torch.uint8, generator=g)
     g = torch.Generator().manual_seed(0)
     return torch.randn(batch, graph.input_dim, generator=g)
-
-
-def onnx_bytes(ckpt: Checkpoint | str | os.PathLike, include_backbone: bool = False, precision: str = "fp32",
-               opset: int = DEFAULT_OPSET, score_type: str = "mfsim", image_size=None) -> bytes:
-    """Export the scoring graph to an in-memory ONNX model with a dynamic batch axis."""
-    if int(opset) < 17:
-        raise ValueError(f"opset must be >= 17 (LayerNormalization), got {opset}")
-    if importlib.util.find_spec("onnx") is None:
-        raise ImportError("ONNX export needs the onnx package: pip install onnx (or pip install 'lfdn-edge[onnx]')")
-    ckpt = as_checkpoint(ckpt)
-    graph = build_graph(ckpt, include_backbone, precision, score_type, image_size)
-    name = IMAGES_INPUT if include_backbone else FEATURES_INPUT
-    dynamic = {name: {0: "batch"}, **{o: {0: "batch"} for o in SCORE_OUTPUTS}}
-    with tempfile.TemporaryDirectory(prefix="lfdn-onnx-") as tmp:
-        path = Path(tmp) / "graph.onnx"
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: intended
-            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
-            warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-            torch.onnx.export(graph, (example_input(graph),), str(path), dynamo=False, input_names=[name],
-                              output_names=list(SCORE_OUTPUTS), dynamic_axes=dynamic, opset_version=int(opset),
-                              do_constant_folding=True)
-        data = path.read_bytes()
-    return _add_metadata(data, ckpt, include_backbone, precision, score_type)
-
-
-def _add_metadata(data: bytes, ckpt: Checkpoint, include_backbone: bool, precision: str, score_type: str) -> bytes:
-    """Record what the model is in its metadata_props and check the model with onnx.checker."""
-    import onnx
-
-    model = onnx.load_from_string(data)
-    sc = ckpt.score_config
-    meta = {"lfdn_edge_version": __version__, "precision": precision, "score_type": score_type,
-            "includes_backbone": str(bool(include_backbone)).lower(),
-            "stage_dims": ",".join(str(d) for d in ckpt.layout.stage_dims),
-            "score": f"t={sc.t},steps={sc.steps},eta={sc.eta},seed={sc.seed}"}
-    for k, v in meta.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = k, v
-    model.producer_name = "lfdn-edge"
-    model.producer_version = __version__
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
-
-
-def export_onnx(ckpt: Checkpoint | str | os.PathLike, path: str | os.PathLike, include_backbone: bool = False,
-                precision: str = "fp32", opset: int = DEFAULT_OPSET, score_type: str = "mfsim",
-                image_size=None) -> Path:
-    """Write the scoring graph as ONNX to ``path`` (atomically). Input ``features`` (N, C) float32, or ``images``
-    (N, H, W, 3) uint8 with ``include_backbone``; outputs score, mse, mfsim (N,) and stage_cos (N, M), float32."""
-    data = onnx_bytes(ckpt, include_backbone, precision, opset, score_type, image_size)
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))

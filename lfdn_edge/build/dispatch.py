@@ -1,9 +1,9 @@
 """Build an engine artifact from a checkpoint: the backend dispatcher behind tools/build_engine.py.
 
 Backends (the payload of the artifact):
-    tensorrt  a TensorRT / TensorRT-RTX plan (lfdn_edge.engine.tensorrt_builder), run by the tensorrt backend
-    native    packed weights for the C++/CUDA core (lfdn_edge.engine.native_pack), run by the native backend
-    onnx      the ONNX model bytes (lfdn_edge.export), run by onnxruntime
+    tensorrt  a TensorRT / TensorRT-RTX plan (lfdn_edge.build.tensorrt_builder), run by the tensorrt backend
+    native    packed weights for the C++/CUDA core (lfdn_edge.build.native_payload), run by the native backend
+    onnx      the ONNX model bytes (lfdn_edge.build.onnx_export), run by onnxruntime
     torch     the checkpoint's scoring tensors, run by the PyTorch reference graph (Python API only)
 ``auto`` picks tensorrt when a TensorRT module is importable and a GPU is present, else native when the
 native core is built, else onnx. Precision defaults to fp16 for tensorrt and fp32 otherwise.
@@ -11,37 +11,21 @@ native core is built, else onnx. Precision defaults to fp16 for tensorrt and fp3
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 from pathlib import Path
 from typing import Callable
 
+from ..artifact.file import EngineArtifact, write_engine
+from ..artifact.header import ENGINE_SCORE_TYPES, check_batch_range, common_header
 from ..checkpoint import Checkpoint
-from ..export import DEFAULT_OPSET, as_checkpoint, input_spec, onnx_bytes
-from .artifact import EngineArtifact, write_engine
-from .header import ENGINE_SCORE_TYPES, check_batch_range, common_header
+from ..probes import native_usable, onnx_usable, tensorrt_usable
+from ..scoring_graph import as_checkpoint, input_spec
+from .onnx_export import DEFAULT_OPSET, onnx_bytes
 
 BUILD_BACKENDS = ("tensorrt", "native", "onnx", "torch")
 CLI_BACKENDS = ("auto", "tensorrt", "native", "onnx")
 DEFAULT_BATCH = (1, 32, 64)
 DEFAULT_WORKSPACE_MB = 1024
-
-
-def native_usable() -> tuple[bool, str]:
-    """The native backend can be built and run here: the compiled core lfdn_edge._C exists."""
-    from ..native import native_available
-
-    if not native_available():
-        return False, "the native core lfdn_edge._C is not built (pip install -e . with a C++17 compiler and CMake)"
-    return True, ""
-
-
-def onnx_usable() -> tuple[bool, str]:
-    missing = [m for m in ("onnx", "onnxruntime") if importlib.util.find_spec(m) is None]
-    if missing:
-        return False, f"{' and '.join(missing)} not installed (pip install onnx onnxruntime)"
-    return True, ""
 
 
 def choose_backend(backend: str = "auto") -> tuple[str, str]:
@@ -50,8 +34,6 @@ def choose_backend(backend: str = "auto") -> tuple[str, str]:
         if backend not in BUILD_BACKENDS:
             raise ValueError(f"backend must be one of {('auto',) + BUILD_BACKENDS}, got {backend!r}")
         return backend, "requested"
-    from .tensorrt_builder import tensorrt_usable
-
     skipped = []
     for name, probe in (("tensorrt", tensorrt_usable), ("native", native_usable), ("onnx", onnx_usable)):
         ok, why = probe()
@@ -100,11 +82,11 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
         payload = onnx_for(precision)
         header["onnx_opset"] = int(opset)
     elif backend == "torch":
-        from ..runtime.backends.torch_backend import pack_checkpoint
+        from .torch_payload import pack_checkpoint
 
         payload = pack_checkpoint(ckpt)
     elif backend == "native":
-        from .native_pack import build_native_artifact
+        from .native_payload import build_native_artifact
 
         extras, payload = build_native_artifact(ckpt, precision, batch, include_backbone)
         header.update(extras)

@@ -26,7 +26,7 @@ from .debian import fetch_debian_packages
 from .fashion_mnist import PACKAGE as FMNIST_PACKAGE
 from .fashion_mnist import fashion_mnist
 from .preprocess import to_rgb_square
-from .sets import Benchmark, ImageSet
+from .containers import Benchmark, ImageSet
 from .subsample import choose, split_indices
 
 BENCHMARK = "fmnist-ood"

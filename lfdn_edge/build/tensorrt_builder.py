@@ -5,7 +5,7 @@ Flavors and precision:
   the FP16 flag; the GroupNorm statistics and everything outside the LFDN and the backbone (noising, DDIM
   arithmetic, scores, preprocessing) are pinned to FP32 with precision constraints.
 * TensorRT 11 and TensorRT-RTX (strongly typed, no ``BuilderFlag.FP16``): the network is created strongly
-  typed and FP16 comes from the FP16 ONNX (:mod:`lfdn_edge.export`), whose types the builder obeys.
+  typed and FP16 comes from the FP16 ONNX (:mod:`lfdn_edge.scoring_graph`), whose types the builder obeys.
 The choice follows what the installed module offers (``hasattr(trt.BuilderFlag, "FP16")``), not its version.
 
 After the build the precision is checked: for strongly typed networks from the parsed network (every
@@ -23,13 +23,12 @@ documented API and untested here.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Callable
 
 from .._atomic import atomic_write
-from ..runtime.backends.tensorrt_backend import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
+from ..probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present, module_installed
 
 RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
                             "12.1": "SM121"}
@@ -40,25 +39,9 @@ class TensorRTBuildError(RuntimeError):
     """TensorRT could not parse or build the network, or the engine does not run the requested precision."""
 
 
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def tensorrt_usable() -> tuple[bool, str]:
-    """Whether a TensorRT engine can be built and run here: a TensorRT module and a CUDA GPU."""
-    if not (_installed("tensorrt") or _installed("tensorrt_rtx")):
-        return False, "TensorRT is not installed (Python module tensorrt or tensorrt_rtx)"
-    if not gpu_present():
-        return False, "no CUDA GPU found"
-    return True, ""
-
-
 def choose_flavor(flavor: str = "auto") -> str:
     """"tensorrt" (full TensorRT, needs a GPU) or "tensorrt-rtx"; "auto" prefers full TensorRT with a GPU."""
-    full, rtx, gpu = _installed("tensorrt"), _installed("tensorrt_rtx"), gpu_present()
+    full, rtx, gpu = module_installed("tensorrt"), module_installed("tensorrt_rtx"), gpu_present()
     no_gpu_msg = ("full TensorRT is installed but there is no CUDA GPU here; its builder is never constructed "
                   "without one (that crashes the process). Build on the target device (on Jetson: JetPack's "
                   "TensorRT), or install TensorRT-RTX (pip install tensorrt-rtx-cu13) for a GPU-less build")

@@ -7,8 +7,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .offline import BENCHMARK, OOD_SETS, fmnist_ood
-from .sets import Benchmark
+from .fmnist_ood import BENCHMARK, OOD_SETS, fmnist_ood
+from .containers import Benchmark
 from .specs import load_image_source, open_source
 from .subsample import rng_for
 
