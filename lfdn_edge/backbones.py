@@ -16,6 +16,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from . import defaults
+
 
 @dataclass(frozen=True)
 class BackboneSpec:
@@ -129,7 +131,7 @@ BACKBONES: dict[str, BackboneSpec] = {
         "torchvision ResNet-50; user-supplied weights"),
 }
 
-DEFAULT_BACKBONE = "efficientnet-lite0"
+DEFAULT_BACKBONE = defaults.BACKBONE
 
 
 def get_backbone(name: str) -> BackboneSpec:

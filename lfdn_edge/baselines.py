@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from . import defaults
+
 
 def _as_2d(x, name: str) -> torch.Tensor:
     t = torch.as_tensor(np.asarray(x, dtype=np.float32))
@@ -21,7 +23,7 @@ def _as_2d(x, name: str) -> torch.Tensor:
 
 
 class KNNScorer:
-    def __init__(self, train_features, k: int = 10):
+    def __init__(self, train_features, k: int = defaults.KNN_K):
         self.bank = torch.nn.functional.normalize(_as_2d(train_features, "train features"), dim=1)
         if not 1 <= k <= self.bank.shape[0]:
             raise ValueError(f"k must be in [1, {self.bank.shape[0]}], got {k}")

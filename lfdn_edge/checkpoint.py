@@ -114,13 +114,13 @@ class Checkpoint:
     def threshold(self, score: str) -> float:
         cal = self.calibration
         if not cal or score not in cal.get("thresholds", {}):
-            raise KeyError(f"checkpoint has no calibrated threshold for score {score!r}")
+            raise CheckpointError(f"checkpoint has no calibrated threshold for score {score!r}")
         return float(cal["thresholds"][score])
 
     def build_model(self, which: str = "ema") -> LFDN:
         state = self.data.get(which if which != "early" else "early_ema")
         if state is None:
-            raise KeyError(f"checkpoint has no {which!r} weights")
+            raise CheckpointError(f"checkpoint has no {which!r} weights")
         model = LFDN(self.model_config)
         try:
             model.load_state_dict(state)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import defaults
 from .baselines import KNNScorer, MahalanobisScorer
 from .checkpoint import Checkpoint
 from .metrics import all_metrics
@@ -36,7 +37,7 @@ def score_all(scorer, feats: np.ndarray, knn: KNNScorer, maha: MahalanobisScorer
 
 
 def evaluate_features(ckpt: Checkpoint, train_feats: np.ndarray, id_feats: np.ndarray,
-                      ood_feats: dict[str, np.ndarray], far_ood: tuple[str, ...] = (), knn_k: int = 10) -> Evaluation:
+                      ood_feats: dict[str, np.ndarray], far_ood: tuple[str, ...] = (), knn_k: int = defaults.KNN_K) -> Evaluation:
     """Metrics for every method and OOD set, given features already extracted with the checkpoint's backbone."""
     if not ood_feats:
         raise ValueError("evaluation needs at least one OOD set")

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import defaults
 from .backbones import DEFAULT_BACKBONE, get_backbone
 
 STANDARDISE_DELTA = 1e-5
@@ -62,7 +63,7 @@ class FeatureConfig:
     """What turns an image into z0: backbone id, input size (square) and the weights used."""
 
     backbone: str = DEFAULT_BACKBONE
-    input_size: int = 64
+    input_size: int = defaults.INPUT_SIZE
     backbone_weights: str | None = None  # None: the packaged default (only for efficientnet-lite0)
 
     def __post_init__(self):

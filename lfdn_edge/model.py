@@ -18,6 +18,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from . import defaults
+
 GN_EPS = 1e-5
 
 
@@ -26,9 +28,9 @@ class LFDNConfig:
     """Sizes of the LFDN. Paper: width=1440, depth=16, emb_dim=720 (86.7 M parameters at C=720)."""
 
     in_dim: int
-    width: int = 512
-    depth: int = 6
-    emb_dim: int = 512
+    width: int = defaults.WIDTH
+    depth: int = defaults.DEPTH
+    emb_dim: int = defaults.EMB_DIM
 
     def __post_init__(self):
         for name in ("in_dim", "width", "depth", "emb_dim"):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import UnavailableError
+
 
 def load_native():
     try:
@@ -59,7 +61,7 @@ def _cuda_device(device) -> "object":
     torch = _torch()
     ok, why = cuda_usable()
     if not ok:
-        raise RuntimeError(f"native CUDA kernels unavailable: {why}")
+        raise UnavailableError(f"native CUDA kernels unavailable: {why}")
     dev = torch.device(device)
     if dev.type != "cuda":
         raise ValueError(f"expected a CUDA device, got {device!r}")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import defaults
 from .diffusion import NoisePlan, Schedule, ddim_levels, ddim_step, q_sample
 from .features import FeatureLayout
 from .model import LFDN
@@ -28,10 +29,10 @@ COS_EPS = 1e-8
 class ScoreConfig:
     """Reconstruction settings: noise level t, k DDIM steps, DDIM eta, noise seed (paper code: t=3, k=3, eta=1)."""
 
-    t: int = 3
-    steps: int = 3
-    eta: float = 1.0
-    seed: int = 0
+    t: int = defaults.T
+    steps: int = defaults.STEPS
+    eta: float = defaults.ETA
+    seed: int = defaults.NOISE_SEED
 
     def __post_init__(self):
         ddim_levels(int(self.t), int(self.steps))  # validates t and steps

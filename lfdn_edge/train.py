@@ -20,6 +20,8 @@ from .features import FeatureConfig, FeatureLayout
 from .metrics import threshold_at_tpr
 from .model import LFDN, LFDNConfig
 from .reference import ScoreConfig, check_features
+from .errors import TrainingDiverged
+from . import defaults
 
 
 MIN_SNAPSHOT_STEPS = 100
@@ -35,13 +37,13 @@ class TrainConfig:
     ``snapshot_epoch``).
     """
 
-    epochs: int = 30
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    ema_decay: float = 0.9999
-    early_epoch: int = 0
-    seed: int = 0
+    epochs: int = defaults.EPOCHS
+    batch_size: int = defaults.BATCH_SIZE
+    lr: float = defaults.LR
+    weight_decay: float = defaults.WEIGHT_DECAY
+    ema_decay: float = defaults.EMA_DECAY
+    early_epoch: int = defaults.EARLY_EPOCH
+    seed: int = defaults.TRAIN_SEED
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -99,7 +101,7 @@ def _fresh_state(model_cfg: LFDNConfig, train_cfg: TrainConfig):
 def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: FeatureConfig, out: str | os.PathLike,
                model_config: LFDNConfig | None = None, train_config: TrainConfig = TrainConfig(),
                diffusion_config: DiffusionConfig = DiffusionConfig(), score_config: ScoreConfig = ScoreConfig(),
-               cal_features: np.ndarray | None = None, tpr: float = 0.95, resume: bool = True,
+               cal_features: np.ndarray | None = None, tpr: float = defaults.TPR, resume: bool = True,
                progress: bool = True, data_info: dict | None = None) -> Checkpoint:
     """Train on ``features`` (N, C) and write ``out`` after every epoch; returns the final checkpoint.
 
@@ -173,7 +175,7 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
             total += float(loss.detach()) * z0.shape[0]
             count += z0.shape[0]
         if not np.isfinite(total):
-            raise FloatingPointError(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
+            raise TrainingDiverged(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
         history.append(total / count)
         bar.set_postfix(loss=f"{history[-1]:.4f}")
         if epoch + 1 == snapshot_epoch:
@@ -190,7 +192,7 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
     return ckpt
 
 
-def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = 0.95) -> dict:
+def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = defaults.TPR) -> dict:
     """Score held-out ID features and store per-score thresholds at ID acceptance rate ``tpr``."""
     scores = ckpt.reference_scorer().scores(cal_features)
     names = [k for k in scores if k != "stage_cos"]

@@ -11,7 +11,7 @@ from pathlib import Path
 from .checkpoint import Checkpoint
 from .data import load_benchmark
 from .diffusion import DiffusionConfig
-from .defaults import DEMO
+from . import defaults
 from .evaluate import Evaluation, evaluate_features
 from .feature_cache import cached_features
 from .features import FeatureConfig, MultiLayerFeatures
@@ -19,17 +19,12 @@ from .model import LFDNConfig
 from .reference import ScoreConfig
 from .train import TrainConfig, check_scoring_setup, train_lfdn
 
-DATA_DEFAULTS = {"n_train": DEMO["n_train"], "n_cal": DEMO["n_cal"], "n_test": DEMO["n_test"], "n_ood": DEMO["n_ood"],
-                 "seed": 0}
-
-
-def train_from_data(data: str, out: str | os.PathLike,
-                    feature_config: FeatureConfig = FeatureConfig(input_size=DEMO["input_size"]),
-                    model_width: int = DEMO["width"], model_depth: int = DEMO["depth"], emb_dim: int = DEMO["emb_dim"],
-                    train_config: TrainConfig = TrainConfig(epochs=DEMO["epochs"], lr=DEMO["lr"]), score_config: ScoreConfig = ScoreConfig(),
-                    diffusion_config: DiffusionConfig = DiffusionConfig(), n_train: int = DATA_DEFAULTS["n_train"],
-                    n_cal: int = DATA_DEFAULTS["n_cal"], n_test: int = DATA_DEFAULTS["n_test"],
-                    data_seed: int = DATA_DEFAULTS["seed"], tpr: float = 0.95,
+def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureConfig = FeatureConfig(),
+                    model_width: int = defaults.WIDTH, model_depth: int = defaults.DEPTH,
+                    emb_dim: int = defaults.EMB_DIM, train_config: TrainConfig = TrainConfig(),
+                    score_config: ScoreConfig = ScoreConfig(), diffusion_config: DiffusionConfig = DiffusionConfig(),
+                    n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
+                    data_seed: int = defaults.DATA_SEED, tpr: float = defaults.TPR,
                     cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True) -> Checkpoint:
     """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``.
 
@@ -51,7 +46,7 @@ def train_from_data(data: str, out: str | os.PathLike,
 
 
 def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int | None = None,
-                     n_ood: int = DATA_DEFAULTS["n_ood"], knn_k: int = 10, cache_root: str | os.PathLike | None = None,
+                     n_ood: int = defaults.N_OOD, knn_k: int = defaults.KNN_K, cache_root: str | os.PathLike | None = None,
                      progress: bool = True) -> Evaluation:
     """Evaluate on ``data`` (default: the checkpoint's training source), baselines fitted on its train split.
 
@@ -66,11 +61,11 @@ def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: 
         print(f"note: evaluating on {spec!r}, the checkpoint was trained on {info.get('spec')!r}")
     size = ckpt.feature_config.input_size
     if n_test is None:
-        n_test = int(info.get("requested_n_test", DATA_DEFAULTS["n_test"]))
+        n_test = int(info.get("requested_n_test", defaults.N_TEST))
     bench = load_benchmark(spec, list(ood or ()), size=size,
-                           n_train=int(info.get("requested_n_train", DATA_DEFAULTS["n_train"])),
-                           n_cal=int(info.get("requested_n_cal", DATA_DEFAULTS["n_cal"])), n_test=n_test,
-                           n_ood=n_ood, seed=int(info.get("seed", DATA_DEFAULTS["seed"])))
+                           n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
+                           n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=n_test,
+                           n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)))
     extractor = MultiLayerFeatures(ckpt.feature_config)
 
     def feats(image_set, label):

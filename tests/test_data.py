@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from lfdn_edge.data import (Benchmark, ImageSet, cache_dir, fetch_debian_packages, fmnist_ood, image_folder,
+from lfdn_edge.data import (Benchmark, ImageSet, cache_dir, fetch_debian_packages, image_folder, load_fmnist_ood,
                             load_benchmark, load_image_source, to_rgb_square)
-from lfdn_edge.data import debian, offline
+from lfdn_edge.data import debian
+from lfdn_edge.data import fmnist_ood as fmnist_ood_module
 from lfdn_edge.data.fashion_mnist import fashion_mnist
 from lfdn_edge.data.idx import parse_idx, read_idx
 
@@ -31,7 +32,7 @@ EXPECTED_FULL = {"digits": (5000, 5000), "letters": (1144, 1144), "textures": (9
 
 @pytest.fixture(scope="session")
 def bench() -> Benchmark:
-    return fmnist_ood(size=SIZE, seed=0, **COUNTS)
+    return load_fmnist_ood(size=SIZE, seed=0, **COUNTS)
 
 
 @pytest.fixture(scope="session")
@@ -101,37 +102,37 @@ def test_benchmark_structure(bench):
 @pytest.mark.data
 def test_full_set_counts():
     for name, (lo, hi) in EXPECTED_FULL.items():
-        s = offline.full_set(name, SIZE)
+        s = fmnist_ood_module.full_set(name, SIZE)
         assert lo <= len(s) <= hi, (name, len(s))
         assert s.images.dtype == np.uint8 and s.images.shape[1:] == (SIZE, SIZE, 3)
         assert s.images.mean() > 5, name  # not blank
-    digits = offline.full_set("digits", SIZE)
+    digits = fmnist_ood_module.full_set("digits", SIZE)
     np.testing.assert_array_equal(np.bincount(digits.labels), [500] * 10)
 
 
 @pytest.mark.data
 def test_train_cal_disjoint_and_match_source(bench):
-    tr, ca = offline.id_train_cal_indices(COUNTS["n_train"], COUNTS["n_cal"], seed=0)
+    tr, ca = fmnist_ood_module.id_train_cal_indices(COUNTS["n_train"], COUNTS["n_cal"], seed=0)
     assert len(tr) == 600 and len(ca) == 200 and not set(tr) & set(ca)
     images, labels = fashion_mnist("train")
     assert set(labels[tr]) <= set(range(6)) and set(labels[ca]) <= set(range(6))
     np.testing.assert_array_equal(bench.train.labels, labels[tr])
     np.testing.assert_array_equal(bench.train.images[7], to_rgb_square(Image.fromarray(images[tr[7]]), SIZE))
-    te = offline.id_test_indices(COUNTS["n_test"], seed=0)
+    te = fmnist_ood_module.id_test_indices(COUNTS["n_test"], seed=0)
     np.testing.assert_array_equal(bench.test.labels, fashion_mnist("test")[1][te])
     # train does not depend on the other counts
-    tr2, _ = offline.id_train_cal_indices(COUNTS["n_train"], 50, seed=0)
+    tr2, _ = fmnist_ood_module.id_train_cal_indices(COUNTS["n_train"], 50, seed=0)
     np.testing.assert_array_equal(tr, tr2)
 
 
 @pytest.mark.data
 def test_determinism(bench):
-    again = fmnist_ood(size=SIZE, seed=0, **COUNTS)
+    again = load_fmnist_ood(size=SIZE, seed=0, **COUNTS)
     for a, b in [(bench.train, again.train), (bench.cal, again.cal), (bench.test, again.test)]:
         np.testing.assert_array_equal(a.images, b.images)
     for name in bench.ood:
         np.testing.assert_array_equal(bench.ood[name].images, again.ood[name].images)
-    other = fmnist_ood(size=SIZE, seed=1, sets=["digits"], **COUNTS)
+    other = load_fmnist_ood(size=SIZE, seed=1, sets=["digits"], **COUNTS)
     assert list(other.ood) == ["digits"] and other.far_ood == ("digits",)
     assert not np.array_equal(other.train.images, bench.train.images)
     assert not np.array_equal(other.ood["digits"].images, bench.ood["digits"].images)
@@ -157,15 +158,15 @@ def test_load_benchmark_fmnist_selects_sets():
 def test_cache_roundtrip(monkeypatch, tmp_path):
     (tmp_path / "debs").symlink_to(cache_dir() / "debs")  # reuse fetched packages
     monkeypatch.setenv("LFDN_EDGE_CACHE", str(tmp_path))
-    built = offline.full_set("flags", 24)
-    path = offline.set_cache_path("flags", 24)
-    assert path.parent == tmp_path / "fmnist-ood" and f"v{offline.CACHE_VERSION}" in path.name
+    built = fmnist_ood_module.full_set("flags", 24)
+    path = fmnist_ood_module.set_cache_path("flags", 24)
+    assert path.parent == tmp_path / "fmnist-ood" and f"v{fmnist_ood_module.CACHE_VERSION}" in path.name
     assert path.is_file() and not list(path.parent.glob("*.tmp"))
 
     def no_build(*a, **k):
         raise AssertionError("should come from the cache")
-    monkeypatch.setattr(offline.flags, "build", no_build)
-    cached = offline.full_set("flags", 24)
+    monkeypatch.setattr(fmnist_ood_module.flags, "build", no_build)
+    cached = fmnist_ood_module.full_set("flags", 24)
     np.testing.assert_array_equal(built.images, cached.images)
     assert cached.name == "flags" and cached.images.shape == (262, 24, 24, 3)
 
@@ -202,17 +203,17 @@ def test_to_rgb_square_alpha_grey_and_stretch(debs):
 
 
 @pytest.mark.data
-def test_font_cmap_parser(debs):
-    from lfdn_edge.data.ttf_cmap import font_codepoints
+def test_font_codepoints_lists_what_the_font_maps(debs):
+    from lfdn_edge.data.fonts import font_codepoints
 
     font = debs / "fonts-dejavu-core" / "usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
     cps = font_codepoints(font)
-    assert all(ord(c) in cps for c in "AZaz") and len(cps) > 3000
-    ttlib = pytest.importorskip("fontTools.ttLib")
-    tt = ttlib.TTFont(str(font))
-    assert set(cps) == set(tt.getBestCmap())
-    with pytest.raises(ValueError, match="not a TrueType"):
+    assert all(ord(c) in cps for c in "AZaz09") and len(cps) > 3000
+    assert 0x4E00 not in cps  # DejaVu Sans has no CJK ideographs
+    with pytest.raises(ValueError, match="not a readable TrueType"):
         font_codepoints(Path(__file__))
+    with pytest.raises(FileNotFoundError):
+        font_codepoints(font.with_name("missing.ttf"))
 
 
 # ---------------------------------------------------------------- image folders
@@ -353,7 +354,7 @@ def test_spec_errors(tmp_path):
     with pytest.raises(ValueError, match="is a file, not a folder"):
         load_image_source(str(f), SIZE)
     with pytest.raises(ValueError, match="unknown fmnist-ood set"):
-        fmnist_ood(sets=["near", "svhn"])
+        load_fmnist_ood(sets=["near", "svhn"])
 
 
 def test_imageset_validation():

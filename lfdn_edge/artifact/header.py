@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..checkpoint import Checkpoint
 from ..diffusion import ddim_levels
+from .. import defaults
 
 ENGINE_SCORE_TYPES = ("mfsim", "mse")  # LR needs two models; engines carry one (the EMA weights)
 
@@ -18,7 +19,7 @@ def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
 def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[int, int, int],
                   includes_backbone: bool, score_type: str | None = None) -> dict:
     """Header entries every engine carries: what was built, from what, for which inputs and scores."""
-    score_type = score_type or "mfsim"
+    score_type = score_type or defaults.SCORE_TYPE
     if score_type not in ENGINE_SCORE_TYPES:
         raise ValueError(f"engine score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
     if precision not in ("fp32", "fp16"):

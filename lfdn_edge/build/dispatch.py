@@ -21,11 +21,13 @@ from ..checkpoint import Checkpoint
 from ..probes import native_usable, onnx_usable, tensorrt_usable
 from ..scoring_graph import as_checkpoint, input_spec
 from .onnx_export import DEFAULT_OPSET, onnx_bytes
+from ..errors import UnavailableError
+from .. import defaults
 
 BUILD_BACKENDS = ("tensorrt", "native", "onnx", "torch")
 CLI_BACKENDS = ("auto", "tensorrt", "native", "onnx")
-DEFAULT_BATCH = (1, 32, 64)
-DEFAULT_WORKSPACE_MB = 1024
+DEFAULT_BATCH = defaults.ENGINE_BATCH
+DEFAULT_WORKSPACE_MB = defaults.WORKSPACE_MB
 
 
 def choose_backend(backend: str = "auto") -> tuple[str, str]:
@@ -40,7 +42,7 @@ def choose_backend(backend: str = "auto") -> tuple[str, str]:
         if ok:
             return name, "auto" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
         skipped.append(f"{name}: {why}")
-    raise RuntimeError("no backend can build an engine here: " + "; ".join(skipped))
+    raise UnavailableError("no backend can build an engine here: " + "; ".join(skipped))
 
 
 def default_output(ckpt_path: str | os.PathLike, backend: str, precision: str, include_backbone: bool) -> Path:
@@ -53,7 +55,7 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
                    batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
                    timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
                    image_size: tuple[int, int] | None = None, score_type: str | None = None,
-                   opset: int = DEFAULT_OPSET, trt_flavor: str = "auto",
+                   opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                    compute_capabilities: list[str] | None = None,
                    log: Callable[[str], None] = lambda s: None) -> EngineArtifact:
     """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend)."""
@@ -61,7 +63,7 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
         raise ValueError(f"backend must be one of {BUILD_BACKENDS}, got {backend!r}")
     ckpt = as_checkpoint(ckpt)
     batch = check_batch_range(batch)
-    score_type = score_type or "mfsim"
+    score_type = score_type or defaults.SCORE_TYPE
     if score_type not in ENGINE_SCORE_TYPES:
         raise ValueError(f"score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
     if image_size is not None and not include_backbone:
@@ -104,7 +106,7 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
                  batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
                  timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
                  out: str | os.PathLike | None = None, image_size: tuple[int, int] | None = None,
-                 score_type: str | None = None, opset: int = DEFAULT_OPSET, trt_flavor: str = "auto",
+                 score_type: str | None = None, opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                  compute_capabilities: list[str] | None = None,
                  log: Callable[[str], None] = lambda s: None) -> Path:
     """Build an engine artifact from ``ckpt_path`` and write it (atomically); returns its path.

@@ -29,13 +29,14 @@ from typing import Callable
 
 from .._atomic import atomic_write
 from ..probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present, module_installed
+from ..errors import DeviceError, UnavailableError
 
 RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
                             "12.1": "SM121"}
 COMPUTE_SCOPES = ("/lfdn/", "/trunk")  # ONNX node-name scopes of the LFDN and the backbone
 
 
-class TensorRTBuildError(RuntimeError):
+class TensorRTBuildError(DeviceError):
     """TensorRT could not parse or build the network, or the engine does not run the requested precision."""
 
 
@@ -51,7 +52,7 @@ def choose_flavor(flavor: str = "auto") -> str:
         if rtx:
             return "tensorrt-rtx"
         if full:
-            raise RuntimeError(no_gpu_msg)
+            raise UnavailableError(no_gpu_msg)
         raise ImportError("TensorRT is not installed: on Jetson use JetPack's TensorRT; elsewhere NVIDIA's "
                           "TensorRT packages, or pip install tensorrt-rtx-cu13 (RTX GPUs, builds without a GPU)")
     if flavor not in FLAVORS:
@@ -60,7 +61,7 @@ def choose_flavor(flavor: str = "auto") -> str:
         if not full:
             raise ImportError("the Python module tensorrt is not installed (JetPack on Jetson; NVIDIA's packages)")
         if not gpu:
-            raise RuntimeError(no_gpu_msg)
+            raise UnavailableError(no_gpu_msg)
     elif not rtx:
         raise ImportError("the Python module tensorrt_rtx is not installed: pip install tensorrt-rtx-cu13")
     return flavor

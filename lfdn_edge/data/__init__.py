@@ -10,10 +10,10 @@ from .assemble import load_benchmark
 from .cache import cache_dir
 from .debian import fetch_debian_packages
 from .folder import image_folder
-from .fmnist_ood import FAR_OOD, OOD_SETS, fmnist_ood
+from .fmnist_ood import FAR_OOD, OOD_SETS, load_fmnist_ood
 from .preprocess import to_rgb_square
 from .containers import Benchmark, ImageSet
 from .specs import load_image_source
 
 __all__ = ["Benchmark", "ImageSet", "FAR_OOD", "OOD_SETS", "cache_dir", "fetch_debian_packages",
-           "fmnist_ood", "image_folder", "load_benchmark", "load_image_source", "to_rgb_square"]
+           "image_folder", "load_fmnist_ood", "load_benchmark", "load_image_source", "to_rgb_square"]

@@ -7,10 +7,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .fmnist_ood import BENCHMARK, OOD_SETS, fmnist_ood
+from .fmnist_ood import BENCHMARK, OOD_SETS, load_fmnist_ood
 from .containers import Benchmark
 from .specs import load_image_source, open_source
 from .subsample import rng_for
+from .. import defaults
 
 FALLBACK_FRACTIONS = (0.7, 0.1, 0.2)  # train / cal / test when a source is smaller than the counts
 
@@ -50,8 +51,9 @@ def _unique_name(name: str, spec: str, taken: dict) -> str:
     raise ValueError(f"OOD source {spec!r} is given twice")
 
 
-def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: int = 6000,
-                   n_cal: int = 1000, n_test: int = 2000, n_ood: int = 1000, seed: int = 0,
+def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPUT_SIZE,
+                   n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
+                   n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED,
                    with_ood: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
 
@@ -70,7 +72,7 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = 64, n_train: 
         if unknown:
             raise ValueError(f"{BENCHMARK} has no OOD set(s) {unknown}; choose from {', '.join(OOD_SETS)} "
                              f"(or give none for all)")
-        return fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
+        return load_fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
 
     source = open_source(data, size)
     counts = split_counts(source.count, n_train, n_cal, n_test, source.name)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .._atomic import atomic_path
 from .containers import ImageSet
+from ..errors import UnavailableError
 
 CACHE_ENV = "LFDN_EDGE_CACHE"
 
@@ -20,7 +21,7 @@ def cache_dir() -> Path:
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise RuntimeError(f"cannot create the cache folder {root} ({exc}); set {CACHE_ENV} to a "
+        raise UnavailableError(f"cannot create the cache folder {root} ({exc}); set {CACHE_ENV} to a "
                            f"writable folder") from exc
     return root
 

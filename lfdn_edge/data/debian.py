@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .cache import cache_dir
+from ..errors import UnavailableError
 
 MARKER = ".lfdn-extracted"
 
@@ -34,7 +35,7 @@ def _run(cmd: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     try:
         return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     except FileNotFoundError as exc:
-        raise RuntimeError(f"`{cmd[0]}` is not installed: the offline data comes from Debian packages, "
+        raise UnavailableError(f"`{cmd[0]}` is not installed: the offline data comes from Debian packages, "
                            f"which needs a Debian/Ubuntu machine with apt-get and dpkg-deb") from exc
 
 
@@ -52,19 +53,19 @@ def _download(package: str, workdir: Path, target: Path) -> Path:
             tqdm.write(f"apt-get download {package} failed; running `apt-get update` and retrying")
             upd = _run(["apt-get", "update"])
             if upd.returncode != 0:
-                raise RuntimeError(f"`apt-get update` failed (needed to download {package}):\n{_tail(upd)}")
+                raise UnavailableError(f"`apt-get update` failed (needed to download {package}):\n{_tail(upd)}")
             proc = _run(cmd, cwd=workdir)
             if proc.returncode != 0:
-                raise RuntimeError(f"`apt-get download {package}` failed even after `apt-get update`:\n"
+                raise UnavailableError(f"`apt-get download {package}` failed even after `apt-get update`:\n"
                                    f"{_tail(proc)}")
         else:
-            raise RuntimeError(f"`apt-get download {package}` failed:\n{_tail(proc)}\n"
+            raise UnavailableError(f"`apt-get download {package}` failed:\n{_tail(proc)}\n"
                                f"Run `sudo apt-get update` once, then retry (downloading itself needs no "
                                f"root). Or unpack it yourself: `apt-get download {package} && dpkg-deb -x "
                                f"{package}_*.deb {target}` and create the empty file {target / MARKER}.")
     debs = sorted(workdir.glob(f"{package}_*.deb"))
     if len(debs) != 1:
-        raise RuntimeError(f"`apt-get download {package}` succeeded but left {len(debs)} files matching "
+        raise UnavailableError(f"`apt-get download {package}` succeeded but left {len(debs)} files matching "
                            f"{package}_*.deb in {workdir}")
     return debs[0]
 
@@ -76,7 +77,7 @@ def _extract(deb: Path, target: Path) -> None:
     try:
         proc = _run(["dpkg-deb", "-x", str(deb), str(tmp)])
         if proc.returncode != 0:
-            raise RuntimeError(f"`dpkg-deb -x {deb.name}` failed:\n{_tail(proc)}")
+            raise UnavailableError(f"`dpkg-deb -x {deb.name}` failed:\n{_tail(proc)}")
         (tmp / MARKER).write_text(deb.name + "\n")
         if target.exists() and not (target / MARKER).is_file():
             shutil.rmtree(target)  # a leftover without the marker is incomplete: replace it

@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
-from .ttf_cmap import font_codepoints
+from .fonts import font_codepoints
 
 PACKAGES = ("fonts-noto-color-emoji",)
 FONT = Path("usr/share/fonts/truetype/noto/NotoColorEmoji.ttf")

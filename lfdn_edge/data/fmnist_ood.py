@@ -28,8 +28,9 @@ from .fashion_mnist import fashion_mnist
 from .preprocess import to_rgb_square
 from .containers import Benchmark, ImageSet
 from .subsample import choose, split_indices
+from .. import defaults
 
-BENCHMARK = "fmnist-ood"
+BENCHMARK = defaults.DATA
 CACHE_VERSION = 1  # bump whenever a builder or to_rgb_square changes what it produces
 ID_CLASSES = (0, 1, 2, 3, 4, 5)
 NEAR_CLASSES = (6, 7, 8, 9)
@@ -95,7 +96,7 @@ def ood_source(name: str, size: int) -> tuple[int, Callable[[np.ndarray], ImageS
     return len(full), full.subset
 
 
-def ood_set(name: str, size: int = 64, limit: int | None = None, seed: int = 0) -> ImageSet:
+def ood_set(name: str, size: int = defaults.INPUT_SIZE, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Set ``name`` at ``size`` px, subsampled to at most ``limit`` images (stream ``fmnist-ood/<name>``)."""
     count, load = ood_source(name, size)
     return load(choose(count, limit, seed, f"{BENCHMARK}/{name}"))
@@ -126,8 +127,8 @@ def _prefetch(names: list[str], size: int) -> None:
     fetch_debian_packages(needed)
 
 
-def fmnist_ood(size: int = 64, n_train: int = 6000, n_cal: int = 1000, n_test: int = 2000,
-               n_ood: int = 1000, seed: int = 0, sets: list[str] | tuple[str, ...] | None = None
+def load_fmnist_ood(size: int = defaults.INPUT_SIZE, n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL,
+               n_test: int = defaults.N_TEST, n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED, sets: list[str] | tuple[str, ...] | None = None
                ) -> Benchmark:
     """The ``fmnist-ood`` benchmark at ``size`` px.
 

@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
-from .ttf_cmap import font_codepoints
+from .fonts import font_codepoints
 
 PACKAGES = ("fonts-dejavu-core", "fonts-dejavu-extra")
 FONT_DIR = Path("usr/share/fonts/truetype/dejavu")

@@ -97,7 +97,7 @@ def open_source(spec: str, size: int) -> Source:
 def load_image_source(spec: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
     """Load the images ``spec`` names, at most ``limit`` of them (a seeded subset kept in source order).
 
-    The subset for ``fmnist-ood:SET`` is the one :func:`fmnist_ood` uses for the same ``limit``/``seed``.
+    The subset for ``fmnist-ood:SET`` is the one :func:`load_fmnist_ood` uses for the same ``limit``/``seed``.
     """
     src = open_source(spec, size)
     return src.load(choose(src.count, limit, seed, src.key))

@@ -19,7 +19,7 @@ def load_svhn(root: str | Path, split: str = "test") -> tuple[np.ndarray, np.nda
     try:
         from scipy.io import loadmat
     except ImportError as exc:
-        raise RuntimeError("reading SVHN .mat files needs scipy: `pip install scipy`") from exc
+        raise ImportError("reading SVHN .mat files needs scipy: `pip install scipy`") from exc
     mat = loadmat(str(path))
     x, y = mat["X"], mat["y"].reshape(-1).astype(np.int64)
     if x.ndim != 4 or x.shape[:3] != (32, 32, 3):

@@ -36,6 +36,7 @@ from ..file_kinds import CHECKPOINT, file_kind
 from ..reference import check_features
 from ..scoring_graph import input_spec
 from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
+from ..errors import UnavailableError
 
 BATCH_POLICIES = ("split", "strict")
 CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from a checkpoint (chunk size 4096)
@@ -114,7 +115,7 @@ class Scorer:
         cls = load_backend(name)
         ok, why = cls.available()
         if not ok:
-            raise RuntimeError(f"the {name!r} backend cannot run here: {why}")
+            raise UnavailableError(f"the {name!r} backend cannot run here: {why}")
         self.backend_name = name
         self._backend = cls(self.artifact, device)
         self.stage_dims = tuple(int(d) for d in h["layout"]["stage_dims"])

@@ -24,7 +24,7 @@ class ScoreOutputs:
 
     def get(self, score_type: str) -> np.ndarray:
         if score_type not in ("mse", "mfsim"):
-            raise KeyError(f"unknown score type {score_type!r}")
+            raise ValueError(f"unknown score type {score_type!r}")
         return getattr(self, score_type)
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from ...artifact.file import EngineError
 from .base import ScoreOutputs, ScoringBackend
+from ...errors import UnavailableError
 
 
 def _providers(device, available: list[str]) -> list:
@@ -20,7 +21,7 @@ def _providers(device, available: list[str]) -> list:
     s = str(device)
     if s == "cuda" or (s.startswith("cuda:") and s[5:].isdigit()):
         if "CUDAExecutionProvider" not in available:
-            raise RuntimeError(f"device {device!r}: this onnxruntime has no CUDAExecutionProvider (available: "
+            raise UnavailableError(f"device {device!r}: this onnxruntime has no CUDAExecutionProvider (available: "
                                f"{available}); install onnxruntime-gpu or use device='cpu'")
         index = int(s[5:]) if ":" in s else 0
         return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]

@@ -24,6 +24,7 @@ import numpy as np
 from ...artifact.file import EngineError
 from ...probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
 from .base import ScoreOutputs, ScoringBackend
+from ...errors import DeviceError, UnavailableError
 
 def _major(version: str | None) -> str | None:
     return None if version in (None, "") else str(version).split(".")[0]
@@ -136,7 +137,7 @@ class _CudaPythonBuffers:
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
         if int(err) != 0:
-            raise RuntimeError(f"CUDA runtime error {err}")
+            raise DeviceError(f"CUDA runtime error {err}")
         return rest[0] if len(rest) == 1 else (rest or None)
 
     def _alloc(self, nbytes: int) -> int:
@@ -254,7 +255,7 @@ class TensorRTBackend(ScoringBackend):
         super().__init__(artifact, device)
         index = _parse_device(device)
         if cuda_device_info(index) is None:  # never construct a TensorRT runtime without a GPU: it crashes
-            raise RuntimeError(f"no CUDA device {index} here: TensorRT engines run only on a GPU")
+            raise UnavailableError(f"no CUDA device {index} here: TensorRT engines run only on a GPU")
         header = dict(self.header, _source=str(artifact.path or "this engine"))
         flavor = header.get("trt_flavor", "tensorrt")
         trt = import_trt(flavor)
@@ -287,7 +288,7 @@ class TensorRTBackend(ScoringBackend):
         for name, buf in outs.items():
             self.context.set_tensor_address(name, b.ptr(buf))
         if not self.context.execute_async_v3(b.stream()):
-            raise RuntimeError("TensorRT execution failed (see the TensorRT log)")
+            raise DeviceError("TensorRT execution failed (see the TensorRT log)")
         mse, mfsim, cos = b.finish([outs["mse"], outs["mfsim"], outs["stage_cos"]])
         return ScoreOutputs(mse=mse, mfsim=mfsim, stage_cos=cos)
 

@@ -15,6 +15,7 @@ import torch
 from ...checkpoint import FORMAT, Checkpoint
 from ...artifact.file import EngineError
 from .base import ScoreOutputs, ScoringBackend
+from ...errors import UnavailableError
 
 def unpack_checkpoint(payload: bytes, source: str = "engine") -> Checkpoint:
     try:
@@ -42,7 +43,7 @@ class TorchBackend(ScoringBackend):
         image_size = tuple(h["image_size"]) if h.get("includes_backbone") and h.get("image_size") else None
         self.torch_device = torch.device(device) if device is not None else torch.device("cpu")
         if self.torch_device.type == "cuda" and not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested but this torch has no CUDA device")
+            raise UnavailableError(f"device {device!r} requested but this torch has no CUDA device")
         self.device = str(self.torch_device)
         self.graph = build_graph(ckpt, bool(h.get("includes_backbone")), h["precision"], h["score_type"],
                                  image_size).to(self.torch_device)
