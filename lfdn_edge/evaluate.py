@@ -54,6 +54,7 @@ def evaluate_features(ckpt: Checkpoint, train_feats: np.ndarray, id_feats: np.nd
     near = [n for n in table if n not in far]
     report = {"ood": table, "far_ood": far, "near_ood": near,
               "far_ood_mean": _mean_over(table, far, methods) if far else {},
+              "ood_mean": _mean_over(table, list(table), methods),
               "id_test": {"n": int(len(id_feats))}, "ood_sizes": {k: int(len(v)) for k, v in ood_feats.items()}}
     cal = ckpt.calibration
     if cal:
@@ -71,7 +72,8 @@ def _mean_over(table: dict, names: list[str], methods: list[str]) -> dict:
 
 
 def format_table(report: dict) -> str:
-    """Plain-text table: one row per OOD set, AUROC / FPR95 (%) per method, then the far-OOD mean."""
+    """Plain-text table: one row per OOD set, AUROC / FPR95 (%) per method, then the far-OOD mean (only over
+    sets known to be far-OOD) and, where other sets are present, the mean over all OOD sets."""
     methods = [m for m in METHODS if any(m in row for row in report["ood"].values())]
     head = f"{'OOD set':<14}" + "".join(f"{m + ' AUROC/FPR95':>22}" for m in methods)
     lines = [head, "-" * len(head)]
@@ -85,4 +87,7 @@ def format_table(report: dict) -> str:
     if report.get("far_ood_mean"):
         lines.append("-" * len(head))
         lines.append(row("far-OOD mean", report["far_ood_mean"]))
+    if report.get("ood_mean") and set(report.get("far_ood", [])) != set(report["ood"]) and len(report["ood"]) > 1:
+        # the sets are not all known to be far-OOD (a user's folders): their mean is not a far-OOD mean
+        lines.append(row("mean, all OOD", report["ood_mean"]))
     return "\n".join(lines)

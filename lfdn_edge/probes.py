@@ -13,6 +13,9 @@ import sys
 from dataclasses import dataclass
 
 FLAVORS = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx"}  # header trt_flavor -> Python module
+# compute capability -> TensorRT-RTX ComputeCapability name: the GPUs TensorRT-RTX (1.x) builds for
+RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
+                            "12.1": "SM121"}
 _CU_ATTR_CC_MAJOR = 75  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR
 _CU_ATTR_CC_MINOR = 76
 
@@ -113,11 +116,18 @@ def module_installed(module: str) -> bool:
 
 
 def tensorrt_usable() -> tuple[bool, str]:
-    """Whether a TensorRT engine can be built and run here: a TensorRT module and a CUDA GPU."""
-    if not any(module_installed(m) for m in FLAVORS.values()):
+    """Whether a TensorRT engine can be built and run here: a TensorRT module and a CUDA GPU it supports
+    (TensorRT-RTX alone does not run on every GPU: not on Jetson Orin's sm_87 or Hopper's sm_90, say)."""
+    full, rtx = module_installed(FLAVORS["tensorrt"]), module_installed(FLAVORS["tensorrt-rtx"])
+    if not (full or rtx):
         return False, "TensorRT is not installed (Python module tensorrt or tensorrt_rtx)"
-    if not gpu_present():
+    dev = cuda_device_info(0)
+    if dev is None:
         return False, "no CUDA GPU found"
+    if not full and dev.compute_capability not in RTX_COMPUTE_CAPABILITIES:
+        return False, (f"only TensorRT-RTX is installed and it does not support this GPU ({dev.name}, compute "
+                       f"capability {dev.compute_capability}; it supports {', '.join(RTX_COMPUTE_CAPABILITIES)}): "
+                       "install full TensorRT (JetPack on Jetson)")
     return True, ""
 
 

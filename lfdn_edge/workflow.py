@@ -33,7 +33,7 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
     """
     check_scoring_setup(diffusion_config, score_config, tpr)  # before minutes of features and training
     bench = load_benchmark(data, size=feature_config.input_size, n_train=n_train, n_cal=n_cal, n_test=n_test,
-                           seed=data_seed, with_ood=False)
+                           seed=data_seed, with_ood=False, progress=progress)
     extractor = MultiLayerFeatures(feature_config)
     train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)
     cal_feats = cached_features(extractor, bench.cal.images, cache_root, desc="features: calibration", progress=progress)
@@ -65,7 +65,7 @@ def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: 
     bench = load_benchmark(spec, list(ood or ()), size=size,
                            n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
                            n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=n_test,
-                           n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)))
+                           n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
     extractor = MultiLayerFeatures(ckpt.feature_config)
 
     def feats(image_set, label):

@@ -25,19 +25,26 @@ from ..errors import UnavailableError
 from .. import defaults
 
 BUILD_BACKENDS = ("tensorrt", "native", "onnx", "torch")
-CLI_BACKENDS = ("auto", "tensorrt", "native", "onnx")
 DEFAULT_BATCH = defaults.ENGINE_BATCH
 DEFAULT_WORKSPACE_MB = defaults.WORKSPACE_MB
 
 
-def choose_backend(backend: str = "auto") -> tuple[str, str]:
-    """(backend, why): resolve ``auto`` to tensorrt, native or onnx, saying why the others were skipped."""
+def _native_for(include_backbone: bool) -> tuple[bool, str]:
+    if include_backbone:
+        return False, "native engines score features and cannot include the backbone"
+    return native_usable()
+
+
+def choose_backend(backend: str = "auto", include_backbone: bool = False) -> tuple[str, str]:
+    """(backend, why): resolve ``auto`` to tensorrt, native or onnx, the first that can build what was asked
+    here (native cannot include the backbone), saying why the others were skipped."""
     if backend != "auto":
         if backend not in BUILD_BACKENDS:
             raise ValueError(f"backend must be one of {('auto',) + BUILD_BACKENDS}, got {backend!r}")
         return backend, "requested"
     skipped = []
-    for name, probe in (("tensorrt", tensorrt_usable), ("native", native_usable), ("onnx", onnx_usable)):
+    probes = (("tensorrt", tensorrt_usable), ("native", lambda: _native_for(include_backbone)), ("onnx", onnx_usable))
+    for name, probe in probes:
         ok, why = probe()
         if ok:
             return name, "auto" + (f" (skipped {'; '.join(skipped)})" if skipped else "")
@@ -53,12 +60,16 @@ def default_output(ckpt_path: str | os.PathLike, backend: str, precision: str, i
 
 def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision: str = "fp32",
                    batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
-                   timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
+                   timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = None,
                    image_size: tuple[int, int] | None = None, score_type: str | None = None,
                    opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                    compute_capabilities: list[str] | None = None,
                    log: Callable[[str], None] = lambda s: None) -> EngineArtifact:
-    """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend)."""
+    """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend).
+
+    ``workspace_mb`` and ``timing_cache`` apply to TensorRT only (a note is logged when given for another
+    backend); ``workspace_mb`` None means DEFAULT_WORKSPACE_MB. ``score_type`` None: defaults.SCORE_TYPE.
+    """
     if backend not in BUILD_BACKENDS:
         raise ValueError(f"backend must be one of {BUILD_BACKENDS}, got {backend!r}")
     ckpt = as_checkpoint(ckpt)
@@ -68,8 +79,12 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
         raise ValueError(f"score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
     if image_size is not None and not include_backbone:
         raise ValueError("an image size applies only to engines that include the backbone (--include-backbone)")
-    if backend != "tensorrt" and (timing_cache is not None):
-        log(f"note: --timing-cache applies to TensorRT builds only; ignored for {backend}")
+    if backend != "tensorrt":
+        for value, option in ((timing_cache, "--timing-cache"), (workspace_mb, "--workspace")):
+            if value is not None:
+                log(f"note: {option} applies to TensorRT builds only; ignored for the {backend} backend")
+    elif workspace_mb is None:
+        workspace_mb = DEFAULT_WORKSPACE_MB
     header = common_header(ckpt, backend, precision, batch, include_backbone, score_type)
     spec = input_spec(ckpt, include_backbone, image_size)
     header["input"] = spec
@@ -104,7 +119,7 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
 
 def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision: str | None = None,
                  batch: tuple[int, int, int] = DEFAULT_BATCH, include_backbone: bool = False,
-                 timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = DEFAULT_WORKSPACE_MB,
+                 timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = None,
                  out: str | os.PathLike | None = None, image_size: tuple[int, int] | None = None,
                  score_type: str | None = None, opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                  compute_capabilities: list[str] | None = None,
@@ -115,7 +130,7 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
     """
     ckpt_path = Path(ckpt_path)
     ckpt = Checkpoint.load(ckpt_path)
-    backend, why = choose_backend(backend)
+    backend, why = choose_backend(backend, include_backbone)
     log(f"backend: {backend} ({why})")
     precision = precision or ("fp16" if backend == "tensorrt" else "fp32")
     artifact = build_artifact(ckpt, backend, precision, batch, include_backbone, timing_cache, workspace_mb,

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Callable
 
 from .._atomic import atomic_write
-from ..probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present, module_installed
+from ..probes import FLAVORS, RTX_COMPUTE_CAPABILITIES, cuda_device_info, cuda_runtime_version, gpu_present, module_installed
 from ..errors import DeviceError, UnavailableError
 
-RTX_COMPUTE_CAPABILITIES = {"7.5": "SM75", "8.0": "SM80", "8.6": "SM86", "8.9": "SM89", "12.0": "SM120",
-                            "12.1": "SM121"}
 COMPUTE_SCOPES = ("/lfdn/", "/trunk")  # ONNX node-name scopes of the LFDN and the backbone
 
 

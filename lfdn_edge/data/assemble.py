@@ -7,11 +7,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .fmnist_ood import BENCHMARK, OOD_SETS, load_fmnist_ood
+from .fmnist_ood import BENCHMARK, FAR_OOD, OOD_SETS, load_fmnist_ood
 from .containers import Benchmark
 from .specs import load_image_source, open_source
 from .subsample import rng_for
 from .. import defaults
+from ..progress import progress_enabled
 
 FALLBACK_FRACTIONS = (0.7, 0.1, 0.2)  # train / cal / test when a source is smaller than the counts
 
@@ -54,7 +55,7 @@ def _unique_name(name: str, spec: str, taken: dict) -> str:
 def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPUT_SIZE,
                    n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
                    n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED,
-                   with_ood: bool = True) -> Benchmark:
+                   with_ood: bool = True, progress: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
 
     ``data == "fmnist-ood"``: the offline benchmark; ``ood`` is empty (all sets) or a subset of its set
@@ -63,8 +64,14 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
     ``n_cal`` / ``n_test`` images (70/10/20 with a warning if the source is smaller); only the selected
     images are decoded. Each ``ood`` spec becomes one OOD set of at most ``n_ood`` images, keyed by its
     name (a folder's name; the spec itself if that name is taken). All OOD sets of a custom benchmark
-    count as far-OOD. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
+    are far-OOD only if they are fmnist-ood's far sets (``fmnist-ood:digits``, ...): a user's folder may be near. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
+    ``progress``: show the loaders' progress bars (downloads, decoding).
     """
+    with progress_enabled(progress):
+        return _load_benchmark(data, ood, size, n_train, n_cal, n_test, n_ood, seed, with_ood)
+
+
+def _load_benchmark(data, ood, size, n_train, n_cal, n_test, n_ood, seed, with_ood) -> Benchmark:
     if isinstance(ood, str):
         ood = [ood]
     if data == BENCHMARK:
@@ -80,9 +87,19 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
     train, cal, test = (source.load(idx) for idx in (tr, ca, te))
     train.name, cal.name, test.name = "train", "cal", "test"
     ood_sets: dict = {}
+    far = []
     for spec in (ood if with_ood else ()):
         loaded = load_image_source(spec, size, limit=n_ood, seed=seed)
         key = _unique_name(loaded.name, spec, ood_sets)
         loaded.name = key
         ood_sets[key] = loaded
-    return Benchmark(source.name, train, cal, test, ood_sets, tuple(ood_sets))
+        if _known_far(spec):
+            far.append(key)
+    return Benchmark(source.name, train, cal, test, ood_sets, tuple(far))
+
+
+def _known_far(spec: str) -> bool:
+    """Only the offline benchmark's far sets (``fmnist-ood:digits``, ...) are known to be far-OOD; how far a
+    user's folder is from the ID data is not known, so it enters the mean over OOD sets, not a far-OOD mean."""
+    kind, _, name = spec.partition(":")
+    return kind == BENCHMARK and name in FAR_OOD

@@ -13,7 +13,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from tqdm import tqdm
+from ..progress import bar, progress_enabled, write
 
 from .cache import cache_dir
 from ..errors import UnavailableError
@@ -50,7 +50,7 @@ def _download(package: str, workdir: Path, target: Path) -> Path:
     proc = _run(cmd, cwd=workdir)
     if proc.returncode != 0:
         if hasattr(os, "geteuid") and os.geteuid() == 0:
-            tqdm.write(f"apt-get download {package} failed; running `apt-get update` and retrying")
+            write(f"apt-get download {package} failed; running `apt-get update` and retrying")
             upd = _run(["apt-get", "update"])
             if upd.returncode != 0:
                 raise UnavailableError(f"`apt-get update` failed (needed to download {package}):\n{_tail(upd)}")
@@ -91,13 +91,13 @@ def _extract(deb: Path, target: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def fetch_debian_packages(packages: list[str], root: Path | None = None) -> Path:
+def fetch_debian_packages(packages: list[str], root: Path | None = None, progress: bool = True) -> Path:
     """Make sure each package is unpacked under ``<root>/debs/<pkg>/`` and return ``<root>/debs``.
 
     ``root`` defaults to :func:`cache_dir`. Idempotent: packages that already carry the marker are
     skipped. A missing one is fetched with ``apt-get download`` in a temporary folder (no root needed);
     if that fails and we are root, ``apt-get update`` is run once and the download retried, otherwise a
-    ``RuntimeError`` says which command to run. The .deb is then unpacked with ``dpkg-deb -x``
+    ``UnavailableError`` says which command to run. ``progress``: show the download bar. The .deb is then unpacked with ``dpkg-deb -x``
     atomically and deleted.
     """
     root = Path(root) if root is not None else cache_dir()
@@ -106,9 +106,15 @@ def fetch_debian_packages(packages: list[str], root: Path | None = None) -> Path
     if not missing:
         return debs
     debs.mkdir(parents=True, exist_ok=True)
-    for package in tqdm(missing, desc="fetching Debian packages", unit="pkg"):
+    with progress_enabled(progress):
+        _fetch_missing(missing, root)
+    return debs
+
+
+def _fetch_missing(missing: list[str], root: Path) -> None:
+    debs = root / "debs"
+    for package in bar(missing, "fetching Debian packages", "pkg", leave=True):
         with tempfile.TemporaryDirectory(prefix=".download-", dir=debs) as work:
             target = package_dir(package, root)
             deb = _download(package, Path(work), target)
             _extract(deb, target)
-    return debs

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import bar
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
@@ -38,7 +38,7 @@ def build(debs: Path, size: int) -> ImageSet:
         raise ValueError(f"digits sheet has shape {sheet.shape}, expected 5000 cells of {CELL}x{CELL}")
     cells = sheet.reshape(rows, CELL, cols, CELL).transpose(0, 2, 1, 3).reshape(-1, CELL, CELL)
     out = np.empty((len(cells), size, size, 3), np.uint8)
-    for i, cell in enumerate(tqdm(cells, desc="digits", unit="img", leave=False)):
+    for i, cell in enumerate(bar(cells, "digits")):
         out[i] = to_rgb_square(Image.fromarray(cell, "L"), size)
     labels = np.repeat(np.arange(10, dtype=np.int64), PER_CLASS)
     return ImageSet("digits", out, labels)

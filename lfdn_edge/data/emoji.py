@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
+from ..progress import bar
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
@@ -46,7 +46,7 @@ def build(debs: Path, size: int) -> ImageSet:
     # Raqm layout fails on some lone code points; single characters need no shaping, so use BASIC.
     font = ImageFont.truetype(str(path), FONT_SIZE, layout_engine=ImageFont.Layout.BASIC)
     images, labels, seen = [], [], set()
-    for cp in tqdm(emoji_codepoints(path), desc="emoji", unit="img", leave=False):
+    for cp in bar(emoji_codepoints(path), "emoji"):
         left, top, right, bottom = font.getbbox(chr(cp))
         side = max(right - left, bottom - top)
         if side <= 0:

@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import bar, progress_enabled
 
 from . import digits, emoji, flags, icons, letters, textures
 from .cache import cache_dir, load_image_set, save_image_set
@@ -52,7 +52,7 @@ def set_cache_path(name: str, size: int) -> Path:
 
 def _resize_all(images: np.ndarray, size: int, desc: str) -> np.ndarray:
     out = np.empty((len(images), size, size, 3), np.uint8)
-    it = tqdm(images, desc=desc, unit="img", leave=False) if len(images) > 2000 else images
+    it = bar(images, desc, min_items=2001)
     for i, img in enumerate(it):
         out[i] = to_rgb_square(Image.fromarray(img, "L"), size)
     return out
@@ -128,8 +128,8 @@ def _prefetch(names: list[str], size: int) -> None:
 
 
 def load_fmnist_ood(size: int = defaults.INPUT_SIZE, n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL,
-               n_test: int = defaults.N_TEST, n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED, sets: list[str] | tuple[str, ...] | None = None
-               ) -> Benchmark:
+                    n_test: int = defaults.N_TEST, n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED,
+                    sets: list[str] | tuple[str, ...] | None = None, progress: bool = True) -> Benchmark:
     """The ``fmnist-ood`` benchmark at ``size`` px.
 
     ``train`` and ``cal`` are disjoint draws (one permutation, stream ``fmnist-ood/train-cal``) from the
@@ -138,8 +138,13 @@ def load_fmnist_ood(size: int = defaults.INPUT_SIZE, n_train: int = defaults.N_T
     selects OOD sets by name (None: all; an empty list: none; kept in the canonical order ``OOD_SETS``).
     Missing packages are fetched first (see :func:`fetch_debian_packages`). Labels are the
     Fashion-MNIST classes for train/cal/test/near, digit classes for ``digits``, letter indices for
-    ``letters`` and code points for ``emoji``.
+    ``letters`` and code points for ``emoji``. ``progress``: show the download and build bars.
     """
+    with progress_enabled(progress):
+        return _load_fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets)
+
+
+def _load_fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets) -> Benchmark:
     selected = list(OOD_SETS) if sets is None else list(sets)
     for name in selected:
         _check_name(name)

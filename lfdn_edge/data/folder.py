@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
-from tqdm import tqdm
+from ..progress import bar, progress_enabled
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
@@ -40,7 +40,7 @@ def load_files(files: list[Path], size: int, name: str, where: str | Path) -> Im
     names the folder in messages.
     """
     images, bad = [], []
-    for f in tqdm(files, desc=f"loading {name}", unit="img", leave=False, disable=len(files) < 500):
+    for f in bar(files, f"loading {name}", min_items=500):
         try:
             images.append(_load(f, size))
         except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -67,7 +67,7 @@ def folder_files(path: str | Path) -> tuple[str, list[Path]]:
 
 
 def image_folder(path: str | Path, size: int, limit: int | None = None, seed: int = 0,
-                 name: str | None = None) -> ImageSet:
+                 name: str | None = None, progress: bool = True) -> ImageSet:
     """Every image under ``path`` (recursively) as an :class:`ImageSet` of ``size`` px.
 
     Files are taken in sorted path order; with ``limit``, a seeded random subset of at most ``limit``
@@ -78,4 +78,5 @@ def image_folder(path: str | Path, size: int, limit: int | None = None, seed: in
     """
     folder_name, files = folder_files(path)
     files = [files[i] for i in choose(len(files), limit, seed, f"folder/{folder_name}")]
-    return load_files(files, size, name or folder_name, Path(path).expanduser())
+    with progress_enabled(progress):
+        return load_files(files, size, name or folder_name, Path(path).expanduser())

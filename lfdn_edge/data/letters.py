@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
-from tqdm import tqdm
+from ..progress import bar
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
@@ -55,7 +55,7 @@ def build(debs: Path, size: int) -> ImageSet:
     faces = font_files(debs)
     font_px = max(2 * size, 64)  # draw large, then shrink: smooth edges at any size
     images, labels = [], []
-    for face in tqdm(faces, desc="letters", unit="font", leave=False):
+    for face in bar(faces, "letters", "font"):
         mapped = font_codepoints(face)
         font = ImageFont.truetype(str(face), font_px, layout_engine=ImageFont.Layout.BASIC)
         for k, ch in enumerate(CHARS):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from ..progress import bar
+
 # Downscaling first reduces by an integer factor with a box filter while the image is more than
 # REDUCING_GAP times the target, then finishes with the bilinear (antialiased) filter: faster on big
 # images, visually the same.
@@ -41,10 +43,9 @@ def to_rgb_square(img: Image.Image, size: int) -> np.ndarray:
 
 def load_image_files(paths, size: int, desc: str) -> np.ndarray:
     """Open each file with PIL and stack :func:`to_rgb_square` of it: uint8 (N, size, size, 3)."""
-    from tqdm import tqdm
 
     images = []
-    for path in tqdm(paths, desc=desc, unit="img", leave=False):
+    for path in bar(paths, desc):
         with Image.open(path) as img:
             images.append(to_rgb_square(img, size))
     return np.stack(images)

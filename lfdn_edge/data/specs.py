@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import bar, progress_enabled
 
 from .cifar import load_cifar
 from .folder import folder_files, load_files
@@ -47,7 +47,7 @@ class Source:
 def _array_loader(name: str, images: np.ndarray, labels: np.ndarray, size: int):
     def load(idx: np.ndarray) -> ImageSet:
         out = np.empty((len(idx), size, size, 3), np.uint8)
-        for i, j in enumerate(tqdm(idx, desc=name, unit="img", leave=False, disable=len(idx) < 2000)):
+        for i, j in enumerate(bar(idx, name, min_items=2000)):
             out[i] = to_rgb_square(Image.fromarray(images[j], "RGB"), size)
         return ImageSet(name, out, labels[idx])
     return load
@@ -94,10 +94,12 @@ def open_source(spec: str, size: int) -> Source:
                             f"give {SPEC_HELP}")
 
 
-def load_image_source(spec: str, size: int, limit: int | None = None, seed: int = 0) -> ImageSet:
+def load_image_source(spec: str, size: int, limit: int | None = None, seed: int = 0,
+                      progress: bool = True) -> ImageSet:
     """Load the images ``spec`` names, at most ``limit`` of them (a seeded subset kept in source order).
 
     The subset for ``fmnist-ood:SET`` is the one :func:`load_fmnist_ood` uses for the same ``limit``/``seed``.
     """
-    src = open_source(spec, size)
-    return src.load(choose(src.count, limit, seed, src.key))
+    with progress_enabled(progress):
+        src = open_source(spec, size)
+        return src.load(choose(src.count, limit, seed, src.key))

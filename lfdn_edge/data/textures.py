@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+from ..progress import bar
 
 from .preprocess import to_rgb_square
 from .containers import ImageSet
@@ -49,7 +49,7 @@ def build(debs: Path, size: int) -> ImageSet:
     images, seen = [], set()
     with zipfile.ZipFile(pk3) as zf:
         members = candidate_members(zf.namelist())
-        for name in tqdm(members, desc="textures", unit="img", leave=False):
+        for name in bar(members, "textures"):
             raw = zf.read(name)
             digest = hashlib.sha1(raw).digest()
             if digest in seen:

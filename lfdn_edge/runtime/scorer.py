@@ -15,9 +15,13 @@ smaller than min is padded by repeating its last item (the padding is dropped fr
 exact: the noise is the same vector for every item, so an item's score does not depend on its batch.
 ``batch_policy="strict"`` raises ValueError for a batch outside [min, max] instead.
 
+``threads=N`` sets the CPU thread count of the native engine or the onnxruntime session (default: the native
+engine's own default, all cores or $LFDN_EDGE_NUM_THREADS; onnxruntime's default).
+
 Which backend runs an artifact follows from its payload: TensorRT plan -> "tensorrt", native weights ->
 "native", ONNX -> "onnxruntime", checkpoint tensors -> "torch" (``backend="auto"``). Naming another backend
-is an error that says which one to use. A checkpoint path (or Checkpoint) runs the PyTorch reference graph.
+is an error that says which one to use. A checkpoint path (or Checkpoint) runs the PyTorch reference graph;
+``Scorer.from_checkpoint(path, backend=...)`` builds any other engine from it in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 from ..errors import UnavailableError
 
 BATCH_POLICIES = ("split", "strict")
+THREADED_BACKENDS = ("native", "onnxruntime")  # backends with their own CPU thread count (threads=)
 CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from a checkpoint (chunk size 4096)
 
 
@@ -97,7 +102,8 @@ class Scorer:
     """Score feature vectors or frames with an engine artifact. See the module docstring."""
 
     def __init__(self, engine_or_path, backend: str = "auto", device: str | None = None, *,
-                 threshold: float | None = None, score_type: str | None = None, batch_policy: str = "split"):
+                 threshold: float | None = None, score_type: str | None = None, batch_policy: str = "split",
+                 threads: int | None = None):
         self.artifact = load_artifact(engine_or_path)
         h = self.artifact.header
         src = str(self.artifact.path or "engine")
@@ -117,7 +123,15 @@ class Scorer:
         if not ok:
             raise UnavailableError(f"the {name!r} backend cannot run here: {why}")
         self.backend_name = name
-        self._backend = cls(self.artifact, device)
+        if threads is None:
+            self._backend = cls(self.artifact, device)
+        else:
+            if name not in THREADED_BACKENDS:
+                raise ValueError(f"threads= applies to the {' and '.join(THREADED_BACKENDS)} backends, not {name!r} "
+                                 "(torch uses torch.set_num_threads for the whole process)")
+            if int(threads) < 1:
+                raise ValueError(f"threads must be >= 1, got {threads}")
+            self._backend = cls(self.artifact, device, threads=int(threads))
         self.stage_dims = tuple(int(d) for d in h["layout"]["stage_dims"])
         self.includes_backbone = bool(h.get("includes_backbone"))
         self.batch_range = (int(h["batch"]["min"]), int(h["batch"]["max"]))

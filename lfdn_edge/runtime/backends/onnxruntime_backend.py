@@ -37,7 +37,7 @@ class OnnxRuntimeBackend(ScoringBackend):
             return False, "onnxruntime is not installed (pip install onnxruntime)"
         return True, ""
 
-    def __init__(self, artifact, device=None):
+    def __init__(self, artifact, device=None, threads: int | None = None):
         super().__init__(artifact, device)
         import onnxruntime as ort
 
@@ -46,6 +46,8 @@ class OnnxRuntimeBackend(ScoringBackend):
                               "payload")
         opts = ort.SessionOptions()
         opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
         try:
             self.session = ort.InferenceSession(artifact.payload, sess_options=opts,
                                                 providers=_providers(device, ort.get_available_providers()))

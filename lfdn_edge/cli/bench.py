@@ -1,0 +1,418 @@
+"""Benchmark scoring backends in one process: throughput and latency per batch size, plus score parity.
+
+    lfdn-edge bench --backends torch,native --batch 1,8,64,256 --device cpu --json out.json
+    lfdn-edge bench --ckpt runs/demo/ckpt.pt --backends torch,native,onnxruntime --batch 1,64
+    lfdn-edge bench --backends torch-fp32,torch-fp16,torch-compile-fp16,native-fp16 --device cuda --dry-run
+(``python tools/bench.py ...`` is the same command.)
+
+Backends (variants):
+    torch, torch-fp32   the plain eager FP32 PyTorch reference (Reconstructor.reconstruct + score_terms, as
+                   ReferenceScorer runs it): the reference implementation's way of running
+    torch-fp16     the eager scoring graph (lfdn_edge.scoring_graph.ScoringGraph) at FP16: Linear layers in
+                   float16, GroupNorm statistics, DDIM arithmetic and scores in float32 (what the FP16
+                   engines compute), on --device
+    torch-compile-fp16, torch-compile-fp16-ro   the same graph through torch.compile (default mode, and
+                   mode="reduce-overhead", which uses CUDA graphs on a GPU): what a PyTorch user would pick
+    native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
+                   native-fp16); native-fp32 / native-fp16 name one precision
+    onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
+                   lfdn_edge.build.dispatch.build_artifact at --precision
+Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
+N=16, E=720; 86.7 M parameters) with random weights (every Linear random, the zero-initialised second
+Linear of each block included, GroupNorm affine perturbed), scored with t=3, 3 DDIM steps, eta=1.
+Inputs are per-stage standardised random vectors, like real features. Every backend sees the same inputs.
+
+--dry-run checks the arguments and prints the variants that would run, without building or running any
+(no GPU needed): the dry run of tools/gpu_check.sh.
+
+Timing: per batch size the backends run interleaved (warm-up calls, then repetitions until both
+--min-reps and --min-time are reached, CUDA synchronised after each call). items_per_s = batch * reps /
+total time; p50_ms / p99_ms are percentiles of the per-call times. Parity: scores of a fixed batch from
+each backend against the torch reference (max relative error of mse, max absolute error of mfsim and of
+the stage cosines). The JSON also records the machine, the load average, the commit and the date.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import defaults
+from .._atomic import atomic_write
+from .._version import __version__
+from ..checkpoint import FORMAT, FORMAT_VERSION, Checkpoint
+from ..diffusion import DiffusionConfig
+from ..features import FeatureConfig
+from ..model import LFDN, LFDNConfig
+from ..errors import UnavailableError
+from ..reference import ScoreConfig, score_terms
+from .common import check_output_path, check_positive, parse_list, parser, run_cli
+
+PAPER = {"stage_dims": (24, 32, 56, 160, 448), **defaults.PAPER_MODEL}
+TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro")
+NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16")
+
+
+# ---------------------------------------------------------------------------------------------- model
+def paper_checkpoint(seed: int = 0, stage_dims=PAPER["stage_dims"], width=PAPER["width"], depth=PAPER["depth"],
+                     emb_dim=PAPER["emb_dim"]) -> Checkpoint:
+    """An in-memory checkpoint of a randomly initialised LFDN (no training, no file)."""
+    torch.manual_seed(seed)
+    cfg = LFDNConfig(in_dim=sum(stage_dims), width=width, depth=depth, emb_dim=emb_dim)
+    model = LFDN(cfg)
+    with torch.no_grad():
+        for blk in model.blocks:  # the zero-initialised Linear too, so that every block does something
+            torch.nn.init.kaiming_uniform_(blk.fc2.weight, a=5 ** 0.5)
+            torch.nn.init.uniform_(blk.fc2.bias, -0.02, 0.02)
+            for gn in (blk.norm1, blk.norm2):
+                gn.weight.add_(0.1 * torch.randn_like(gn.weight))
+                gn.bias.add_(0.1 * torch.randn_like(gn.bias))
+    data = {"format": FORMAT, "format_version": FORMAT_VERSION, "lfdn_edge_version": __version__,
+            "feature": FeatureConfig(backbone="efficientnet-b4", input_size=380).to_dict(),
+            "layout": {"stage_dims": list(stage_dims)}, "model": cfg.to_dict(),
+            "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
+            "ema": {k: v.clone() for k, v in model.state_dict().items()}, "calibration": None}
+    return Checkpoint(data, None)
+
+
+def standardised_inputs(n: int, stage_dims, seed: int) -> np.ndarray:
+    """Random vectors standardised per stage (mean 0, variance 1 within each stage), like real z0."""
+    rng = np.random.default_rng(seed)
+    parts = []
+    for d in stage_dims:
+        f = rng.standard_normal((n, d)) + rng.standard_normal((n, 1))
+        parts.append((f - f.mean(1, keepdims=True)) / np.sqrt(f.var(1, keepdims=True) + 1e-5))
+    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- runners
+class TorchRunner:
+    """The eager FP32 reference: Reconstructor.reconstruct + score_terms on torch tensors."""
+
+    name = "torch"
+
+    def __init__(self, ckpt: Checkpoint, device: str):
+        self.device = torch.device(device)
+        self.scorer = ckpt.reference_scorer()
+        self.scorer.final.model.to(self.device)
+        self.layout = ckpt.layout
+
+    def prepare(self, x: np.ndarray):
+        return torch.from_numpy(x).to(self.device)
+
+    def __call__(self, x):
+        with torch.no_grad():
+            t = score_terms(x, self.scorer.final.reconstruct(x), self.layout)
+        return {k: t[k].float().cpu().numpy() for k in ("mse", "mfsim", "stage_cos")}
+
+
+class GraphRunner:
+    """The scoring graph (lfdn_edge.scoring_graph) at FP16 in eager mode or through torch.compile."""
+
+    def __init__(self, ckpt: Checkpoint, device: str, name: str):
+        from ..scoring_graph import ScoringGraph
+
+        self.name = name
+        self.device = torch.device(device)
+        graph = ScoringGraph(ckpt, "fp16").eval().to(self.device)
+        if name == "torch-compile-fp16":
+            graph = torch.compile(graph)
+        elif name == "torch-compile-fp16-ro":
+            graph = torch.compile(graph, mode="reduce-overhead")
+        self.graph = graph
+
+    def prepare(self, x: np.ndarray):
+        return torch.from_numpy(x).to(self.device)
+
+    def __call__(self, x):
+        with torch.inference_mode():
+            _, mse, mfsim, cos = self.graph(x)
+        return {"mse": mse.float().cpu().numpy(), "mfsim": mfsim.float().cpu().numpy(),
+                "stage_cos": cos.float().cpu().numpy()}
+
+
+class BackendRunner:
+    """A registered ScoringBackend (native, onnxruntime, tensorrt, ...) on an in-memory artifact."""
+
+    def __init__(self, label: str, backend, device: str):
+        self.name = label
+        self.backend = backend
+        self.device = device
+
+    def prepare(self, x: np.ndarray):
+        if self.device.startswith("cuda") and self.backend.name in ("native", "torch"):
+            return torch.from_numpy(x).to(self.device)
+        return x
+
+    def __call__(self, x):
+        out = self.backend.run(x)
+        conv = (lambda a: a.float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, np.float32))
+        return {"mse": conv(out.mse), "mfsim": conv(out.mfsim), "stage_cos": conv(out.stage_cos)}
+
+
+def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str, threads: int | None):
+    from ..artifact.file import EngineArtifact
+    from ..artifact.header import common_header
+    from ..build.native_payload import build_native_artifact
+    from ..runtime.backends.native_backend import NativeBackend
+
+    batch = (1, max_batch, max_batch)
+    extras, payload = build_native_artifact(ckpt, precision, batch, False)
+    header = {**common_header(ckpt, "native", precision, batch, False), **extras}
+    backend = NativeBackend(EngineArtifact(header, payload), device, threads=threads)
+    return BackendRunner(f"native-{precision}", backend, device)
+
+
+def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
+    from ..build.dispatch import build_artifact
+    from ..runtime.backends import PAYLOAD_RUNTIME, canonical_name, load_backend
+
+    runtime = canonical_name(name)
+    payload_kind = {v: k for k, v in PAYLOAD_RUNTIME.items()}[runtime]
+    cls = load_backend(runtime)
+    ok, why = cls.available()
+    if not ok:
+        raise UnavailableError(f"backend {runtime!r} cannot run here: {why}")
+    art = build_artifact(ckpt, payload_kind, precision, (1, max_batch, max_batch))
+    return BackendRunner(f"{runtime}-{precision}", cls(art, device), device)
+
+
+def variant_names(names, native_precisions, precision) -> list[str]:
+    """The runner names that ``names`` expands to (what --dry-run prints), in order."""
+    out = []
+    for name in names:
+        if name in ("torch", "torch-fp32"):
+            out.append("torch")
+        elif name in TORCH_VARIANTS:
+            out.append(name)
+        elif name == "native":
+            out.extend(f"native-{p}" for p in native_precisions)
+        elif name in NATIVE_VARIANTS:
+            out.append(name)
+        else:
+            from ..runtime.backends import canonical_name
+
+            out.append(f"{canonical_name(name)}-{precision}")
+    if len(set(out)) != len(out):
+        raise ValueError(f"--backends names a variant twice: {out}")
+    return out
+
+
+def make_runners(ckpt, names, native_precisions, precision, max_batch, device, threads):
+    runners = []
+    for name in names:
+        if name in ("torch", "torch-fp32"):
+            runners.append(TorchRunner(ckpt, device))
+        elif name in TORCH_VARIANTS:
+            runners.append(GraphRunner(ckpt, device, name))
+        elif name == "native":
+            runners.extend(native_runner(ckpt, p, max_batch, device, threads) for p in native_precisions)
+        elif name in ("native-fp32", "native-fp16"):
+            runners.append(native_runner(ckpt, name.split("-")[1], max_batch, device, threads))
+        else:
+            runners.append(registry_runner(ckpt, name, precision, max_batch, device))
+    return runners
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int) -> dict:
+    xin = runner.prepare(x)
+    for _ in range(warmup):
+        runner(xin)
+    _sync(device)
+    times = []
+    start = time.perf_counter()
+    while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_time):
+        t0 = time.perf_counter()
+        runner(xin)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    ms = np.asarray(times) * 1e3
+    n = x.shape[0]
+    return {"backend": runner.name, "batch": int(n), "items_per_s": float(n * len(times) / (ms.sum() / 1e3)),
+            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "reps": len(times)}
+
+
+def parity(runner, ref: dict, x) -> dict:
+    got = runner(runner.prepare(x))
+    rel = np.abs(got["mse"] - ref["mse"]) / np.maximum(np.abs(ref["mse"]), 1e-30)
+    d_mfsim = np.abs(got["mfsim"] - ref["mfsim"])
+    # mfsim_max_rel_err is per item (large where a score is near 0, as for random weights);
+    # mfsim_norm_rel_err = max error / max |score| is the error relative to the scores' scale.
+    return {"mse_max_rel_err": float(rel.max()),
+            "mfsim_max_abs_err": float(d_mfsim.max()),
+            "mfsim_max_rel_err": float((d_mfsim / np.maximum(np.abs(ref["mfsim"]), 1e-30)).max()),
+            "mfsim_norm_rel_err": float(d_mfsim.max() / max(float(np.abs(ref["mfsim"]).max()), 1e-30)),
+            "stage_cos_max_abs_err": float(np.abs(got["stage_cos"] - ref["stage_cos"]).max())}
+
+
+# ---------------------------------------------------------------------------------------------- report
+def machine_info(device: str) -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "logical_cpus": os.cpu_count(), "platform": platform.platform(),
+            "python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
+            "numpy": np.__version__, "lfdn_edge": __version__}
+    try:
+        from ..native_core import build_info
+
+        info["native_build"] = build_info()
+    except ImportError:
+        info["native_build"] = None
+    if device.startswith("cuda") and torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def git_commit() -> dict:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                                    capture_output=True, text=True, check=True).stdout.strip())
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head, "dirty": dirty}
+
+
+def print_table(results: list[dict], base: str = "torch") -> None:
+    ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
+    print(f"{'backend':<18}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}{'vs ' + base:>10}")
+    for r in results:
+        ratio = r["items_per_s"] / ref[r["batch"]] if r["batch"] in ref else float("nan")
+        print(f"{r['backend']:<18}{r['batch']:>6}{r['items_per_s']:>11.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+              f"{r['reps']:>6}{ratio:>9.2f}x")
+
+
+def build_parser(prog: str = "lfdn-edge bench"):
+    p = parser(prog, __doc__)
+    p.add_argument("--ckpt", default=None, help="checkpoint to score with (default: the paper-size random model)")
+    p.add_argument("--backends", type=parse_list, default=["torch", "native"],
+                   help="comma-separated: torch (= torch-fp32), torch-fp16, torch-compile-fp16, torch-compile-fp16-ro, native, "
+                        "native-fp32, native-fp16, onnxruntime, tensorrt (default torch,native)")
+    p.add_argument("--batch", type=lambda s: parse_list(s, int), default=list(defaults.BENCH_BATCHES),
+                   help=f"batch sizes (default {','.join(map(str, defaults.BENCH_BATCHES))})")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--native-precision", type=parse_list, default=None,
+                   help="weight storage of the native engine(s): fp32, fp16 (default: fp32,fp16 on cpu, fp16 on cuda)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="precision of registry backends")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch and native (default: torch's default, all cores for native)")
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--min-reps", type=int, default=5)
+    p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per (backend, batch)")
+    p.add_argument("--max-reps", type=int, default=1000)
+    p.add_argument("--parity-batch", type=int, default=64, help="items in the parity check (0: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check the arguments and list the variants that would run; build and run nothing")
+    return p
+
+
+def main(argv=None, prog: str = "lfdn-edge bench") -> int:
+    args = build_parser(prog).parse_args(argv)
+
+    def body() -> int:
+        if args.device != "cpu" and not args.device.startswith("cuda"):
+            raise ValueError(f"--device must be cpu or cuda[:N], got {args.device!r}")
+        if args.device.startswith("cuda") and not torch.cuda.is_available() and not args.dry_run:
+            raise UnavailableError("--device cuda needs a CUDA build of torch and a GPU")
+        if min(args.batch) < 1:
+            raise ValueError("batch sizes must be >= 1")
+        check_output_path(args.json, "--json")
+        check_positive(args.max_reps, "--max-reps")
+        check_positive(args.min_reps, "--min-reps")
+        if args.warmup < 0 or args.min_time < 0 or args.parity_batch < 0:
+            raise ValueError("--warmup, --min-time and --parity-batch must be >= 0")
+        if args.threads is not None:
+            if args.threads < 1:
+                raise ValueError("--threads must be >= 1")
+            torch.set_num_threads(args.threads)
+        native_prec = args.native_precision or (["fp32", "fp16"] if args.device == "cpu" else ["fp16"])
+        for prec in native_prec:
+            if prec not in ("fp32", "fp16"):
+                raise ValueError(f"--native-precision entries must be fp32 or fp16, got {prec!r}")
+        variants = variant_names(args.backends, native_prec, args.precision)
+        if args.dry_run:
+            print(f"dry run: device {args.device}, batches {args.batch}, variants {', '.join(variants)}")
+            return 0
+        ckpt = Checkpoint.load(args.ckpt) if args.ckpt else paper_checkpoint(args.seed)
+        cfg, layout = ckpt.model_config, ckpt.layout
+        max_batch = max(max(args.batch), args.parity_batch)
+        runners = make_runners(ckpt, args.backends, native_prec, args.precision, max_batch, args.device,
+                               args.threads)
+        model_info = {**cfg.to_dict(), "stage_dims": list(layout.stage_dims),
+                      "parameters": sum(t.numel() for t in ckpt.data["ema"].values()), "source": args.ckpt or "random paper-size",
+                      "score": ckpt.score_config.to_dict()}
+        print(f"model: C={cfg.in_dim} W={cfg.width} N={cfg.depth} E={cfg.emb_dim} "
+              f"({model_info['parameters'] / 1e6:.1f} M params, {model_info['source']}); device {args.device}; "
+              f"backends {[r.name for r in runners]}", flush=True)
+        load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+
+        par = {}
+        if args.parity_batch > 0:
+            x = standardised_inputs(args.parity_batch, layout.stage_dims, args.seed + 1)
+            torch_ref = next((r for r in runners if r.name == "torch"), None) or TorchRunner(ckpt, args.device)
+            ref = torch_ref(torch_ref.prepare(x))
+            for r in runners:
+                if r.name != "torch":
+                    par[r.name] = parity(r, ref, x)
+                    print(f"parity {r.name:<14} " + "  ".join(f"{k} {v:.2e}" for k, v in par[r.name].items()),
+                          flush=True)
+
+        results = []
+        for b in args.batch:
+            x = standardised_inputs(b, layout.stage_dims, args.seed + 2)
+            for r in runners:
+                res = time_runner(r, x, args.device, args.warmup, args.min_reps, args.min_time, args.max_reps)
+                results.append(res)
+                print(f"  {res['backend']:<14} batch {b:>4}: {res['items_per_s']:9.1f} items/s  "
+                      f"p50 {res['p50_ms']:8.2f} ms  p99 {res['p99_ms']:8.2f} ms  ({res['reps']} reps)", flush=True)
+        print()
+        print_table(results)
+        ratios = {}
+        ref_tp = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == "torch"}
+        for r in results:
+            if r["backend"] != "torch" and r["batch"] in ref_tp:
+                ratios.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ref_tp[r["batch"]], 3)
+        report = {"device": args.device, "results": results, "ratios_vs_torch": ratios, "parity_vs_torch": par,
+                  "model": model_info, "machine": machine_info(args.device), **git_commit(),
+                  "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                  "loadavg_before": load_before,
+                  "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+                  "settings": {k: getattr(args, k) for k in ("warmup", "min_reps", "min_time", "max_reps",
+                                                             "parity_batch", "seed", "threads", "precision")}
+                  | {"native_precision": native_prec, "backends": args.backends, "batch": args.batch}}
+        if args.json:
+            out = Path(args.json)
+            atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+            print(f"wrote {out}")
+        return 0
+
+    return run_cli(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
