@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .. import defaults
 from ..checkpoint import Checkpoint
 from ..diffusion import ddim_levels
-from .. import defaults
+from ..scoring_graph import SCORE_OUTPUTS, input_spec
 
 ENGINE_SCORE_TYPES = ("mfsim", "mse")  # LR needs two models; engines carry one (the EMA weights)
 
@@ -45,3 +46,18 @@ def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[i
         "calibration_tpr": cal.get("tpr"),
         "source_checkpoint_version": ckpt.data.get("lfdn_edge_version"),
     }
+
+
+def engine_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[int, int, int],
+                  include_backbone: bool, score_type: str | None = None, image_size=None) -> dict:
+    """common_header plus what the graph takes and returns: input spec (name, dtype, shape), outputs and,
+    for engines that include the backbone, the frame size."""
+    if image_size is not None and not include_backbone:
+        raise ValueError("an image size applies only to engines that include the backbone (--include-backbone)")
+    header = common_header(ckpt, backend, precision, batch, include_backbone, score_type)
+    spec = input_spec(ckpt, include_backbone, image_size)
+    header["input"] = spec
+    header["outputs"] = list(SCORE_OUTPUTS)
+    if include_backbone:
+        header["image_size"] = spec["shape"][1:3]
+    return header

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..artifact.file import EngineArtifact, write_engine
-from ..artifact.header import ENGINE_SCORE_TYPES, check_batch_range, common_header
+from ..artifact.header import ENGINE_SCORE_TYPES, check_batch_range, engine_header
 from ..checkpoint import Checkpoint
 from ..probes import native_usable, onnx_usable, tensorrt_usable
-from ..scoring_graph import as_checkpoint, input_spec
+from ..scoring_graph import as_checkpoint
 from .onnx_export import DEFAULT_OPSET, onnx_bytes
 from ..errors import UnavailableError
 from .. import defaults
@@ -55,7 +55,7 @@ def choose_backend(backend: str = "auto", include_backbone: bool = False) -> tup
 def default_output(ckpt_path: str | os.PathLike, backend: str, precision: str, include_backbone: bool) -> Path:
     """``<ckpt dir>/<ckpt stem>.<backend>.<precision>.engine`` (``.image.engine`` with the backbone inside)."""
     p = Path(ckpt_path)
-    return p.with_name(f"{p.stem}.{backend}.{precision}{'.image' if include_backbone else ''}.engine")
+    return p.with_name(f"{p.stem}.{precision}.{backend}{'.image' if include_backbone else ''}.engine")
 
 
 def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision: str = "fp32",
@@ -77,20 +77,14 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
     score_type = score_type or defaults.SCORE_TYPE
     if score_type not in ENGINE_SCORE_TYPES:
         raise ValueError(f"score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
-    if image_size is not None and not include_backbone:
-        raise ValueError("an image size applies only to engines that include the backbone (--include-backbone)")
     if backend != "tensorrt":
         for value, option in ((timing_cache, "--timing-cache"), (workspace_mb, "--workspace")):
             if value is not None:
                 log(f"note: {option} applies to TensorRT builds only; ignored for the {backend} backend")
     elif workspace_mb is None:
         workspace_mb = DEFAULT_WORKSPACE_MB
-    header = common_header(ckpt, backend, precision, batch, include_backbone, score_type)
-    spec = input_spec(ckpt, include_backbone, image_size)
-    header["input"] = spec
-    header["outputs"] = ["score", "mse", "mfsim", "stage_cos"]
-    if include_backbone:
-        header["image_size"] = spec["shape"][1:3]
+    header = engine_header(ckpt, backend, precision, batch, include_backbone, score_type, image_size)
+    spec = header["input"]
 
     def onnx_for(prec: str) -> bytes:
         return onnx_bytes(ckpt, include_backbone, prec, opset, score_type, image_size)

@@ -21,7 +21,8 @@ engine's own default, all cores or $LFDN_EDGE_NUM_THREADS; onnxruntime's default
 Which backend runs an artifact follows from its payload: TensorRT plan -> "tensorrt", native weights ->
 "native", ONNX -> "onnxruntime", checkpoint tensors -> "torch" (``backend="auto"``). Naming another backend
 is an error that says which one to use. A checkpoint path (or Checkpoint) runs the PyTorch reference graph;
-``Scorer.from_checkpoint(path, backend=...)`` builds any other engine from it in memory.
+``Scorer.from_checkpoint(path, include_backbone=..., precision=...)`` sets its options; other backends need an engine
+(``lfdn-edge build``, or ``lfdn_edge.build_artifact`` in memory).
 """
 
 from __future__ import annotations
@@ -34,11 +35,10 @@ import numpy as np
 import torch
 
 from ..artifact.file import EngineArtifact, EngineError, read_engine
-from ..artifact.header import common_header
+from ..artifact.header import engine_header
 from ..checkpoint import Checkpoint, CheckpointError
 from ..file_kinds import CHECKPOINT, file_kind
 from ..reference import check_features
-from ..scoring_graph import input_spec
 from .backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 from ..errors import UnavailableError
 
@@ -75,10 +75,12 @@ def load_artifact(source) -> EngineArtifact:
     return read_engine(path)
 
 
-def checkpoint_artifact(ckpt: Checkpoint, batch: tuple[int, int, int] = CHECKPOINT_BATCH) -> EngineArtifact:
-    """The in-memory "torch" artifact of a checkpoint: FP32 PyTorch graph on features, nothing serialised."""
-    header = common_header(ckpt, "torch", "fp32", batch, False)
-    header["input"] = input_spec(ckpt, False)
+def checkpoint_artifact(ckpt: Checkpoint, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
+                        include_backbone: bool = False, precision: str = "fp32",
+                        image_size: tuple[int, int] | None = None) -> EngineArtifact:
+    """The in-memory "torch" artifact of a checkpoint: the PyTorch scoring graph (features, or frames with
+    ``include_backbone``) at ``precision``; nothing is serialised, the backend takes the Checkpoint itself."""
+    header = engine_header(ckpt, "torch", precision, batch, include_backbone, image_size=image_size)
     return EngineArtifact(header, b"", ckpt.path, checkpoint=ckpt)
 
 
@@ -114,8 +116,10 @@ class Scorer:
         runtime = PAYLOAD_RUNTIME[h["backend"]]
         name = runtime if backend == "auto" else canonical_name(backend)
         if name != runtime:
-            hint = (f"Scorer.from_checkpoint(path, backend={name!r}) builds one in memory"
-                    if h["backend"] == "torch" else "build another engine with tools/build_engine.py --backend ...")
+            kind = {v: k for k, v in PAYLOAD_RUNTIME.items()}[name]
+            hint = (f"build one: `lfdn-edge build CKPT --backend {kind}` (a file), or in memory "
+                    f"Scorer(lfdn_edge.build_artifact(ckpt, {kind!r}))" if h["backend"] == "torch"
+                    else f"build another engine: `lfdn-edge build CKPT --backend {kind}`")
             raise ValueError(f"{src} holds a {h['backend']!r} payload, which only the {runtime!r} backend runs "
                              f"(asked for {name!r}); use backend='auto', or {hint}")
         cls = load_backend(name)
@@ -270,24 +274,15 @@ class Scorer:
                 "is_ood": None if self._threshold is None else score > self._threshold}
 
     @classmethod
-    def from_checkpoint(cls, ckpt, *, backend: str = "torch", include_backbone: bool = False,
-                        precision: str | None = None, image_size: tuple[int, int] | None = None,
-                        batch: tuple[int, int, int] = CHECKPOINT_BATCH, device: str | None = None,
-                        **kwargs) -> "Scorer":
-        """Score with a checkpoint directly, building the engine in memory (no file): backend "torch" (the
-        PyTorch graph), "onnxruntime" (an ONNX export), "native" (packed weights for the C++ core) or
-        "tensorrt" (a TensorRT plan: minutes, needs a GPU). Features, or frames with ``include_backbone``
-        (torch, onnxruntime, tensorrt). ``precision`` None: fp16 for tensorrt, fp32 for the others."""
-        runtime = canonical_name(backend)
-        kind = {v: k for k, v in PAYLOAD_RUNTIME.items()}[runtime]
-        ck = ckpt if isinstance(ckpt, Checkpoint) else Checkpoint.load(ckpt)
-        precision = precision or ("fp16" if kind == "tensorrt" else "fp32")
-        if kind == "torch" and not include_backbone and precision == "fp32" and image_size is None:
-            art = checkpoint_artifact(ck, batch)
-        else:
-            # The one import of the build side from the run side: building an engine in memory is what was asked.
-            from ..build.dispatch import build_artifact
+    def from_checkpoint(cls, ckpt, *, include_backbone: bool = False, precision: str = "fp32",
+                        image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
+                        device: str | None = None, **kwargs) -> "Scorer":
+        """Score with a checkpoint through the PyTorch scoring graph (torch backend, no file): features, or
+        frames with ``include_backbone`` (at ``image_size``), FP32 or FP16 (``precision``), on ``device``.
 
-            art = build_artifact(ck, kind, precision, batch, include_backbone, image_size=image_size)
-            art.path = ck.path
-        return cls(art, "auto", device, **kwargs)
+        Other backends run engines: build one with ``lfdn-edge build`` (a file) or in memory with
+        ``Scorer(lfdn_edge.build_artifact(ckpt, "onnx" | "native" | "tensorrt", ...))``. The run side never
+        imports the build side, so this method does not build them.
+        """
+        ck = ckpt if isinstance(ckpt, Checkpoint) else Checkpoint.load(ckpt)
+        return cls(checkpoint_artifact(ck, batch, include_backbone, precision, image_size), "auto", device, **kwargs)
