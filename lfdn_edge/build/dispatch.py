@@ -55,7 +55,7 @@ def choose_backend(backend: str = "auto", include_backbone: bool = False) -> tup
 def default_output(ckpt_path: str | os.PathLike, backend: str, precision: str, include_backbone: bool) -> Path:
     """``<ckpt dir>/<ckpt stem>.<backend>.<precision>.engine`` (``.image.engine`` with the backbone inside)."""
     p = Path(ckpt_path)
-    return p.with_name(f"{p.stem}.{precision}.{backend}{'.image' if include_backbone else ''}.engine")
+    return p.with_name(f"{p.stem}.{backend}.{precision}{'.image' if include_backbone else ''}.engine")
 
 
 def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision: str = "fp32",
