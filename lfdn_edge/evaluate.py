@@ -55,6 +55,7 @@ def evaluate_features(ckpt: Checkpoint, train_feats: np.ndarray, id_feats: np.nd
     report = {"ood": table, "far_ood": far, "near_ood": near,
               "far_ood_mean": _mean_over(table, far, methods) if far else {},
               "ood_mean": _mean_over(table, list(table), methods),
+              "experimental_methods": [m for m in methods if m == "lr"],
               "id_test": {"n": int(len(id_feats))}, "ood_sizes": {k: int(len(v)) for k, v in ood_feats.items()}}
     cal = ckpt.calibration
     if cal:
@@ -90,4 +91,6 @@ def format_table(report: dict) -> str:
     if report.get("ood_mean") and set(report.get("far_ood", [])) != set(report["ood"]) and len(report["ood"]) > 1:
         # the sets are not all known to be far-OOD (a user's folders): their mean is not a far-OOD mean
         lines.append(row("mean, all OOD", report["ood_mean"]))
+    if "lr" in methods:
+        lines.append("lr is experimental: its direction depends on the data (see lfdn_edge.reference.lr_score)")
     return "\n".join(lines)

@@ -129,12 +129,18 @@ class ReferenceScorer:
 
 
 def lr_score(final_mse: torch.Tensor, early_mse: torch.Tensor) -> torch.Tensor:
-    """LR = MSE(early) - MSE(final): the early EMA snapshot's error minus the final model's.
+    """LR = MSE(early) - MSE(final): the early EMA snapshot's error minus the final model's. EXPERIMENTAL.
 
     The sign was checked on data, as DESIGN.md asks: on fmnist-ood (Lite0 at 64 px, W=512, N=6, 30 epochs,
     early snapshot at epoch 3) MSE(final) - MSE(early) gave a far-OOD mean AUROC of 3.1 %, so its negation,
     this function, gives about 97 %: OOD features lose more reconstruction error between the early and the
     final model than ID features do (at that point the early model is still poor on everything, and OOD
     vectors are farther from what it outputs). Higher = more OOD.
+
+    Why experimental: the direction is data-dependent. On a small user folder (880 training images) the same
+    formula gave AUROC below 50 on every OOD set (34.9 on the nearest), i.e. the opposite direction, and how
+    early the snapshot is matters too (README, "The LR score and its sign"). No formulation was found here
+    whose direction holds on both, so training warns, the calibration lists LR as experimental, and engines
+    and the Scorer never use it.
     """
     return early_mse - final_mse

@@ -25,6 +25,10 @@ from . import defaults
 
 
 MIN_SNAPSHOT_STEPS = 100
+EXPERIMENTAL_SCORES = ("lr",)
+LR_WARNING = ("the LR score is experimental: its direction depends on the data (fmnist-ood: far-OOD AUROC 97; a small "
+              "user folder: below 50 on every OOD set), so its calibrated threshold is stored but never used by "
+              "default; check LR's AUROC on your own OOD data before relying on it, or use mfsim/mse")
 
 
 @dataclass(frozen=True)
@@ -193,10 +197,18 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
 
 
 def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = defaults.TPR) -> dict:
-    """Score held-out ID features and store per-score thresholds at ID acceptance rate ``tpr``."""
+    """Score held-out ID features and store per-score thresholds at ID acceptance rate ``tpr``.
+
+    The LR threshold is stored too, but LR is EXPERIMENTAL (its direction depends on the data, see
+    :func:`lfdn_edge.reference.lr_score`): it is listed under ``calibration["experimental"]``, a warning says
+    so, and nothing uses it by default (engines and the Scorer use MFsim or MSE).
+    """
     scores = ckpt.reference_scorer().scores(cal_features)
     names = [k for k in scores if k != "stage_cos"]
+    if "lr" in names:
+        warnings.warn(LR_WARNING, stacklevel=2)
     cal = {"tpr": float(tpr), "n": int(len(cal_features)),
+           "experimental": [k for k in names if k in EXPERIMENTAL_SCORES],
            "thresholds": {k: threshold_at_tpr(scores[k], tpr) for k in names},
            "id_mean": {k: float(np.mean(scores[k])) for k in names},
            "id_std": {k: float(np.std(scores[k])) for k in names}}

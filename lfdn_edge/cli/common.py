@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -26,11 +27,18 @@ def run_cli(args: argparse.Namespace, body: Callable[[], int]) -> int:
     """Run ``body``. A user error (bad path, bad data, bad option value, something this machine cannot run,
     a diverged training run: :data:`lfdn_edge.errors.USER_ERRORS`) prints 'error: ...' and returns 2;
     any other exception is a bug and propagates with its traceback."""
-    try:
-        return body()
-    except USER_ERRORS as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return body()
+        except USER_ERRORS as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one line for the user ("warning: ..."), without the source location."""
+    print(f"warning: {message}", file=sys.stderr)
 
 
 def check_output_path(path, option: str) -> None:
