@@ -27,8 +27,9 @@ Inputs are per-stage standardised random vectors, like real features. Every back
 
 Timing: per batch size the backends run interleaved (warm-up calls, then repetitions until both
 --min-reps and --min-time are reached, CUDA synchronised after each call). items_per_s = batch * reps /
-total time; p50_ms / p99_ms are percentiles of the per-call times. Parity: scores of a fixed batch from
-each backend against the torch reference (max relative error of mse, max absolute error of mfsim and of
+total time; p50_ms / p99_ms are percentiles of the per-call times. Parity: scores of a fixed batch (random
+standardised vectors, or with --parity-data real feature vectors of a data set) from each backend against the
+torch reference (max relative error of mse, max absolute error of mfsim and of
 the stage cosines). The JSON also records the machine, the load average, the commit and the date.
 """
 
@@ -247,8 +248,33 @@ def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: fl
             "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "reps": len(times)}
 
 
-def parity(runner, ref: dict, x) -> dict:
-    got = runner(runner.prepare(x))
+def chunked(runner, x: np.ndarray, max_batch: int) -> dict:
+    """The runner's outputs for ``x``, in calls of at most ``max_batch`` items."""
+    parts = [runner(runner.prepare(x[s:s + max_batch])) for s in range(0, len(x), max_batch)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in ("mse", "mfsim", "stage_cos")}
+
+
+def real_feature_inputs(ckpt: Checkpoint, spec: str, per_set: int, cache_dir, progress: bool) -> np.ndarray:
+    """Real feature vectors for the parity check: up to ``per_set`` of the ID test split of ``spec`` and of each
+    of its OOD sets (fmnist-ood: all seven), through the feature cache, with the checkpoint's backbone."""
+    from ..data import load_benchmark
+    from ..feature_cache import cached_features
+    from ..features import MultiLayerFeatures
+
+    info = ckpt.data.get("data") or {}
+    bench = load_benchmark(spec, size=ckpt.feature_config.input_size,
+                           n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
+                           n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=per_set, n_ood=per_set,
+                           seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+    extractor = MultiLayerFeatures(ckpt.feature_config)
+    sets = [bench.test, *bench.ood.values()]
+    feats = [cached_features(extractor, s.images, cache_dir, desc=f"features: {s.name}", progress=progress)
+             for s in sets]
+    return np.ascontiguousarray(np.concatenate(feats), dtype=np.float32)
+
+
+def parity(runner, ref: dict, x, max_batch: int) -> dict:
+    got = chunked(runner, x, max_batch)
     rel = np.abs(got["mse"] - ref["mse"]) / np.maximum(np.abs(ref["mse"]), 1e-30)
     d_mfsim = np.abs(got["mfsim"] - ref["mfsim"])
     # mfsim_max_rel_err is per item (large where a score is near 0, as for random weights);
@@ -323,7 +349,13 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--min-reps", type=int, default=5)
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per (backend, batch)")
     p.add_argument("--max-reps", type=int, default=1000)
-    p.add_argument("--parity-batch", type=int, default=64, help="items in the parity check (0: skip)")
+    p.add_argument("--parity-batch", type=int, default=64,
+                   help="items in the parity check, per set with --parity-data (0: skip)")
+    p.add_argument("--parity-data", default=None, metavar="SPEC",
+                   help="check parity on real feature vectors of this data (e.g. fmnist-ood, with --ckpt): its ID test "
+                        "split and OOD sets, instead of random vectors")
+    p.add_argument("--cache-dir", default=None, help="feature/data cache for --parity-data")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--dry-run", action="store_true",
@@ -342,6 +374,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         if min(args.batch) < 1:
             raise ValueError("batch sizes must be >= 1")
         check_output_path(args.json, "--json")
+        if args.parity_data and not args.ckpt:
+            raise ValueError("--parity-data needs --ckpt: real features come with a trained checkpoint's backbone")
         check_positive(args.max_reps, "--max-reps")
         check_positive(args.min_reps, "--min-reps")
         if args.warmup < 0 or args.min_time < 0 or args.parity_batch < 0:
@@ -373,12 +407,18 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
 
         par = {}
         if args.parity_batch > 0:
-            x = standardised_inputs(args.parity_batch, layout.stage_dims, args.seed + 1)
+            if args.parity_data:
+                x = real_feature_inputs(ckpt, args.parity_data, args.parity_batch, args.cache_dir, not args.quiet)
+                parity_source = f"{args.parity_data}: {len(x)} real feature vectors (ID test split and OOD sets)"
+            else:
+                x = standardised_inputs(args.parity_batch, layout.stage_dims, args.seed + 1)
+                parity_source = f"{len(x)} standardised random vectors"
+            print(f"parity inputs: {parity_source}", flush=True)
             torch_ref = next((r for r in runners if r.name == "torch"), None) or TorchRunner(ckpt, args.device)
-            ref = torch_ref(torch_ref.prepare(x))
+            ref = chunked(torch_ref, x, max_batch)
             for r in runners:
                 if r.name != "torch":
-                    par[r.name] = parity(r, ref, x)
+                    par[r.name] = parity(r, ref, x, max_batch)
                     print(f"parity {r.name:<14} " + "  ".join(f"{k} {v:.2e}" for k, v in par[r.name].items()),
                           flush=True)
 
@@ -398,6 +438,7 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
             if r["backend"] != "torch" and r["batch"] in ref_tp:
                 ratios.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ref_tp[r["batch"]], 3)
         report = {"device": args.device, "results": results, "ratios_vs_torch": ratios, "parity_vs_torch": par,
+                  "parity_inputs": parity_source if args.parity_batch > 0 else None,
                   "model": model_info, "machine": machine_info(args.device), **git_commit(),
                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "loadavg_before": load_before,
