@@ -147,6 +147,9 @@ class PyCudaEngine {
 
 void bind_cuda(py::module_& m) {
   m.def("cuda_device_count", &lfdn::cuda_device_count, "Visible CUDA devices (0 without a driver or GPU).");
+  m.def("cuda_device_error", &lfdn::cuda_device_error,
+        "Why cuda_device_count() is 0 ('' when a device is visible): the CUDA error of cudaGetDeviceCount and "
+        "what it means (no driver, a driver older than this module's CUDA runtime, no device).");
   m.def("cuda_noise_inject", &noise_inject, py::arg("out"), py::arg("rows"), py::arg("dim"), py::arg("seed"),
         py::arg("stream"), py::arg("a") = 0.0f, py::arg("b") = 1.0f, py::arg("z0") = 0, py::arg("image_keys") = 0,
         py::arg("eps_row") = 0, py::arg("cuda_stream") = 0, "Op 1 on device pointers.");

@@ -8,6 +8,7 @@
 #include "cpu/team.h"
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
+#include "lfdn/fp16_guard.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
 
@@ -178,6 +179,10 @@ py::dict ddim_score(py::object x0_obj, py::object x_obj, py::object coef_obj, py
 }  // namespace
 
 void bind_ops(py::module_& m) {
+  m.def("fp16_row_scale", &lfdn::fp16_row_scale, py::arg("max_abs"),
+        "The CUDA fused linear's FP16 range guard (lfdn/fp16_guard.h), the same function the kernel runs: the "
+        "power of two a row of activations is multiplied by before rounding to FP16 (and its FP32 result "
+        "divided by after the GEMM), given the row's max |activation|. 1 for max_abs <= 2^15, NaN or inf.");
   m.def("noise_inject", &noise_inject, py::arg("z0"), py::arg("seed"), py::arg("stream"), py::arg("a") = 0.0f,
         py::arg("b") = 1.0f, py::arg("dim") = -1, py::arg("image_keys") = py::none(),
         "Op 1 (CPU): out = a * z0 + b * eps, eps ~ Philox-4x32-10/Box-Muller keyed by (seed, stream, image key, "

@@ -4,6 +4,7 @@
 
 #include <map>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "cuda/util.cuh"
@@ -24,8 +25,8 @@ struct CudaEngine::Impl {
   std::vector<DdimCoefficients> coef;
   std::vector<int32_t> offsets;
   LfdnModelView view;
-  std::map<int64_t, cudaGraphExec_t> graphs;
-  std::mutex mutex;
+  std::map<int64_t, cudaGraphExec_t> graphs;  // guarded by mutex (capture, lookup, and graphs())
+  mutable std::mutex mutex;
 
   ~Impl() {
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
@@ -51,18 +52,38 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   if (rc != kOk) return rc;
   if (max_batch < 1 || device < 0) return kBadSize;
   if (out == nullptr) return kNullPointer;
-  const int count = cuda_device_count();
-  if (device >= count) {
-    cuda::record(cudaErrorInvalidDevice, count == 0 ? "no CUDA device or driver" : "device index out of range");
+  int count = 0;
+  const std::string why = cuda::device_status(&count);
+  if (count == 0) {  // the real reason (e.g. cudaErrorInsufficientDriver: driver older than the runtime)
+    cuda::record(cudaErrorNoDevice, why.c_str());
     return kCudaError;
   }
-  LFDN_CUDA_TRY(cudaSetDevice(device));
+  if (device >= count) {
+    cuda::record(cudaErrorInvalidDevice, ("device index " + std::to_string(device) + " out of range (" +
+                                          std::to_string(count) + " visible)").c_str());
+    return kCudaError;
+  }
+  // Declared before the engine so that a partly built engine is freed on `device` before it is restored.
+  cuda::DeviceGuard guard(device);
+  if (!guard.ok()) return kCudaError;
   std::unique_ptr<CudaEngine> e(new CudaEngine());
   e->impl_.reset(new Impl());
   Impl& im = *e->impl_;
   e->max_batch_ = max_batch;
   e->device_ = device;
   const int64_t C = s.in_dim, W = s.width, D = s.depth;
+  LFDN_CUDA_TRY(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
+  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_in, cudaEventDisableTiming));
+  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_out, cudaEventDisableTiming));
+  // Every kernel of the pass is loaded now, outside any stream capture (see cuda::load_all_kernels).
+  if ((rc = cuda::load_all_kernels()) != kOk) return rc;
+
+  // Hazard "engine creation race" (fixed): the uploads used to be pageable cudaMemcpy on the legacy stream
+  // and the noise kernels ran on the non-blocking engine stream. A pageable host-to-device cudaMemcpy may
+  // return before its DMA has landed, and nothing ordered it before the kernels, so the zero tail of the
+  // small-array copy could land after (overwrite) the generated noise: zero noise, wrong scores. Now every
+  // upload and the noise generation are on im.stream, in that order, the noise region is never copied,
+  // and the stream is synchronised before the host buffers are released and the engine is returned.
 
   // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves)
   const size_t n_inp = round_up(packed_linear_cuda_elems(C, W), 128);
@@ -86,9 +107,7 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   if ((rc = pack(s.out_w, W, C, n_out)) != kOk) return rc;
   e->weight_bytes_ = n_all * sizeof(uint16_t);
   LFDN_CUDA_TRY(cudaMalloc(&im.weights, e->weight_bytes_));
-  LFDN_CUDA_TRY(cudaMemcpy(im.weights, host.data(), e->weight_bytes_, cudaMemcpyHostToDevice));
-  host.clear();
-  host.shrink_to_fit();
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.weights, host.data(), e->weight_bytes_, cudaMemcpyHostToDevice, im.stream));
   const uint16_t* wd = static_cast<const uint16_t*>(im.weights);
 
   // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
@@ -96,10 +115,8 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   const SmallArrayOffsets o = pack_small_arrays(s, 64, &sm);
   const size_t o_eps = o.eps;
   LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.small), sm.size() * sizeof(float)));
-  LFDN_CUDA_TRY(cudaMemcpy(im.small, sm.data(), sm.size() * sizeof(float), cudaMemcpyHostToDevice));
-  LFDN_CUDA_TRY(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
-  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_in, cudaEventDisableTiming));
-  LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_out, cudaEventDisableTiming));
+  // only [0, eps): the noise tail [eps, eps + steps * C) is written by the kernels below
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.small, sm.data(), o_eps * sizeof(float), cudaMemcpyHostToDevice, im.stream));
   for (int32_t st = 0; st < s.steps; ++st) {  // eps: stream 0; eta noise of DDIM update st: stream st + 1
     NoiseParams np;
     np.out = im.small + o_eps + static_cast<size_t>(st) * C;
@@ -110,7 +127,9 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
     np.cuda_stream = im.stream;
     if ((rc = noise_inject_cuda(np)) != kOk) return rc;
   }
-  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
+  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));  // uploads and noise done: host buffers may go
+  host.clear();
+  host.shrink_to_fit();
 
   PackedWeights pw;
   pw.inp = wd + w_off[0];
@@ -139,12 +158,16 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
 
 CudaEngine::~CudaEngine() {
   if (impl_) {
-    cudaSetDevice(device_);
+    cuda::DeviceGuard guard(device_);  // free on the engine's device, then restore the caller's
     impl_.reset();
   }
 }
 
-int CudaEngine::graphs() const { return impl_ ? static_cast<int>(impl_->graphs.size()) : 0; }
+int CudaEngine::graphs() const {
+  if (!impl_) return 0;
+  std::lock_guard<std::mutex> lock(impl_->mutex);  // score() may be capturing (inserting) on another thread
+  return static_cast<int>(impl_->graphs.size());
+}
 
 int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
                       Stream stream) {
@@ -154,7 +177,8 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
   if (rows > max_batch_) return kBatchAboveWorkspace;
   if (!z0 || !mse || !mfsim || !stage_cos) return kNullPointer;
   const int64_t C = im.view.in_dim, M = im.view.num_stages;
-  LFDN_CUDA_TRY(cudaSetDevice(device_));
+  cuda::DeviceGuard guard(device_);
+  if (!guard.ok()) return kCudaError;
   LFDN_CUDA_TRY(cudaEventRecord(im.ev_in, stream));
   LFDN_CUDA_TRY(cudaStreamWaitEvent(im.stream, im.ev_in, 0));
   LFDN_CUDA_TRY(cudaMemcpyAsync(im.z0_in, z0, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
@@ -182,7 +206,10 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
       return rc != kOk ? rc : end_rc;
     }
     cudaGraphExec_t exec = nullptr;
-    const int inst_rc = cuda::record(cudaGraphInstantiate(&exec, graph, 0), "cudaGraphInstantiate");
+    // Hazard "no build before CUDA 12.0": the 3-argument cudaGraphInstantiate exists only from CUDA 12.0
+    // (11.x has a 5-argument one); cudaGraphInstantiateWithFlags has the same meaning from CUDA 11.4 on.
+    const int inst_rc =
+        cuda::record(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiateWithFlags");
     cudaGraphDestroy(graph);
     if (inst_rc != kOk) return inst_rc;
     it = im.graphs.emplace(rows, exec).first;

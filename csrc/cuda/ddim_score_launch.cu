@@ -33,4 +33,11 @@ int ddim_score_cuda(const DdimScoreParams& p) {
   return cuda::check_launch("ddim_score_kernel");
 }
 
+namespace cuda {
+int load_ddim_score_kernels() {
+  cudaFuncAttributes attr;
+  return record(cudaFuncGetAttributes(&attr, ddim_score_kernel), "cudaFuncGetAttributes(ddim_score_kernel)");
+}
+}  // namespace cuda
+
 }  // namespace lfdn

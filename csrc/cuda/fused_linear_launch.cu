@@ -66,4 +66,16 @@ int fused_linear_cuda(const FusedLinearParams& p) {
   return cuda::check_launch("fused_linear_kernel");
 }
 
+namespace cuda {
+int load_fused_linear_kernels() {  // every instantiation fused_linear_cuda launches
+  cudaFuncAttributes attr;
+  int rc = record(cudaFuncGetAttributes(&attr, fused_linear_kernel<16, 64, 16, 16>),
+                  "cudaFuncGetAttributes(fused_linear_kernel<16, 64, 16, 16>)");
+  if (rc == kOk)
+    rc = record(cudaFuncGetAttributes(&attr, fused_linear_kernel<64, 64, 32, 32>),
+                "cudaFuncGetAttributes(fused_linear_kernel<64, 64, 32, 32>)");
+  return rc;
+}
+}  // namespace cuda
+
 }  // namespace lfdn

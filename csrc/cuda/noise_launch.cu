@@ -17,4 +17,11 @@ int noise_inject_cuda(const NoiseParams& p) {
   return cuda::check_launch("noise_kernel");
 }
 
+namespace cuda {
+int load_noise_kernels() {
+  cudaFuncAttributes attr;
+  return record(cudaFuncGetAttributes(&attr, noise_kernel), "cudaFuncGetAttributes(noise_kernel)");
+}
+}  // namespace cuda
+
 }  // namespace lfdn

@@ -7,7 +7,9 @@ namespace lfdn {
 
 namespace {
 thread_local std::string g_last_error;
-}
+
+std::string version_str(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
+}  // namespace
 
 namespace cuda {
 
@@ -18,17 +20,49 @@ int record(cudaError_t err, const char* where) {
   return kCudaError;
 }
 
+// Hazard "driver-too-old swallowed": cudaGetDeviceCount fails with cudaErrorInsufficientDriver both when
+// there is no driver at all and when the driver is older than the runtime this module was built with; the
+// two need different fixes, so tell them apart with cudaDriverGetVersion (0 = no driver).
+std::string device_status(int* count) {
+  int n = 0;
+  const cudaError_t err = cudaGetDeviceCount(&n);
+  if (err == cudaSuccess && n > 0) {
+    *count = n;
+    return std::string();
+  }
+  cudaGetLastError();
+  *count = 0;
+  if (err == cudaSuccess) return "cudaGetDeviceCount: no CUDA device visible (0 devices)";
+  std::string why = std::string("cudaGetDeviceCount: ") + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";
+  if (err == cudaErrorInsufficientDriver) {
+    int driver = 0, runtime = 0;
+    cudaDriverGetVersion(&driver);
+    cudaRuntimeGetVersion(&runtime);
+    cudaGetLastError();
+    if (driver == 0)
+      why += ": no CUDA driver is installed or loadable (libcuda)";
+    else
+      why += ": the driver supports CUDA " + version_str(driver) + ", this module's runtime is CUDA " +
+             version_str(runtime) + "; update the driver or build with an older CUDA toolkit";
+  } else if (err == cudaErrorNoDevice) {
+    why += ": the driver sees no CUDA device (check CUDA_VISIBLE_DEVICES)";
+  }
+  return why;
+}
+
 }  // namespace cuda
 
 std::string cuda_last_error() { return g_last_error.empty() ? std::string("no CUDA error recorded") : g_last_error; }
 
 int cuda_device_count() {
   int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
+  cuda::device_status(&n);
   return n;
+}
+
+std::string cuda_device_error() {
+  int n = 0;
+  return cuda::device_status(&n);
 }
 
 }  // namespace lfdn

@@ -19,6 +19,47 @@ inline unsigned int blocks_for(int64_t n, int threads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
 }
 
+// Hazard "current device switched and never restored": the engine's entry points run on the caller's
+// thread, whose current device belongs to the caller (torch keeps its own). Sets `device` for the scope and
+// restores the device that was current on entry. ok() is false when either call failed (error recorded).
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    if (record(cudaGetDevice(&saved_), "cudaGetDevice") != kOk) return;
+    restore_ = true;
+    ok_ = saved_ == device || record(cudaSetDevice(device), "cudaSetDevice") == kOk;
+  }
+  ~DeviceGuard() {
+    if (restore_) cudaSetDevice(saved_);
+  }
+  DeviceGuard(const DeviceGuard&) = delete;
+  DeviceGuard& operator=(const DeviceGuard&) = delete;
+  bool ok() const { return ok_; }
+
+ private:
+  int saved_ = 0;
+  bool restore_ = false, ok_ = false;
+};
+
+// Hazard "kernels first loaded inside graph capture": with lazy module loading (the default from CUDA 12.2)
+// a kernel's module is loaded at its first launch, and loading during stream capture fails on drivers
+// before 12.3. Each launcher file forces its kernels to load (cudaFuncGetAttributes) with these; the
+// engine calls load_all_kernels() at creation, before any capture. kOk or kCudaError (recorded).
+int load_noise_kernels();
+int load_fused_linear_kernels();
+int load_ddim_score_kernels();
+inline int load_all_kernels() {
+  int rc = load_noise_kernels();
+  if (rc == kOk) rc = load_fused_linear_kernels();
+  if (rc == kOk) rc = load_ddim_score_kernels();
+  return rc;
+}
+
+// Why no device can be used: "" when cudaGetDeviceCount succeeds with >= 1 device, else the CUDA error and
+// what it means here (no driver, a driver older than this runtime, no device). *count gets the count (0 on
+// error).
+std::string device_status(int* count);
+
 }  // namespace cuda
 }  // namespace lfdn
 

@@ -1,6 +1,7 @@
 // Op 2 kernel (CUDA): out[r, n] = [residual[r, n] +] sum_k A[r, k] * W[n, k] + bias[n], where
 // A = prologue(x) is formed while loading the A tile: GroupNorm statistics (FP32, two passes over the row,
-// computed by the CTA for its own rows), affine, SiLU, then rounded to FP16 for the tensor cores.
+// computed by the CTA for its own rows), affine, SiLU, then scaled per row by a power of two (the FP16 range
+// guard of lfdn/fp16_guard.h; 1 for every row in range) and rounded to FP16 for the tensor cores.
 // W: FP16, row-major (Np, Kp), zero-padded to the tile multiples (no bounds checks on W).
 // Tensor cores through WMMA 16x16x16 FP16 -> FP32; all accumulation in FP32.
 #pragma once
@@ -8,6 +9,8 @@
 #include <mma.h>
 
 #include <cstdint>
+
+#include "lfdn/fp16_guard.h"
 
 namespace lfdn {
 namespace cuda {
@@ -38,6 +41,22 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// NaN-propagating max (fmaxf would drop a NaN, and the guard must see it to leave the row unscaled)
+__device__ __forceinline__ float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
+
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// A[r, k] before the FP16 rounding: prologue of x[r, k] (mode 0 none, 1 SiLU, 2 GroupNorm + affine + SiLU)
+__device__ __forceinline__ float prologue_f(const LinearArgs& a, float v, int64_t k, float mean, float rstd) {
+  if (a.mode == 2) v = (v - mean) * rstd * a.gamma[k] + a.beta[k];
+  if (a.mode >= 1) v = silu_f(v);
+  return v;
+}
+
 // BM x BN tile per CTA of 4 warps arranged (BM / WM) x (BN / WN); each warp owns WM x WN outputs.
 template <int BM, int BN, int WM, int WN>
 __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs a) {
@@ -49,19 +68,20 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
   __shared__ __align__(32) __half sa[BM * kPadK];
   __shared__ __align__(32) __half sb[BN * kPadK];
   __shared__ __align__(32) float sc[BM * (BN + 4)];
-  __shared__ float s_mean[BM], s_rstd[BM];
+  __shared__ float s_mean[BM], s_rstd[BM], s_scale[BM];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM;
   const int64_t col0 = static_cast<int64_t>(blockIdx.x) * BN;
 
-  // GroupNorm(1) statistics of this CTA's rows: mean, then the centred sum of squares (FP32).
-  if (a.mode == 2) {
-    for (int r = warp; r < BM; r += kThreadsLinear / 32) {
-      const int64_t gr = row0 + r;
-      float mean = 0.0f, rstd = 0.0f;
-      if (gr < a.rows) {
-        const float* xr = a.x + gr * a.K;
+  // Per row of this CTA: GroupNorm(1) statistics (mean, then the centred sum of squares, FP32), then
+  // max |A[r, :]| and the row's FP16 guard scale (lfdn/fp16_guard.h).
+  for (int r = warp; r < BM; r += kThreadsLinear / 32) {
+    const int64_t gr = row0 + r;
+    float mean = 0.0f, rstd = 0.0f, amax = 0.0f;
+    if (gr < a.rows) {
+      const float* xr = a.x + gr * a.K;
+      if (a.mode == 2) {
         float s = 0.0f;
         for (int64_t k = lane; k < a.K; k += 32) s += xr[k];
         mean = warp_sum(s) / static_cast<float>(a.K);
@@ -72,13 +92,16 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
         }
         rstd = rsqrtf(warp_sum(q) / static_cast<float>(a.K) + a.gn_eps);
       }
-      if (lane == 0) {
-        s_mean[r] = mean;
-        s_rstd[r] = rstd;
-      }
+      for (int64_t k = lane; k < a.K; k += 32) amax = nan_max(amax, fabsf(prologue_f(a, xr[k], k, mean, rstd)));
+      amax = warp_max(amax);
     }
-    __syncthreads();
+    if (lane == 0) {
+      s_mean[r] = mean;
+      s_rstd[r] = rstd;
+      s_scale[r] = fp16_row_scale(amax);
+    }
   }
+  __syncthreads();
 
   const int wm = warp / (BN / WN), wn = warp % (BN / WN);
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[FM][FN];
@@ -93,11 +116,7 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
       const int r = e / kBK, c = e % kBK;
       const int64_t gr = row0 + r, gk = k0 + c;
       float v = 0.0f;
-      if (gr < a.rows && gk < a.K) {
-        v = a.x[gr * a.K + gk];
-        if (a.mode == 2) v = (v - s_mean[r]) * s_rstd[r] * a.gamma[gk] + a.beta[gk];
-        if (a.mode >= 1) v = silu_f(v);
-      }
+      if (gr < a.rows && gk < a.K) v = prologue_f(a, a.x[gr * a.K + gk], gk, s_mean[r], s_rstd[r]) * s_scale[r];
       sa[r * kPadK + c] = __float2half_rn(v);
     }
     // B tile: BN rows of W, kBK halves each, 16-byte vector loads (Kp is a multiple of kBK)
@@ -136,6 +155,7 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
     const int64_t gr = row0 + r, gn = col0 + c;
     if (gr < a.rows && gn < a.N) {
       float v = sc[r * (BN + 4) + c];
+      if (s_scale[r] != 1.0f) v = v / s_scale[r];  // undo the row's guard scale (a power of two: exact)
       if (a.bias) v += a.bias[gn];
       if (a.residual) v += a.residual[gr * a.N + gn];
       a.out[gr * a.N + gn] = v;

@@ -103,6 +103,8 @@ class CudaEngine {
 
   // Device pointers. The pass runs on an engine-owned stream ordered after `stream` (events), replayed from a
   // CUDA graph captured on first use of each batch size; `stream` is ordered after the pass on return.
+  // create, score and the destructor set the engine's device for the call and restore the caller's current
+  // device before returning.
   int score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
             Stream stream);
 
@@ -121,8 +123,11 @@ class CudaEngine {
   size_t weight_bytes_ = 0, workspace_bytes_ = 0;
 };
 
-// Number of visible CUDA devices (0 when there is no driver or device), and the last CUDA error text.
+// Number of visible CUDA devices (0 when there is no driver or device), why it is 0 ("" when >= 1: no
+// driver, a driver older than the runtime (cudaErrorInsufficientDriver), no device), and the last CUDA
+// error text of the calling thread.
 int cuda_device_count();
+std::string cuda_device_error();
 std::string cuda_last_error();
 #endif
 

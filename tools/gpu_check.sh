@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The one GPU check of the native CUDA engine, for a lent GPU machine (budget: 8 minutes on an H100):
+#
+#   tools/gpu_check.sh OUTDIR            environment (nvidia-smi, clocks, driver / CUDA / torch versions),
+#                                        build of lfdn_edge._C for the local GPU's architecture, every CUDA
+#                                        test (kernels, FP16 guard, whole pass, engine, graphs, threads),
+#                                        tools/bench.py on the GPU (torch eager FP32/FP16, torch.compile FP16
+#                                        default and reduce-overhead, native FP16 with CUDA graphs; batch 1,
+#                                        8, 64, 256, 1024 in one process), one Nsight Compute profile of the
+#                                        main kernels if ncu is installed.
+#   tools/gpu_check.sh --dry-run OUTDIR  every step that needs no GPU: argument parsing, environment, build
+#                                        configuration, test collection, bench variants (runs in CI).
+#
+# Everything goes under OUTDIR: summary.json (steps, exit codes, seconds), env.json, bench.json, logs/*.log
+# (one per step), build/ and ncu/ (profile). Each step has a time limit so that the whole run ends in time
+# even when one step hangs; a failed step does not stop the later ones. Exit status 0 only when every
+# required step passed. Python: $PYTHON, else python3; run from anywhere (it works in the repository root).
+set -uo pipefail
+
+usage() {
+  echo "usage: tools/gpu_check.sh [--dry-run] OUTDIR" >&2
+  exit 2
+}
+
+MODE=full
+OUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dry-run) MODE=dry-run ;;
+    -h|--help) usage ;;
+    -*) echo "gpu_check.sh: unknown option $1" >&2; usage ;;
+    *) [ -z "$OUT" ] || usage; OUT="$1" ;;
+  esac
+  shift
+done
+[ -n "$OUT" ] || usage
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+mkdir -p "$OUT/logs" || exit 1
+OUT="$(cd "$OUT" && pwd)"
+STEPS="$OUT/logs/steps.tsv"
+: > "$STEPS"
+T_START=$(date +%s)
+export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+export OUT PY ROOT MODE
+
+# step NAME REQUIRED(1/0) TIMEOUT_S COMMAND...: runs COMMAND (a program, or a function of this script) with
+# its output in logs/NAME.log, killed after TIMEOUT_S seconds (rc 124)
+step() {
+  local name="$1" required="$2" limit="$3"
+  shift 3
+  local log="$OUT/logs/$name.log" t0 rc
+  t0=$(date +%s)
+  echo "== $name (limit ${limit}s): $*" | tee "$log"
+  if declare -F "$1" > /dev/null; then  # timeout runs programs only: a function runs in a child bash
+    timeout --kill-after=10 "$limit" bash -c "$(declare -f "$1"); $1" >> "$log" 2>&1
+  else
+    timeout --kill-after=10 "$limit" "$@" >> "$log" 2>&1
+  fi
+  rc=$?
+  printf '%s\t%s\t%s\t%s\n' "$name" "$rc" "$(( $(date +%s) - t0 ))" "$required" >> "$STEPS"
+  echo "   rc=$rc in $(( $(date +%s) - t0 ))s" | tee -a "$log"
+  return 0
+}
+
+skip() {  # skip NAME REASON: recorded, not a failure
+  echo "$2" > "$OUT/logs/$1.log"
+  printf '%s\t%s\t%s\t%s\n' "$1" "skipped" "0" "0" >> "$STEPS"
+  echo "== $1: skipped ($2)"
+}
+
+# ---------------------------------------------------------------- environment
+environment() {
+  "$PY" - "$OUT/env.json" <<'EOF'
+import json, os, platform, shutil, subprocess, sys
+
+def run(*cmd):
+    if shutil.which(cmd[0]) is None:
+        return None
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    return (p.stdout + p.stderr).strip()
+
+env = {"python": sys.version.split()[0], "platform": platform.platform(), "machine": platform.machine(),
+       "cpu_count": os.cpu_count(), "nvcc": run("nvcc", "--version"), "cmake": run("cmake", "--version"),
+       "nvidia_smi_L": run("nvidia-smi", "-L"), "ncu": run("ncu", "--version")}
+q = run("nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total,clocks.sm,clocks.mem,"
+        "clocks.max.sm,clocks.max.mem,power.limit,temperature.gpu,persistence_mode", "--format=csv")
+env["nvidia_smi_query"] = q
+env["nvidia_smi_q"] = run("nvidia-smi", "-q")
+env["nvidia_smi_clocks"] = run("nvidia-smi", "-q", "-d", "CLOCK,PERFORMANCE")
+try:
+    import torch
+    env["torch"] = {"version": torch.__version__, "cuda": torch.version.cuda,
+                    "cuda_available": torch.cuda.is_available(),
+                    "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+                    if torch.cuda.is_available() else []}
+    if torch.cuda.is_available():
+        env["torch"]["capability"] = list(torch.cuda.get_device_capability(0))
+        env["torch"]["cudnn"] = torch.backends.cudnn.version()
+except Exception as e:  # recorded, not fatal: the later steps say what fails
+    env["torch"] = {"error": repr(e)}
+with open(sys.argv[1], "w") as f:
+    json.dump(env, f, indent=1)
+print(json.dumps({k: v for k, v in env.items() if k not in ("nvidia_smi_q", "nvidia_smi_clocks")}, indent=1))
+EOF
+}
+step environment 1 60 environment
+
+# ---------------------------------------------------------------- build for the local GPU
+ARCH=""
+if command -v nvidia-smi > /dev/null 2>&1; then
+  CAP="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')"
+  [ -n "$CAP" ] && ARCH="${CAP}-real"
+fi
+if [ -z "$ARCH" ]; then
+  if [ "$MODE" = full ]; then
+    ARCH=native  # CMake 3.24+: the visible GPUs
+  fi
+fi
+CUDA_OPT=ON
+if [ "$MODE" = dry-run ] && ! command -v "${CUDACXX:-nvcc}" > /dev/null 2>&1; then
+  CUDA_OPT=OFF  # configuration only: still checks the CMake logic on a machine without nvcc
+fi
+export ARCH CUDA_OPT
+configure() {
+  local pb
+  pb="$("$PY" -m pybind11 --cmakedir)" || { echo "pybind11 is not importable by $PY"; return 1; }
+  local args=(-S "$ROOT" -B "$OUT/build" -DCMAKE_BUILD_TYPE=Release -DLFDN_EDGE_CUDA="$CUDA_OPT"
+              -DLFDN_EDGE_PYTHON=ON -DLFDN_EDGE_PTXAS_VERBOSE=ON -Dpybind11_DIR="$pb"
+              -DPython_EXECUTABLE="$("$PY" -c 'import sys; print(sys.executable)')")
+  [ -n "$ARCH" ] && args+=(-DCMAKE_CUDA_ARCHITECTURES="$ARCH")
+  echo "cmake ${args[*]}"
+  cmake "${args[@]}"
+}
+step configure 1 120 configure
+
+build() {
+  cmake --build "$OUT/build" -j "$(nproc)" || return 1
+  cp "$OUT"/build/_C*.so "$ROOT/lfdn_edge/" || return 1
+  "$PY" -c "import json, lfdn_edge._C as C; i = C.build_info(); print(json.dumps(i)); \
+print('devices', C.cuda_device_count(), repr(C.cuda_device_error())); assert i['cuda'] and C.cuda_device_count() >= 1"
+}
+if [ "$MODE" = full ]; then
+  step build 1 180 build
+fi
+
+# ---------------------------------------------------------------- tests
+# test_native_build.py's two full builds (CPU-only, every architecture) are CI's job, not the GPU's
+# (minutes of compiling); its other tests, and every CUDA test, run here.
+TESTS=(tests/test_native_build.py tests/test_cuda_*.py tests/test_native_kernels.py tests/test_native_engine.py)
+DESELECT=(-k "not test_cuda_build_all_default_architectures and not test_cpu_only_build and not test_gpu_check_dry_run")
+if [ "$MODE" = full ]; then
+  step tests 1 210 "$PY" -m pytest -x -rs "${DESELECT[@]}" --junitxml="$OUT/tests.xml" "${TESTS[@]}"
+else
+  step collect-tests 1 120 "$PY" -m pytest --collect-only -q "${DESELECT[@]}" "${TESTS[@]}"
+fi
+
+# ---------------------------------------------------------------- benchmark
+BENCH=("$PY" tools/bench.py --backends torch-fp32,torch-fp16,torch-compile-fp16,torch-compile-fp16-ro,native-fp16
+       --batch 1,8,64,256,1024 --device cuda --json "$OUT/bench.json")
+if [ "$MODE" = full ]; then
+  step bench 1 240 "${BENCH[@]}"
+else
+  step bench-variants 1 120 "${BENCH[@]}" --dry-run
+fi
+
+# ---------------------------------------------------------------- Nsight Compute: one profile of the main kernels
+PROFILE="$OUT/logs/ncu_workload.py"
+cat > "$PROFILE" <<'EOF'
+# The main kernels at the paper's width (1440): fused linear (GroupNorm + SiLU prologue) at batch 1 and 64,
+# noise and DDIM/score ops once each.
+import numpy as np
+import torch
+from lfdn_edge.native import cuda_ddim_score, cuda_fused_linear, cuda_noise_inject, cuda_pack_linear
+
+rng = np.random.default_rng(0)
+W = 1440
+w = cuda_pack_linear((rng.standard_normal((W, W)) / np.sqrt(W)).astype(np.float16))
+g, b = torch.ones(W, device="cuda"), torch.zeros(W, device="cuda")
+for rows in (1, 64):
+    x = torch.randn(rows, W, device="cuda")
+    cuda_fused_linear(x, w, W, prologue="gn_silu", gamma=g, beta=b)
+cuda_noise_inject(None, 7, 0, 0.0, 1.0, dim=512)
+y = torch.randn(64, 512, device="cuda")
+cuda_ddim_score(y, z0=torch.randn(64, 512, device="cuda"), stage_offsets=[0, 16, 40, 80, 192, 512])
+torch.cuda.synchronize()
+EOF
+NCU=(ncu --target-processes all --kernel-name "regex:fused_linear|ddim_score|noise" --launch-count 6
+     --set full --export "$OUT/ncu/main_kernels" --force-overwrite "$PY" "$PROFILE")
+if command -v ncu > /dev/null 2>&1; then
+  mkdir -p "$OUT/ncu"
+  if [ "$MODE" = full ]; then
+    step ncu 0 90 "${NCU[@]}"
+  else
+    step ncu-command 0 10 echo "${NCU[@]}"
+  fi
+else
+  skip ncu "Nsight Compute (ncu) is not installed"
+fi
+
+# ---------------------------------------------------------------- summary
+"$PY" - "$STEPS" "$OUT/summary.json" "$MODE" "$T_START" "$ARCH" <<'EOF'
+import json, sys, time
+steps_tsv, out, mode, t0, arch = sys.argv[1:6]
+steps, ok = [], True
+for line in open(steps_tsv):
+    name, rc, secs, required = line.rstrip("\n").split("\t")
+    rc = rc if rc == "skipped" else int(rc)
+    steps.append({"name": name, "rc": rc, "seconds": int(secs), "required": required == "1",
+                  "log": f"logs/{name}.log"})
+    if required == "1" and rc != 0:
+        ok = False
+summary = {"mode": mode, "ok": ok, "arch": arch or None, "seconds": int(time.time()) - int(t0),
+           "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "steps": steps}
+json.dump(summary, open(out, "w"), indent=1)
+print(json.dumps(summary, indent=1))
+sys.exit(0 if ok else 1)
+EOF
