@@ -46,7 +46,8 @@ def cuda_usable() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "torch has no CUDA device (a CPU build of torch, or no GPU/driver)"
     if load_native().cuda_device_count() < 1:
-        return False, "the CUDA runtime sees no device"
+        # the runtime's own reason: no driver, a driver older than the runtime, or no device
+        return False, f"the CUDA runtime sees no device: {load_native().cuda_device_error() or 'no reason given'}"
     return True, ""
 
 

@@ -7,10 +7,8 @@ restored, and a visible device reported with an empty reason. Without a GPU the 
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -24,15 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYOUT = (16, 24, 40, 112, 320)
 
 
-def _bench_module():  # tools/bench.py: the tests' random paper-style model and inputs
-    spec = importlib.util.spec_from_file_location("lfdn_bench_cuda", ROOT / "tools" / "bench.py")
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return mod
+def _bench_module():  # the bench tool's random paper-style model and inputs
+    from lfdn_edge.cli import bench
+
+    return bench
 
 
 def _cuda_ok():

@@ -16,8 +16,6 @@ against the documented TensorRT 10/11 Python API (set_input_shape, set_tensor_ad
 from __future__ import annotations
 
 import importlib.util
-import sys
-from dataclasses import dataclass
 
 import numpy as np
 
