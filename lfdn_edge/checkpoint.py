@@ -22,7 +22,7 @@ from ._atomic import atomic_write
 from ._version import __version__
 from .backbones import get_backbone
 from .diffusion import DiffusionConfig, Schedule
-from .file_kinds import ENGINE_MAGIC, TORCH_ZIP_MAGIC
+from .file_kinds import CHECKPOINT, ENGINE, file_kind
 from .features import FeatureConfig, FeatureLayout
 from .model import LFDN, LFDNConfig
 from .reference import ReferenceScorer, ScoreConfig
@@ -44,12 +44,11 @@ def load_checkpoint_dict(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint not found: {p}")
-    with open(p, "rb") as fh:
-        head = fh.read(len(ENGINE_MAGIC))
-    if head == ENGINE_MAGIC:
+    kind = file_kind(p)
+    if kind == ENGINE:
         raise CheckpointError(f"{p} is an lfdn-edge engine, not a checkpoint: pass the checkpoint (.pt) it was "
                               "built from, or load the engine with lfdn_edge.Scorer")
-    if head[:len(TORCH_ZIP_MAGIC)] != TORCH_ZIP_MAGIC:
+    if kind != CHECKPOINT:
         raise CheckpointError(f"{p} is not an lfdn-edge checkpoint (not a torch.save archive: truncated or "
                               "foreign file?)")
     try:
