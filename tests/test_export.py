@@ -83,7 +83,10 @@ def test_torch_scoring_graph_matches_reference_fp32(trained, id_ood_features):
     assert rel_err(out["mse"], ref["mse"]) < 1e-5
     assert rel_err(out["mfsim"], ref["mfsim"]) < 1e-5
     assert np.abs(out["stage_cos"] - ref["stage_cos"]).max() < 1e-5
-    assert np.array_equal(out["score"], out["mfsim"])
+    # the engine score is the reference's MFsim (default score type), and MSE for score_type="mse"
+    assert rel_err(out["score"], ref["mfsim"]) < 1e-5
+    mse_graph = torch_graph(ScoringGraph(trained, score_type="mse").eval(), id_ood_features)
+    assert rel_err(mse_graph["score"], ref["mse"]) < 1e-5
 
 
 @pytest.mark.data
@@ -164,6 +167,25 @@ def test_noise_and_coefficients_are_graph_constants_matching_the_reference(synth
         np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], atol=1e-5)
         res[name] = out["mse"]
     assert np.abs(res["seed0"] - res["seed7"]).max() > 1e-3
+
+
+@pytest.mark.parametrize("score_type", ["mfsim", "mse"])
+def test_score_output_is_the_reference_score_of_its_type(synthetic_ckpt, score_type):
+    """The graph's first output, ``score``, is the ReferenceScorer's score of the engine's score type (in the torch
+    graph and in its ONNX), not the other score: the two differ by far more than the tolerance here."""
+    z = np.random.default_rng(8).standard_normal((24, 512)).astype(np.float32) * 0.6
+    ref = synthetic_ckpt.reference_scorer().scores(z)
+    other = "mse" if score_type == "mfsim" else "mfsim"
+    assert np.abs(ref[score_type] - ref[other]).min() > 1e-2  # a mix-up cannot pass the checks below
+    t = torch_graph(ScoringGraph(synthetic_ckpt, score_type=score_type).eval(), z)
+    model = onnx_bytes(synthetic_ckpt, score_type=score_type)
+    o = run_onnx(model, z)
+    for name, out in (("torch", t), ("onnx", o)):
+        np.testing.assert_allclose(out["score"], ref[score_type], rtol=1e-4, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4, err_msg=name)
+        np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=1e-4, atol=1e-6, err_msg=name)
+    meta = {p.key: p.value for p in onnx.load_from_string(model).metadata_props}
+    assert meta["score_type"] == score_type
 
 
 def test_onnx_model_structure(synthetic_ckpt, tmp_path):

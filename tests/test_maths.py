@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from lfdn_edge.diffusion import DiffusionConfig, Schedule, ddim_levels, ddim_step, q_sample
+from lfdn_edge.diffusion import DiffusionConfig, NoisePlan, Schedule, ddim_levels, ddim_step, q_sample
 from lfdn_edge.features import FeatureLayout, standardise
 from lfdn_edge.model import LFDN, LFDNConfig, sinusoidal_embedding
 from lfdn_edge.noise import gaussian_noise, philox4x32_10
-from lfdn_edge.reference import ReferenceScorer, ScoreConfig, score_terms
+from lfdn_edge.reference import Reconstructor, ReferenceScorer, ScoreConfig, score_terms
 
 
 def test_schedule_matches_design():
@@ -117,7 +117,8 @@ def test_native_noise_matches_python_bit_for_bit():
     got = _C.noise_inject(z0, 2**35 + 9, 4, 0.5, 2.0, -1, keys)
     eps = gaussian_noise(2**35 + 9, 4, 257, image_keys=keys)
     assert np.array_equal(_C.noise_inject(None, 2**35 + 9, 4, 0.0, 1.0, 257, keys), eps)
-    assert np.allclose(got, np.float32(0.5) * z0 + np.float32(2.0) * eps, atol=1e-6)
+    # 0.5 * z0 and 2 * eps are exact in float32, so a*z0 + b*eps has one rounding with or without FMA: bit-exact
+    assert np.array_equal(got, np.float32(0.5) * z0 + np.float32(2.0) * eps)
     with pytest.raises(ValueError, match="2-D"):
         _C.noise_inject(np.zeros(3, np.float32), 0, 0)
 
@@ -141,24 +142,105 @@ def test_sinusoidal_embedding_by_hand():
                                             math.sin(2 * f[1])]]), atol=1e-6)
 
 
-def test_scores_do_not_depend_on_the_batch():
-    torch.manual_seed(0)
-    layout = FeatureLayout((5, 7, 4))
-    model = LFDN(LFDNConfig(in_dim=16, width=32, depth=2, emb_dim=16))
+def _random_lfdn(seed: int, in_dim: int = 16) -> LFDN:
+    torch.manual_seed(seed)
+    model = LFDN(LFDNConfig(in_dim=in_dim, width=32, depth=2, emb_dim=16))
     for p in model.parameters():  # give the zero-initialised layers weights too
         torch.nn.init.normal_(p, std=0.2)
-    scorer = ReferenceScorer(model, layout, Schedule(), ScoreConfig(t=5, steps=3, seed=11), early_model=model)
-    z = standardise(torch.randn(9, 16))
+    return model
+
+
+def test_scores_and_lr_do_not_depend_on_the_batch():
+    """Two different models (final and early), so LR = mse(early) - mse(final) is non-zero, and every score
+    of an item, LR included, is the same alone, in a batch, in another order and in another batch split."""
+    layout = FeatureLayout((5, 7, 4))
+    final, early = _random_lfdn(0), _random_lfdn(1)
+    config = ScoreConfig(t=5, steps=3, seed=11)
+    scorer = ReferenceScorer(final, layout, Schedule(), config, early_model=early)
+    z = standardise(torch.randn(9, 16, generator=torch.Generator().manual_seed(2)))
     full = scorer.scores(z)
+    # LR is the difference of the two models' MSEs (computed here by two single-model scorers)
+    mse_final = ReferenceScorer(final, layout, Schedule(), config).scores(z)["mse"]
+    mse_early = ReferenceScorer(early, layout, Schedule(), config).scores(z)["mse"]
+    np.testing.assert_allclose(full["lr"], mse_early - mse_final, rtol=1e-5, atol=1e-7)
+    assert np.all(np.abs(full["lr"]) > 1e-3), full["lr"]   # non-zero for every item: the check below has teeth
+    assert np.ptp(full["lr"]) > 1e-3                          # and not one constant
     for i in (0, 4, 8):
         one = scorer.scores(z[i:i + 1])
         for k in ("mfsim", "mse", "lr"):
-            assert one[k][0] == pytest.approx(full[k][i], rel=1e-5, abs=1e-7)
+            assert one[k][0] == pytest.approx(full[k][i], rel=1e-5, abs=1e-7), (k, i)
     shuffled = scorer.scores(z.flip(0))
-    assert np.allclose(shuffled["mfsim"][::-1], full["mfsim"], rtol=1e-5, atol=1e-7)
+    split = scorer.scores(z, batch_size=4)
+    for k in ("mfsim", "mse", "lr"):
+        np.testing.assert_allclose(shuffled[k][::-1], full[k], rtol=1e-5, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(split[k], full[k], rtol=1e-5, atol=1e-7, err_msg=k)
     again = scorer.scores(z)
-    assert np.array_equal(again["mfsim"], full["mfsim"])  # deterministic
-    assert np.allclose(full["lr"], 0.0)                   # same model as early and final
+    for k in ("mfsim", "mse", "lr"):
+        assert np.array_equal(again[k], full[k]), k  # deterministic
+
+
+class _OracleLFDN(torch.nn.Module):
+    """A perfect x0 predictor: ignores its input and returns the stored z0; records (x, t) of every call."""
+
+    def __init__(self, z0: torch.Tensor):
+        super().__init__()
+        self.z0 = z0
+        self.config = LFDNConfig(in_dim=z0.shape[1], width=8, depth=1, emb_dim=8)
+        self.calls: list[tuple[torch.Tensor, list[int]]] = []
+
+    def forward(self, x, t):
+        self.calls.append((x.clone(), torch.as_tensor(t).flatten().tolist()))
+        return self.z0.clone()
+
+
+@pytest.mark.parametrize("t,steps", [(3, 3), (10, 4), (7, 1), (5, 6), (40, 5)])
+def test_ddim_chain_with_a_perfect_model_follows_the_forward_marginals(t, steps):
+    """Oracle of the DDIM chain (eta = 0): with a model that predicts z0 exactly, the input x at every level l
+    is q_sample(z0, alpha_bar[l], eps) with the same eps (NoisePlan stream 0), the levels are
+    round(linspace(t, 0, k)), and the chain returns z0. A noising/update index off by one breaks this."""
+    schedule = Schedule()
+    ab = schedule.alpha_bar
+    z0 = standardise(torch.randn(6, 24, generator=torch.Generator().manual_seed(t * 10 + steps)))
+    config = ScoreConfig(t=t, steps=steps, eta=0.0, seed=5)
+    oracle = _OracleLFDN(z0)
+    out = Reconstructor(oracle, schedule, config).reconstruct(z0)
+    levels = [call[1] for call in oracle.calls]
+    want_levels = [int(round(v)) for v in np.linspace(t, 0, steps)] if steps > 1 else [t]
+    assert levels == [[lv] for lv in want_levels], levels
+    assert want_levels == ddim_levels(t, steps)
+    eps = NoisePlan(config, 24).eps
+    assert np.array_equal(eps.numpy(), gaussian_noise(5, 0, 24))
+    for (x, (level,)) in oracle.calls:
+        want = q_sample(z0.double(), float(ab[level]), eps.double()[None, :])
+        torch.testing.assert_close(x.double(), want, rtol=0, atol=2e-6, msg=lambda m: f"level {level}: {m}")
+    torch.testing.assert_close(out, z0, rtol=0, atol=0)  # the last x0 prediction is the reconstruction
+
+
+def test_ddim_chain_with_a_perfect_model_and_eta_1_adds_each_updates_own_noise():
+    """eta = 1, with a model that predicts z0 exactly: every x is sqrt(ab_l) z0 + sqrt(1 - ab_l) e_l with a unit
+    noise mix e_l; e at the first level is eps (stream 0) and each update i mixes in its own NoisePlan stream
+    i + 1: e' = (sqrt(1 - ab' - sigma^2) e + sigma noise_i) / sqrt(1 - ab'), sigma from that update's levels."""
+    schedule = Schedule()
+    ab = schedule.alpha_bar
+    z0 = standardise(torch.randn(4, 24, generator=torch.Generator().manual_seed(3)))
+    config = ScoreConfig(t=10, steps=4, eta=1.0, seed=9)
+    oracle = _OracleLFDN(z0)
+    out = Reconstructor(oracle, schedule, config).reconstruct(z0)
+    levels = [call[1][0] for call in oracle.calls]
+    assert levels == [10, 7, 3, 0]
+    z = z0.double()
+    e = torch.from_numpy(gaussian_noise(9, 0, 24)).double()[None, :]
+    for i, level in enumerate(levels):
+        if i > 0:
+            cur = levels[i - 1]
+            sigma = math.sqrt((1 - ab[level]) / (1 - ab[cur])) * math.sqrt(1 - ab[cur] / ab[level])
+            assert sigma > 1e-3
+            noise = torch.from_numpy(gaussian_noise(9, i, 24)).double()[None, :]
+            e = (math.sqrt(1 - ab[level] - sigma**2) * e + sigma * noise) / math.sqrt(1 - ab[level])
+        want = math.sqrt(ab[level]) * z + math.sqrt(1 - ab[level]) * e
+        torch.testing.assert_close(oracle.calls[i][0].double(), want, rtol=0, atol=2e-6,
+                                   msg=lambda m: f"level {level} (call {i}): {m}")
+    torch.testing.assert_close(out, z0, rtol=0, atol=0)
 
 
 def test_scorer_rejects_bad_features():

@@ -3,7 +3,9 @@
 CPU kernels are tested always (both kernel tables where the CPU has AVX2); CUDA kernels only when the module
 was compiled with CUDA and a GPU is visible (skipped otherwise). Tolerances: FP32 results to 1e-4 relative
 / 1e-4 absolute of unit-scale data (only the summation order differs from torch); FP16-stored weights are
-compared with torch on the same FP16-rounded weights, so the same tolerance applies there.
+compared with torch on the same FP16-rounded weights, so the same tolerance applies there. Bit-exact where
+the arithmetic allows it: the CPU noise against the Python Philox generator, FP16 -> FP32 weight conversion,
+results for any thread count; the CUDA noise to one float32 ulp (CUDA's float64 log/cos are not glibc's).
 """
 
 from __future__ import annotations
@@ -220,12 +222,42 @@ def _cuda_ok():
 cuda = pytest.mark.skipif(not _cuda_ok()[0], reason=f"CUDA kernels not runnable here: {_cuda_ok()[1]}")
 
 
+def _float32_ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """How many float32 values lie between a and b (0: bit-identical), over the sign boundary too."""
+    def ordered(x):
+        i = np.ascontiguousarray(x, np.float32).view(np.int32).astype(np.int64)
+        return np.where(i < 0, np.int64(-2**31) - i, i)
+    return np.abs(ordered(a) - ordered(b))
+
+
+def test_float32_ulp_distance_helper():
+    x = np.array([1.0, -1.0, 0.0, 3.5], np.float32)
+    up = np.nextafter(x, np.float32(np.inf))
+    assert _float32_ulp_distance(x, x).tolist() == [0, 0, 0, 0]
+    assert _float32_ulp_distance(x, up).tolist() == [1, 1, 1, 1]
+    tiny = np.float32([1e-45])  # the smallest subnormal
+    assert _float32_ulp_distance(np.float32([-0.0]), np.float32([0.0])).tolist() == [0]
+    assert _float32_ulp_distance(-tiny, tiny).tolist() == [2]
+    assert _float32_ulp_distance(np.nextafter(up, np.float32(np.inf)), x).tolist() == [2, 2, 2, 2]
+
+
 @cuda
-def test_cuda_noise_is_bit_exact_in_the_uniform_stage_and_equal_after_box_muller():
+def test_cuda_noise_matches_python_generator_to_one_float32_ulp():
+    """Not bit-exact, by design of the hardware maths: the Philox stage is integer arithmetic (identical on
+    both sides), and Box-Muller runs in float64 on both, but CUDA's double log and cos are within 1 and 2 ulp of
+    the correctly rounded value (CUDA C++ Programming Guide, double-precision functions) while numpy/glibc
+    round differently; after the cast to float32 the two agree except where the float64 result lies within a
+    few float64 ulps of a float32 rounding boundary, and there they differ by one float32 ulp. So: every value
+    within 1 float32 ulp and almost all bit-identical. A wrong counter, key, stream or u1/u2 mapping gives
+    unrelated values and fails both."""
     from lfdn_edge.native_core import cuda_noise_inject
 
+    want = gaussian_noise(2**35 + 9, 4, 4096)
     got = cuda_noise_inject(None, 2**35 + 9, 4, 0.0, 1.0, dim=4096).cpu().numpy()[0]
-    np.testing.assert_allclose(got, gaussian_noise(2**35 + 9, 4, 4096), rtol=0, atol=1e-6)
+    assert got.dtype == np.float32 and got.shape == want.shape
+    ulps = _float32_ulp_distance(got, want)
+    assert ulps.max() <= 1, (int(ulps.max()), int(np.argmax(ulps)))
+    assert np.mean(ulps == 0) >= 0.999, np.mean(ulps == 0)
 
 
 @cuda

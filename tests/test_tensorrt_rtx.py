@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from lfdn_edge.artifact.file import read_engine
-from lfdn_edge.build.tensorrt_builder import (TensorRTBuildError, check_engine_precision, check_network_precision,
-                                               choose_flavor, engine_layer_precision)
+from lfdn_edge.build.tensorrt_builder import (TensorRTBuildError, build_tensorrt_plan, check_engine_precision,
+                                               check_network_precision, choose_flavor, engine_layer_precision)
 from lfdn_edge.probes import gpu_present
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -163,11 +163,65 @@ def test_scorer_refuses_tensorrt_engines_without_a_gpu(rtx_builds):
         Scorer(results["features_fp16"]["value"])
 
 
-@pytest.mark.skipif(gpu_present(), reason="checks the refusal on a GPU-less machine")
-def test_full_tensorrt_builder_is_never_constructed_without_a_gpu():
-    with pytest.raises((RuntimeError, ImportError)) as info:
+def _fake_full_tensorrt(monkeypatch, gpu: bool, rtx: bool):
+    """Make this machine look like one with full TensorRT installed (a stand-in module that records any builder
+    construction), with or without a GPU and TensorRT-RTX: the branches of choose_flavor are then reached
+    whatever is really installed here."""
+    import types
+
+    import lfdn_edge.build.tensorrt_builder as tb
+
+    constructed = []
+
+    class Builder:  # what must never be constructed without a GPU
+        def __init__(self, *a, **k):
+            constructed.append("Builder")
+            raise SystemError("full TensorRT builder constructed")
+
+    class ILogger:
+        def __init__(self, *a, **k):
+            pass
+
+    fake = types.ModuleType("tensorrt")
+    fake.__version__ = "10.3.0.30"
+    fake.Builder, fake.ILogger = Builder, ILogger
+    fake.Runtime = Builder
+    fake.BuilderFlag = types.SimpleNamespace(FP16=1)
+    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace()
+    monkeypatch.setitem(sys.modules, "tensorrt", fake)
+    real_installed = tb.module_installed
+    installed = {"tensorrt": True, "tensorrt_rtx": rtx}
+    monkeypatch.setattr(tb, "module_installed", lambda m: installed.get(m, real_installed(m)))
+    monkeypatch.setattr(tb, "gpu_present", lambda: gpu)
+    monkeypatch.setattr(tb, "cuda_device_info", lambda index=0: None if not gpu else
+                        __import__("lfdn_edge.probes", fromlist=["CudaDevice"]).CudaDevice(0, "fake", "8.7", "12.6"))
+    return constructed
+
+
+def test_full_tensorrt_builder_is_never_constructed_without_a_gpu(monkeypatch):
+    """Full TensorRT installed, no GPU: choose_flavor refuses (explicit "tensorrt", or "auto" with no RTX to fall
+    back on) and build_tensorrt_plan stops before touching the TensorRT module; with RTX, auto picks RTX."""
+    constructed = _fake_full_tensorrt(monkeypatch, gpu=False, rtx=False)
+    for flavor in ("tensorrt", "auto"):
+        with pytest.raises(RuntimeError, match="no CUDA GPU here; its builder is never constructed"):
+            choose_flavor(flavor)
+    onnx_calls = []
+    with pytest.raises(RuntimeError, match="no CUDA GPU here"):
+        build_tensorrt_plan(lambda p: onnx_calls.append(p) or b"", "features", (512,), (1, 2, 4), "fp32", "tensorrt")
+    assert constructed == [] and onnx_calls == []
+    _fake_full_tensorrt(monkeypatch, gpu=False, rtx=True)
+    assert choose_flavor("auto") == "tensorrt-rtx"
+    with pytest.raises(RuntimeError, match="no CUDA GPU here"):
         choose_flavor("tensorrt")
-    assert "GPU" in str(info.value) or "not installed" in str(info.value)
+
+
+def test_full_tensorrt_is_chosen_when_a_gpu_is_present(monkeypatch):
+    """The other side of the branch (so the test above is not passing for an unrelated reason): with a GPU,
+    full TensorRT is chosen, and auto prefers it over RTX."""
+    _fake_full_tensorrt(monkeypatch, gpu=True, rtx=True)
+    assert choose_flavor("tensorrt") == "tensorrt"
+    assert choose_flavor("auto") == "tensorrt"
+    assert choose_flavor("tensorrt-rtx") == "tensorrt-rtx"
 
 
 def test_network_precision_check():
