@@ -284,3 +284,12 @@ def test_bench_torch_fp16_variant_runs_and_reports_its_fp16_error(ckpt, tmp_path
     assert {(x["backend"], x["batch"]) for x in rep["results"]} == {("torch", 2), ("torch-fp16", 2)}
     err = rep["parity_vs_torch"]["torch-fp16"]["mse_max_rel_err"]
     assert 0 < err < 5e-2  # FP16 Linear layers: a real, small error against the FP32 reference
+
+
+def test_from_checkpoint_names_the_way_to_other_backends(ckpt):
+    from lfdn_edge import Scorer
+
+    with pytest.raises(ValueError, match=r"build_artifact\(ckpt, 'onnx'\)"):
+        Scorer.from_checkpoint(ckpt, backend="onnxruntime")
+    s = Scorer.from_checkpoint(ckpt, precision="fp16")
+    assert s.backend_name == "torch" and s.header["precision"] == "fp16"

@@ -276,7 +276,7 @@ class Scorer:
     @classmethod
     def from_checkpoint(cls, ckpt, *, include_backbone: bool = False, precision: str = "fp32",
                         image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
-                        device: str | None = None, **kwargs) -> "Scorer":
+                        device: str | None = None, backend: str = "torch", **kwargs) -> "Scorer":
         """Score with a checkpoint through the PyTorch scoring graph (torch backend, no file): features, or
         frames with ``include_backbone`` (at ``image_size``), FP32 or FP16 (``precision``), on ``device``.
 
@@ -284,5 +284,10 @@ class Scorer:
         ``Scorer(lfdn_edge.build_artifact(ckpt, "onnx" | "native" | "tensorrt", ...))``. The run side never
         imports the build side, so this method does not build them.
         """
+        if backend != "torch":
+            kind = {v: k for k, v in PAYLOAD_RUNTIME.items()}.get(canonical_name(backend))
+            raise ValueError(f"from_checkpoint runs the PyTorch graph (backend 'torch'); for {backend!r} build an "
+                             f"engine: Scorer(lfdn_edge.build_artifact(ckpt, {kind!r})) in memory, or "
+                             f"`lfdn-edge build CKPT --backend {kind}`")
         ck = ckpt if isinstance(ckpt, Checkpoint) else Checkpoint.load(ckpt)
-        return cls(checkpoint_artifact(ck, batch, include_backbone, precision, image_size), "auto", device, **kwargs)
+        return cls(checkpoint_artifact(ck, batch, include_backbone, precision, image_size), "torch", device, **kwargs)
