@@ -29,7 +29,7 @@ def _bench_module():  # the bench tool's random paper-style model and inputs
 
 
 def _cuda_ok():
-    from lfdn_edge.native import cuda_usable
+    from lfdn_edge.native_core import cuda_usable
 
     return cuda_usable()
 
@@ -51,8 +51,8 @@ def test_device_count_comes_with_its_reason():
 @pytest.fixture(scope="module")
 def spec_and_inputs():
     from lfdn_edge.diffusion import Schedule
-    from lfdn_edge.engine.native_pack import native_spec
-    from lfdn_edge.score import ScoreConfig
+    from lfdn_edge.build.native_payload import native_spec
+    from lfdn_edge.reference import ScoreConfig
 
     bench = _bench_module()
     ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=192, depth=3, emb_dim=96)
@@ -71,7 +71,7 @@ def _cpu_scores(spec, z0):
 def test_every_new_engine_has_its_noise(spec_and_inputs):
     """The creation race zeroed the noise now and then: create several engines, all must agree bit for bit
     and with the CPU engine (same FP16 weights, FP32 activations) to FP16-activation accuracy."""
-    from lfdn_edge.native import NativeCudaEngine
+    from lfdn_edge.native_core import NativeCudaEngine
 
     _, spec, z0 = spec_and_inputs
     ref_mse, ref_cos = _cpu_scores(spec, z0)
@@ -91,7 +91,7 @@ def test_every_new_engine_has_its_noise(spec_and_inputs):
 
 @cuda
 def test_one_graph_per_batch_size_replayed_bit_identically(spec_and_inputs):
-    from lfdn_edge.native import NativeCudaEngine
+    from lfdn_edge.native_core import NativeCudaEngine
 
     _, spec, z0 = spec_and_inputs
     eng = NativeCudaEngine(spec, 64, "cuda")
@@ -109,7 +109,7 @@ def test_one_graph_per_batch_size_replayed_bit_identically(spec_and_inputs):
 
 @cuda
 def test_concurrent_scores_from_threads_match_serial(spec_and_inputs):
-    from lfdn_edge.native import NativeCudaEngine
+    from lfdn_edge.native_core import NativeCudaEngine
 
     _, spec, z0 = spec_and_inputs
     eng = NativeCudaEngine(spec, 64, "cuda")
@@ -143,7 +143,7 @@ def test_concurrent_scores_from_threads_match_serial(spec_and_inputs):
 
 @cuda
 def test_callers_current_device_is_restored(spec_and_inputs):
-    from lfdn_edge.native import NativeCudaEngine
+    from lfdn_edge.native_core import NativeCudaEngine
 
     _, spec, z0 = spec_and_inputs
     n = torch.cuda.device_count()

@@ -66,7 +66,7 @@ def test_guard_keeps_huge_rows_finite_and_accurate_and_leaves_normal_rows_alone(
 
 # -------------------------------------------------------------------------------------------------- GPU
 def _cuda_ok():
-    from lfdn_edge.native import cuda_usable
+    from lfdn_edge.native_core import cuda_usable
 
     return cuda_usable()
 
@@ -78,7 +78,7 @@ cuda = pytest.mark.skipif(not _cuda_ok()[0], reason=f"CUDA kernels not runnable 
 @pytest.mark.parametrize("rows", [3, 40])  # the 16-row and the 64-row kernel
 @pytest.mark.parametrize("prologue", ["none", "silu", "gn_silu"])
 def test_cuda_fused_linear_out_of_fp16_range_matches_fp64(rows, prologue):
-    from lfdn_edge.native import cuda_fused_linear, cuda_pack_linear
+    from lfdn_edge.native_core import cuda_fused_linear, cuda_pack_linear
 
     rng = np.random.default_rng(11)
     k, n = 300, 160
@@ -115,7 +115,7 @@ def test_cuda_fused_linear_out_of_fp16_range_matches_fp64(rows, prologue):
 
 @cuda
 def test_cuda_fused_linear_propagates_nan_like_the_cpu():
-    from lfdn_edge.native import cuda_fused_linear, cuda_pack_linear
+    from lfdn_edge.native_core import cuda_fused_linear, cuda_pack_linear
 
     x = np.ones((2, 64), np.float32)
     x[1, 3] = np.nan

@@ -173,7 +173,7 @@ cat > "$PROFILE" <<'EOF'
 # noise and DDIM/score ops once each.
 import numpy as np
 import torch
-from lfdn_edge.native import cuda_ddim_score, cuda_fused_linear, cuda_noise_inject, cuda_pack_linear
+from lfdn_edge.native_core import cuda_ddim_score, cuda_fused_linear, cuda_noise_inject, cuda_pack_linear
 
 rng = np.random.default_rng(0)
 W = 1440
