@@ -12,8 +12,9 @@
 #                                        configuration, test collection, bench variants (runs in CI).
 #
 # Everything goes under OUTDIR: summary.json (steps, exit codes, seconds), env.json, bench.json, logs/*.log
-# (one per step), build/ and ncu/ (profile). Each step has a time limit so that the whole run ends in time
-# even when one step hangs; a failed step does not stop the later ones. Exit status 0 only when every
+# (one per step), build/ and ncu/ (profile). Each step has a time limit, and no step runs past the whole-run
+# budget ($GPU_CHECK_BUDGET_S, default 470 s: 8 minutes less the summary), so the run ends in time even when a
+# step hangs (a step the budget cuts or leaves out counts as failed, rc 124); a failed step does not stop the later ones. Exit status 0 only when every
 # required step passed. Python: $PYTHON, else python3; run from anywhere (it works in the repository root).
 set -uo pipefail
 
@@ -43,6 +44,7 @@ OUT="$(cd "$OUT" && pwd)"
 STEPS="$OUT/logs/steps.tsv"
 : > "$STEPS"
 T_START=$(date +%s)
+BUDGET_S="${GPU_CHECK_BUDGET_S:-470}"  # whole-run budget in seconds (8 minutes, less 10 s for the summary)
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 export OUT PY ROOT MODE
 
@@ -51,8 +53,17 @@ export OUT PY ROOT MODE
 step() {
   local name="$1" required="$2" limit="$3"
   shift 3
-  local log="$OUT/logs/$name.log" t0 rc
+  local log="$OUT/logs/$name.log" t0 rc left
   t0=$(date +%s)
+  # the whole run stays within BUDGET_S (the issue's 8 minutes on an H100): a step gets at most what is left
+  left=$(( T_START + BUDGET_S - t0 ))
+  if [ "$left" -lt 5 ]; then
+    echo "no time left of the ${BUDGET_S}s budget" > "$log"
+    printf '%s\t%s\t%s\t%s\n' "$name" "124" "0" "$required" >> "$STEPS"
+    echo "== $name: not run, the ${BUDGET_S}s budget is spent"
+    return 0
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
   echo "== $name (limit ${limit}s): $*" | tee "$log"
   if declare -F "$1" > /dev/null; then  # timeout runs programs only: a function runs in a child bash
     timeout --kill-after=10 "$limit" bash -c "$(declare -f "$1"); $1" >> "$log" 2>&1
