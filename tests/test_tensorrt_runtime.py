@@ -395,3 +395,16 @@ def test_cuda_version_comes_from_the_tensorrt_wheel_not_cuda_python_or_torch(mon
     assert tensorrt_cuda_version(tensorrt_rtx) == "13"  # tensorrt_rtx_cu13, whatever cuda-python says
     # a module no wheel name describes (JetPack's apt TensorRT): unknown, not cuda-python's 12.8
     assert tensorrt_cuda_version(types.ModuleType("tensorrt")) is None
+
+
+def test_the_backend_knows_the_exported_outputs_without_importing_torch():
+    from lfdn_edge.scoring_graph import SCORE_OUTPUTS
+
+    assert tb.SCORE_OUTPUTS == SCORE_OUTPUTS
+    import subprocess
+
+    code = ("import sys; import lfdn_edge.runtime.backends.tensorrt_backend; "
+            "print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"

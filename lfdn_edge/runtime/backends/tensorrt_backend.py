@@ -39,7 +39,6 @@ import numpy as np
 from ...artifact.file import EngineError
 from ...errors import DeviceError, UnavailableError
 from ...probes import FLAVORS, cuda_device_info, gpu_present, tensorrt_cuda_version
-from ...scoring_graph import SCORE_OUTPUTS
 from .base import ScoreOutputs, ScoringBackend
 
 def _major(version: str | None) -> str | None:
@@ -109,6 +108,9 @@ def _parse_device(device) -> int:
     raise ValueError(f"the tensorrt backend runs on a CUDA device ('cuda' or 'cuda:N'), got device={device!r}")
 
 
+# the exported graph's outputs (= lfdn_edge.scoring_graph.SCORE_OUTPUTS, which imports torch: not imported here,
+# so that TensorRT engines run without torch through cuda-python or pycuda)
+SCORE_OUTPUTS = ("score", "mse", "mfsim", "stage_cos")
 _ITEMSIZE = {"float32": 4, "float16": 2, "uint8": 1, "int8": 1, "int32": 4, "int64": 8, "bool": 1}
 _TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "UINT8": "uint8", "INT8": "int8", "INT32": "int32",
                "INT64": "int64", "BOOL": "bool"}
