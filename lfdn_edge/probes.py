@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import importlib.util
+import re
 import sys
 from dataclasses import dataclass
 
@@ -72,39 +73,42 @@ def gpu_present() -> bool:
     return cuda_device_info(0) is not None
 
 
-def cuda_runtime_version(trt_module=None) -> str | None:
-    """The CUDA (runtime) version TensorRT uses here, as "major.minor" or "major"; None if unknown.
+def cuda_major_from_dist_name(name: str) -> str | None:
+    """The CUDA major version in a TensorRT wheel's name: "tensorrt-cu12-bindings" -> "12",
+    "tensorrt_rtx_cu13" -> "13"; None for names that do not carry one ("tensorrt", "tensorrt-bindings")."""
+    m = re.fullmatch(r"tensorrt(?:-rtx)?-cu(\d+)(?:-(?:libs|bindings))?", name.lower().replace("_", "-"))
+    return m.group(1) if m else None
 
-    Tried in order: cuda-python's cudaRuntimeGetVersion, torch.version.cuda, the "-cuNN" suffix of the
-    installed TensorRT wheel (tensorrt-cu12, tensorrt_rtx_cu13, ...).
+
+def _dists_of(top: str) -> list[str]:
+    """The names of the installed distributions that provide the top-level module ``top``."""
+    import importlib.metadata as md
+
+    if hasattr(md, "packages_distributions"):  # Python >= 3.10
+        return list(md.packages_distributions().get(top, []))
+    names = []
+    for dist in md.distributions():  # Python 3.9
+        if any(str(f).split("/", 1)[0] == top for f in (dist.files or [])):
+            names.append(dist.metadata["Name"] or "")
+    return names
+
+
+def tensorrt_cuda_version(trt_module) -> str | None:
+    """The CUDA major version the given TensorRT module was built for ("12", "13"), or None where its
+    installation does not say.
+
+    Read from the name of the wheel that provides the module (tensorrt-cu12-bindings, tensorrt_rtx_cu13, ...).
+    Deliberately not cuda-python's or torch's CUDA version: those are separate packages that can be upgraded
+    without touching TensorRT, and a plan is only tied to the TensorRT build it came from. JetPack's TensorRT
+    (apt packages) and TensorRT 8.x wheels carry no CUDA version in their names: None, and the engine check
+    then relies on the exact TensorRT version, which fixes its CUDA build on those platforms.
     """
-    for mod in ("cuda.bindings.runtime", "cuda.cudart"):
-        try:
-            if importlib.util.find_spec(mod.rsplit(".", 1)[0]) is None:
-                continue
-            cudart = __import__(mod, fromlist=["cudaRuntimeGetVersion"])
-            err, v = cudart.cudaRuntimeGetVersion()
-            if int(err) == 0:
-                return f"{v // 1000}.{(v % 1000) // 10}"
-        except Exception:  # noqa: BLE001 - an optional probe; any failure means "unknown"
-            continue
+    top = getattr(trt_module, "__name__", str(trt_module)).split(".", 1)[0]
     try:
-        import torch
-
-        if torch.version.cuda:
-            return str(torch.version.cuda)
-    except ImportError:
-        pass
-    try:
-        import importlib.metadata as md
-
-        for dist in md.distributions():
-            name = (dist.metadata["Name"] or "").lower().replace("_", "-")
-            if name.startswith(("tensorrt-cu", "tensorrt-rtx-cu")) and not name.endswith(("-libs", "-bindings")):
-                return name.rsplit("-cu", 1)[1]
-    except Exception:  # noqa: BLE001
-        pass
-    return None
+        majors = {m for m in (cuda_major_from_dist_name(n) for n in _dists_of(top)) if m}
+    except Exception:  # noqa: BLE001 - broken metadata: unknown, not a failure
+        return None
+    return majors.pop() if len(majors) == 1 else None
 
 
 def module_installed(module: str) -> bool:

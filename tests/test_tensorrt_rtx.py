@@ -18,7 +18,8 @@ import pytest
 
 from lfdn_edge.artifact.file import read_engine
 from lfdn_edge.build.tensorrt_builder import (TensorRTBuildError, build_tensorrt_plan, check_engine_precision,
-                                               check_network_precision, choose_flavor, engine_layer_precision)
+                                               check_network_precision, choose_flavor, engine_layer_precision,
+                                               precision_result, tensor_type)
 from lfdn_edge.probes import gpu_present
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -30,7 +31,7 @@ BUILD_SCRIPT = r"""
 import json, sys
 from pathlib import Path
 from lfdn_edge.build.dispatch import build_engine
-from lfdn_edge.build.tensorrt_builder import build_tensorrt_plan
+from lfdn_edge.build.tensorrt_builder import build_tensorrt_plan, configure_builder
 from lfdn_edge.build.onnx_export import onnx_bytes
 
 ckpt, out = sys.argv[1], Path(sys.argv[2])
@@ -54,7 +55,20 @@ attempt("fp32_on_turing", lambda: build_engine(ckpt, precision="fp32", out=out /
 # the FP32 graph handed to a strongly typed FP16 build: the precision check must refuse it
 attempt("fp32_graph_as_fp16", lambda: build_tensorrt_plan(lambda p: onnx_bytes(ckpt, precision="fp32"), "features",
                                                           (512,), (1, 2, 4), "fp16", "tensorrt-rtx"))
-json.dump({"results": results, "logs": logs}, open(out / "results.json", "w"))
+
+# TF32 on the real TensorRT-RTX builder config, before and after configure_builder
+import tensorrt_rtx as trt
+tf32 = {}
+for prec in ("fp32", "fp16"):
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    parser = trt.OnnxParser(network, logger)
+    assert parser.parse(onnx_bytes(ckpt, precision=prec))
+    tf32[prec + "_default"] = builder.create_builder_config().get_flag(trt.BuilderFlag.TF32)
+    config, _ = configure_builder(trt, builder, network, prec, "features", (512,), (1, 4, 8))
+    tf32[prec] = config.get_flag(trt.BuilderFlag.TF32)
+json.dump({"results": results, "logs": logs, "tf32": tf32}, open(out / "results.json", "w"))
 """
 
 
@@ -79,7 +93,7 @@ def rtx_builds(tmp_path_factory):
                        text=True, timeout=900, cwd=ROOT)
     assert r.returncode == 0, f"TensorRT-RTX build subprocess failed (rc {r.returncode}):\n{r.stderr[-4000:]}"
     data = json.loads((out / "results.json").read_text())
-    return out, ckpt, data["results"], data["logs"]
+    return out, ckpt, data["results"], data["logs"], data["tf32"]
 
 
 def _ok(results, name):
@@ -92,7 +106,7 @@ def _ok(results, name):
 def test_rtx_builds_fp16_feature_engine_with_header(rtx_builds):
     import tensorrt_rtx
 
-    out, ckpt, results, logs = rtx_builds
+    out, ckpt, results, logs, _ = rtx_builds
     art = _ok(results, "features_fp16")
     h = art.header
     assert h["backend"] == "tensorrt" and h["trt_flavor"] == "tensorrt-rtx"
@@ -119,18 +133,29 @@ def test_rtx_builds_fp16_feature_engine_with_header(rtx_builds):
 
 @needs_rtx
 def test_rtx_builds_fp32_engine_for_a_chosen_compute_capability(rtx_builds):
-    _, _, results, _ = rtx_builds
+    _, _, results, _, _ = rtx_builds
     h = _ok(results, "features_fp32_sm86").header
     assert h["precision"] == "fp32" and h["onnx_precision"] == "fp32"
     assert h["compute_capability"] == ["8.6"] and h["workspace_mb"] == 256
     net = h["precision_check"]["network"]
     assert net["any_fp16_tensor"] is False and net["compute_layers"]["half"] == 0
     assert h["batch"] == {"min": 2, "opt": 4, "max": 16}
+    assert h["tf32"] is False  # a true FP32 plan: TF32 cleared on the config it was built with
+
+
+@needs_rtx
+def test_rtx_builder_config_has_tf32_off(rtx_builds):
+    """TF32 is on by default in a fresh TensorRT-RTX config (so this is not vacuous); configure_builder clears it
+    for FP32 builds, and for FP16 builds (their FP32 parts stay true FP32)."""
+    *_, tf32 = rtx_builds
+    assert tf32["fp32_default"] is True and tf32["fp16_default"] is True
+    assert tf32["fp32"] is False
+    assert tf32["fp16"] is False
 
 
 @needs_rtx
 def test_rtx_builds_fp16_image_engine_with_backbone_inside(rtx_builds):
-    _, _, results, _ = rtx_builds
+    _, _, results, _, _ = rtx_builds
     h = _ok(results, "images_fp16").header
     assert h["includes_backbone"] is True and h["image_size"] == [72, 96]
     assert h["input"]["dtype"] == "uint8" and h["input"]["shape"] == [-1, 72, 96, 3]
@@ -140,7 +165,7 @@ def test_rtx_builds_fp16_image_engine_with_backbone_inside(rtx_builds):
 
 @needs_rtx
 def test_rtx_build_failure_is_a_clear_error(rtx_builds):
-    _, _, results, _ = rtx_builds
+    _, _, results, _, _ = rtx_builds
     res = results["fp32_on_turing"]  # TensorRT-RTX has no FP32 GEMM for Turing (SM75)
     assert not res["ok"] and res["type"] == "TensorRTBuildError"
     assert "failed to build the engine" in res["msg"] and "SM75" in res["msg"]
@@ -148,7 +173,7 @@ def test_rtx_build_failure_is_a_clear_error(rtx_builds):
 
 @needs_rtx
 def test_rtx_precision_check_rejects_an_fp32_graph_built_as_fp16(rtx_builds):
-    _, _, results, _ = rtx_builds
+    _, _, results, _, _ = rtx_builds
     res = results["fp32_graph_as_fp16"]
     assert not res["ok"] and res["type"] == "TensorRTBuildError" and "does not run FP16" in res["msg"]
 
@@ -158,7 +183,7 @@ def test_rtx_precision_check_rejects_an_fp32_graph_built_as_fp16(rtx_builds):
 def test_scorer_refuses_tensorrt_engines_without_a_gpu(rtx_builds):
     from lfdn_edge import Scorer
 
-    _, _, results, _ = rtx_builds
+    _, _, results, _, _ = rtx_builds
     with pytest.raises(RuntimeError, match="run only on a GPU"):
         Scorer(results["features_fp16"]["value"])
 
@@ -235,22 +260,56 @@ def test_network_precision_check():
             check_network_precision(summary, precision)
 
 
-def _inspector_json(*formats, foreign=False):
-    layers = [{"Name": "{ForeignNode[/lfdn/inp/Gemm...]}" if foreign else f"layer{i}", "LayerType": "gemm",
-               "Inputs": [{"Name": "x", "Format/Datatype": f}], "Outputs": [{"Name": "y", "Format/Datatype": f}]}
-              for i, f in enumerate(formats)]
-    return json.dumps({"Layers": layers, "Bindings": ["features", "score"]})
+DATA = Path(__file__).parent / "data"
 
 
-def test_engine_inspector_precision_check():
-    half = engine_layer_precision(_inspector_json("Row major linear FP32", "Row major linear FP16 format"))
-    assert half["fp16_layers"] == 1 and half["fp32_layers"] == 1
+def _fixture(name):
+    return (DATA / name).read_text()
+
+
+# tests/data/inspector_trt{10,11}_{fp16,fp32}.json: engine-inspector JSON (ProfilingVerbosity.DETAILED) written by
+# hand for a small lfdn-edge graph, in the layouts the TensorRT documentation gives: TensorRT 8.2-10.x with one
+# per-tensor "Format/Datatype" string and a "Bindings" list; TensorRT 11 with "Bindings" replaced by "I/O Tensors"
+# and the per-tensor field split into "DataType" ("Half"/"Float") and "Format" (the 11.x migration guide's
+# IEngineInspector page). Not recorded from a real engine: no GPU here.
+@pytest.mark.parametrize("version", ["trt10", "trt11"])
+def test_engine_inspector_reads_both_layouts(version):
+    half = engine_layer_precision(_fixture(f"inspector_{version}_fp16.json"))
+    assert half["schema"] == version
+    assert half["layers"] == 7 and half["fp16_layers"] == 3 and half["untyped_layers"] == 0
     assert check_engine_precision(half, "fp16") == "verified"
     with pytest.raises(TensorRTBuildError, match="FP16 layers"):
         check_engine_precision(half, "fp32")
-    flt = engine_layer_precision(_inspector_json("Row major linear FP32", "Row major linear FP32"))
+    flt = engine_layer_precision(_fixture(f"inspector_{version}_fp32.json"))
+    assert flt["schema"] == version and flt["fp16_layers"] == 0 and flt["fp32_layers"] == 6
     assert check_engine_precision(flt, "fp32") == "verified"
     with pytest.raises(TensorRTBuildError, match="no FP16 layer"):
         check_engine_precision(flt, "fp16")
-    fused = engine_layer_precision(_inspector_json("Row major linear FP32", foreign=True))
+
+
+def test_strongly_typed_builds_are_decided_by_the_network_types():
+    """TensorRT 11 is strongly typed: a correct FP16 build is verified from its network even when the engine
+    inspector shows no FP16 layer (a schema this code cannot read, or Myelin hiding the types); weakly typed
+    TensorRT 10 builds are decided by the engine and still rejected."""
+    flt = engine_layer_precision(_fixture("inspector_trt11_fp32.json"))
+    assert precision_result(True, "fp16", flt) == "verified"
+    assert precision_result(True, "fp32", None) == "verified"
+    with pytest.raises(TensorRTBuildError, match="no FP16 layer"):
+        precision_result(False, "fp16", flt)
+    assert precision_result(False, "fp16", engine_layer_precision(_fixture("inspector_trt10_fp16.json"))) == "verified"
+
+
+def test_engine_inspector_edge_cases():
+    def info(*tensors, name="layer0"):
+        return json.dumps({"Layers": [{"Name": name, "LayerType": "gemm", "Inputs": list(tensors), "Outputs": []}]})
+
+    assert tensor_type({"Format/Datatype": "Half"}) == "fp16"  # later 10.x: just the type
+    assert tensor_type({"Format/Datatype": "Float"}) == "fp32"
+    assert tensor_type({"DataType": "BFloat16", "Format": "Row major linear BF16 format (kLINEAR)"}) == "bf16"
+    assert tensor_type({"Format/Datatype": "Thirty-two wide channel vectorized row major Int8 format."}) == "other"
+    assert tensor_type({"Format/Datatype": "N/A due to dynamic shapes"}) is None
+    # an unreadable layout is "unverified", never "built no FP16 layer"
+    unknown = engine_layer_precision(info({"Name": "x", "Type": "fp16?"}))
+    assert unknown["untyped_layers"] == 1 and check_engine_precision(unknown, "fp16").startswith("unverified")
+    fused = engine_layer_precision(info({"Format/Datatype": "Row major linear FP32"}, name="{ForeignNode[/lfdn/inp]}"))
     assert check_engine_precision(fused, "fp16").startswith("unverified")

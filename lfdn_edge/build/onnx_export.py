@@ -9,6 +9,7 @@ onnx.checker. This is the build side: the onnx engine payload and the input of t
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import tempfile
 import warnings
@@ -43,11 +44,22 @@ def onnx_bytes(ckpt: Checkpoint | str | os.PathLike, include_backbone: bool = Fa
             warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export", category=DeprecationWarning)
             warnings.filterwarnings("ignore", message="Constant folding - Only steps=1", category=UserWarning)
             warnings.filterwarnings("ignore", message="The feature will be removed", category=DeprecationWarning)
-            torch.onnx.export(graph, (example_input(graph),), str(path), dynamo=False, input_names=[name],
+            torch.onnx.export(graph, (example_input(graph),), str(path), input_names=[name],
                               output_names=list(SCORE_OUTPUTS), dynamic_axes=dynamic, opset_version=int(opset),
-                              do_constant_folding=True)
+                              do_constant_folding=True, **_legacy_exporter_kwargs())
         data = path.read_bytes()
     return _add_metadata(data, ckpt, include_backbone, precision, score_type)
+
+
+def _legacy_exporter_kwargs() -> dict:
+    """``dynamo=False`` (the TorchScript-based exporter this graph is written for) where torch.onnx.export has
+    the keyword (torch >= 2.5; later versions default to the dynamo exporter); nothing for older torch (the
+    torch builds NVIDIA ships for JetPack 6 can be older), where the TorchScript exporter is the only one."""
+    try:
+        params = inspect.signature(torch.onnx.export).parameters
+    except (TypeError, ValueError):  # no introspectable signature: assume a current torch
+        return {"dynamo": False}
+    return {"dynamo": False} if "dynamo" in params else {}
 
 
 def _add_metadata(data: bytes, ckpt: Checkpoint, include_backbone: bool, precision: str, score_type: str) -> bytes:

@@ -24,14 +24,16 @@ documented API and untested here.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Callable
 
 from .._atomic import atomic_write
-from ..probes import FLAVORS, RTX_COMPUTE_CAPABILITIES, cuda_device_info, cuda_runtime_version, gpu_present, module_installed
+from ..probes import FLAVORS, RTX_COMPUTE_CAPABILITIES, cuda_device_info, gpu_present, module_installed, tensorrt_cuda_version
 from ..errors import DeviceError, UnavailableError
 
 COMPUTE_SCOPES = ("/lfdn/", "/trunk")  # ONNX node-name scopes of the LFDN and the backbone
+MIN_FULL_TENSORRT = (8, 6)  # TensorRT 8.5 (JetPack 5) cannot parse ONNX LayerNormalization (opset 17)
 
 
 class TensorRTBuildError(DeviceError):
@@ -63,6 +65,23 @@ def choose_flavor(flavor: str = "auto") -> str:
     elif not rtx:
         raise ImportError("the Python module tensorrt_rtx is not installed: pip install tensorrt-rtx-cu13")
     return flavor
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", str(version))[:3])
+
+
+def check_tensorrt_version(trt, flavor: str) -> None:
+    """Refuse full TensorRT older than 8.6 before anything is constructed: TensorRT 8.5 (JetPack 5) cannot
+    parse the LayerNormalization the export writes for GroupNorm, so its builds would fail in the parser."""
+    if flavor != "tensorrt":
+        return
+    got = _version_tuple(trt.__version__)
+    if got[:2] < MIN_FULL_TENSORRT:
+        need = ".".join(str(v) for v in MIN_FULL_TENSORRT)
+        raise UnavailableError(f"TensorRT {trt.__version__} is too old: lfdn-edge needs TensorRT >= {need} (JetPack 6 "
+                               "or later on Jetson); TensorRT 8.5 (JetPack 5) cannot parse the exported "
+                               "LayerNormalization. Use --backend native or --backend onnx there")
 
 
 def is_strongly_typed_only(trt) -> bool:
@@ -133,28 +152,73 @@ def _pin_fp32(trt, network) -> int:
     return pinned
 
 
-def engine_layer_precision(info_json: str) -> dict:
-    """Summarise an engine inspector JSON (ProfilingVerbosity.DETAILED): how many layers touch FP16/FP32
-    tensors, and whether the layers are opaque (Myelin-fused "ForeignNode"s, whose inner types are hidden)."""
-    info = json.loads(info_json)
-    layers = info.get("Layers", []) if isinstance(info, dict) else []
-    half = flt = opaque = 0
-    for layer in layers:
-        if not isinstance(layer, dict):
+_TYPE_PATTERNS = (("fp16", r"\b(half|fp16|float16)\b"), ("bf16", r"\b(bf16|bfloat16)\b"),
+                  ("fp32", r"\b(float|fp32|float32)\b"))
+
+
+def tensor_type(tensor: dict) -> str | None:
+    """The data type of one tensor of an engine-inspector layer: "fp16", "bf16", "fp32", "other" (int8, int32,
+    bool, ...), or None where the JSON does not say.
+
+    TensorRT 8.2-10.x write one field, "Format/Datatype" ("Row major linear FP16 format", or just "Half" /
+    "Float" in later 10.x; "N/A due to dynamic shapes" without an execution context). TensorRT 11 split it into
+    "DataType" ("Half", "Float") and "Format" ("Row major linear FP16 format (kLINEAR)"). "DataType" is read
+    first, then the combined field, then the format string.
+    """
+    for key in ("DataType", "Format/Datatype", "Format"):
+        text = str(tensor.get(key, "") or "").lower()
+        if not text or text.startswith("n/a"):
             continue
+        for name, pattern in _TYPE_PATTERNS:
+            if re.search(pattern, text):
+                return name
+        if re.search(r"\b(u?int\d+|bool|fp8|fp4|e4m3|e8m0)\b", text):
+            return "other"
+    return None
+
+
+def inspector_schema(info: dict) -> str:
+    """Which engine-inspector JSON layout this is: "trt11" (I/O Tensors; per-tensor DataType and Format),
+    "trt10" (Bindings; per-tensor Format/Datatype), or "unknown"."""
+    layers = info.get("Layers", []) if isinstance(info, dict) else []
+    tensors = [t for layer in layers if isinstance(layer, dict) for key in ("Inputs", "Outputs")
+               for t in layer.get(key, []) if isinstance(t, dict)]
+    if "I/O Tensors" in info or any("DataType" in t for t in tensors):
+        return "trt11"
+    if "Bindings" in info or any("Format/Datatype" in t for t in tensors):
+        return "trt10"
+    return "unknown"
+
+
+def engine_layer_precision(info_json: str) -> dict:
+    """Summarise an engine inspector JSON (ProfilingVerbosity.DETAILED), TensorRT 10 or 11 layout: how many layers
+    touch FP16/FP32 tensors, how many give no tensor type at all, and how many are opaque (Myelin-fused
+    "ForeignNode"s, whose inner types are hidden)."""
+    info = json.loads(info_json)
+    if not isinstance(info, dict):
+        info = {}
+    layers = [layer for layer in info.get("Layers", []) if isinstance(layer, dict)]
+    half = flt = opaque = untyped = 0
+    for layer in layers:
         if "ForeignNode" in str(layer.get("Name", "")) or str(layer.get("LayerType", "")).lower() == "myelin":
             opaque += 1
-        fmts = " ".join(str(t.get("Format/Datatype", "")) for key in ("Inputs", "Outputs")
-                        for t in layer.get(key, []) if isinstance(t, dict)).lower()
-        if "half" in fmts or "fp16" in fmts:
+        types = {tensor_type(t) for key in ("Inputs", "Outputs") for t in layer.get(key, []) if isinstance(t, dict)}
+        types.discard(None)
+        if "fp16" in types:
             half += 1
-        elif "float" in fmts or "fp32" in fmts:
+        elif "fp32" in types:
             flt += 1
-    return {"layers": len(layers), "fp16_layers": half, "fp32_layers": flt, "opaque_layers": opaque}
+        elif not types:
+            untyped += 1
+    return {"schema": inspector_schema(info), "layers": len(layers), "fp16_layers": half, "fp32_layers": flt,
+            "untyped_layers": untyped, "opaque_layers": opaque}
 
 
 def check_engine_precision(summary: dict, precision: str) -> str:
-    """Decide from :func:`engine_layer_precision`: "verified", "unverified (...)", or raise."""
+    """Decide from :func:`engine_layer_precision` (weakly typed builds, where the engine is the only evidence):
+    "verified", "unverified (...)", or raise."""
+    if summary["layers"] and summary.get("untyped_layers", 0) >= summary["layers"]:
+        return "unverified (the engine inspector JSON gives no tensor types this version of lfdn-edge can read)"
     if precision == "fp16":
         if summary["fp16_layers"] > 0:
             return "verified"
@@ -165,6 +229,17 @@ def check_engine_precision(summary: dict, precision: str) -> str:
     if summary["fp16_layers"] > 0:
         raise TensorRTBuildError(f"an FP32 build has {summary['fp16_layers']} FP16 layers")
     return "verified"
+
+
+def precision_result(strong: bool, precision: str, engine: dict | None) -> str:
+    """The header's precision_check result. Strongly typed builds (TensorRT 11, TensorRT-RTX): the network types
+    decide (:func:`check_network_precision` already raised if they were wrong; the builder must obey them), and
+    the engine inspector's summary is only recorded. Weakly typed builds (TensorRT 10): the engine decides."""
+    if strong:
+        return "verified"
+    if engine is None:
+        return "unverified (no engine inspector without a GPU)"
+    return check_engine_precision(engine, precision)
 
 
 def _inspect(trt, logger, plan: bytes, input_name: str, opt_shape) -> dict:
@@ -210,6 +285,43 @@ def _save_timing_cache(config, path: Path | None, log) -> None:
     log(f"timing cache: wrote {path} ({len(data)} bytes)")
 
 
+def configure_builder(trt, builder, network, precision: str, input_name: str, input_tail: tuple[int, ...],
+                      batch: tuple[int, int, int], workspace_mb: int | None = None):
+    """The builder config of an lfdn-edge build: (config, number of layers pinned to FP32).
+
+    * TF32 off (``BuilderFlag.TF32`` is on by default in TensorRT and TensorRT-RTX): FP32 plans must multiply in
+      FP32, not with TF32's 10-bit mantissas on Ampere and later; in FP16 builds the parts kept in FP32 (the
+      in-graph resize's MatMuls, the scores) stay true FP32 too.
+    * Detailed profiling verbosity (the engine inspector's layer types), one optimisation profile over the
+      batch range, the workspace limit if given.
+    * Weakly typed FP16 (TensorRT 10): ``BuilderFlag.FP16`` with precision constraints, the normalisation and
+      everything outside the LFDN/backbone pinned to FP32 (:func:`_pin_fp32`).
+    """
+    config = builder.create_builder_config()
+    if workspace_mb is not None:
+        if int(workspace_mb) < 1:
+            raise ValueError(f"workspace must be >= 1 MB, got {workspace_mb}")
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if hasattr(trt.BuilderFlag, "TF32"):
+        config.clear_flag(trt.BuilderFlag.TF32)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    lo, opt, hi = (int(b) for b in batch)
+    tail = tuple(int(d) for d in input_tail)
+    profile = builder.create_optimization_profile()
+    profile.set_shape(input_name, (lo, *tail), (opt, *tail), (hi, *tail))
+    config.add_optimization_profile(profile)
+
+    pinned = 0
+    if precision == "fp16" and not is_strongly_typed_only(trt):
+        config.set_flag(trt.BuilderFlag.FP16)
+        for flag in ("PREFER_PRECISION_CONSTRAINTS", "OBEY_PRECISION_CONSTRAINTS"):
+            if hasattr(trt.BuilderFlag, flag):
+                config.set_flag(getattr(trt.BuilderFlag, flag))
+                break
+        pinned = _pin_fp32(trt, network)
+    return config, pinned
+
+
 def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input_tail: tuple[int, ...],
                         batch: tuple[int, int, int], precision: str, flavor: str = "auto",
                         timing_cache: str | Path | None = None, workspace_mb: int | None = None,
@@ -218,7 +330,8 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     """Parse the ONNX (``onnx_for(precision)`` gives its bytes), build a serialized plan, check its precision.
 
     Returns (plan bytes, header entries: trt_flavor, tensorrt_version, cuda_version, compute_capability,
-    gpu_name, strongly_typed, onnx_precision, precision_check, workspace_mb, built_without_gpu).
+    gpu_name, strongly_typed, tf32 (False: TF32 cleared), onnx_precision, precision_check, workspace_mb,
+    built_without_gpu).
     """
     if precision not in ("fp32", "fp16"):
         raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
@@ -227,6 +340,7 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     if gpu is None:
         log(f"no GPU here: {flavor} compiles the engine ahead of time; it is not run or timed on this machine")
     trt = __import__(FLAVORS[flavor])
+    check_tensorrt_version(trt, flavor)
     strong = is_strongly_typed_only(trt)
     onnx_precision = precision if strong else "fp32"
     onnx_model = onnx_for(onnx_precision)
@@ -247,26 +361,10 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
         raise TensorRTBuildError(f"expected one network input {input_name!r}, got "
                                  f"{[network.get_input(i).name for i in range(network.num_inputs)]}")
 
-    config = builder.create_builder_config()
-    if workspace_mb is not None:
-        if int(workspace_mb) < 1:
-            raise ValueError(f"workspace must be >= 1 MB, got {workspace_mb}")
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     lo, opt, hi = (int(b) for b in batch)
-    profile = builder.create_optimization_profile()
     tail = tuple(int(d) for d in input_tail)
-    profile.set_shape(input_name, (lo, *tail), (opt, *tail), (hi, *tail))
-    config.add_optimization_profile(profile)
-
-    pinned = 0
-    if precision == "fp16" and not strong:
-        config.set_flag(trt.BuilderFlag.FP16)
-        for flag in ("PREFER_PRECISION_CONSTRAINTS", "OBEY_PRECISION_CONSTRAINTS"):
-            if hasattr(trt.BuilderFlag, flag):
-                config.set_flag(getattr(trt.BuilderFlag, flag))
-                break
-        pinned = _pin_fp32(trt, network)
+    config, pinned = configure_builder(trt, builder, network, precision, input_name, tail, (lo, opt, hi),
+                                       workspace_mb)
 
     compute_capability: str | list[str] | None
     if flavor == "tensorrt-rtx":
@@ -306,25 +404,24 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     plan = bytes(plan)
     _save_timing_cache(config, cache_path, log)
 
-    check = {"method": "network types (strongly typed)" if strong else "engine inspector",
-             "network": summary, "result": "verified" if strong else "unverified"}
+    check = {"method": "network types (strongly typed)" if strong else "engine inspector", "network": summary}
+    eng = None
     if flavor == "tensorrt":  # a GPU is present: read the built engine's layer precisions too
         eng = _inspect(trt, logger, plan, input_name, (opt, *tail))
         check["engine"] = eng
-        result = check_engine_precision(eng, precision)
-        if not strong:
-            check["result"] = result
-        if result != "verified":
-            log(f"precision check: {result}")
+    check["result"] = precision_result(strong, precision, eng)
+    if check["result"] != "verified":
+        log(f"precision check: {check['result']}")
     if pinned:
         check["fp32_pinned_layers"] = pinned
     extras = {
         "trt_flavor": flavor,
         "tensorrt_version": str(trt.__version__),
-        "cuda_version": cuda_runtime_version(trt),
+        "cuda_version": tensorrt_cuda_version(trt),
         "compute_capability": compute_capability,
         "gpu_name": gpu.name if gpu else None,
         "strongly_typed": strong,
+        "tf32": bool(config.get_flag(trt.BuilderFlag.TF32)) if hasattr(trt.BuilderFlag, "TF32") else None,
         "onnx_precision": onnx_precision,
         "precision_check": check,
         "workspace_mb": None if workspace_mb is None else int(workspace_mb),

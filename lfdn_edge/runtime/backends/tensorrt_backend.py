@@ -8,21 +8,38 @@ Before deserialising, :func:`check_device_compat` compares the engine header (Te
 CUDA major version, GPU compute capability) with this machine and says "rebuild on this device" when they
 differ, instead of letting TensorRT fail on a foreign plan.
 
-Device buffers: torch CUDA tensors when torch has CUDA (zero-copy torch in/torch out), else cuda-python
-(``cuda.bindings.runtime`` or the older ``cuda.cudart``), else pycuda. UNTESTED in CI (no GPU there); written
-against the documented TensorRT 10/11 Python API (set_input_shape, set_tensor_address, execute_async_v3).
+At load the engine's I/O tensors (names, modes, dtypes, shapes) are checked against the header, and the
+input and output buffers are allocated once, for the profile's max batch, with output sizes read from the
+execution context; each run sets the input shape, reads the output shapes from the context and runs on a
+dedicated stream (TensorRT's default stream adds synchronisations), ordered after the caller's stream and
+before it again when torch is the buffer layer.
+
+Device buffers (the thin layer below): torch CUDA tensors when torch has CUDA (torch in/torch out on the
+device), else cuda-python (``cuda.bindings.runtime`` or the older ``cuda.cudart``), else pycuda. A layer that
+is missing or fails to start (a CUDA error such as cudaErrorInsufficientDriver from a cuda-python newer than
+the driver) falls through to the next, and the error names every reason. Each layer makes its device current
+for the duration of a call (``activate``), on whichever thread calls: the TensorRT runtime, engine and
+context are created and run on device N for ``device="cuda:N"``; pycuda's context is pushed and popped per
+call, never left on the stack.
+
+Tested on a GPU-less machine only with a stand-in TensorRT engine and stand-in buffer modules
+(tests/test_tensorrt_runtime.py); never run against real TensorRT or a GPU. Written against the documented
+TensorRT 8.6-11 Python API (num_io_tensors, get_tensor_mode/dtype/shape, set_input_shape,
+set_tensor_address, get_tensor_shape, execute_async_v3).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import threading
 
 import numpy as np
 
 from ...artifact.file import EngineError
-from ...probes import FLAVORS, cuda_device_info, cuda_runtime_version, gpu_present
-from .base import ScoreOutputs, ScoringBackend
 from ...errors import DeviceError, UnavailableError
+from ...probes import FLAVORS, cuda_device_info, gpu_present, tensorrt_cuda_version
+from .base import ScoreOutputs, ScoringBackend
 
 def _major(version: str | None) -> str | None:
     return None if version in (None, "") else str(version).split(".")[0]
@@ -91,36 +108,68 @@ def _parse_device(device) -> int:
     raise ValueError(f"the tensorrt backend runs on a CUDA device ('cuda' or 'cuda:N'), got device={device!r}")
 
 
+# the exported graph's outputs (= lfdn_edge.scoring_graph.SCORE_OUTPUTS, which imports torch: not imported here,
+# so that TensorRT engines run without torch through cuda-python or pycuda)
+SCORE_OUTPUTS = ("score", "mse", "mfsim", "stage_cos")
+_ITEMSIZE = {"float32": 4, "float16": 2, "uint8": 1, "int8": 1, "int32": 4, "int64": 8, "bool": 1}
+_TRT_DTYPES = {"FLOAT": "float32", "HALF": "float16", "UINT8": "uint8", "INT8": "int8", "INT32": "int32",
+               "INT64": "int64", "BOOL": "bool"}
+
+
+def _nbytes(shape, dtype: str) -> int:
+    return int(np.prod(shape, dtype=np.int64)) * _ITEMSIZE[dtype]
+
+
 class _TorchBuffers:
-    """Inputs/outputs as torch CUDA tensors; the graph runs on torch's current stream."""
+    """Buffers as torch CUDA tensors on device N, a dedicated torch stream ordered against the caller's."""
+
+    name = "torch"
 
     def __init__(self, index: int):
         import torch
 
         self.torch = torch
         self.device = torch.device("cuda", index)
+        with torch.cuda.device(self.device):
+            self._stream = torch.cuda.Stream(device=self.device)
 
-    def input(self, x, dtype):
-        t = self.torch
-        tdtype = t.uint8 if dtype == "uint8" else t.float32
-        return t.as_tensor(x).to(self.device, tdtype).contiguous()
+    def activate(self):
+        return self.torch.cuda.device(self.device)
 
-    def empty(self, shape):
-        return self.torch.empty(shape, dtype=self.torch.float32, device=self.device)
+    def alloc(self, nbytes: int):
+        return self.torch.empty(max(int(nbytes), 1), dtype=self.torch.uint8, device=self.device)
 
     @staticmethod
     def ptr(buf) -> int:
         return int(buf.data_ptr())
 
+    def _view(self, buf, shape, dtype: str):
+        return buf[:_nbytes(shape, dtype)].view(getattr(self.torch, dtype)).view(tuple(shape))
+
+    def upload(self, x, buf, shape, dtype: str) -> None:
+        t = self.torch
+        self._view(buf, shape, dtype).copy_(t.as_tensor(x).to(getattr(t, dtype)))  # on the caller's stream
+
+    @property
     def stream(self) -> int:
-        return int(self.torch.cuda.current_stream(self.device).cuda_stream)
+        return int(self._stream.cuda_stream)
+
+    def before_run(self) -> None:
+        self._stream.wait_stream(self.torch.cuda.current_stream(self.device))  # the input copy, earlier work
 
     def finish(self, outputs):
-        return outputs  # torch tensors on the device; the Scorer copies to host when numpy was given
+        """Order the caller's stream after the run and hand out copies (the buffers are reused by the next run)."""
+        self.torch.cuda.current_stream(self.device).wait_stream(self._stream)
+        return [self._view(buf, shape, dtype).clone() for buf, shape, dtype in outputs]
+
+    def close(self) -> None:
+        pass
 
 
 class _CudaPythonBuffers:
-    """Device memory through cuda-python's runtime API; results copied back to numpy."""
+    """Device memory through cuda-python's runtime API on a dedicated non-blocking stream; numpy results."""
+
+    name = "cuda-python"
 
     def __init__(self, index: int):
         try:
@@ -128,9 +177,10 @@ class _CudaPythonBuffers:
         except ImportError:
             from cuda import cudart  # cuda-python < 12.6
         self.cudart = cudart
-        self._check(cudart.cudaSetDevice(index))
-        self._stream = self._check(cudart.cudaStreamCreate())
+        self.index = index
         self._allocs: list[int] = []
+        with self.activate():
+            self._stream = self._check(cudart.cudaStreamCreateWithFlags(cudart.cudaStreamNonBlocking))
 
     def _check(self, result):
         err, *rest = result if isinstance(result, tuple) else (result,)
@@ -138,44 +188,63 @@ class _CudaPythonBuffers:
             raise DeviceError(f"CUDA runtime error {err}")
         return rest[0] if len(rest) == 1 else (rest or None)
 
-    def _alloc(self, nbytes: int) -> int:
+    @contextlib.contextmanager
+    def activate(self):
+        """Device N current on this thread for the call; the thread's previous device restored after."""
+        prev = self._check(self.cudart.cudaGetDevice())
+        self._check(self.cudart.cudaSetDevice(self.index))
+        try:
+            yield
+        finally:
+            self.cudart.cudaSetDevice(prev)
+
+    def alloc(self, nbytes: int) -> int:
         ptr = int(self._check(self.cudart.cudaMalloc(max(int(nbytes), 1))))
         self._allocs.append(ptr)
         return ptr
 
-    def input(self, x, dtype):
-        arr = np.ascontiguousarray(np.asarray(x), dtype=np.uint8 if dtype == "uint8" else np.float32)
-        ptr = self._alloc(arr.nbytes)
-        self._check(self.cudart.cudaMemcpy(ptr, arr.ctypes.data, arr.nbytes,
-                                           self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice))
-        return (ptr, arr.shape)
-
-    def empty(self, shape):
-        return (self._alloc(int(np.prod(shape)) * 4), tuple(shape))
-
     @staticmethod
     def ptr(buf) -> int:
-        return buf[0]
+        return int(buf)
 
+    def upload(self, x, buf, shape, dtype: str) -> None:
+        # on the dedicated stream: a synchronous cudaMemcpy from pageable memory may return before the DMA has
+        # landed, and the non-blocking stream would not wait for it
+        arr = np.ascontiguousarray(np.asarray(x), dtype=dtype)
+        self._check(self.cudart.cudaMemcpyAsync(buf, arr.ctypes.data, arr.nbytes,
+                                                self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice, self._stream))
+
+    @property
     def stream(self) -> int:
         return int(self._stream)
 
+    def before_run(self) -> None:
+        pass  # the upload is on the same stream
+
     def finish(self, outputs):
-        self._check(self.cudart.cudaStreamSynchronize(self._stream))
         host = []
-        for ptr, shape in outputs:
-            arr = np.empty(shape, dtype=np.float32)
-            self._check(self.cudart.cudaMemcpy(arr.ctypes.data, ptr, arr.nbytes,
-                                               self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost))
+        for buf, shape, dtype in outputs:
+            arr = np.empty(shape, dtype=dtype)
+            self._check(self.cudart.cudaMemcpyAsync(arr.ctypes.data, buf, arr.nbytes,
+                                                    self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost, self._stream))
             host.append(arr)
-        for ptr in self._allocs:
-            self.cudart.cudaFree(ptr)
-        self._allocs = []
+        self._check(self.cudart.cudaStreamSynchronize(self._stream))
         return host
 
+    def close(self) -> None:
+        with self.activate():
+            for ptr in self._allocs:
+                self.cudart.cudaFree(ptr)
+            self._allocs = []
+            self.cudart.cudaStreamDestroy(self._stream)
 
-class _PyCudaBuffers(_CudaPythonBuffers):
-    """Device memory through pycuda (optional; no PyPI wheels)."""
+
+class _PyCudaBuffers:
+    """Device memory through pycuda (optional; no PyPI wheels). The device's primary context is pushed for each
+    call and popped after it, on the calling thread: never left on the context stack (pycuda aborts the process
+    at exit when it is), and usable from any thread."""
+
+    name = "pycuda"
 
     def __init__(self, index: int):
         import pycuda.driver as cuda
@@ -183,59 +252,133 @@ class _PyCudaBuffers(_CudaPythonBuffers):
         cuda.init()
         self.cuda = cuda
         self.ctx = cuda.Device(index).retain_primary_context()
+        self._keep: list = []
+        with self.activate():
+            self._stream = cuda.Stream()
+
+    @contextlib.contextmanager
+    def activate(self):
         self.ctx.push()
-        self._stream_obj = cuda.Stream()
-        self._keep = []
+        try:
+            yield
+        finally:
+            self.cuda.Context.pop()
 
-    def input(self, x, dtype):
-        arr = np.ascontiguousarray(np.asarray(x), dtype=np.uint8 if dtype == "uint8" else np.float32)
-        mem = self.cuda.mem_alloc(max(arr.nbytes, 1))
-        self.cuda.memcpy_htod(mem, arr)
+    def alloc(self, nbytes: int):
+        mem = self.cuda.mem_alloc(max(int(nbytes), 1))
         self._keep.append(mem)
-        return (int(mem), arr.shape)
+        return mem
 
-    def empty(self, shape):
-        mem = self.cuda.mem_alloc(max(int(np.prod(shape)) * 4, 1))
-        self._keep.append(mem)
-        return (int(mem), tuple(shape))
+    @staticmethod
+    def ptr(buf) -> int:
+        return int(buf)
 
+    def upload(self, x, buf, shape, dtype: str) -> None:
+        # synchronous copy on the legacy default stream; pycuda's Stream() is a blocking stream, ordered after it
+        self.cuda.memcpy_htod(buf, np.ascontiguousarray(np.asarray(x), dtype=dtype))
+
+    @property
     def stream(self) -> int:
-        return self._stream_obj.handle
+        return int(self._stream.handle)
+
+    def before_run(self) -> None:
+        pass
 
     def finish(self, outputs):
-        self._stream_obj.synchronize()
+        self._stream.synchronize()
         host = []
-        for ptr, shape in outputs:
-            arr = np.empty(shape, dtype=np.float32)
-            self.cuda.memcpy_dtoh(arr, ptr)
+        for buf, shape, dtype in outputs:
+            arr = np.empty(shape, dtype=dtype)
+            self.cuda.memcpy_dtoh(arr, buf)
             host.append(arr)
-        self._keep = []
         return host
+
+    def close(self) -> None:
+        with self.activate():
+            for mem in self._keep:
+                mem.free()
+            self._keep = []
 
 
 def _make_buffers(index: int):
+    """The first buffer layer that starts: torch (CUDA build), cuda-python, pycuda. A missing package or a
+    CUDA error while starting one (cuda-python newer than the driver: cudaErrorInsufficientDriver) moves on."""
+    reasons = []
     try:
         import torch
 
         if torch.cuda.is_available():
             return _TorchBuffers(index)
+        reasons.append("torch has no CUDA here")
     except ImportError:
-        pass
-    if importlib.util.find_spec("cuda") is not None:
+        reasons.append("torch is not installed")
+    for cls in (_CudaPythonBuffers, _PyCudaBuffers):
         try:
-            return _CudaPythonBuffers(index)
-        except ImportError:
-            pass
-    if importlib.util.find_spec("pycuda") is not None:
-        return _PyCudaBuffers(index)
-    raise ImportError("the tensorrt backend needs device buffers: a CUDA build of torch, or cuda-python "
-                      "(pip install cuda-python), or pycuda")
+            return cls(index)
+        except ImportError as exc:
+            reasons.append(f"{cls.name} is not installed ({exc})")
+        except Exception as exc:  # noqa: BLE001 - a CUDA error starting this layer: try the next, report all
+            reasons.append(f"{cls.name} failed: {type(exc).__name__}: {exc}")
+    raise UnavailableError("the tensorrt backend has no usable device buffers (" + "; ".join(reasons) + "): use a "
+                           "CUDA build of torch, or cuda-python no newer than the driver's CUDA version "
+                           "(pip install 'cuda-python==12.*' for a CUDA 12 driver), or pycuda")
 
 
 def runtime_info(trt, flavor: str, index: int) -> dict:
     dev = cuda_device_info(index)
     return {"trt_flavor": flavor, "tensorrt_version": trt.__version__,
-            "cuda_version": cuda_runtime_version(trt), "compute_capability": dev.compute_capability if dev else None}
+            "cuda_version": tensorrt_cuda_version(trt), "compute_capability": dev.compute_capability if dev else None}
+
+
+def _dtype_name(trt, dtype) -> str:
+    for attr, name in _TRT_DTYPES.items():
+        if hasattr(trt.DataType, attr) and dtype == getattr(trt.DataType, attr):
+            return name
+    return str(dtype)
+
+
+def engine_io(trt, engine) -> dict:
+    """The engine's I/O tensors: name -> {mode "input"/"output", dtype "float32"..., shape [-1, 512]}."""
+    io = {}
+    for i in range(engine.num_io_tensors):
+        name = engine.get_tensor_name(i)
+        mode = "input" if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else "output"
+        io[name] = {"mode": mode, "dtype": _dtype_name(trt, engine.get_tensor_dtype(name)),
+                    "shape": [int(d) for d in engine.get_tensor_shape(name)]}
+    return io
+
+
+def expected_io(header: dict) -> dict:
+    """The I/O an lfdn-edge plan must have, from its header: the input spec and score, mse, mfsim (N,),
+    stage_cos (N, M), float32, batch axis dynamic."""
+    spec = header.get("input") or {"name": "features", "dtype": "float32"}
+    m = len(header["layout"]["stage_dims"])
+    io = {spec["name"]: {"mode": "input", "dtype": spec["dtype"], "shape": list(spec.get("shape") or [])}}
+    for name in SCORE_OUTPUTS:
+        io[name] = {"mode": "output", "dtype": "float32", "shape": [-1, m] if name == "stage_cos" else [-1]}
+    return io
+
+
+def check_engine_io(header: dict, io: dict) -> None:
+    """Raise EngineError when the plan's I/O tensors differ from what its header says."""
+    src = header.get("_source", "this engine")
+    want = expected_io(header)
+    problems = []
+    for name in sorted(set(want) | set(io)):
+        w, g = want.get(name), io.get(name)
+        if g is None:
+            problems.append(f"no {w['mode']} {name!r}")
+        elif w is None:
+            problems.append(f"unexpected {g['mode']} {name!r}")
+        else:
+            for key in ("mode", "dtype", "shape"):
+                if key == "shape" and not w["shape"]:
+                    continue  # a header without the input shape: not checked
+                if g[key] != w[key]:
+                    problems.append(f"{name!r} {key} {g[key]} (header: {w[key]})")
+    if problems:
+        raise EngineError(f"{src}: the TensorRT plan's inputs/outputs do not match its header: {'; '.join(problems)}. "
+                          "Rebuild it with lfdn-edge build CKPT --backend tensorrt")
 
 
 class TensorRTBackend(ScoringBackend):
@@ -261,32 +404,60 @@ class TensorRTBackend(ScoringBackend):
         self.trt = trt
         self.buffers = _make_buffers(index)
         self.device = f"cuda:{index}"
-        self.logger = trt.Logger(trt.Logger.WARNING)
-        self.runtime = trt.Runtime(self.logger)
-        self.engine = self.runtime.deserialize_cuda_engine(artifact.payload)
-        if self.engine is None:
-            raise EngineError(f"{header['_source']}: TensorRT could not deserialise the plan (see the TensorRT log "
-                              "above); rebuild on this device with tools/build_engine.py")
-        self.context = self.engine.create_execution_context()
+        self._lock = threading.Lock()  # one execution context: one run at a time
         spec = self.header.get("input") or {}
         self.input_name = spec.get("name", "features")
         self.input_dtype = spec.get("dtype", "float32")
         self.num_stages = len(self.header["layout"]["stage_dims"])
+        with self.buffers.activate():  # runtime, engine, context and buffers all on device N
+            self.logger = trt.Logger(trt.Logger.WARNING)
+            self.runtime = trt.Runtime(self.logger)
+            self.engine = self.runtime.deserialize_cuda_engine(artifact.payload)
+            if self.engine is None:
+                raise EngineError(f"{header['_source']}: TensorRT could not deserialise the plan (see the TensorRT "
+                                  "log above); rebuild on this device with lfdn-edge build CKPT --backend tensorrt")
+            self.io = engine_io(trt, self.engine)
+            check_engine_io(header, self.io)
+            self.context = self.engine.create_execution_context()
+            self._allocate(header)
+
+    def _allocate(self, header: dict) -> None:
+        """Buffers for the profile's max batch: the input from the header's shape, outputs from the context."""
+        tail = [int(d) for d in self.io[self.input_name]["shape"][1:]]
+        self.max_batch = int((header.get("batch") or {}).get("max", 1))
+        max_shape = (self.max_batch, *tail)
+        if not self.context.set_input_shape(self.input_name, max_shape):
+            raise EngineError(f"{header['_source']}: TensorRT rejects the header's max batch {max_shape}; rebuild it")
+        self._bufs = {self.input_name: self.buffers.alloc(_nbytes(max_shape, self.input_dtype))}
+        for name in SCORE_OUTPUTS:
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                raise EngineError(f"{header['_source']}: output {name!r} has no size at batch {self.max_batch}: {shape}")
+            self._bufs[name] = self.buffers.alloc(_nbytes(shape, self.io[name]["dtype"]))
+        for name, buf in self._bufs.items():  # fixed addresses: set once
+            if self.context.set_tensor_address(name, self.buffers.ptr(buf)) is False:
+                raise DeviceError(f"TensorRT refused the address of {name!r}")
 
     def run(self, inputs) -> ScoreOutputs:
+        shape = tuple(int(d) for d in inputs.shape)
+        if shape[0] > self.max_batch:
+            raise ValueError(f"batch {shape[0]} is above the engine's max batch {self.max_batch}")
         b = self.buffers
-        x = b.input(inputs, self.input_dtype)
-        shape = tuple(x.shape) if hasattr(x, "shape") else tuple(x[1])
-        n = shape[0]
-        if not self.context.set_input_shape(self.input_name, shape):
-            raise ValueError(f"TensorRT rejected input shape {shape} (outside the engine's optimisation profile)")
-        outs = {"score": b.empty((n,)), "mse": b.empty((n,)), "mfsim": b.empty((n,)),
-                "stage_cos": b.empty((n, self.num_stages))}
-        self.context.set_tensor_address(self.input_name, b.ptr(x))
-        for name, buf in outs.items():
-            self.context.set_tensor_address(name, b.ptr(buf))
-        if not self.context.execute_async_v3(b.stream()):
-            raise DeviceError("TensorRT execution failed (see the TensorRT log)")
-        mse, mfsim, cos = b.finish([outs["mse"], outs["mfsim"], outs["stage_cos"]])
+        with self._lock, b.activate():
+            if not self.context.set_input_shape(self.input_name, shape):
+                raise ValueError(f"TensorRT rejected input shape {shape} (outside the engine's optimisation profile)")
+            b.upload(inputs, self._bufs[self.input_name], shape, self.input_dtype)
+            wanted = ("mse", "mfsim", "stage_cos")
+            outs = [(self._bufs[n], tuple(int(d) for d in self.context.get_tensor_shape(n)), self.io[n]["dtype"])
+                    for n in wanted]
+            b.before_run()
+            if not self.context.execute_async_v3(b.stream):
+                raise DeviceError("TensorRT execution failed (see the TensorRT log)")
+            mse, mfsim, cos = b.finish(outs)
         return ScoreOutputs(mse=mse, mfsim=mfsim, stage_cos=cos)
 
+    def close(self) -> None:
+        """Release the context, engine and buffers now (otherwise at garbage collection)."""
+        with self.buffers.activate():
+            self.context = self.engine = self.runtime = None
+        self.buffers.close()
