@@ -1,8 +1,8 @@
 """Atomic file writes: write to a temporary file in the same folder, fsync, then rename over the target.
 
 A crash or Ctrl-C during a write leaves either the old file or the new one, never a truncated file.
-A kill -9 cannot run cleanup, so it leaves the temporary file behind (measured: tools/reliability_report.py,
-crash trials); the temporary's name carries the host and the process id, and the next write to the same
+A kill -9 cannot run the cleanup, so one that lands during a write leaves the temporary file (as large as the
+checkpoint) behind; the temporary's name carries the host and the process id, and the next write to the same
 target removes the temporaries of processes on this host that no longer exist.
 """
 
