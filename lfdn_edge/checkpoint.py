@@ -6,12 +6,24 @@ Contents (a dict of plain types and tensors, loadable with torch.load(weights_on
     layout {stage_dims}, model (LFDNConfig), diffusion (DiffusionConfig), score (ScoreConfig), train (TrainConfig),
     ema (EMA weights used for scoring), early_ema + early_epoch (snapshot for the LR score),
     calibration {tpr, n, thresholds {score: value}, id_mean, id_std} or None,
-    train_state {epoch, ema_step, history, and until the last epoch model + optimizer for resuming).
+    train_state {epoch, ema_step, history, and until the last epoch model + optimizer for resuming),
+    integrity {algorithm "sha256", digest}: a SHA-256 over every other entry (format version 2).
+
+Integrity: torch.save's zip archive stores CRC-32s but torch.load does not check them, so a flipped bit in a
+weight tensor loads silently (measured; tests/test_reliability_integrity.py). Every checkpoint written by
+save_checkpoint therefore carries a SHA-256 of its contents (payload_digest: a canonical walk of the dict,
+keys sorted, each value typed; tensors by dtype, shape and raw bytes; independent of the zip layout), and
+load_checkpoint_dict recomputes it. Rules: format version 2 (written from now on) must carry a matching
+digest, else CheckpointError; format version 1 (written before the digest existed) loads as before, without
+verification, and is upgraded to version 2 the next time it is saved
+(training resumes re-save every epoch). Other versions are refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,16 +40,93 @@ from .model import LFDN, LFDNConfig
 from .reference import ReferenceScorer, ScoreConfig
 
 FORMAT = "lfdn-edge-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_FORMAT_VERSIONS = (1,)  # read without integrity verification (no digest was written then)
+INTEGRITY_KEY = "integrity"
+INTEGRITY_ALGORITHM = "sha256"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint file is missing, truncated, foreign or from an incompatible format version."""
+    """A checkpoint file is missing, truncated, foreign, corrupted or from an incompatible format version."""
+
+
+def _feed(h, obj) -> None:
+    """Feed a canonical, typed encoding of ``obj`` into hash ``h`` (dict keys sorted by their encoding)."""
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().to("cpu").contiguous()
+        h.update(b"T" + str(t.dtype).encode() + repr(tuple(t.shape)).encode() + b";")
+        if t.numel():
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)  # raw bytes, no copy
+    elif obj is None or isinstance(obj, bool):
+        h.update(b"N" if obj is None else (b"B1" if obj else b"B0"))
+    elif isinstance(obj, int):
+        s = str(int(obj)).encode()
+        h.update(b"I" + struct.pack("<I", len(s)) + s)
+    elif isinstance(obj, float):
+        h.update(b"F" + struct.pack("<d", obj))
+    elif isinstance(obj, str):
+        s = obj.encode("utf-8", "surrogatepass")
+        h.update(b"S" + struct.pack("<Q", len(s)) + s)
+    elif isinstance(obj, (bytes, bytearray)):
+        h.update(b"Y" + struct.pack("<Q", len(obj)) + bytes(obj))
+    elif isinstance(obj, (list, tuple)):
+        h.update((b"L" if isinstance(obj, list) else b"U") + struct.pack("<Q", len(obj)))
+        for v in obj:
+            _feed(h, v)
+    elif isinstance(obj, dict):
+        items = []
+        for k, v in obj.items():
+            kh = hashlib.sha256()
+            _feed(kh, k)
+            items.append((kh.digest(), v))
+        items.sort(key=lambda kv: kv[0])
+        h.update(b"D" + struct.pack("<Q", len(items)))
+        for kd, v in items:
+            h.update(kd)
+            _feed(h, v)
+    else:
+        raise TypeError(f"checkpoint entries must be tensors or plain Python values, got {type(obj).__name__}")
+
+
+def payload_digest(data: dict) -> str:
+    """SHA-256 (hex) of every entry of a checkpoint dict except ``integrity`` (see the module docstring)."""
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in data.items() if k != INTEGRITY_KEY})
+    return h.hexdigest()
+
+
+def sealed(data: dict) -> dict:
+    """A copy of ``data`` as it is written: format marker, this version, and a fresh integrity digest."""
+    data = {k: v for k, v in data.items() if k != INTEGRITY_KEY}
+    data.update(format=FORMAT, format_version=FORMAT_VERSION, lfdn_edge_version=__version__)
+    data[INTEGRITY_KEY] = {"algorithm": INTEGRITY_ALGORITHM, "digest": payload_digest(data)}
+    return data
 
 
 def save_checkpoint(data: dict, path: str | os.PathLike) -> Path:
-    data = dict(data, format=FORMAT, format_version=FORMAT_VERSION, lfdn_edge_version=__version__)
+    data = sealed(data)
     return atomic_write(path, lambda tmp: torch.save(data, tmp))
+
+
+def verify_integrity(data: dict, src: str = "checkpoint") -> bool:
+    """Check the digest of a loaded checkpoint dict: True if verified, False for a legacy (version 1) file
+    that has none; CheckpointError if it is missing, malformed or does not match."""
+    version = data.get("format_version")
+    entry = data.get(INTEGRITY_KEY)
+    if entry is None and version in LEGACY_FORMAT_VERSIONS:
+        return False
+    if not isinstance(entry, dict) or entry.get("algorithm") != INTEGRITY_ALGORITHM or \
+            not isinstance(entry.get("digest"), str):
+        raise CheckpointError(f"{src} is corrupted: its integrity entry is missing or malformed ({entry!r:.80}); "
+                              "restore it from a good copy or retrain")
+    try:
+        digest = payload_digest(data)
+    except TypeError as exc:
+        raise CheckpointError(f"{src} is corrupted: {exc}") from exc
+    if digest != entry["digest"]:
+        raise CheckpointError(f"{src} is corrupted (SHA-256 of its contents does not match the stored one); "
+                              "restore it from a good copy or retrain")
+    return True
 
 
 def load_checkpoint_dict(path: str | os.PathLike) -> dict:
@@ -60,9 +149,11 @@ def load_checkpoint_dict(path: str | os.PathLike) -> dict:
         raise CheckpointError(f"{p} is not a readable lfdn-edge checkpoint (truncated or foreign file?): {reason}") from exc
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{p} is not an lfdn-edge checkpoint (no '{FORMAT}' format marker)")
-    if data.get("format_version") != FORMAT_VERSION:
+    if data.get("format_version") not in (FORMAT_VERSION, *LEGACY_FORMAT_VERSIONS):
         raise CheckpointError(f"{p} has checkpoint format version {data.get('format_version')}, this lfdn-edge "
-                              f"({__version__}) reads version {FORMAT_VERSION}; retrain or use a matching lfdn-edge")
+                              f"({__version__}) reads versions {[*LEGACY_FORMAT_VERSIONS, FORMAT_VERSION]}; "
+                              "retrain or use a matching lfdn-edge")
+    verify_integrity(data, str(p))
     missing = [k for k in ("feature", "layout", "model", "diffusion", "score", "ema") if k not in data]
     if missing:
         raise CheckpointError(f"{p} lacks required entries {missing}")
@@ -84,7 +175,8 @@ class Checkpoint:
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("no path to save the checkpoint to")
-        return save_checkpoint(self.data, target)
+        self.data = sealed(self.data)  # the in-memory digest matches what is written
+        return atomic_write(target, lambda tmp: torch.save(self.data, tmp))
 
     @property
     def feature_config(self) -> FeatureConfig:

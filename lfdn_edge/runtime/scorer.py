@@ -7,13 +7,21 @@
 
 Inputs: features (N, C) floating point (converted to float32), or, for engines that include the backbone,
 frames (N, H, W, 3) uint8 RGB at the engine's frame size. numpy (or lists) in -> numpy out; torch in -> torch
-out on the input's device. Rejected with ValueError/TypeError: wrong shape, empty batch, NaN/Inf, wrong dtype.
+out on the input's device. Rejected with ValueError/TypeError: wrong shape, empty batch, NaN/Inf, values above
+MAX_ABS_FEATURE (1e6; standardised features stay below about 21), wrong dtype. Any strides are accepted.
 
 Batch range [min, max] of the engine (TensorRT needs it; the others record it): with the default
 ``batch_policy="split"`` a batch larger than max is scored in chunks of at most max items, and a batch
 smaller than min is padded by repeating its last item (the padding is dropped from the result). Both are
 exact: the noise is the same vector for every item, so an item's score does not depend on its batch.
 ``batch_policy="strict"`` raises ValueError for a batch outside [min, max] instead.
+
+Threads: one Scorer may be used from several threads at once and gives the same scores as from one thread
+(tests/test_reliability_concurrency.py). Backends whose class says ``thread_safe = True`` (torch: inference
+on a frozen module; onnxruntime: ``InferenceSession.run`` is thread-safe; tensorrt: its own lock around the one
+execution context) run concurrently; any other backend (the native one, whose C++ engines serialise with
+their own mutex anyway, and any backend added later) is serialised by a lock of the Scorer around
+``backend.run``. Validation, chunking and conversion run outside the lock.
 
 ``threads=N`` sets the CPU thread count of the native engine or the onnxruntime session (default: the native
 engine's own default, all cores or $LFDN_EDGE_NUM_THREADS; onnxruntime's default).
@@ -29,6 +37,7 @@ from __future__ import annotations
 
 import math
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +54,7 @@ from ..errors import UnavailableError
 BATCH_POLICIES = ("split", "strict")
 THREADED_BACKENDS = ("native", "onnxruntime")  # backends with their own CPU thread count (threads=)
 CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from a checkpoint (chunk size 4096)
+MAX_ABS_FEATURE = 1e6  # see _check_magnitude
 
 
 def _finite_threshold(value) -> float:
@@ -90,10 +100,33 @@ def _check_header(h: dict, src: str) -> None:
         stage_dims = [int(d) for d in h["layout"]["stage_dims"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise EngineError(f"{src}: malformed engine header ({exc}); rebuild the engine") from exc
-    if not 1 <= lo <= hi or not stage_dims:
+    if not 1 <= lo <= hi or not stage_dims or min(stage_dims) < 1:
         raise EngineError(f"{src}: malformed engine header (batch {h['batch']}, layout {h['layout']})")
+    # the entries the Scorer itself reads (a header whose checksum was forged must still fail clearly)
+    thresholds = h.get("thresholds")
+    numbers = (int, float)
+    if not isinstance(h.get("score_type"), str) or \
+            not (thresholds is None or (isinstance(thresholds, dict) and
+                                        all(v is None or isinstance(v, numbers) for v in thresholds.values()))) or \
+            not (h.get("threshold") is None or isinstance(h.get("threshold"), numbers)):
+        raise EngineError(f"{src}: malformed engine header (score_type {h.get('score_type')!r}, thresholds "
+                          f"{thresholds!r:.80}, threshold {h.get('threshold')!r:.40}); rebuild the engine")
+    if h.get("includes_backbone"):
+        size = h.get("image_size") or [(h.get("feature") or {}).get("input_size")] * 2
+        if not (isinstance(size, list) and len(size) == 2 and
+                all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in size)):
+            raise EngineError(f"{src}: malformed engine header (image size {size!r:.60}); rebuild the engine")
     if h.get("backend") not in PAYLOAD_RUNTIME:
         raise EngineError(f"{src}: unknown engine payload {h.get('backend')!r} (known: {list(PAYLOAD_RUNTIME)})")
+
+
+def _check_magnitude(max_abs: float) -> None:
+    # Features are standardised per stage (|z| <= sqrt(stage size), about 21 for the largest stage), so a value
+    # far above that is not a feature vector; above about 1e19 the backends overflowed differently (inf, NaN,
+    # or a finite MFsim: tests/test_reliability_fuzz.py), so the scores would depend on the backend.
+    if max_abs > MAX_ABS_FEATURE:
+        raise ValueError(f"features must be standardised feature vectors (|value| <= {MAX_ABS_FEATURE:g}); got a value "
+                         f"of magnitude {max_abs:.3g}; compute them with lfdn_edge.MultiLayerFeatures")
 
 
 def _is_torch(x) -> bool:
@@ -127,6 +160,7 @@ class Scorer:
         if not ok:
             raise UnavailableError(f"the {name!r} backend cannot run here: {why}")
         self.backend_name = name
+        self._lock = None if getattr(cls, "thread_safe", False) else threading.Lock()
         if threads is None:
             self._backend = cls(self.artifact, device)
         else:
@@ -200,6 +234,8 @@ class Scorer:
                 raise TypeError(f"frames must be uint8 (0..255 RGB, NHWC), got dtype {x.dtype}")
             if shape[0] == 0:
                 raise ValueError("empty batch: need at least one frame")
+            if not is_t:
+                x = np.ascontiguousarray(x)  # torch.as_tensor refuses negative strides (e.g. frame[:, ::-1])
             return x, (x.device if is_t else None)
         dim = self.input_shape[1]
         if len(shape) != 2 or shape[1] != dim:
@@ -209,12 +245,14 @@ class Scorer:
             raise TypeError(f"features must be floating point, got dtype {x.dtype}")
         # checked after the cast to float32, so float64 values that overflow float32 count as Inf
         if is_t:
-            x = x.to(torch.float32).contiguous()
+            x = x.detach().to(torch.float32).contiguous()
             check_features(x, dim)
+            _check_magnitude(x.abs().max().item())
             return x, x.device
         with np.errstate(over="ignore"):
             x = np.ascontiguousarray(x, dtype=np.float32)
         check_features(torch.from_numpy(x), dim)
+        _check_magnitude(float(np.abs(x).max()))
         return x, None
 
     # ------------------------------------------------------------------ running
@@ -234,7 +272,11 @@ class Scorer:
             if m < lo:
                 idx = [*range(m), *([m - 1] * (lo - m))]
                 chunk = chunk[torch.tensor(idx, device=chunk.device)] if _is_torch(chunk) else chunk[idx]
-            out = self._backend.run(chunk)
+            if self._lock is None:
+                out = self._backend.run(chunk)
+            else:
+                with self._lock:
+                    out = self._backend.run(chunk)
             parts.append({k: getattr(out, k)[:m] for k in ("mse", "mfsim", "stage_cos")})
         res = {k: self._join([p[k] for p in parts], tdev) for k in ("mse", "mfsim", "stage_cos")}
         return res, tdev

@@ -30,6 +30,7 @@ def _providers(device, available: list[str]) -> list:
 
 class OnnxRuntimeBackend(ScoringBackend):
     name = "onnxruntime"
+    thread_safe = True  # concurrent run() calls are safe (see runtime/scorer.py, Threads)
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

@@ -383,6 +383,7 @@ def check_engine_io(header: dict, io: dict) -> None:
 
 class TensorRTBackend(ScoringBackend):
     name = "tensorrt"
+    thread_safe = True  # run() takes self._lock around the one execution context
 
     @classmethod
     def available(cls) -> tuple[bool, str]:

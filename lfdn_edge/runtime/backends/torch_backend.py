@@ -29,6 +29,7 @@ def unpack_checkpoint(payload: bytes, source: str = "engine") -> Checkpoint:
 
 class TorchBackend(ScoringBackend):
     name = "torch"
+    thread_safe = True  # concurrent run() calls are safe (see runtime/scorer.py, Threads)
 
     def __init__(self, artifact, device=None):
         super().__init__(artifact, device)
