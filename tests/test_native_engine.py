@@ -88,7 +88,10 @@ def _engine(ck, precision, max_batch=64, threads=0):
     return _C.CpuEngine(spec, max_batch, threads)
 
 
-@pytest.mark.parametrize("isa", ["auto", "scalar"])
+ISAS = list(_C.build_info()["cpu_kernels_usable"])
+
+
+@pytest.mark.parametrize("isa", ["auto"] + ISAS)
 def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
     _C.set_cpu_isa(isa)
     try:
@@ -102,20 +105,47 @@ def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
     np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=1e-5)
 
 
-def test_fp16_weights_engine_within_stated_tolerance(ckpt, z0):
-    out = _engine(ckpt, "fp16").score(z0)
+@pytest.mark.parametrize("isa", ISAS)
+def test_fp16_weights_engine_within_stated_tolerance(ckpt, z0, isa):
+    _C.set_cpu_isa(isa)
+    try:
+        out = _engine(ckpt, "fp16").score(z0)
+    finally:
+        _C.set_cpu_isa("auto")
     ref, _ = _reference(ckpt, z0)
     np.testing.assert_allclose(out["mse"], ref["mse"], rtol=2e-3)
     np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=2e-3)
 
 
-def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0):
-    eng1, eng2 = _engine(ckpt, "fp32", threads=1), _engine(ckpt, "fp32", threads=2)
-    full = eng2.score(z0)
-    for a, b in ((0, 1), (3, 10), (10, 37)):
-        part = eng1.score(z0[a:b])
-        for k in ("mse", "mfsim", "stage_cos"):
-            assert np.array_equal(part[k], full[k][a:b]), k
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0, isa, precision):
+    _C.set_cpu_isa(isa)
+    try:
+        eng1, eng2 = _engine(ckpt, precision, threads=1), _engine(ckpt, precision, threads=2)
+        full = eng2.score(z0)
+        for a, b in ((0, 1), (3, 10), (10, 37), (1, 14)):
+            part = eng1.score(z0[a:b])
+            for k in ("mse", "mfsim", "stage_cos"):
+                assert np.array_equal(part[k], full[k][a:b]), (k, a, b)
+    finally:
+        _C.set_cpu_isa("auto")
+
+
+def test_simd_whole_pass_agrees_with_the_scalar_pass(ckpt, z0):
+    """The whole scoring pass on each SIMD table against the portable table (FP32 weights): mse within 1e-5
+    relative, cosines within 1e-6 absolute (FMA contraction and the vector exp only)."""
+    outs = {}
+    try:
+        for isa in ISAS:
+            _C.set_cpu_isa(isa)
+            outs[isa] = _engine(ckpt, "fp32").score(z0)
+    finally:
+        _C.set_cpu_isa("auto")
+    for isa in ISAS:
+        np.testing.assert_allclose(outs[isa]["mse"], outs["scalar"]["mse"], rtol=1e-5)
+        np.testing.assert_allclose(outs[isa]["stage_cos"], outs["scalar"]["stage_cos"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(outs[isa]["mfsim"], outs["scalar"]["mfsim"], rtol=0, atol=1e-6)
 
 
 def test_engine_is_safe_to_share_between_python_threads(ckpt, z0):

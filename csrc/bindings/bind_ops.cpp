@@ -200,13 +200,17 @@ void bind_ops(py::module_& m) {
         "Op 3 (CPU): DDIM update (x, coef = (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma), noise) -> 'x', "
         "and/or the scores of x0_hat against z0 (stage_offsets) -> 'mse', 'mfsim', 'stage_cos', in one pass.");
   m.def("cpu_isa", []() { return std::string(lfdn::cpu::kernels().name); },
-        "The CPU kernel table in use: 'avx2' or 'scalar'.");
+        "The CPU kernel table in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
   m.def("set_cpu_isa", [](const std::string& name) {
-          if (!lfdn::cpu::select_isa(name.c_str()))
-            throw py::value_error("CPU kernels '" + name + "' are not available here (use 'auto', 'scalar'" +
-                                  std::string(lfdn::cpu::cpu_has_avx2_fma_f16c() ? ", 'avx2')" : ")"));
+          if (!lfdn::cpu::select_isa(name.c_str())) {
+            std::string ok = "'auto'";
+            for (const char* t : {"scalar", "avx2", "avx512", "neon"})
+              if (lfdn::cpu::table_by_name(t) != nullptr) ok += std::string(", '") + t + "'";
+            throw py::value_error("CPU kernels '" + name + "' are not available here (use " + ok + ")");
+          }
         }, py::arg("name"),
-        "Select the CPU kernel table: 'auto' (the best this CPU supports), 'avx2' or 'scalar'.");
+        "Select the CPU kernel table for all later calls in this process: 'auto' (the best this CPU supports), "
+        "'avx512', 'avx2', 'neon' or 'scalar' (where compiled in and supported).");
   m.def("cpu_threads", []() { return lfdn::cpu::default_threads(); },
         "Default number of CPU threads: $LFDN_EDGE_NUM_THREADS, else the hardware concurrency.");
 }

@@ -142,7 +142,10 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
       const int64_t mc = p.rows - m0 < kMC ? p.rows - m0 : kMC;
-      const int64_t groups = (mc + kMR - 1) / kMR;
+      // row groups of near-equal size (at most mr_max rows): e.g. 64 rows with the AVX-512 table are
+      // 6 groups of 11/11/11/11/10/10, not 5 x 12 + 4. Which group a row is in never changes its result.
+      const int64_t groups = (mc + kr.mr_max - 1) / kr.mr_max;
+      const int64_t gbase = mc / groups, gextra = mc % groups;
       // FP16 weights: convert each k-block once and reuse it for all row groups, unless there is only one
       // group and the table has an on-the-fly FP16 kernel (batch <= 6: memory-bound, convert in registers).
       const bool direct_f16 = f16 && groups == 1 && kr.gemm_f16 != nullptr;
@@ -163,14 +166,14 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
         const int64_t next_lines = (kc * kNR * static_cast<int64_t>(esize) + 63) / 64;
         const int64_t per_group = (next_lines + groups - 1) / groups;
         for (int64_t g = 0; g < groups; ++g) {
-          if (groups > 2) {  // small batches are a plain stream: the hardware prefetchers handle it
+          if (mc > 2 * kMR) {  // small batches are a plain stream: the hardware prefetchers handle it
             for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
               const size_t off = next_off + static_cast<size_t>(l) * 64;
               if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
             }
           }
-          const int64_t r = g * kMR;
-          const int mr = static_cast<int>(mc - r < kMR ? mc - r : kMR);
+          const int64_t r = g * gbase + (g < gextra ? g : gextra);
+          const int mr = static_cast<int>(gbase + (g < gextra ? 1 : 0));
           const float* a = A + (m0 + r) * K + k0;
           float* c = w.cbuf + r * kNR;
           if (direct_f16) {

@@ -154,7 +154,7 @@ void silu(const float* x, int64_t n, float* out) {
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2", gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"avx2", kMR, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu};
   return &k;
 }
 

@@ -87,7 +87,7 @@ void silu(const float* x, int64_t n, float* out) {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar", gemm_f32, nullptr, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"scalar", kMR, gemm_f32, nullptr, f16_to_f32, moments, gn_silu, silu};
   return k;
 }
 
