@@ -384,5 +384,22 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     assert rep["settings"]["batch"] == [1, 5] and rep["settings"]["parity_batch"] == 6
     assert rep["model"]["width"] == 64 and rep["model"]["in_dim"] == 512 and rep["model"]["depth"] == 2
     assert "commit" in rep and "machine" in rep
+    # roofline fields: the active kernel table, the machine probe, and per result the fraction of the binding
+    # limit recomputed from the JSON's own numbers (Linear weights x steps x bytes per weight; 2 flops per MAC)
+    assert rep["cpu_isa"] == rep["machine"]["native_build"]["cpu_kernels_active"]
+    roof = rep["roofline"]
+    assert roof["read_bandwidth_gbs"] > 0.1 and roof["fma_peak_gflops"] > 0.1, roof
+    assert roof["fma_isa"] in rep["machine"]["native_build"]["cpu_kernels_usable"]
+    assert roof["linear_weights"] == 512 * 64 + 2 * 2 * 64 * 64 + 64 * 512 and roof["steps"] == 3
+    for (name, n), r in by.items():
+        bpp = 2 if name == "native-fp16" else 4
+        nbytes, flops = roof["linear_weights"] * 3 * bpp, 2.0 * roof["linear_weights"] * 3 * n
+        t_bw, t_fl = nbytes / (roof["read_bandwidth_gbs"] * 1e9), flops / (roof["fma_peak_gflops"] * 1e9)
+        calls = r["items_per_s"] / n
+        assert r["bound"] == ("bandwidth" if t_bw >= t_fl else "compute"), r
+        assert r["fraction_of_bound"] == pytest.approx(max(t_bw, t_fl) * calls, rel=2e-3, abs=1e-3), r
+        assert r["achieved_gbs"] == pytest.approx(nbytes * calls / 1e9, rel=1e-2, abs=0.01), r
+        assert roof["fraction_of_bound"][name][str(n)] == r["fraction_of_bound"]
+    assert "ratios_vs_onnxruntime" not in rep  # onnxruntime did not run
     bad = subprocess.run(base + ["--batch", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "batch sizes must be >= 1" in bad.stderr

@@ -89,6 +89,16 @@ def test_env_var_forces_a_table_at_import(name):
     assert out == [name, name]
 
 
+def test_probe_machine_measures_bandwidth_and_fma_peak():
+    got = _C.probe_machine(threads=1, read_mib=64, reps=2)
+    assert got["threads"] == 1 and got["reps"] == 2 and got["read_bytes"] == 64 << 20
+    assert got["fma_isa"] == _C.build_info()["cpu_kernels_usable"][-1]  # the widest: listed last
+    # plausible for anything from a Raspberry Pi under emulation to a server: 0.05 GB/s .. 2 TB/s, 0.05 GFLOPS .. 10 TFLOPS
+    assert 0.05 < got["read_bandwidth_gbs"] < 2000 and 0.05 < got["fma_peak_gflops"] < 10000, got
+    with pytest.raises(ValueError, match="reps"):
+        _C.probe_machine(reps=0)
+
+
 # ------------------------------------------------------------------------------------------------ op 1
 def test_noise_many_rows_matches_python_generator():
     keys = np.arange(300, dtype=np.uint64) * np.uint64(2**31 + 7)

@@ -32,6 +32,9 @@ struct Kernels {
   void (*gn_silu)(const float* x, int64_t n, float mean, float rstd, const float* g, const float* b, float* out);
   // out = SiLU(x)
   void (*silu)(const float* x, int64_t n, float* out);
+  // Machine probe: `iters` rounds of independent FMA chains in the table's widest registers (register-only, no
+  // memory traffic); returns the floating-point operations done (2 per lane per FMA). *sink defeats elimination.
+  double (*fma_loop)(int64_t iters, float* sink);
 };
 
 const Kernels& scalar_kernels();

@@ -151,10 +151,25 @@ void silu(const float* x, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = silu1(x[i]);
 }
 
+double fma_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 12;
+  __m256 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.001f * j);
+  const __m256 m = _mm256_set1_ps(0.9999999f), add = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], m, add);
+  }
+  __m256 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_ps(s, acc[j]);
+  *sink = hsum(s);
+  return 2.0 * 8 * kChains * static_cast<double>(iters);
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2", kMR, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"avx2", kMR, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return &k;
 }
 

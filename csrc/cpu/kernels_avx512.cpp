@@ -149,10 +149,25 @@ void silu(const float* x, int64_t n, float* out) {
   }
 }
 
+double fma_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 16;  // > FMA latency x throughput on current cores
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(1.0f + 0.001f * j);
+  const __m512 m = _mm512_set1_ps(0.9999999f), add = _mm512_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_fmadd_ps(acc[j], m, add);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, acc[j]);
+  *sink = _mm512_reduce_add_ps(s);
+  return 2.0 * 16 * kChains * static_cast<double>(iters);
+}
+
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels k{"avx512", kMRMax, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"avx512", kMRMax, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return &k;
 }
 
