@@ -23,6 +23,9 @@ struct Kernels {
   int mr_max;  // rows per gemm call (<= kMRLimit); the caller splits a row block into near-equal groups
   // c[r*kNR + j] (+)= sum_{k < kc} a[r*lda + k] * b[k*kNR + j], r < mr <= mr_max; accumulate: add to c, else set.
   void (*gemm_f32)(int mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int accumulate);
+  // Same with the activations packed k-major per row group: a[k*mr + r] (one sequential broadcast stream instead
+  // of mr strided ones); null: the caller keeps the (rows, k) layout.
+  void (*gemm_f32_pa)(int mr, int64_t kc, const float* a, const float* b, float* c, int accumulate);
   // Same with FP16 weights converted on the fly; null: the caller converts blocks with f16_to_f32 first.
   void (*gemm_f16)(int mr, int64_t kc, const float* a, int64_t lda, const uint16_t* b, float* c, int accumulate);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);

@@ -57,6 +57,39 @@ void gemm(int mr, int64_t kc, const float* a, int64_t lda, const void* b, float*
   }
 }
 
+// Packed activations (a[k*MR + r]): the same FMA chains in the same order as ukr, one broadcast stream.
+template <int MR>
+inline void ukr_pa(int64_t kc, const float* a, const float* b, float* c, int accumulate) {
+  __m512 acc[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) acc[r] = accumulate ? _mm512_loadu_ps(c + r * kNR) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 bv = _mm512_loadu_ps(b + k * kNR);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(a[k * MR + r]), bv, acc[r]);
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) _mm512_storeu_ps(c + r * kNR, acc[r]);
+}
+
+void gemm_f32_pa(int mr, int64_t kc, const float* a, const float* b, float* c, int accumulate) {
+  switch (mr) {
+    case 1: ukr_pa<1>(kc, a, b, c, accumulate); break;
+    case 2: ukr_pa<2>(kc, a, b, c, accumulate); break;
+    case 3: ukr_pa<3>(kc, a, b, c, accumulate); break;
+    case 4: ukr_pa<4>(kc, a, b, c, accumulate); break;
+    case 5: ukr_pa<5>(kc, a, b, c, accumulate); break;
+    case 6: ukr_pa<6>(kc, a, b, c, accumulate); break;
+    case 7: ukr_pa<7>(kc, a, b, c, accumulate); break;
+    case 8: ukr_pa<8>(kc, a, b, c, accumulate); break;
+    case 9: ukr_pa<9>(kc, a, b, c, accumulate); break;
+    case 10: ukr_pa<10>(kc, a, b, c, accumulate); break;
+    case 11: ukr_pa<11>(kc, a, b, c, accumulate); break;
+    default: ukr_pa<12>(kc, a, b, c, accumulate); break;
+  }
+}
+
 void gemm_f32(int mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int accumulate) {
   gemm<false>(mr, kc, a, lda, b, c, accumulate);
 }
@@ -167,7 +200,7 @@ double fma_loop(int64_t iters, float* sink) {
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels k{"avx512", kMRMax, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
+  static const Kernels k{"avx512", kMRMax, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return &k;
 }
 

@@ -159,7 +159,7 @@ double fma_loop(int64_t iters, float* sink) {
 }  // namespace
 
 const Kernels* neon_kernels() {
-  static const Kernels k{"neon", kMRNeon, gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
+  static const Kernels k{"neon", kMRNeon, gemm_f32, nullptr, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return &k;
 }
 

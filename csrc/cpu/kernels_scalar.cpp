@@ -99,7 +99,7 @@ double fma_loop(int64_t iters, float* sink) {
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar", kMR, gemm_f32, nullptr, f16_to_f32, moments, gn_silu, silu, fma_loop};
+  static const Kernels k{"scalar", kMR, gemm_f32, nullptr, nullptr, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return k;
 }
 
