@@ -88,7 +88,10 @@ def _engine(ck, precision, max_batch=64, threads=0):
     return _C.CpuEngine(spec, max_batch, threads)
 
 
-@pytest.mark.parametrize("isa", ["auto", "scalar"])
+ISAS = list(_C.build_info()["cpu_kernels_usable"])
+
+
+@pytest.mark.parametrize("isa", ["auto"] + ISAS)
 def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
     _C.set_cpu_isa(isa)
     try:
@@ -102,20 +105,48 @@ def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
     np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=1e-5)
 
 
-def test_fp16_weights_engine_within_stated_tolerance(ckpt, z0):
-    out = _engine(ckpt, "fp16").score(z0)
+@pytest.mark.parametrize("isa", ISAS)
+def test_fp16_weights_engine_within_stated_tolerance(ckpt, z0, isa):
+    _C.set_cpu_isa(isa)
+    try:
+        out = _engine(ckpt, "fp16").score(z0)
+    finally:
+        _C.set_cpu_isa("auto")
     ref, _ = _reference(ckpt, z0)
     np.testing.assert_allclose(out["mse"], ref["mse"], rtol=2e-3)
     np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=2e-3)
 
 
-def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0):
-    eng1, eng2 = _engine(ckpt, "fp32", threads=1), _engine(ckpt, "fp32", threads=2)
-    full = eng2.score(z0)
-    for a, b in ((0, 1), (3, 10), (10, 37)):
-        part = eng1.score(z0[a:b])
-        for k in ("mse", "mfsim", "stage_cos"):
-            assert np.array_equal(part[k], full[k][a:b]), k
+@pytest.mark.parametrize("isa", ISAS)
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_scores_do_not_depend_on_batch_or_threads(ckpt, z0, isa, precision):
+    _C.set_cpu_isa(isa)
+    try:
+        eng1, eng2 = _engine(ckpt, precision, threads=1), _engine(ckpt, precision, threads=2)
+        full = eng2.score(z0)
+        for a, b in ((0, 1), (3, 10), (10, 37), (1, 14)):
+            part = eng1.score(z0[a:b])
+            for k in ("mse", "mfsim", "stage_cos"):
+                assert np.array_equal(part[k], full[k][a:b]), (k, a, b)
+    finally:
+        _C.set_cpu_isa("auto")
+
+
+def test_simd_whole_pass_agrees_with_the_scalar_pass(ckpt, z0):
+    """The whole scoring pass on each SIMD table against the portable table (FP32 weights): mse within 1e-5
+    relative, cosines and mfsim within 2e-6 absolute (FMA contraction, summation order of the GroupNorm moments
+    and the vector exp only; measured on the paper-size model: 2.2e-7 and 1.6e-6)."""
+    outs = {}
+    try:
+        for isa in ISAS:
+            _C.set_cpu_isa(isa)
+            outs[isa] = _engine(ckpt, "fp32").score(z0)
+    finally:
+        _C.set_cpu_isa("auto")
+    for isa in ISAS:
+        np.testing.assert_allclose(outs[isa]["mse"], outs["scalar"]["mse"], rtol=1e-5)
+        np.testing.assert_allclose(outs[isa]["stage_cos"], outs["scalar"]["stage_cos"], rtol=0, atol=2e-6)
+        np.testing.assert_allclose(outs[isa]["mfsim"], outs["scalar"]["mfsim"], rtol=0, atol=2e-6)
 
 
 def test_engine_is_safe_to_share_between_python_threads(ckpt, z0):
@@ -354,5 +385,22 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     assert rep["settings"]["batch"] == [1, 5] and rep["settings"]["parity_batch"] == 6
     assert rep["model"]["width"] == 64 and rep["model"]["in_dim"] == 512 and rep["model"]["depth"] == 2
     assert "commit" in rep and "machine" in rep
+    # roofline fields: the active kernel table, the machine probe, and per result the fraction of the binding
+    # limit recomputed from the JSON's own numbers (Linear weights x steps x bytes per weight; 2 flops per MAC)
+    assert rep["cpu_isa"] == rep["machine"]["native_build"]["cpu_kernels_active"]
+    roof = rep["roofline"]
+    assert roof["read_bandwidth_gbs"] > 0.1 and roof["fma_peak_gflops"] > 0.1, roof
+    assert roof["fma_isa"] in rep["machine"]["native_build"]["cpu_kernels_usable"]
+    assert roof["linear_weights"] == 512 * 64 + 2 * 2 * 64 * 64 + 64 * 512 and roof["steps"] == 3
+    for (name, n), r in by.items():
+        bpp = 2 if name == "native-fp16" else 4
+        nbytes, flops = roof["linear_weights"] * 3 * bpp, 2.0 * roof["linear_weights"] * 3 * n
+        t_bw, t_fl = nbytes / (roof["read_bandwidth_gbs"] * 1e9), flops / (roof["fma_peak_gflops"] * 1e9)
+        calls = r["items_per_s"] / n
+        assert r["bound"] == ("bandwidth" if t_bw >= t_fl else "compute"), r
+        assert r["fraction_of_bound"] == pytest.approx(max(t_bw, t_fl) * calls, rel=2e-3, abs=1e-3), r
+        assert r["achieved_gbs"] == pytest.approx(nbytes * calls / 1e9, rel=1e-2, abs=0.01), r
+        assert roof["fraction_of_bound"][name][str(n)] == r["fraction_of_bound"]
+    assert "ratios_vs_onnxruntime" not in rep  # onnxruntime did not run
     bad = subprocess.run(base + ["--batch", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "batch sizes must be >= 1" in bad.stderr

@@ -22,8 +22,9 @@ from lfdn_edge.reference import score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
-ISAS = ["scalar"] + (["avx2"] if "avx2" in _C.build_info()["cpu_kernels"] and
-                     _C.build_info()["cpu_has_avx2_fma_f16c"] else [])
+# every kernel table compiled in and supported by this CPU (scalar always; avx2, avx512 on x86-64; neon on AArch64)
+ISAS = list(_C.build_info()["cpu_kernels_usable"])
+SIMD_ISAS = [i for i in ISAS if i != "scalar"]
 
 
 @pytest.fixture(params=ISAS)
@@ -62,6 +63,40 @@ def test_set_cpu_isa_rejects_unknown_tables():
     with pytest.raises(ValueError, match="not available"):
         _C.set_cpu_isa("avx9000")
     _C.set_cpu_isa("auto")
+
+
+def test_auto_picks_the_widest_table_this_cpu_supports():
+    info = _C.build_info()
+    want = ("avx512" if info["cpu_has_avx512"] else "avx2" if info["cpu_has_avx2_fma_f16c"] else
+            "neon" if info["cpu_has_neon"] else "scalar")
+    _C.set_cpu_isa("auto")
+    assert _C.cpu_isa() == want and info["cpu_kernels_active"] == want
+    assert set(info["cpu_kernels_usable"]) <= set(info["cpu_kernels"])
+    if "avx512" in info["cpu_kernels"]:  # an x86-64 build compiles all three tables
+        assert info["cpu_kernels"] == ["scalar", "avx2", "avx512"]
+
+
+@pytest.mark.parametrize("name", ISAS)
+def test_env_var_forces_a_table_at_import(name):
+    """LFDN_EDGE_CPU_ISA=<table> is how a process (or a test) pins the kernels before any call."""
+    import os
+    import subprocess
+    import sys
+
+    code = "from lfdn_edge import _C; print(_C.cpu_isa(), _C.build_info()['cpu_kernels_active'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LFDN_EDGE_CPU_ISA": name},
+                         capture_output=True, text=True, timeout=120, check=True).stdout.split()
+    assert out == [name, name]
+
+
+def test_probe_machine_measures_bandwidth_and_fma_peak():
+    got = _C.probe_machine(threads=1, read_mib=64, reps=2)
+    assert got["threads"] == 1 and got["reps"] == 2 and got["read_bytes"] == 64 << 20
+    assert got["fma_isa"] == _C.build_info()["cpu_kernels_usable"][-1]  # the widest: listed last
+    # plausible for anything from a Raspberry Pi under emulation to a server: 0.05 GB/s .. 2 TB/s, 0.05 GFLOPS .. 10 TFLOPS
+    assert 0.05 < got["read_bandwidth_gbs"] < 2000 and 0.05 < got["fma_peak_gflops"] < 10000, got
+    with pytest.raises(ValueError, match="reps"):
+        _C.probe_machine(reps=0)
 
 
 # ------------------------------------------------------------------------------------------------ op 1
@@ -131,14 +166,57 @@ def test_groupnorm_statistics_are_fp32_two_pass():
     np.testing.assert_allclose(got, _torch_linear(x, w, None, "gn_silu", g, be), rtol=1e-3, atol=1e-3)
 
 
-def test_fused_linear_is_identical_for_any_thread_count():
+@pytest.mark.parametrize("wdtype", [np.float32, np.float16])
+def test_fused_linear_is_identical_for_any_thread_count(isa, wdtype):
     rng = np.random.default_rng(3)
     x = rng.standard_normal((130, 300)).astype(np.float32)
-    w = rng.standard_normal((150, 300)).astype(np.float16)
+    w = rng.standard_normal((150, 300)).astype(wdtype)
     g = np.ones(300, np.float32)
     be = np.zeros(300, np.float32)
     outs = [_C.fused_linear(x, w, None, prologue="gn_silu", gamma=g, beta=be, threads=t) for t in (1, 2, 3)]
     assert np.array_equal(outs[0], outs[1]) and np.array_equal(outs[0], outs[2])
+
+
+@pytest.mark.parametrize("wdtype", [np.float32, np.float16])
+def test_a_rows_result_does_not_depend_on_the_batch(isa, wdtype):
+    """Row stability per table: the rows of a 130-row call (row blocks of 96, groups of up to mr_max rows,
+    FP16 blocks converted once or in registers) equal those of calls with 1, 5, 8, 13 and 37 rows, bit for bit.
+    K = 700 crosses the k-blocks (256) with a remainder."""
+    rng = np.random.default_rng(30)
+    x = rng.standard_normal((130, 700)).astype(np.float32)
+    w = (rng.standard_normal((40, 700)) / 26).astype(wdtype)
+    b = rng.standard_normal(40).astype(np.float32)
+    g = (1 + 0.2 * rng.standard_normal(700)).astype(np.float32)
+    be = (0.2 * rng.standard_normal(700)).astype(np.float32)
+    full = _C.fused_linear(x, w, b, prologue="gn_silu", gamma=g, beta=be)
+    for a, n in ((0, 1), (7, 5), (20, 8), (33, 13), (93, 37)):
+        part = _C.fused_linear(x[a:a + n], w, b, prologue="gn_silu", gamma=g, beta=be)
+        assert np.array_equal(part, full[a:a + n]), (a, n)
+
+
+@pytest.mark.parametrize("simd", SIMD_ISAS)
+@pytest.mark.parametrize("rows,k,n", [(1, 1440, 1440), (8, 1440, 300), (64, 720, 160), (131, 257, 19)])
+@pytest.mark.parametrize("prologue", ["gn_silu", "silu"])
+def test_simd_tables_agree_with_the_scalar_table(simd, rows, k, n, prologue):
+    """The same op on a SIMD table and on the portable one: they differ only by FMA contraction (one rounding
+    instead of two per term), the summation order of the GroupNorm moments and the vector exp (~1 ulp), so
+    1e-5 relative + 1e-5 absolute on unit-scale outputs (measured: about 1e-6)."""
+    rng = np.random.default_rng(rows + k)
+    x = (rng.standard_normal((rows, k)) * 2 + 0.5).astype(np.float32)
+    w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = (1 + 0.2 * rng.standard_normal(k)).astype(np.float32)
+    be = (0.2 * rng.standard_normal(k)).astype(np.float32)
+    kw = dict(prologue=prologue, gamma=g, beta=be) if prologue == "gn_silu" else dict(prologue=prologue)
+    try:
+        _C.set_cpu_isa("scalar")
+        ref = _C.fused_linear(x, w, b, **kw)
+        _C.set_cpu_isa(simd)
+        assert _C.cpu_isa() == simd
+        got = _C.fused_linear(x, w, b, **kw)
+    finally:
+        _C.set_cpu_isa("auto")
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-5)
 
 
 def test_fused_linear_rejects_bad_arguments():

@@ -5,6 +5,7 @@
 
 #include "bindings/common.h"
 #include "cpu/kernels.h"
+#include "cpu/machine_probe.h"
 #include "cpu/team.h"
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
@@ -200,13 +201,38 @@ void bind_ops(py::module_& m) {
         "Op 3 (CPU): DDIM update (x, coef = (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma), noise) -> 'x', "
         "and/or the scores of x0_hat against z0 (stage_offsets) -> 'mse', 'mfsim', 'stage_cos', in one pass.");
   m.def("cpu_isa", []() { return std::string(lfdn::cpu::kernels().name); },
-        "The CPU kernel table in use: 'avx2' or 'scalar'.");
+        "The CPU kernel table in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
   m.def("set_cpu_isa", [](const std::string& name) {
-          if (!lfdn::cpu::select_isa(name.c_str()))
-            throw py::value_error("CPU kernels '" + name + "' are not available here (use 'auto', 'scalar'" +
-                                  std::string(lfdn::cpu::cpu_has_avx2_fma_f16c() ? ", 'avx2')" : ")"));
+          if (!lfdn::cpu::select_isa(name.c_str())) {
+            std::string ok = "'auto'";
+            for (const char* t : {"scalar", "avx2", "avx512", "neon"})
+              if (lfdn::cpu::table_by_name(t) != nullptr) ok += std::string(", '") + t + "'";
+            throw py::value_error("CPU kernels '" + name + "' are not available here (use " + ok + ")");
+          }
         }, py::arg("name"),
-        "Select the CPU kernel table: 'auto' (the best this CPU supports), 'avx2' or 'scalar'.");
+        "Select the CPU kernel table for all later calls in this process: 'auto' (the best this CPU supports), "
+        "'avx512', 'avx2', 'neon' or 'scalar' (where compiled in and supported).");
+  m.def("probe_machine", [](int threads, int64_t read_mib, int reps) {
+          if (threads < 0) throw py::value_error("threads must be >= 0 (0: the default count)");
+          if (read_mib < 1 || reps < 1) throw py::value_error("read_mib and reps must be >= 1");
+          lfdn::cpu::MachineProbe mp;
+          int rc;
+          {
+            py::gil_scoped_release nogil;
+            rc = lfdn::cpu::probe_machine(threads, static_cast<size_t>(read_mib) << 20, reps, &mp);
+          }
+          lfdn_py::check(rc, "probe_machine");
+          py::dict d;
+          d["read_bandwidth_gbs"] = mp.read_gbs;
+          d["fma_peak_gflops"] = mp.fma_gflops;
+          d["fma_isa"] = std::string(mp.fma_isa);
+          d["read_bytes"] = mp.read_bytes;
+          d["threads"] = mp.threads;
+          d["reps"] = reps;
+          return d;
+        }, py::arg("threads") = 0, py::arg("read_mib") = 512, py::arg("reps") = 3,
+        "Measure the machine with the core's thread team: streaming read bandwidth of a read_mib MiB buffer (GB/s, "
+        "best of reps) and the FMA peak of the widest usable kernel table (GFLOPS, register-only, best of reps).");
   m.def("cpu_threads", []() { return lfdn::cpu::default_threads(); },
         "Default number of CPU threads: $LFDN_EDGE_NUM_THREADS, else the hardware concurrency.");
 }

@@ -55,9 +55,17 @@ py::dict build_info() {
   py::list isas;
   isas.append("scalar");
   if (lfdn::cpu::avx2_kernels() != nullptr) isas.append("avx2");
-  d["cpu_kernels"] = isas;
+  if (lfdn::cpu::avx512_kernels() != nullptr) isas.append("avx512");
+  if (lfdn::cpu::neon_kernels() != nullptr) isas.append("neon");
+  d["cpu_kernels"] = isas;  // compiled in
+  py::list usable;          // compiled in and supported by this CPU (what set_cpu_isa accepts)
+  for (const char* name : {"scalar", "avx2", "avx512", "neon"})
+    if (lfdn::cpu::table_by_name(name) != nullptr) usable.append(name);
+  d["cpu_kernels_usable"] = usable;
   d["cpu_kernels_active"] = lfdn::cpu::kernels().name;
   d["cpu_has_avx2_fma_f16c"] = lfdn::cpu::cpu_has_avx2_fma_f16c();
+  d["cpu_has_avx512"] = lfdn::cpu::cpu_has_avx512();
+  d["cpu_has_neon"] = lfdn::cpu::cpu_has_neon();
   d["cpu_threading"] = "std::thread team (work-claiming phases)";
   d["cpu_threads"] = lfdn::cpu::default_threads();
 #if defined(LFDN_WITH_CUDA)

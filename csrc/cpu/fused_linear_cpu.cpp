@@ -82,28 +82,50 @@ namespace cpu {
 namespace {
 
 struct LinearWs {
-  float* act;    // (rows, in_dim) prologue output
+  float* act;    // (rows, in_dim) prologue output, row-major or packed per row group (see RowGroups)
   float* cbuf;   // per thread: (kMC, kNR) accumulators of one panel
   float* bconv;  // per thread: (kKC, kNR) FP32 copy of an FP16 weight block
+  float* row;    // per thread: (in_dim) one prologue row before it is scattered into the packed layout
 };
 
 size_t act_bytes(int64_t rows, int64_t in_dim) { return align_up(sizeof(float) * rows * in_dim); }
-size_t per_thread_bytes() { return align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR); }
+size_t per_thread_bytes(int64_t in_dim) {
+  return align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR) + align_up(sizeof(float) * in_dim);
+}
 
 LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
   char* base = static_cast<char*>(ws);
   LinearWs w;
   w.act = reinterpret_cast<float*>(base);
-  char* t = base + act_bytes(rows, in_dim) + per_thread_bytes() * tid;
+  char* t = base + act_bytes(rows, in_dim) + per_thread_bytes(in_dim) * tid;
   w.cbuf = reinterpret_cast<float*>(t);
   w.bconv = reinterpret_cast<float*>(t + align_up(sizeof(float) * kMC * kNR));
+  w.row = reinterpret_cast<float*>(t + align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR));
   return w;
 }
+
+// The row groups of the row block starting at m0: near-equal groups of at most mr_max rows (e.g. 64 rows with
+// the AVX-512 table are 6 groups of 11/11/11/11/10/10, not 5 x 12 + 4); the first `extra` have base + 1 rows.
+struct RowGroups {
+  int64_t mc, groups, base, extra;
+  RowGroups(int64_t rows, int64_t m0, int mr_max) {
+    mc = rows - m0 < kMC ? rows - m0 : kMC;
+    groups = (mc + mr_max - 1) / mr_max;
+    base = mc / groups;
+    extra = mc % groups;
+  }
+  int64_t start(int64_t g) const { return g * base + (g < extra ? g : extra); }
+  int size(int64_t g) const { return static_cast<int>(base + (g < extra ? 1 : 0)); }
+  int64_t group_of(int64_t local_row) const {
+    const int64_t big = extra * (base + 1);
+    return local_row < big ? local_row / (base + 1) : extra + (local_row - big) / base;
+  }
+};
 
 }  // namespace
 
 size_t linear_workspace_bytes(int64_t rows, int64_t in_dim, int threads) {
-  return act_bytes(rows, in_dim) + per_thread_bytes() * static_cast<size_t>(threads > 0 ? threads : 1);
+  return act_bytes(rows, in_dim) + per_thread_bytes(in_dim) * static_cast<size_t>(threads > 0 ? threads : 1);
 }
 
 int fused_linear_phases(const FusedLinearParams& p) { return p.prologue == Prologue::kNone ? 1 : 2; }
@@ -114,18 +136,31 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
   const int64_t K = p.in_dim, N = p.out_dim;
   const LinearWs w = carve(workspace, p.rows, K, run.slot());
 
+  // Packed activations: with a table that has the packed kernel and more than one row group, the prologue
+  // writes each row group k-major (act[group start * K + k * mr + r]), so the micro-kernel reads one
+  // sequential broadcast stream instead of mr strided rows (AVX-512, 64 rows: +12% GEMM throughput). The FMA
+  // chains are the same as with the row-major layout, so the layout never changes a result.
+  const bool packed = p.prologue != Prologue::kNone && kr.gemm_f32_pa != nullptr && p.rows > kr.mr_max;
   const float* A = p.x;
   if (p.prologue != Prologue::kNone) {
     run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* xr = p.x + r * K;
-        float* ar = w.act + r * K;
+        float* ar = packed ? w.row : w.act + r * K;
         if (p.prologue == Prologue::kSilu) {
           kr.silu(xr, K, ar);
         } else {
           float mean, rstd;
           kr.moments(xr, K, p.gn_eps, &mean, &rstd);
           kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, ar);
+        }
+        if (packed) {
+          const int64_t m0 = r / kMC * kMC;
+          const RowGroups rg(p.rows, m0, kr.mr_max);
+          const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
+          const int mr = rg.size(g);
+          float* dst = w.act + (m0 + g0) * K + (r - m0 - g0);
+          for (int64_t k = 0; k < K; ++k) dst[k * mr] = ar[k];
         }
       }
     });
@@ -138,16 +173,21 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
   const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K * esize;
   const int64_t nblocks = (p.rows + kMC - 1) / kMC;
   const int64_t items = nblocks * npanels;  // item = (row block, panel), row block major
+  // k-block: a table with more rows per group gets a shorter block, so that a group's activation slice stays
+  // at 6 KiB beside the weight block in L1 (AVX-512, 12 rows: 128; AVX2 / NEON / scalar, 6 rows: 256). The block
+  // size never changes a result: the accumulators are stored and reloaded exactly between blocks.
+  const int64_t kcb = kr.mr_max > kMR ? kKC * kMR / kr.mr_max / 16 * 16 : kKC;
   auto gemm_items = [&](int64_t i0, int64_t i1) {
     for (int64_t item = i0; item < i1; ++item) {
       const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
-      const int64_t mc = p.rows - m0 < kMC ? p.rows - m0 : kMC;
-      const int64_t groups = (mc + kMR - 1) / kMR;
+      // Which group a row is in never changes its result (one FMA chain per output, k in order).
+      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t mc = rg.mc, groups = rg.groups;
       // FP16 weights: convert each k-block once and reuse it for all row groups, unless there is only one
-      // group and the table has an on-the-fly FP16 kernel (batch <= 6: memory-bound, convert in registers).
-      const bool direct_f16 = f16 && groups == 1 && kr.gemm_f16 != nullptr;
-      for (int64_t k0 = 0; k0 < K; k0 += kKC) {
-        const int64_t kc = K - k0 < kKC ? K - k0 : kKC;
+      // group and the table has an on-the-fly FP16 kernel (small batches: memory-bound, convert in registers).
+      const bool direct_f16 = f16 && groups == 1 && !packed && kr.gemm_f16 != nullptr;
+      for (int64_t k0 = 0; k0 < K; k0 += kcb) {
+        const int64_t kc = K - k0 < kcb ? K - k0 : kcb;
         const size_t boff = static_cast<size_t>((panel * K + k0) * kNR);
         const float* b32 = nullptr;
         if (!f16) {
@@ -163,16 +203,20 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
         const int64_t next_lines = (kc * kNR * static_cast<int64_t>(esize) + 63) / 64;
         const int64_t per_group = (next_lines + groups - 1) / groups;
         for (int64_t g = 0; g < groups; ++g) {
-          if (groups > 2) {  // small batches are a plain stream: the hardware prefetchers handle it
+          if (mc > 2 * kMR) {  // small batches are a plain stream: the hardware prefetchers handle it
             for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
               const size_t off = next_off + static_cast<size_t>(l) * 64;
               if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
             }
           }
-          const int64_t r = g * kMR;
-          const int mr = static_cast<int>(mc - r < kMR ? mc - r : kMR);
-          const float* a = A + (m0 + r) * K + k0;
+          const int64_t r = rg.start(g);
+          const int mr = rg.size(g);
           float* c = w.cbuf + r * kNR;
+          if (packed) {
+            kr.gemm_f32_pa(mr, kc, A + (m0 + r) * K + k0 * mr, b32, c, k0 > 0);
+            continue;
+          }
+          const float* a = A + (m0 + r) * K + k0;
           if (direct_f16) {
             kr.gemm_f16(mr, kc, a, K, static_cast<const uint16_t*>(p.weight) + boff, c, k0 > 0);
           } else {

@@ -1,6 +1,8 @@
 // Internal to the CPU backend: the inner kernels, one table per instruction set, picked at run time.
-// The AVX2 table lives in its own translation unit compiled with -mavx2 -mfma -mf16c and is used only
-// when the CPU reports those features, so the rest of the library stays at the portable baseline.
+// Each SIMD table lives in its own translation unit compiled with its ISA flags (AVX2: -mavx2 -mfma -mf16c;
+// AVX-512: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c) and is used only when the CPU reports
+// those features, so the rest of the library stays at the portable baseline. On AArch64 the NEON table
+// needs no flags (Advanced SIMD is part of the base architecture) and is chosen when HWCAP reports it.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,14 +13,19 @@ namespace lfdn {
 namespace cpu {
 
 constexpr int kNR = kCpuPanel;  // outputs per packed weight panel
-constexpr int kMR = 6;          // rows per micro-kernel call
+constexpr int kMR = 6;          // rows per micro-kernel call of the AVX2 and scalar tables
+constexpr int kMRLimit = 16;    // no table takes more rows per call (Kernels::mr_max)
 constexpr int64_t kKC = 256;    // k-block: a 16 x 256 FP32 weight block (16 KiB) stays in L1 across row groups
 constexpr int64_t kMC = 96;     // row block: bounds the activation slab a thread re-reads per panel
 
 struct Kernels {
   const char* name;
-  // c[r*kNR + j] (+)= sum_{k < kc} a[r*lda + k] * b[k*kNR + j], r < mr <= kMR; accumulate: add to c, else set.
+  int mr_max;  // rows per gemm call (<= kMRLimit); the caller splits a row block into near-equal groups
+  // c[r*kNR + j] (+)= sum_{k < kc} a[r*lda + k] * b[k*kNR + j], r < mr <= mr_max; accumulate: add to c, else set.
   void (*gemm_f32)(int mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int accumulate);
+  // Same with the activations packed k-major per row group: a[k*mr + r] (one sequential broadcast stream instead
+  // of mr strided ones); null: the caller keeps the (rows, k) layout.
+  void (*gemm_f32_pa)(int mr, int64_t kc, const float* a, const float* b, float* c, int accumulate);
   // Same with FP16 weights converted on the fly; null: the caller converts blocks with f16_to_f32 first.
   void (*gemm_f16)(int mr, int64_t kc, const float* a, int64_t lda, const uint16_t* b, float* c, int accumulate);
   void (*f16_to_f32)(const uint16_t* src, float* dst, int64_t n);
@@ -28,16 +35,27 @@ struct Kernels {
   void (*gn_silu)(const float* x, int64_t n, float mean, float rstd, const float* g, const float* b, float* out);
   // out = SiLU(x)
   void (*silu)(const float* x, int64_t n, float* out);
+  // Machine probe: `iters` rounds of independent FMA chains in the table's widest registers (register-only, no
+  // memory traffic); returns the floating-point operations done (2 per lane per FMA). *sink defeats elimination.
+  double (*fma_loop)(int64_t iters, float* sink);
 };
 
 const Kernels& scalar_kernels();
-const Kernels* avx2_kernels();  // null when not compiled in (non-x86 builds)
+const Kernels* avx2_kernels();    // null when not compiled in (non-x86 builds)
+const Kernels* avx512_kernels();  // null when not compiled in
+const Kernels* neon_kernels();    // null when not compiled in (non-AArch64 builds)
 
-// The active table: AVX2+FMA+F16C when the CPU has them, else scalar; LFDN_EDGE_CPU_ISA=scalar forces scalar.
+// The active table: the best the CPU supports (avx512 > avx2 > scalar on x86-64, neon > scalar on AArch64).
+// LFDN_EDGE_CPU_ISA=<name> at first use selects another one (ignored, with the automatic choice kept, when
+// that table is not available here).
 const Kernels& kernels();
-// Select "auto", "avx2" or "scalar"; false when that table is unavailable on this build/CPU.
+// Select "auto" or a table name ("scalar", "avx2", "avx512", "neon"); false when unavailable on this build/CPU.
 bool select_isa(const char* name);
+// The table of that name if compiled in and supported by this CPU, else null ("auto": the automatic choice).
+const Kernels* table_by_name(const char* name);
 bool cpu_has_avx2_fma_f16c();
+bool cpu_has_avx512();  // AVX-512 F, BW, VL, DQ (+ FMA, F16C)
+bool cpu_has_neon();    // AArch64 Advanced SIMD (HWCAP_ASIMD) and FP
 
 }  // namespace cpu
 }  // namespace lfdn

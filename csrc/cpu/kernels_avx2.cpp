@@ -61,6 +61,43 @@ void gemm(int mr, int64_t kc, const float* a, int64_t lda, const void* b, float*
   }
 }
 
+// Packed activations (a[k*MR + r]): the same FMA chains in the same order as ukr, one broadcast stream.
+template <int MR>
+inline void ukr_pa(int64_t kc, const float* a, const float* b, float* c, int accumulate) {
+  __m256 c0[MR], c1[MR];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    c0[r] = accumulate ? _mm256_loadu_ps(c + r * kNR) : _mm256_setzero_ps();
+    c1[r] = accumulate ? _mm256_loadu_ps(c + r * kNR + 8) : _mm256_setzero_ps();
+  }
+#pragma GCC unroll 4
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m256 b0 = _mm256_loadu_ps(b + k * kNR), b1 = _mm256_loadu_ps(b + k * kNR + 8);
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + k * MR + r);
+      c0[r] = _mm256_fmadd_ps(av, b0, c0[r]);
+      c1[r] = _mm256_fmadd_ps(av, b1, c1[r]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r) {
+    _mm256_storeu_ps(c + r * kNR, c0[r]);
+    _mm256_storeu_ps(c + r * kNR + 8, c1[r]);
+  }
+}
+
+void gemm_f32_pa(int mr, int64_t kc, const float* a, const float* b, float* c, int accumulate) {
+  switch (mr) {
+    case 1: ukr_pa<1>(kc, a, b, c, accumulate); break;
+    case 2: ukr_pa<2>(kc, a, b, c, accumulate); break;
+    case 3: ukr_pa<3>(kc, a, b, c, accumulate); break;
+    case 4: ukr_pa<4>(kc, a, b, c, accumulate); break;
+    case 5: ukr_pa<5>(kc, a, b, c, accumulate); break;
+    default: ukr_pa<6>(kc, a, b, c, accumulate); break;
+  }
+}
+
 void gemm_f32(int mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int accumulate) {
   gemm<false>(mr, kc, a, lda, b, c, accumulate);
 }
@@ -151,10 +188,25 @@ void silu(const float* x, int64_t n, float* out) {
   for (; i < n; ++i) out[i] = silu1(x[i]);
 }
 
+double fma_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 12;
+  __m256 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm256_set1_ps(1.0f + 0.001f * j);
+  const __m256 m = _mm256_set1_ps(0.9999999f), add = _mm256_set1_ps(1e-7f);
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 12
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm256_fmadd_ps(acc[j], m, add);
+  }
+  __m256 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm256_add_ps(s, acc[j]);
+  *sink = hsum(s);
+  return 2.0 * 8 * kChains * static_cast<double>(iters);
+}
+
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2", gemm_f32, gemm_f16, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"avx2", kMR, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return &k;
 }
 

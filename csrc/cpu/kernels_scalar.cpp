@@ -84,10 +84,22 @@ void silu(const float* x, int64_t n, float* out) {
   for (int64_t i = 0; i < n; ++i) out[i] = silu1(x[i]);
 }
 
+double fma_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 8;
+  float acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = 1.0f + 0.001f * j;
+  for (int64_t i = 0; i < iters; ++i)
+    for (int j = 0; j < kChains; ++j) acc[j] = acc[j] * 0.9999999f + 1e-7f;
+  float s = 0.0f;
+  for (int j = 0; j < kChains; ++j) s += acc[j];
+  *sink = s;
+  return 2.0 * kChains * static_cast<double>(iters);
+}
+
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar", gemm_f32, nullptr, f16_to_f32, moments, gn_silu, silu};
+  static const Kernels k{"scalar", kMR, gemm_f32, nullptr, nullptr, f16_to_f32, moments, gn_silu, silu, fma_loop};
   return k;
 }
 

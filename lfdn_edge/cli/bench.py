@@ -31,6 +31,15 @@ total time; p50_ms / p99_ms are percentiles of the per-call times. Parity: score
 standardised vectors, or with --parity-data real feature vectors of a data set) from each backend against the
 torch reference (max relative error of mse, max absolute error of mfsim and of
 the stage cosines). The JSON also records the machine, the load average, the commit and the date.
+
+Roofline (--device cpu, unless --no-probe): the native core measures the machine with its own threads
+(lfdn_edge._C.probe_machine: a streaming read of a 512 MiB buffer, best of 3, and the FMA peak of the widest
+usable kernel table, register-only) and records the active kernel table (``cpu_isa``). Every result then
+gets ``achieved_gbs`` (the Linear weights one call reads: weight count x steps x bytes per weight of the
+variant, over the call's time), ``achieved_gflops`` (2 x weight count x steps x batch per call; GroupNorm,
+SiLU and the scores are not counted), ``bound`` (the limit that binds at that batch: whichever of bytes /
+bandwidth and flops / peak takes longer) and ``fraction_of_bound`` (that lower-bound time over the measured
+time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran.
 """
 
 from __future__ import annotations
@@ -322,6 +331,36 @@ def git_commit() -> dict:
     return {"commit": head, "dirty": dirty}
 
 
+def weight_bytes_per_param(variant: str) -> int:
+    """Bytes per Linear weight a variant reads: 2 for FP16/BF16 storage (native-fp16, native-bf16,
+    onnxruntime-fp16, torch-fp16 graphs), else 4."""
+    return 2 if variant.endswith(("fp16", "bf16", "fp16-ro")) else 4
+
+
+def linear_weight_count(cfg) -> int:
+    """Weights of the Linear layers one model evaluation multiplies by (inp, fc1/fc2 per block, out); the
+    timestep-embedding MLP is folded into biases by the engines, so it is not counted."""
+    return cfg.in_dim * cfg.width + 2 * cfg.depth * cfg.width * cfg.width + cfg.width * cfg.in_dim
+
+
+def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict:
+    """Adds achieved_gbs / achieved_gflops / bound / fraction_of_bound to each result (see the module doc) and
+    returns {variant: {batch: fraction_of_bound}}."""
+    bw, peak = probe["read_bandwidth_gbs"] * 1e9, probe["fma_peak_gflops"] * 1e9
+    out: dict = {}
+    for r in results:
+        calls_per_s = r["items_per_s"] / r["batch"]
+        nbytes = weights * steps * weight_bytes_per_param(r["backend"])
+        flops = 2.0 * weights * steps * r["batch"]
+        t_bw, t_fl = nbytes / bw, flops / peak
+        r["achieved_gbs"] = round(nbytes * calls_per_s / 1e9, 2)
+        r["achieved_gflops"] = round(flops * calls_per_s / 1e9, 1)
+        r["bound"] = "bandwidth" if t_bw >= t_fl else "compute"
+        r["fraction_of_bound"] = round(max(t_bw, t_fl) * calls_per_s, 3)
+        out.setdefault(r["backend"], {})[str(r["batch"])] = r["fraction_of_bound"]
+    return out
+
+
 def print_table(results: list[dict], base: str = "torch") -> None:
     ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
     print(f"{'backend':<18}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}{'vs ' + base:>10}")
@@ -358,6 +397,8 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--no-probe", action="store_true",
+                   help="skip the machine probe (read bandwidth, FMA peak) and the roofline fields (--device cpu)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and list the variants that would run; build and run nothing")
     return p
@@ -404,6 +445,20 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
               f"({model_info['parameters'] / 1e6:.1f} M params, {model_info['source']}); device {args.device}; "
               f"backends {[r.name for r in runners]}", flush=True)
         load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+        probe = None
+        if args.device == "cpu" and not args.no_probe:
+            try:
+                from ..native_core import load_native
+
+                core = load_native()
+            except ImportError:
+                core = None
+            if core is not None:
+                probe = core.probe_machine(threads=args.threads or 0)
+                probe["cpu_isa"] = core.cpu_isa()
+                print(f"machine: read bandwidth {probe['read_bandwidth_gbs']:.1f} GB/s, FMA peak "
+                      f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads); "
+                      f"native kernels {probe['cpu_isa']}", flush=True)
 
         par = {}
         if args.parity_batch > 0:
@@ -437,7 +492,20 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         for r in results:
             if r["backend"] != "torch" and r["batch"] in ref_tp:
                 ratios.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ref_tp[r["batch"]], 3)
-        report = {"device": args.device, "results": results, "ratios_vs_torch": ratios, "parity_vs_torch": par,
+        ort = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == "onnxruntime-fp32"}
+        ratios_ort = {}
+        for r in results:
+            if r["backend"] != "onnxruntime-fp32" and r["batch"] in ort:
+                ratios_ort.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ort[r["batch"]], 3)
+        extra = {"ratios_vs_onnxruntime": ratios_ort} if ort else {}
+        if probe is not None:
+            weights = linear_weight_count(cfg)
+            steps = int(ckpt.score_config.steps)
+            extra["cpu_isa"] = probe["cpu_isa"]
+            extra["roofline"] = {**probe, "linear_weights": weights, "steps": steps,
+                                 "fraction_of_bound": roofline(results, probe, weights, steps)}
+        report = {"device": args.device, "results": results, "ratios_vs_torch": ratios, **extra,
+                  "parity_vs_torch": par,
                   "parity_inputs": parity_source if args.parity_batch > 0 else None,
                   "model": model_info, "machine": machine_info(args.device), **git_commit(),
                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

@@ -1,0 +1,228 @@
+"""The torch-free CPU core on AArch64, verified without ARM hardware: the core and csrc/tests/cpu_selftest.cpp are
+cross-compiled with CMake and Debian's aarch64-linux-gnu-g++ and run under qemu-user
+(``qemu-aarch64 -L /usr/aarch64-linux-gnu``), emulated and therefore not timed. The program checks every op
+(noise, fused GroupNorm-SiLU-Linear with FP32 and FP16 weights, DDIM update + scores) and the whole scoring pass
+(FP32 and FP16 weights) on every kernel table the target supports (scalar and NEON there) against reference
+outputs this module writes with the Python reference on the host, the NEON table against the scalar one, and
+row stability bit for bit; the tolerances are stated in cpu_selftest.cpp's header. The same program is also
+built for the host and run natively (scalar, AVX2, AVX-512 here), which checks the fixtures and the program.
+
+Without the cross compiler or qemu-aarch64 the AArch64 test skips with the reason, unless
+$LFDN_EDGE_REQUIRE_TOOLCHAINS (comma-separated, set by .ci/run) names ``aarch64``: then it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lfdn_edge.build.native_payload import native_spec
+from lfdn_edge.diffusion import Schedule, ddim_coefficients, ddim_step
+from lfdn_edge.features import FeatureLayout
+from lfdn_edge.noise import gaussian_noise
+from lfdn_edge.reference import ScoreConfig, score_terms
+
+ROOT = Path(__file__).resolve().parent.parent
+LAYOUT = (16, 24, 40, 112, 320)
+CROSS_CXX = "aarch64-linux-gnu-g++"
+QEMU = "qemu-aarch64"
+SYSROOT = "/usr/aarch64-linux-gnu"
+REQUIRED = {t.strip() for t in os.environ.get("LFDN_EDGE_REQUIRE_TOOLCHAINS", "").split(",") if t.strip()}
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+class FixtureWriter:
+    def __init__(self, path: Path):
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self.lines: list[str] = []
+
+    def array(self, name: str, a) -> None:
+        a = np.ascontiguousarray(a)
+        kind = {np.dtype(np.float32): "f32", np.dtype(np.float16): "u16", np.dtype(np.int32): "i32",
+                np.dtype(np.uint64): "u64"}[a.dtype]
+        (self.path / f"{name}.bin").write_bytes(a.astype(a.dtype.newbyteorder("<")).tobytes())
+        self.lines.append(f"array {name} {kind} " + " ".join(str(d) for d in a.shape))
+
+    def scalar(self, name: str, v) -> None:
+        self.lines.append(f"scalar {name} {float(v)!r}")
+
+    def close(self) -> None:
+        (self.path / "index.txt").write_text("\n".join(self.lines) + "\n")
+
+
+def _torch_linear(x, w, b, prologue, gamma=None, beta=None, residual=None, eps=1e-5):
+    t = torch.from_numpy(x).double()
+    if prologue == 2:
+        t = F.silu(F.group_norm(t, 1, torch.from_numpy(gamma).double(), torch.from_numpy(beta).double(), eps))
+    elif prologue == 1:
+        t = F.silu(t)
+    y = F.linear(t, torch.from_numpy(w.astype(np.float32)).double(), torch.from_numpy(b).double())
+    if residual is not None:
+        y = y + torch.from_numpy(residual).double()
+    return y.float().numpy()
+
+
+def write_fixtures(path: Path) -> Path:
+    """Inputs and the Python reference's outputs for cpu_selftest (see its header for the format)."""
+    fx = FixtureWriter(path)
+    rng = np.random.default_rng(12)
+    # op 1: noise of 7 images with distinct keys
+    keys = np.arange(7, dtype=np.uint64) * np.uint64(2**31 + 7) + np.uint64(3)
+    fx.array("noise.keys", keys)
+    fx.scalar("noise.seed", 1234)
+    fx.scalar("noise.stream", 2)
+    fx.scalar("noise.dim", 300)
+    fx.array("noise.want", gaussian_noise(1234, 2, 300, image_keys=keys).astype(np.float32))
+    # op 2: batch 1, 3, 8, 9, 13 (several groups), 37 with a k remainder; FP32 and FP16 weights
+    # (FP16 weights: up to 6 rows on NEON, 12 on AVX-512, are converted in registers, more rows block by block)
+    cases = {"gn_b1": (1, 640, 48, 2, np.float32, True), "gn_b3_fp16": (3, 520, 50, 2, np.float16, True),
+             "gn_b13_fp16": (13, 300, 160, 2, np.float16, True),
+             "gn_b37": (37, 700, 40, 2, np.float32, True), "gn_b8_fp16": (8, 257, 19, 2, np.float16, False),
+             "silu_b9": (9, 70, 33, 1, np.float32, False), "none_b5": (5, 100, 37, 0, np.float32, False)}
+    for name, (rows, k, n, pro, wdt, res) in cases.items():
+        x = (rng.standard_normal((rows, k)) * 2 + 0.5).astype(np.float32)
+        w = (rng.standard_normal((n, k)) / np.sqrt(k)).astype(wdt)
+        b = rng.standard_normal(n).astype(np.float32)
+        g = (1 + 0.2 * rng.standard_normal(k)).astype(np.float32)
+        be = (0.2 * rng.standard_normal(k)).astype(np.float32)
+        r = rng.standard_normal((rows, n)).astype(np.float32) if res else None
+        p = f"lin.{name}"
+        fx.array(p + ".x", x)
+        fx.array(p + ".w", w)
+        fx.array(p + ".b", b)
+        fx.array(p + ".g", g)
+        fx.array(p + ".be", be)
+        if r is not None:
+            fx.array(p + ".res", r)
+        fx.scalar(p + ".prologue", pro)
+        fx.array(p + ".want", _torch_linear(x, w, b, pro, g, be, r))
+    # op 3: one DDIM update and the scores
+    layout = FeatureLayout(LAYOUT)
+    x, y, z0 = (rng.standard_normal((11, layout.dim)).astype(np.float32) for _ in range(3))
+    noise = rng.standard_normal(layout.dim).astype(np.float32)
+    ab_cur, ab_next = 0.97, 0.985
+    c_x0, c_eps, sigma = ddim_coefficients(ab_cur, ab_next, 1.0)
+    coef = np.array([np.sqrt(ab_cur), np.sqrt(1 - ab_cur), c_x0, c_eps, sigma], np.float32)
+    for name, a in (("x", x), ("y", y), ("z0", z0), ("noise", noise), ("coef", coef)):
+        fx.array(f"ddim.{name}", a)
+    fx.array("ddim.offsets", np.asarray(layout.offsets, np.int32))
+    fx.array("ddim.want_x", ddim_step(torch.from_numpy(x), torch.from_numpy(y), ab_cur, ab_next, 1.0,
+                                      torch.from_numpy(noise)[None]).numpy())
+    ref = score_terms(torch.from_numpy(z0), torch.from_numpy(y), layout)
+    fx.array("ddim.want_mse", ref["mse"].numpy().astype(np.float32))
+    fx.array("ddim.want_mfsim", ref["mfsim"].numpy().astype(np.float32))
+    fx.array("ddim.want_cos", ref["stage_cos"].numpy().astype(np.float32))
+    # op 4: the whole pass of a random LFDN (the engine tests' model), FP32 and FP16 weights
+    from lfdn_edge.cli import bench
+
+    ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=192, depth=3, emb_dim=96)
+    ck.data["score"] = ScoreConfig(t=5, steps=3, eta=1.0, seed=123).to_dict()
+    model = ck.build_model("ema")
+    specs = {p: native_spec(model, Schedule(ck.diffusion_config), ck.score_config, ck.layout, p)
+             for p in ("fp32", "fp16")}
+    s = specs["fp32"]
+    for key in ("in_dim", "width", "depth", "steps", "seed", "q_a", "q_b", "gn_eps", "cos_eps"):
+        fx.scalar(f"spec.{key}", s[key])
+    fx.array("spec.stage_offsets", np.asarray(s["stage_offsets"], np.int32))
+    for key in ("coef", "inp_b", "fc1_bias", "out_g", "out_b", "out_bias"):
+        fx.array(f"spec.{key}", np.asarray(s[key], np.float32))
+    for key in ("gn1_g", "gn1_b", "gn2_g", "gn2_b", "fc2_b"):
+        for i, a in enumerate(s[key]):
+            fx.array(f"spec.{key}.{i}", np.asarray(a, np.float32))
+    for prec, sp in specs.items():
+        for key in ("inp_w", "out_w"):
+            fx.array(f"spec.{prec}.{key}", sp[key])
+        for key in ("fc1_w", "fc2_w"):
+            for i, a in enumerate(sp[key]):
+                fx.array(f"spec.{prec}.{key}.{i}", a)
+    z = bench.standardised_inputs(23, LAYOUT, seed=9)
+    zt = torch.from_numpy(z)
+    scores = score_terms(zt, ck.reference_scorer().final.reconstruct(zt), ck.layout)
+    fx.array("pass.z0", z)
+    fx.array("pass.want_mse", scores["mse"].numpy().astype(np.float32))
+    fx.array("pass.want_mfsim", scores["mfsim"].numpy().astype(np.float32))
+    fx.array("pass.want_cos", scores["stage_cos"].numpy().astype(np.float32))
+    fx.close()
+    return path
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory):
+    return write_fixtures(tmp_path_factory.mktemp("cpu_selftest_fixtures"))
+
+
+def _cmake_build(build: Path, extra: list[str]) -> Path:
+    cmake = shutil.which("cmake")
+    if cmake is None:
+        pytest.skip("cmake not found")
+    cfg = [cmake, "-S", str(ROOT), "-B", str(build), "-DLFDN_EDGE_CUDA=OFF", "-DLFDN_EDGE_PYTHON=OFF",
+           "-DLFDN_EDGE_SELFTEST=ON", "-DCMAKE_BUILD_TYPE=Release", *extra]
+    for cmd in (cfg, [cmake, "--build", str(build), "-j2", "--target", "lfdn_cpu_selftest"]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    exe = build / "lfdn_cpu_selftest"
+    assert exe.is_file()
+    return exe
+
+
+def _tables_line(out: str) -> str:
+    return next(ln.strip() for ln in out.splitlines() if ln.startswith("kernel tables:"))
+
+
+def _check_report(out: str, tables: list[str]) -> None:
+    lines = out.splitlines()
+    assert not [ln for ln in lines if ln.startswith("FAIL")], out
+    for t in tables:  # each table really ran every op and both passes
+        for what in ("noise vs numpy", "fused_linear[gn_b37] vs torch", "fused_linear[gn_b13_fp16] vs torch",
+                     "fused_linear[gn_b3_fp16] vs torch",
+                     "ddim mse vs torch", "pass fp32 mse vs PyTorch", "pass fp16 mse vs PyTorch",
+                     "pass fp32 row stability"):
+            assert any(ln.startswith(f"PASS {t} {what}") for ln in lines), (t, what, out)
+        if t != "scalar":
+            assert any(ln.startswith(f"PASS {t} pass fp32 mse vs scalar table") for ln in lines), out
+
+
+def test_selftest_program_on_the_host(fixtures, tmp_path):
+    """The program and the fixtures on this machine's tables (every table this x86-64 CPU supports)."""
+    if not shutil.which("c++") and not shutil.which("g++"):
+        pytest.skip("no host C++ compiler")
+    exe = _cmake_build(tmp_path / "host", [])
+    proc = subprocess.run([str(exe), str(fixtures)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    tables = _tables_line(proc.stdout).split(":", 1)[1].split("(")[0].split()
+    assert "scalar" in tables and len(tables) >= 1
+    _check_report(proc.stdout, tables)
+
+
+def _aarch64_tools() -> tuple[bool, str]:
+    missing = [t for t in (CROSS_CXX, QEMU) if shutil.which(t) is None]
+    if missing or not Path(SYSROOT).is_dir():
+        return False, (f"{', '.join(missing) or SYSROOT} not found (Debian: apt-get install "
+                       "g++-aarch64-linux-gnu qemu-user)")
+    return True, ""
+
+
+def test_aarch64_build_passes_every_check_under_qemu(fixtures, tmp_path):
+    ok, why = _aarch64_tools()
+    if not ok:
+        if "aarch64" in REQUIRED:
+            pytest.fail(why + " -- required by LFDN_EDGE_REQUIRE_TOOLCHAINS")
+        pytest.skip(why)
+    exe = _cmake_build(tmp_path / "aarch64", ["-DCMAKE_SYSTEM_NAME=Linux", "-DCMAKE_SYSTEM_PROCESSOR=aarch64",
+                                               f"-DCMAKE_CXX_COMPILER={shutil.which(CROSS_CXX)}"])
+    machine = subprocess.run(["file", str(exe)], capture_output=True, text=True).stdout if shutil.which("file") else ""
+    assert "aarch64" in machine or not machine, machine
+    proc = subprocess.run([QEMU, "-L", SYSROOT, str(exe), str(fixtures), "--require", "neon"],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert _tables_line(proc.stdout) == "kernel tables: scalar neon (auto: neon)", proc.stdout
+    assert "PASS kernel table neon is compiled in and supported here" in proc.stdout
+    _check_report(proc.stdout, ["scalar", "neon"])
