@@ -86,14 +86,18 @@ def test_cpu_only_build_is_portable_and_imports(tmp_path):
     for c in commands:
         cmd = c.get("command", " ".join(c.get("arguments", [])))
         assert "-march" not in cmd, f"non-portable flag in {c['file']}"
-        if "-mavx2" in cmd:
+        # ISA flags only on the kernel file of that ISA (AVX2 flags also on the AVX-512 file, a superset)
+        if "-mavx512" in cmd:
+            assert c["file"].endswith("kernels_avx512.cpp"), c["file"]
+        elif "-mavx2" in cmd:
             assert c["file"].endswith("kernels_avx2.cpp"), c["file"]
-    # The AVX2 object must export nothing but its table: an inline/template function emitted there (weak
-    # symbol) could be picked by the linker for other files and run AVX2 code on a CPU without it.
-    avx2_obj = list(build.rglob("kernels_avx2.cpp.o"))
-    if avx2_obj and shutil.which("nm"):
-        syms = _run(["nm", "-C", "--defined-only", "--extern-only", str(avx2_obj[0])]).stdout.split("\n")
-        assert [ln.split(" ", 2)[2] for ln in syms if ln.strip()] == ["lfdn::cpu::avx2_kernels()"], syms
+    # Each ISA object must export nothing but its table: an inline/template function emitted there (weak
+    # symbol) could be picked by the linker for other files and run AVX2/AVX-512 code on a CPU without it.
+    for isa in ("avx2", "avx512"):
+        obj = list(build.rglob(f"kernels_{isa}.cpp.o"))
+        if obj and shutil.which("nm"):
+            syms = _run(["nm", "-C", "--defined-only", "--extern-only", str(obj[0])]).stdout.split("\n")
+            assert [ln.split(" ", 2)[2] for ln in syms if ln.strip()] == [f"lfdn::cpu::{isa}_kernels()"], syms
 
 
 def _nvcc_version() -> str:
