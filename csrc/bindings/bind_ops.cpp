@@ -88,6 +88,7 @@ py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object b
     residual = as_f32_shape(residual_obj, "residual", {rows, out_dim});
     p.residual = residual.data();
   }
+  if (wt == lfdn::WeightType::kBF16) require_bf16_kernels("fused_linear");
   const size_t packed_bytes = lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt);
   lfdn::AlignedBuffer packed = lfdn::aligned_alloc_bytes(packed_bytes);
   check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.get()), "fused_linear (packing)");
