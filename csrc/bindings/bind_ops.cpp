@@ -195,7 +195,8 @@ void bind_ops(py::module_& m) {
         py::arg("residual") = py::none(), py::arg("gn_eps") = 1e-5f, py::arg("threads") = 0,
         "Op 2 (CPU): [residual +] Linear(prologue(x)) + bias, prologue 'none', 'silu' or 'gn_silu' "
         "(GroupNorm with one group, FP32 statistics, affine gamma/beta, then SiLU). weight (out, in) float32 "
-        "or float16 (FP16 storage, FP32 arithmetic); packed per call.");
+        "or float16 (FP16 storage, FP32 arithmetic) or uint16 (BF16 bits: BF16 weights and activations, FP32 "
+        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise); packed per call.");
   m.def("ddim_score", &ddim_score, py::arg("x0_hat"), py::kw_only(), py::arg("x") = py::none(),
         py::arg("coef") = py::none(), py::arg("noise") = py::none(), py::arg("z0") = py::none(),
         py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,
