@@ -228,6 +228,7 @@ void bind_ops(py::module_& m) {
           d["read_bandwidth_gbs"] = mp.read_gbs;
           d["fma_peak_gflops"] = mp.fma_gflops;
           d["fma_isa"] = std::string(mp.fma_isa);
+          d["bf16_peak_gflops"] = mp.bf16_gflops;  // 0.0 without AVX512_BF16 kernels
           d["read_bytes"] = mp.read_bytes;
           d["threads"] = mp.threads;
           d["reps"] = reps;

@@ -46,6 +46,9 @@ struct Kernels {
                     int accumulate) = nullptr;
   // dst[0..n) = BF16(src[0..n)) rounded to nearest even (then dst[n] = 0 when n is odd: the k-pair padding).
   void (*f32_to_bf16)(const float* src, int64_t n, uint16_t* dst) = nullptr;
+  // Machine probe of the BF16 path: `iters` rounds of independent vdpbf16ps chains (4 flops per FP32 lane:
+  // two products, two adds); null without BF16 kernels.
+  double (*bf16_dot_loop)(int64_t iters, float* sink) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -70,6 +73,7 @@ bool cpu_has_avx512_bf16();  // cpu_has_avx512() and AVX512_BF16 (vdpbf16ps), wi
 void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
                      int accumulate);
 void avx512bf16_f32_to_bf16(const float* src, int64_t n, uint16_t* dst);
+double avx512bf16_dot_loop(int64_t iters, float* sink);
 
 }  // namespace cpu
 }  // namespace lfdn

@@ -72,5 +72,21 @@ void avx512bf16_f32_to_bf16(const float* src, int64_t n, uint16_t* dst) {
   }
 }
 
+double avx512bf16_dot_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 16;  // > vdpbf16ps latency x throughput on current cores
+  __m512 acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = _mm512_set1_ps(1.0f + 0.001f * j);
+  const __m512bh a = _mm512_cvtne2ps_pbh(_mm512_set1_ps(1e-3f), _mm512_set1_ps(-1e-3f));
+  const __m512bh b = _mm512_cvtne2ps_pbh(_mm512_set1_ps(0.5f), _mm512_set1_ps(0.25f));
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = _mm512_dpbf16_ps(acc[j], a, b);
+  }
+  __m512 s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = _mm512_add_ps(s, acc[j]);
+  *sink = _mm512_reduce_add_ps(s);
+  return 4.0 * 16 * kChains * static_cast<double>(iters);
+}
+
 }  // namespace cpu
 }  // namespace lfdn

@@ -39,7 +39,8 @@ usable kernel table, register-only) and records the active kernel table (``cpu_i
 gets ``achieved_gbs`` (the Linear weights one call reads: weight count x steps x bytes per weight of the
 variant, over the call's time), ``achieved_gflops`` (2 x weight count x steps x batch per call; GroupNorm,
 SiLU and the scores are not counted), ``bound`` (the limit that binds at that batch: whichever of bytes /
-bandwidth and flops / peak takes longer) and ``fraction_of_bound`` (that lower-bound time over the measured
+bandwidth and flops / peak takes longer; native-bf16's peak is the measured vdpbf16ps peak, probe field
+``bf16_peak_gflops``, 4 flops per FP32 lane) and ``fraction_of_bound`` (that lower-bound time over the measured
 time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran.
 """
 
@@ -348,12 +349,15 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     """Adds achieved_gbs / achieved_gflops / bound / fraction_of_bound to each result (see the module doc) and
     returns {variant: {batch: fraction_of_bound}}."""
     bw, peak = probe["read_bandwidth_gbs"] * 1e9, probe["fma_peak_gflops"] * 1e9
+    bf16_peak = float(probe.get("bf16_peak_gflops") or 0.0) * 1e9
     out: dict = {}
     for r in results:
+        # native-bf16 multiplies with vdpbf16ps: its compute limit is the measured BF16 dot-product peak
+        peak_r = bf16_peak if r["backend"].endswith("bf16") and bf16_peak > 0 else peak
         calls_per_s = r["items_per_s"] / r["batch"]
         nbytes = weights * steps * weight_bytes_per_param(r["backend"])
         flops = 2.0 * weights * steps * r["batch"]
-        t_bw, t_fl = nbytes / bw, flops / peak
+        t_bw, t_fl = nbytes / bw, flops / peak_r
         r["achieved_gbs"] = round(nbytes * calls_per_s / 1e9, 2)
         r["achieved_gflops"] = round(flops * calls_per_s / 1e9, 1)
         r["bound"] = "bandwidth" if t_bw >= t_fl else "compute"
@@ -459,7 +463,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
                 probe = core.probe_machine(threads=args.threads or 0)
                 probe["cpu_isa"] = core.cpu_isa()
                 print(f"machine: read bandwidth {probe['read_bandwidth_gbs']:.1f} GB/s, FMA peak "
-                      f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads); "
+                      f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads), "
+                      f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS; "
                       f"native kernels {probe['cpu_isa']}", flush=True)
 
         par = {}
