@@ -178,6 +178,9 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
   const LinearWs w = carve(workspace, p.rows, K, run.slot());
   uint32_t* A = reinterpret_cast<uint32_t*>(w.act);
   const bool ok = kr.gemm_bf16 != nullptr && kr.f32_to_bf16 != nullptr;
+  // more than one row group: each group's BF16 activations k-pair-major (A[group start * K2 + k2 * mr + r]),
+  // one sequential broadcast stream as in the FP32 path; the chains, hence the results, are the same
+  const bool packed = ok && kr.gemm_bf16_pa != nullptr && p.rows > kr.mr_max;
   run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
     if (!ok) return;
     for (int64_t r = r0; r < r1; ++r) {
@@ -192,7 +195,18 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
         kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, w.row);
         src = w.row;
       }
-      kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(A + r * K2));
+      if (!packed) {
+        kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(A + r * K2));
+        continue;
+      }
+      uint32_t* t = reinterpret_cast<uint32_t*>(w.row);  // the row's k-pairs (in place when src is w.row)
+      kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(t));
+      const int64_t m0 = r / kMC * kMC;
+      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
+      const int mr = rg.size(g);
+      uint32_t* dst = A + (m0 + g0) * K2 + (r - m0 - g0);
+      for (int64_t k = 0; k < K2; ++k) dst[k * mr] = t[k];
     }
   });
   const uint32_t* B = static_cast<const uint32_t*>(p.weight);
@@ -226,7 +240,12 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
             }
           }
           const int64_t r = rg.start(g);
-          kr.gemm_bf16(rg.size(g), kc, A + (m0 + r) * K2 + k0, K2, B + boff, w.cbuf + r * kNR, k0 > 0);
+          const int mr = rg.size(g);
+          if (packed) {
+            kr.gemm_bf16_pa(mr, kc, A + (m0 + r) * K2 + k0 * mr, B + boff, w.cbuf + r * kNR, k0 > 0);
+          } else {
+            kr.gemm_bf16(mr, kc, A + (m0 + r) * K2 + k0, K2, B + boff, w.cbuf + r * kNR, k0 > 0);
+          }
         }
       }
       store_panel(p, w.cbuf, m0, mc, panel);

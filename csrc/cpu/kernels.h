@@ -44,7 +44,10 @@ struct Kernels {
   // of output j at the same two k. c[r*kNR + j] (+)= sum over k2 < kc2 of both products, one chain per output.
   void (*gemm_bf16)(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
                     int accumulate) = nullptr;
+  // Same with the activations packed k-pair-major per row group: a[k2*mr + r] (one sequential broadcast stream).
+  void (*gemm_bf16_pa)(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate) = nullptr;
   // dst[0..n) = BF16(src[0..n)) rounded to nearest even (then dst[n] = 0 when n is odd: the k-pair padding).
+  // dst may be src itself (in-place narrowing: every block is loaded before its half-size result is stored).
   void (*f32_to_bf16)(const float* src, int64_t n, uint16_t* dst) = nullptr;
   // Machine probe of the BF16 path: `iters` rounds of independent vdpbf16ps chains (4 flops per FP32 lane:
   // two products, two adds); null without BF16 kernels.
@@ -72,6 +75,7 @@ bool cpu_has_avx512_bf16();  // cpu_has_avx512() and AVX512_BF16 (vdpbf16ps), wi
 // kernels_avx512bf16.cpp (compiled with -mavx512bf16; only reached when cpu_has_avx512_bf16())
 void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
                      int accumulate);
+void avx512bf16_gemm_pa(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate);
 void avx512bf16_f32_to_bf16(const float* src, int64_t n, uint16_t* dst);
 double avx512bf16_dot_loop(int64_t iters, float* sink);
 

@@ -205,6 +205,7 @@ const Kernels* avx512_kernels() {
 #if defined(LFDN_HAVE_AVX512BF16_KERNELS)
     if (cpu_has_avx512_bf16()) {  // the BF16 entries exist only where vdpbf16ps does
       t.gemm_bf16 = avx512bf16_gemm;
+      t.gemm_bf16_pa = avx512bf16_gemm_pa;
       t.f32_to_bf16 = avx512bf16_f32_to_bf16;
       t.bf16_dot_loop = avx512bf16_dot_loop;
     }

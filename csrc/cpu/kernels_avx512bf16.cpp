@@ -17,7 +17,8 @@ namespace {
 
 constexpr int kMRMax = 12;  // as the FP32 kernels of the table: 12 zmm accumulators + the weight row
 
-template <int MR>
+// PA: activations packed per row group, a[k*MR + r]; else rows of lda2 k-pairs, a[r*lda2 + k]. Same chains.
+template <int MR, bool PA>
 inline void ukr(int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c, int accumulate) {
   __m512 acc[MR];
 #pragma GCC unroll 16
@@ -27,30 +28,39 @@ inline void ukr(int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b,
     const __m512bh bv = (__m512bh)_mm512_loadu_si512(b + k * kNR);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r)
-      acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(static_cast<int>(a[r * lda2 + k])), bv);
+      acc[r] = _mm512_dpbf16_ps(acc[r], (__m512bh)_mm512_set1_epi32(static_cast<int>(PA ? a[k * MR + r] : a[r * lda2 + k])), bv);
   }
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r) _mm512_storeu_ps(c + r * kNR, acc[r]);
+}
+
+template <bool PA>
+void gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c, int accumulate) {
+  switch (mr) {
+    case 1: ukr<1, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 2: ukr<2, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 3: ukr<3, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 4: ukr<4, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 5: ukr<5, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 6: ukr<6, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 7: ukr<7, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 8: ukr<8, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 9: ukr<9, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 10: ukr<10, PA>(kc2, a, lda2, b, c, accumulate); break;
+    case 11: ukr<11, PA>(kc2, a, lda2, b, c, accumulate); break;
+    default: ukr<kMRMax, PA>(kc2, a, lda2, b, c, accumulate); break;
+  }
 }
 
 }  // namespace
 
 void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
                      int accumulate) {
-  switch (mr) {
-    case 1: ukr<1>(kc2, a, lda2, b, c, accumulate); break;
-    case 2: ukr<2>(kc2, a, lda2, b, c, accumulate); break;
-    case 3: ukr<3>(kc2, a, lda2, b, c, accumulate); break;
-    case 4: ukr<4>(kc2, a, lda2, b, c, accumulate); break;
-    case 5: ukr<5>(kc2, a, lda2, b, c, accumulate); break;
-    case 6: ukr<6>(kc2, a, lda2, b, c, accumulate); break;
-    case 7: ukr<7>(kc2, a, lda2, b, c, accumulate); break;
-    case 8: ukr<8>(kc2, a, lda2, b, c, accumulate); break;
-    case 9: ukr<9>(kc2, a, lda2, b, c, accumulate); break;
-    case 10: ukr<10>(kc2, a, lda2, b, c, accumulate); break;
-    case 11: ukr<11>(kc2, a, lda2, b, c, accumulate); break;
-    default: ukr<kMRMax>(kc2, a, lda2, b, c, accumulate); break;
-  }
+  gemm<false>(mr, kc2, a, lda2, b, c, accumulate);
+}
+
+void avx512bf16_gemm_pa(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate) {
+  gemm<true>(mr, kc2, a, 0, b, c, accumulate);
 }
 
 // vcvtne2ps2bf16: round to nearest even (NaN stays NaN). The tail uses the same instruction on zero-filled
