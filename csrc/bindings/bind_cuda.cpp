@@ -111,6 +111,9 @@ class PyCudaEngine {
     if (max_batch < 1) throw py::value_error("max_batch must be >= 1");
     if (device < 0) throw py::value_error("device must be >= 0");
     ParsedSpec ps = parse_spec(spec);
+    if (ps.spec.wtype == lfdn::WeightType::kBF16)
+      throw py::value_error("CudaEngine: precision 'bf16' is a CPU option (AVX512_BF16); the CUDA engine runs FP16 "
+                            "weights (build the artifact with precision 'fp16' or 'fp32')");
     in_dim_ = ps.spec.in_dim;
     num_stages_ = static_cast<int64_t>(ps.spec.stage_offsets.size()) - 1;
     int rc;

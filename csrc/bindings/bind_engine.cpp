@@ -17,7 +17,8 @@ class PyCpuEngine {
     ParsedSpec ps = parse_spec(spec);
     num_stages_ = static_cast<int64_t>(ps.spec.stage_offsets.size()) - 1;
     in_dim_ = ps.spec.in_dim;
-    precision_ = ps.spec.wtype == lfdn::WeightType::kF16 ? "fp16" : "fp32";
+    precision_ = precision_name(ps.spec.wtype);
+    if (ps.spec.wtype == lfdn::WeightType::kBF16) require_bf16_kernels("CpuEngine");
     int rc;
     {
       py::gil_scoped_release nogil;
@@ -47,6 +48,7 @@ class PyCpuEngine {
       py::gil_scoped_release nogil;
       rc = engine_->score(z0.data(), rows, mse.mutable_data(), mfsim.mutable_data(), cos.mutable_data(), rp);
     }
+    if (rc == lfdn::kUnsupported && precision_ == "bf16") require_bf16_kernels("CpuEngine.score");
     check(rc, "CpuEngine.score");
     py::dict out;
     out["mse"] = mse;

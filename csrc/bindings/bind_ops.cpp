@@ -88,6 +88,7 @@ py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object b
     residual = as_f32_shape(residual_obj, "residual", {rows, out_dim});
     p.residual = residual.data();
   }
+  if (wt == lfdn::WeightType::kBF16) require_bf16_kernels("fused_linear");
   const size_t packed_bytes = lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt);
   lfdn::AlignedBuffer packed = lfdn::aligned_alloc_bytes(packed_bytes);
   check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.get()), "fused_linear (packing)");
@@ -194,7 +195,8 @@ void bind_ops(py::module_& m) {
         py::arg("residual") = py::none(), py::arg("gn_eps") = 1e-5f, py::arg("threads") = 0,
         "Op 2 (CPU): [residual +] Linear(prologue(x)) + bias, prologue 'none', 'silu' or 'gn_silu' "
         "(GroupNorm with one group, FP32 statistics, affine gamma/beta, then SiLU). weight (out, in) float32 "
-        "or float16 (FP16 storage, FP32 arithmetic); packed per call.");
+        "or float16 (FP16 storage, FP32 arithmetic) or uint16 (BF16 bits: BF16 weights and activations, FP32 "
+        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise); packed per call.");
   m.def("ddim_score", &ddim_score, py::arg("x0_hat"), py::kw_only(), py::arg("x") = py::none(),
         py::arg("coef") = py::none(), py::arg("noise") = py::none(), py::arg("z0") = py::none(),
         py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,
@@ -226,6 +228,7 @@ void bind_ops(py::module_& m) {
           d["read_bandwidth_gbs"] = mp.read_gbs;
           d["fma_peak_gflops"] = mp.fma_gflops;
           d["fma_isa"] = std::string(mp.fma_isa);
+          d["bf16_peak_gflops"] = mp.bf16_gflops;  // 0.0 without AVX512_BF16 kernels
           d["read_bytes"] = mp.read_bytes;
           d["threads"] = mp.threads;
           d["reps"] = reps;

@@ -1,10 +1,25 @@
 #include "bindings/common.h"
 
+#include "cpu/kernels.h"
+
 #if defined(LFDN_WITH_CUDA)
 #include "lfdn/engine.h"
 #endif
 
 namespace lfdn_py {
+
+std::string precision_name(lfdn::WeightType t) {
+  return t == lfdn::WeightType::kF16 ? "fp16" : t == lfdn::WeightType::kBF16 ? "bf16" : "fp32";
+}
+
+void require_bf16_kernels(const std::string& what) {
+  if (lfdn::cpu::kernels().gemm_bf16 != nullptr) return;
+  throw std::runtime_error(
+      what + ": precision 'bf16' needs the avx512 kernel table on a CPU with AVX512_BF16 (vdpbf16ps); here the " +
+      "active table is '" + lfdn::cpu::kernels().name + "', cpu_has_avx512_bf16=" +
+      (lfdn::cpu::cpu_has_avx512_bf16() ? "true" : "false") +
+      ". There is no BF16 fallback: use precision 'fp16' (FP16 weights, FP32 arithmetic) or 'fp32'");
+}
 
 void raise_status(int rc, const std::string& what) {
   std::string msg = what + ": " + lfdn::status_message(rc);
@@ -73,8 +88,11 @@ py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, in
     *wtype = lfdn::WeightType::kF32;
   } else if (dt.kind() == 'f' && dt.itemsize() == 2) {
     *wtype = lfdn::WeightType::kF16;
+  } else if (dt.kind() == 'u' && dt.itemsize() == 2) {  // numpy has no bfloat16: BF16 bit patterns as uint16
+    *wtype = lfdn::WeightType::kBF16;
   } else {
-    throw py::type_error(name + " must be float32 or float16, got dtype " + std::string(py::str(dt)));
+    throw py::type_error(name + " must be float32, float16 or uint16 (BF16 bits), got dtype " +
+                         std::string(py::str(dt)));
   }
   if (!shape_ok(a, {out_dim, in_dim}))
     throw py::value_error(name + " must have shape " + want_str({out_dim, in_dim}) + ", got " + shape_str(a));

@@ -23,13 +23,17 @@ inline void check(int rc, const std::string& what) {
 }
 
 std::string shape_str(const py::array& a);
+// "fp32", "fp16", "bf16"
+std::string precision_name(lfdn::WeightType t);
+// RuntimeError (saying why and what to use instead) unless the active CPU kernel table has the BF16 kernels.
+void require_bf16_kernels(const std::string& what);
 
 // A floating-point array converted to C-contiguous float32; TypeError for None or non-float dtypes.
 F32 as_f32(py::handle obj, const std::string& name);
 // Same, and its shape must equal `shape` (-1 matches any size): ValueError otherwise.
 F32 as_f32_shape(py::handle obj, const std::string& name, const std::vector<int64_t>& shape);
 
-// A Linear weight (out, in): float32 or float16 (FP16 bits), C-contiguous. wtype is set from the dtype.
+// A Linear weight (out, in): float32, float16 (FP16 bits) or uint16 (BF16 bits), C-contiguous. wtype is set from the dtype.
 py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, int64_t in_dim,
                     lfdn::WeightType* wtype);
 // A Linear weight of any shape: must be 2-D (out_dim, in_dim); both are read from it.

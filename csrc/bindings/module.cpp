@@ -65,6 +65,8 @@ py::dict build_info() {
   d["cpu_kernels_active"] = lfdn::cpu::kernels().name;
   d["cpu_has_avx2_fma_f16c"] = lfdn::cpu::cpu_has_avx2_fma_f16c();
   d["cpu_has_avx512"] = lfdn::cpu::cpu_has_avx512();
+  d["cpu_has_avx512_bf16"] = lfdn::cpu::cpu_has_avx512_bf16();  // compiled in and reported by the CPU
+  d["cpu_bf16_active"] = lfdn::cpu::kernels().gemm_bf16 != nullptr;  // precision "bf16" runs with the active table
   d["cpu_has_neon"] = lfdn::cpu::cpu_has_neon();
   d["cpu_threading"] = "std::thread team (work-claiming phases)";
   d["cpu_threads"] = lfdn::cpu::default_threads();

@@ -22,7 +22,7 @@ const void* weight(ParsedSpec& ps, py::handle obj, const std::string& name, int6
   py::array a = as_weight(obj, name, out, in, &wt);
   if (wt != ps.spec.wtype)
     throw py::type_error(name + " has dtype " + std::string(py::str(a.dtype())) + " but the spec precision is " +
-                         (ps.spec.wtype == lfdn::WeightType::kF16 ? "fp16" : "fp32"));
+                         precision_name(ps.spec.wtype) + " (fp16: float16, bf16: uint16 BF16 bits)");
   ps.keep.push_back(a);
   return a.data();
 }
@@ -52,7 +52,8 @@ ParsedSpec parse_spec(const py::dict& d) {
   const std::string prec = get(d, "precision").cast<std::string>();
   if (prec == "fp32") s.wtype = lfdn::WeightType::kF32;
   else if (prec == "fp16") s.wtype = lfdn::WeightType::kF16;
-  else throw py::value_error("engine spec precision must be 'fp32' or 'fp16', got '" + prec + "'");
+  else if (prec == "bf16") s.wtype = lfdn::WeightType::kBF16;
+  else throw py::value_error("engine spec precision must be 'fp32', 'fp16' or 'bf16', got '" + prec + "'");
   const int64_t C = s.in_dim, W = s.width, D = s.depth;
   s.inp_w = weight(ps, get(d, "inp_w"), "inp_w", W, C);
   s.inp_b = vec(ps, get(d, "inp_b"), "inp_b", {W});

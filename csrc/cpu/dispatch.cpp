@@ -46,6 +46,15 @@ bool cpu_has_avx512() {
 #endif
 }
 
+bool cpu_has_avx512_bf16() {
+#if defined(LFDN_HAVE_AVX512BF16_KERNELS) && defined(LFDN_X86_CPU_CHECKS)
+  __builtin_cpu_init();
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
 bool cpu_has_neon() {
 #if defined(LFDN_HAVE_NEON_KERNELS) && defined(__aarch64__) && defined(__linux__)
   const unsigned long hw = getauxval(AT_HWCAP);

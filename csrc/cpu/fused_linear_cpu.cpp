@@ -40,7 +40,8 @@ int check_fused_linear_params(const FusedLinearParams& p) {
   if (p.prologue == Prologue::kGroupNormSilu && (p.gamma == nullptr || p.beta == nullptr)) return kNullPointer;
   if (p.prologue != Prologue::kNone && p.prologue != Prologue::kSilu && p.prologue != Prologue::kGroupNormSilu)
     return kBadArgument;
-  if (p.wtype != WeightType::kF32 && p.wtype != WeightType::kF16) return kBadArgument;
+  if (p.wtype != WeightType::kF32 && p.wtype != WeightType::kF16 && p.wtype != WeightType::kBF16)
+    return kBadArgument;
   if (!(p.gn_eps > 0.0f)) return kBadArgument;
   // out may alias residual (in-place add) but never the input: other threads still read it.
   if (overlaps(p.x, sizeof(float) * p.rows * p.in_dim, p.out, sizeof(float) * p.rows * p.out_dim))
@@ -52,6 +53,8 @@ int check_fused_linear_params(const FusedLinearParams& p) {
 }
 
 size_t packed_linear_cpu_bytes(int64_t in_dim, int64_t out_dim, WeightType wtype) {
+  if (wtype == WeightType::kBF16)  // k-pairs: in_dim rounded up to even
+    return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>((in_dim + 1) / 2 * 2) * 2;
   return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>(in_dim) *
          weight_type_size(wtype);
 }
@@ -59,8 +62,22 @@ size_t packed_linear_cpu_bytes(int64_t in_dim, int64_t out_dim, WeightType wtype
 int pack_linear_cpu(const void* src, WeightType wtype, int64_t in_dim, int64_t out_dim, void* dst) {
   if (src == nullptr || dst == nullptr) return kNullPointer;
   if (in_dim <= 0 || out_dim <= 0) return kBadSize;
-  if (wtype != WeightType::kF32 && wtype != WeightType::kF16) return kBadArgument;
+  if (wtype != WeightType::kF32 && wtype != WeightType::kF16 && wtype != WeightType::kBF16) return kBadArgument;
   const int64_t np = num_panels(out_dim);
+  if (wtype == WeightType::kBF16) {
+    // [panel][k2][kCpuPanel][2]: output j's weights for k = 2*k2 (low half) and 2*k2+1, zero-padded in n and k
+    const int64_t k2n = (in_dim + 1) / 2;
+    const uint16_t* s = static_cast<const uint16_t*>(src);
+    uint16_t* d = static_cast<uint16_t*>(dst);
+    std::memset(d, 0, packed_linear_cpu_bytes(in_dim, out_dim, wtype));
+    for (int64_t p = 0; p < np; ++p)
+      for (int64_t k = 0; k < in_dim; ++k)
+        for (int j = 0; j < kCpuPanel; ++j) {
+          const int64_t n = p * kCpuPanel + j;
+          if (n < out_dim) d[((p * k2n + k / 2) * kCpuPanel + j) * 2 + (k & 1)] = s[n * in_dim + k];
+        }
+    return kOk;
+  }
   for (int64_t p = 0; p < np; ++p) {
     for (int64_t k = 0; k < in_dim; ++k) {
       for (int j = 0; j < kCpuPanel; ++j) {
@@ -128,11 +145,124 @@ size_t linear_workspace_bytes(int64_t rows, int64_t in_dim, int threads) {
   return act_bytes(rows, in_dim) + per_thread_bytes(in_dim) * static_cast<size_t>(threads > 0 ? threads : 1);
 }
 
-int fused_linear_phases(const FusedLinearParams& p) { return p.prologue == Prologue::kNone ? 1 : 2; }
+int fused_linear_phases(const FusedLinearParams& p) {
+  return p.prologue == Prologue::kNone && p.wtype != WeightType::kBF16 ? 1 : 2;
+}
+
+namespace {
+
+// bias, residual, store the valid columns of one panel of a row block
+void store_panel(const FusedLinearParams& p, const float* cbuf, int64_t m0, int64_t mc, int64_t panel) {
+  const int64_t N = p.out_dim, n0 = panel * kNR;
+  const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
+  for (int64_t r = 0; r < mc; ++r) {
+    const float* c = cbuf + r * kNR;
+    float* o = p.out + (m0 + r) * N + n0;
+    const float* res = p.residual ? p.residual + (m0 + r) * N + n0 : nullptr;
+    for (int j = 0; j < nn; ++j) {
+      float v = c[j];
+      if (p.bias) v += p.bias[n0 + j];
+      if (res) v += res[j];
+      o[j] = v;
+    }
+  }
+}
+
+// BF16: the prologue (always a phase, also without one: the input is rounded to BF16) writes each row as BF16
+// k-pairs into the activation buffer ((rows, K2) dwords, half the FP32 row's bytes); the GEMM is the FP32 path's
+// blocking with k-blocks of k-pairs and table.gemm_bf16. The caller has checked that the table has the BF16
+// kernels (kUnsupported otherwise); should the table be switched to one without them while a pass runs, the
+// outputs are NaN, never a result of another arithmetic.
+void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& run, const Kernels& kr) {
+  const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2;
+  const LinearWs w = carve(workspace, p.rows, K, run.slot());
+  uint32_t* A = reinterpret_cast<uint32_t*>(w.act);
+  const bool ok = kr.gemm_bf16 != nullptr && kr.f32_to_bf16 != nullptr;
+  // more than one row group: each group's BF16 activations k-pair-major (A[group start * K2 + k2 * mr + r]),
+  // one sequential broadcast stream as in the FP32 path; the chains, hence the results, are the same
+  const bool packed = ok && kr.gemm_bf16_pa != nullptr && p.rows > kr.mr_max;
+  run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
+    if (!ok) return;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = p.x + r * K;
+      const float* src = xr;
+      if (p.prologue == Prologue::kSilu) {
+        kr.silu(xr, K, w.row);
+        src = w.row;
+      } else if (p.prologue == Prologue::kGroupNormSilu) {
+        float mean, rstd;
+        kr.moments(xr, K, p.gn_eps, &mean, &rstd);
+        kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, w.row);
+        src = w.row;
+      }
+      if (!packed) {
+        kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(A + r * K2));
+        continue;
+      }
+      uint32_t* t = reinterpret_cast<uint32_t*>(w.row);  // the row's k-pairs (in place when src is w.row)
+      kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(t));
+      const int64_t m0 = r / kMC * kMC;
+      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
+      const int mr = rg.size(g);
+      uint32_t* dst = A + (m0 + g0) * K2 + (r - m0 - g0);
+      for (int64_t k = 0; k < K2; ++k) dst[k * mr] = t[k];
+    }
+  });
+  const uint32_t* B = static_cast<const uint32_t*>(p.weight);
+  const int64_t npanels = num_panels(N);
+  const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K2 * 4;
+  const int64_t nblocks = (p.rows + kMC - 1) / kMC;
+  const int64_t items = nblocks * npanels;
+  // k-block of k-pairs: 128 pairs with 12 rows per group, an 8 KiB weight block beside a 6 KiB activation slice
+  const int64_t kcb = kr.mr_max > kMR ? kKC * kMR / kr.mr_max / 16 * 16 : kKC;
+  auto gemm_items = [&](int64_t i0, int64_t i1) {
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
+      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t mc = rg.mc, groups = rg.groups;
+      if (!ok) {
+        for (int64_t r = 0; r < mc * kNR; ++r) w.cbuf[r] = __builtin_nanf("");
+        store_panel(p, w.cbuf, m0, mc, panel);
+        continue;
+      }
+      for (int64_t k0 = 0; k0 < K2; k0 += kcb) {
+        const int64_t kc = K2 - k0 < kcb ? K2 - k0 : kcb;
+        const size_t boff = static_cast<size_t>((panel * K2 + k0) * kNR);
+        const size_t next_off = (boff + static_cast<size_t>(kc) * kNR) * 4;
+        const int64_t next_lines = (kc * kNR * 4 + 63) / 64;
+        const int64_t per_group = (next_lines + groups - 1) / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+          if (mc > 2 * kMR) {
+            for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
+              const size_t off = next_off + static_cast<size_t>(l) * 64;
+              if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+            }
+          }
+          const int64_t r = rg.start(g);
+          const int mr = rg.size(g);
+          if (packed) {
+            kr.gemm_bf16_pa(mr, kc, A + (m0 + r) * K2 + k0 * mr, B + boff, w.cbuf + r * kNR, k0 > 0);
+          } else {
+            kr.gemm_bf16(mr, kc, A + (m0 + r) * K2 + k0, K2, B + boff, w.cbuf + r * kNR, k0 > 0);
+          }
+        }
+      }
+      store_panel(p, w.cbuf, m0, mc, panel);
+    }
+  };
+  run.phase_guided(items, 1, gemm_items);
+}
+
+}  // namespace
 
 void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) {
   if (p.rows == 0) return;
   const Kernels& kr = kernels();
+  if (p.wtype == WeightType::kBF16) {
+    run_fused_linear_bf16(p, workspace, run, kr);
+    return;
+  }
   const int64_t K = p.in_dim, N = p.out_dim;
   const LinearWs w = carve(workspace, p.rows, K, run.slot());
 
@@ -224,20 +354,7 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
           }
         }
       }
-      // epilogue: bias, residual, store the valid columns of this panel
-      const int64_t n0 = panel * kNR;
-      const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
-      for (int64_t r = 0; r < mc; ++r) {
-        const float* c = w.cbuf + r * kNR;
-        float* o = p.out + (m0 + r) * N + n0;
-        const float* res = p.residual ? p.residual + (m0 + r) * N + n0 : nullptr;
-        for (int j = 0; j < nn; ++j) {
-          float v = c[j];
-          if (p.bias) v += p.bias[n0 + j];
-          if (res) v += res[j];
-          o[j] = v;
-        }
-      }
+      store_panel(p, w.cbuf, m0, mc, panel);
     }
   };
   run.phase_guided(items, 1, gemm_items);
@@ -253,6 +370,7 @@ int fused_linear_cpu(const FusedLinearParams& p) {
   int rc = check_fused_linear_params(p);
   if (rc != kOk) return rc;
   if (p.rows == 0) return kOk;
+  if (p.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace == nullptr) return kNullPointer;
   if (p.workspace_bytes < cpu::linear_workspace_bytes(p.rows, p.in_dim, nt)) return kWorkspaceTooSmall;

@@ -38,6 +38,20 @@ struct Kernels {
   // Machine probe: `iters` rounds of independent FMA chains in the table's widest registers (register-only, no
   // memory traffic); returns the floating-point operations done (2 per lane per FMA). *sink defeats elimination.
   double (*fma_loop)(int64_t iters, float* sink);
+  // BF16 weights and activations, FP32 accumulation (null: this table / CPU has no BF16 dot product; a BF16
+  // layer is then refused with kUnsupported, never computed another way). Units are k-pairs: a[r*lda2 + k2]
+  // holds the BF16 activations 2*k2 (low half) and 2*k2+1 (high half) of row r; b[k2*kNR + j] the BF16 weights
+  // of output j at the same two k. c[r*kNR + j] (+)= sum over k2 < kc2 of both products, one chain per output.
+  void (*gemm_bf16)(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
+                    int accumulate) = nullptr;
+  // Same with the activations packed k-pair-major per row group: a[k2*mr + r] (one sequential broadcast stream).
+  void (*gemm_bf16_pa)(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate) = nullptr;
+  // dst[0..n) = BF16(src[0..n)) rounded to nearest even (then dst[n] = 0 when n is odd: the k-pair padding).
+  // dst may be src itself (in-place narrowing: every block is loaded before its half-size result is stored).
+  void (*f32_to_bf16)(const float* src, int64_t n, uint16_t* dst) = nullptr;
+  // Machine probe of the BF16 path: `iters` rounds of independent vdpbf16ps chains (4 flops per FP32 lane:
+  // two products, two adds); null without BF16 kernels.
+  double (*bf16_dot_loop)(int64_t iters, float* sink) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -56,6 +70,14 @@ const Kernels* table_by_name(const char* name);
 bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512();  // AVX-512 F, BW, VL, DQ (+ FMA, F16C)
 bool cpu_has_neon();    // AArch64 Advanced SIMD (HWCAP_ASIMD) and FP
+bool cpu_has_avx512_bf16();  // cpu_has_avx512() and AVX512_BF16 (vdpbf16ps), with the BF16 kernels compiled in
+
+// kernels_avx512bf16.cpp (compiled with -mavx512bf16; only reached when cpu_has_avx512_bf16())
+void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
+                     int accumulate);
+void avx512bf16_gemm_pa(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate);
+void avx512bf16_f32_to_bf16(const float* src, int64_t n, uint16_t* dst);
+double avx512bf16_dot_loop(int64_t iters, float* sink);
 
 }  // namespace cpu
 }  // namespace lfdn

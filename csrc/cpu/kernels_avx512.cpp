@@ -200,7 +200,18 @@ double fma_loop(int64_t iters, float* sink) {
 }  // namespace
 
 const Kernels* avx512_kernels() {
-  static const Kernels k{"avx512", kMRMax, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
+  static const Kernels k = [] {
+    Kernels t{"avx512", kMRMax, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
+#if defined(LFDN_HAVE_AVX512BF16_KERNELS)
+    if (cpu_has_avx512_bf16()) {  // the BF16 entries exist only where vdpbf16ps does
+      t.gemm_bf16 = avx512bf16_gemm;
+      t.gemm_bf16_pa = avx512bf16_gemm_pa;
+      t.f32_to_bf16 = avx512bf16_f32_to_bf16;
+      t.bf16_dot_loop = avx512bf16_dot_loop;
+    }
+#endif
+    return t;
+  }();
   return &k;
 }
 

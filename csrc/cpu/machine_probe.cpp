@@ -86,6 +86,21 @@ int probe_machine(int threads, size_t read_bytes, int reps, MachineProbe* out) {
     for (int i = 0; i < nt && i < 256; ++i) f += flops[i];
     if (dt > 0 && f / dt > best_flops) best_flops = f / dt;
   }
+  double best_bf16 = 0.0;
+  for (int rep = 0; k->bf16_dot_loop != nullptr && rep < reps; ++rep) {
+    double flops[256] = {};
+    const double t0 = now_s();
+    team_run(nt, 1, [&](Runner& r) {
+      r.phase(nt, 1, [&](int64_t i0, int64_t i1) {
+        for (int64_t i = i0; i < i1; ++i) flops[i % 256] += k->bf16_dot_loop(kIters, &sinks[i % 256]);
+      });
+    });
+    const double dt = now_s() - t0;
+    double f = 0.0;
+    for (int i = 0; i < nt && i < 256; ++i) f += flops[i];
+    if (dt > 0 && f / dt > best_bf16) best_bf16 = f / dt;
+  }
+  out->bf16_gflops = best_bf16 / 1e9;
   out->read_gbs = best_read / 1e9;
   out->fma_gflops = best_flops / 1e9;
   out->fma_isa = k->name;

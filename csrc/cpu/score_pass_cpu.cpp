@@ -1,5 +1,6 @@
 // Op 4 on the CPU: the whole scoring pass as one team run (team.h): the ops are consecutive phases, so a
 // batch wakes the worker threads once, and a phase ends when its work is done.
+#include "cpu/kernels.h"
 #include "cpu/ops_internal.h"
 #include "cpu/team.h"
 #include "lfdn/score_pass.h"
@@ -49,6 +50,8 @@ int score_pass_cpu(const ScorePassParams& p) {
   if (p.z0 == nullptr || p.mse == nullptr || p.mfsim == nullptr || p.stage_cos == nullptr ||
       p.workspace == nullptr)
     return kNullPointer;
+  // BF16 runs only on a table with the BF16 dot product (avx512 on a CPU with AVX512_BF16): no other arithmetic
+  if (m.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace_bytes < score_pass_cpu_workspace_bytes(m, p.workspace_rows, nt)) return kWorkspaceTooSmall;
 

@@ -2,6 +2,7 @@
 // sizes the workspace for max_batch; score() is one call of op 4.
 #include <cstring>
 
+#include "cpu/kernels.h"
 #include "cpu/team.h"
 #include "lfdn/engine.h"
 #include "lfdn/linear.h"
@@ -14,6 +15,7 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
   if (rc != kOk) return rc;
   if (max_batch < 1 || threads < 0) return kBadSize;
   if (out == nullptr) return kNullPointer;
+  if (s.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
   std::unique_ptr<CpuEngine> e(new CpuEngine());
   e->max_batch_ = max_batch;
   e->threads_ = cpu::resolve_threads(threads);

@@ -6,7 +6,8 @@ namespace lfdn {
 
 int check_engine_spec(const EngineSpec& s) {
   if (s.in_dim <= 0 || s.width <= 0 || s.depth < 0 || s.steps < 1) return kBadSize;
-  if (s.wtype != WeightType::kF32 && s.wtype != WeightType::kF16) return kBadArgument;
+  if (s.wtype != WeightType::kF32 && s.wtype != WeightType::kF16 && s.wtype != WeightType::kBF16)
+    return kBadArgument;
   const size_t d = static_cast<size_t>(s.depth);
   if (s.fc1_w.size() != d || s.fc2_w.size() != d || s.gn1_g.size() != d || s.gn1_b.size() != d ||
       s.gn2_g.size() != d || s.gn2_b.size() != d || s.fc2_b.size() != d)

@@ -33,8 +33,9 @@ def pack_spec(spec: dict) -> tuple[dict, bytes]:
     tensors, chunks, offset = [], [], 0
     for name, a in _tensor_items(spec):
         a = np.ascontiguousarray(a)
-        if a.dtype not in (np.float32, np.float16):
-            raise ValueError(f"native spec array {name} has dtype {a.dtype}; expected float32 or float16")
+        if a.dtype not in (np.float32, np.float16, np.uint16):
+            raise ValueError(f"native spec array {name} has dtype {a.dtype}; expected float32, float16 or "
+                             "uint16 (BF16 bits)")
         pad = (-offset) % ALIGN
         if pad:
             chunks.append(b"\0" * pad)

@@ -120,10 +120,13 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
                  log: Callable[[str], None] = lambda s: None) -> Path:
     """Build an engine artifact from ``ckpt_path`` and write it (atomically); returns its path.
 
-    ``precision`` None: fp16 for tensorrt, fp32 for the CPU-capable backends.
+    ``precision`` None: fp16 for tensorrt, fp32 for the CPU-capable backends. ``precision`` "bf16" is a native
+    CPU engine option: with backend "auto" it selects native.
     """
     ckpt_path = Path(ckpt_path)
     ckpt = Checkpoint.load(ckpt_path)
+    if precision == "bf16" and backend == "auto":
+        backend = "native"
     backend, why = choose_backend(backend, include_backbone)
     log(f"backend: {backend} ({why})")
     precision = precision or ("fp16" if backend == "tensorrt" else "fp32")

@@ -10,8 +10,10 @@ regenerates it from the seed (stream 0 and one stream per DDIM update, image key
 The payload layout (:mod:`lfdn_edge.artifact.native_layout`, shared with the native backend that reads it):
 the arrays of the spec, each 64-byte aligned, little-endian, in the order of header["native"]
 ["tensors"] (name, dtype, shape, offset). Weights are (out, in) row-major as in torch.nn.Linear, stored
-FP32 (precision "fp32") or FP16 (precision "fp16": FP16 storage, FP32 arithmetic on the CPU, tensor cores
-with FP32 accumulation on CUDA); every other array is FP32. The packing into kernel layouts (CPU column
+FP32 (precision "fp32"), FP16 (precision "fp16": FP16 storage, FP32 arithmetic on the CPU, tensor cores
+with FP32 accumulation on CUDA) or BF16 (precision "bf16": uint16 arrays of BF16 bit patterns, FP32 rounded to
+nearest even here; CPU engine only, on CPUs with AVX512_BF16, where the activations are rounded to BF16 too and
+the products accumulate in FP32); every other array is FP32. The packing into kernel layouts (CPU column
 panels, CUDA padded FP16) happens when the engine is loaded, so one artifact runs on either device.
 """
 
@@ -28,7 +30,22 @@ from ..artifact.native_layout import pack_spec
 from ..diffusion import DdimPlan
 from ..reference import COS_EPS, ScoreConfig
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
+
+def f32_to_bf16_bits(a: np.ndarray) -> np.ndarray:
+    """BF16 bit patterns (uint16) of a float32 array, rounded to nearest even (as vcvtne2ps2bf16 rounds
+    normal numbers); inf stays inf. NaN is refused (weights are finite)."""
+    a = np.ascontiguousarray(a, dtype=np.float32)
+    if np.isnan(a).any():
+        raise ValueError("cannot round NaN weights to BF16")
+    b = a.view(np.uint32).astype(np.uint64)
+    return ((b + 0x7FFF + ((b >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+def bf16_bits_to_f32(bits: np.ndarray) -> np.ndarray:
+    """The float32 values of BF16 bit patterns (exact)."""
+    return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << 16).view(np.float32)
 
 
 def _f32(t: torch.Tensor) -> np.ndarray:
@@ -48,6 +65,8 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     wdt = np.float16 if precision == "fp16" else np.float32
 
     def weight(lin: torch.nn.Linear) -> np.ndarray:
+        if precision == "bf16":
+            return f32_to_bf16_bits(_f32(lin.weight))
         return np.ascontiguousarray(_f32(lin.weight).astype(wdt))
 
     plan = DdimPlan(schedule, score)

@@ -14,7 +14,8 @@ Backends (variants):
     torch-compile-fp16, torch-compile-fp16-ro   the same graph through torch.compile (default mode, and
                    mode="reduce-overhead", which uses CUDA graphs on a GPU): what a PyTorch user would pick
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
-                   native-fp16); native-fp32 / native-fp16 name one precision
+                   native-fp16, native-bf16); native-fp32 / native-fp16 / native-bf16 name one precision
+                   (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation)
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
                    lfdn_edge.build.dispatch.build_artifact at --precision
 Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
@@ -38,7 +39,8 @@ usable kernel table, register-only) and records the active kernel table (``cpu_i
 gets ``achieved_gbs`` (the Linear weights one call reads: weight count x steps x bytes per weight of the
 variant, over the call's time), ``achieved_gflops`` (2 x weight count x steps x batch per call; GroupNorm,
 SiLU and the scores are not counted), ``bound`` (the limit that binds at that batch: whichever of bytes /
-bandwidth and flops / peak takes longer) and ``fraction_of_bound`` (that lower-bound time over the measured
+bandwidth and flops / peak takes longer; native-bf16's peak is the measured vdpbf16ps peak, probe field
+``bf16_peak_gflops``, 4 flops per FP32 lane) and ``fraction_of_bound`` (that lower-bound time over the measured
 time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran.
 """
 
@@ -69,7 +71,7 @@ from .common import check_output_path, check_positive, parse_list, parser, run_c
 
 PAPER = {"stage_dims": (24, 32, 56, 160, 448), **defaults.PAPER_MODEL}
 TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro")
-NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16")
+NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -226,7 +228,7 @@ def make_runners(ckpt, names, native_precisions, precision, max_batch, device, t
             runners.append(GraphRunner(ckpt, device, name))
         elif name == "native":
             runners.extend(native_runner(ckpt, p, max_batch, device, threads) for p in native_precisions)
-        elif name in ("native-fp32", "native-fp16"):
+        elif name in ("native-fp32", "native-fp16", "native-bf16"):
             runners.append(native_runner(ckpt, name.split("-")[1], max_batch, device, threads))
         else:
             runners.append(registry_runner(ckpt, name, precision, max_batch, device))
@@ -347,12 +349,15 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     """Adds achieved_gbs / achieved_gflops / bound / fraction_of_bound to each result (see the module doc) and
     returns {variant: {batch: fraction_of_bound}}."""
     bw, peak = probe["read_bandwidth_gbs"] * 1e9, probe["fma_peak_gflops"] * 1e9
+    bf16_peak = float(probe.get("bf16_peak_gflops") or 0.0) * 1e9
     out: dict = {}
     for r in results:
+        # native-bf16 multiplies with vdpbf16ps: its compute limit is the measured BF16 dot-product peak
+        peak_r = bf16_peak if r["backend"].endswith("bf16") and bf16_peak > 0 else peak
         calls_per_s = r["items_per_s"] / r["batch"]
         nbytes = weights * steps * weight_bytes_per_param(r["backend"])
         flops = 2.0 * weights * steps * r["batch"]
-        t_bw, t_fl = nbytes / bw, flops / peak
+        t_bw, t_fl = nbytes / bw, flops / peak_r
         r["achieved_gbs"] = round(nbytes * calls_per_s / 1e9, 2)
         r["achieved_gflops"] = round(flops * calls_per_s / 1e9, 1)
         r["bound"] = "bandwidth" if t_bw >= t_fl else "compute"
@@ -375,12 +380,13 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--ckpt", default=None, help="checkpoint to score with (default: the paper-size random model)")
     p.add_argument("--backends", type=parse_list, default=["torch", "native"],
                    help="comma-separated: torch (= torch-fp32), torch-fp16, torch-compile-fp16, torch-compile-fp16-ro, native, "
-                        "native-fp32, native-fp16, onnxruntime, tensorrt (default torch,native)")
+                        "native-fp32, native-fp16, native-bf16, onnxruntime, tensorrt (default torch,native)")
     p.add_argument("--batch", type=lambda s: parse_list(s, int), default=list(defaults.BENCH_BATCHES),
                    help=f"batch sizes (default {','.join(map(str, defaults.BENCH_BATCHES))})")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--native-precision", type=parse_list, default=None,
-                   help="weight storage of the native engine(s): fp32, fp16 (default: fp32,fp16 on cpu, fp16 on cuda)")
+                   help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only) "
+                        "(default: fp32,fp16 on cpu, fp16 on cuda)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="precision of registry backends")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch and native (default: torch's default, all cores for native)")
@@ -427,8 +433,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
             torch.set_num_threads(args.threads)
         native_prec = args.native_precision or (["fp32", "fp16"] if args.device == "cpu" else ["fp16"])
         for prec in native_prec:
-            if prec not in ("fp32", "fp16"):
-                raise ValueError(f"--native-precision entries must be fp32 or fp16, got {prec!r}")
+            if prec not in ("fp32", "fp16", "bf16"):
+                raise ValueError(f"--native-precision entries must be fp32, fp16 or bf16, got {prec!r}")
         variants = variant_names(args.backends, native_prec, args.precision)
         if args.dry_run:
             print(f"dry run: device {args.device}, batches {args.batch}, variants {', '.join(variants)}")
@@ -457,7 +463,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
                 probe = core.probe_machine(threads=args.threads or 0)
                 probe["cpu_isa"] = core.cpu_isa()
                 print(f"machine: read bandwidth {probe['read_bandwidth_gbs']:.1f} GB/s, FMA peak "
-                      f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads); "
+                      f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads), "
+                      f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS; "
                       f"native kernels {probe['cpu_isa']}", flush=True)
 
         par = {}

@@ -33,6 +33,11 @@ def build_parser(prog: str = "lfdn-edge build"):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
                    help="FP16 compute (the default for tensorrt); GroupNorm statistics and scores stay FP32")
+    g.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
+                   help="native CPU engine only, on CPUs with AVX512_BF16: BF16 weights and activations, FP32 "
+                        "accumulation (refused at load elsewhere)")
+    g.add_argument("--precision", dest="precision", choices=("fp32", "fp16", "bf16"),
+                   help="the same as --fp32 / --fp16 / --bf16")
     g.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                    help="FP32 throughout (the default for native and onnx)")
     p.add_argument("--batch", type=parse_batch, default=defaults.ENGINE_BATCH, metavar="MIN,OPT,MAX",

@@ -28,8 +28,11 @@ const char* status_message(int code);
 enum class WeightType : int32_t {
   kF32 = 0,  // IEEE binary32
   kF16 = 1,  // IEEE binary16 bit patterns (uint16_t), converted to FP32 before the multiply-add
+  // bfloat16 bit patterns (uint16_t, the high half of an FP32). CPU only, AVX512_BF16 only: the activations are
+  // rounded to BF16 too (round to nearest even) and the products are accumulated in FP32 (vdpbf16ps).
+  kBF16 = 2,
 };
 
-inline size_t weight_type_size(WeightType t) { return t == WeightType::kF16 ? 2 : 4; }
+inline size_t weight_type_size(WeightType t) { return t == WeightType::kF32 ? 4 : 2; }
 
 }  // namespace lfdn

@@ -4,7 +4,9 @@ The artifact's payload holds the LFDN weights (FP32 or FP16 storage) with the ti
 one bias per block per DDIM step (lfdn_edge.build.native_payload). Devices:
     "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, a std::thread work-claiming team
                       (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
-                      the memory traffic) and compute in FP32.
+                      the memory traffic) and compute in FP32. BF16 artifacts (CPUs with AVX512_BF16 only;
+                      refused with a RuntimeError elsewhere, no fallback) round the activations to BF16 too
+                      and accumulate in FP32 (vdpbf16ps).
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
                       is converted at load), tensor cores with FP32 accumulation, one CUDA graph per batch
                       size. Inputs may be CUDA tensors (no host copy); outputs are then CUDA tensors.
