@@ -87,17 +87,24 @@ def test_cpu_only_build_is_portable_and_imports(tmp_path):
         cmd = c.get("command", " ".join(c.get("arguments", [])))
         assert "-march" not in cmd, f"non-portable flag in {c['file']}"
         # ISA flags only on the kernel file of that ISA (AVX2 flags also on the AVX-512 file, a superset)
-        if "-mavx512" in cmd:
+        if "-mavx512bf16" in cmd:
+            assert c["file"].endswith("kernels_avx512bf16.cpp"), c["file"]
+        elif "-mavx512" in cmd:
             assert c["file"].endswith("kernels_avx512.cpp"), c["file"]
         elif "-mavx2" in cmd:
             assert c["file"].endswith("kernels_avx2.cpp"), c["file"]
-    # Each ISA object must export nothing but its table: an inline/template function emitted there (weak
-    # symbol) could be picked by the linker for other files and run AVX2/AVX-512 code on a CPU without it.
-    for isa in ("avx2", "avx512"):
+    # Each ISA object may export only its own entry points (named <isa>_...), and no weak symbol: an
+    # inline/template function emitted there could be picked by the linker for other files and run
+    # AVX2/AVX-512 code on a CPU without it.
+    for isa in ("avx2", "avx512", "avx512bf16"):
         obj = list(build.rglob(f"kernels_{isa}.cpp.o"))
         if obj and shutil.which("nm"):
-            syms = _run(["nm", "-C", "--defined-only", "--extern-only", str(obj[0])]).stdout.split("\n")
-            assert [ln.split(" ", 2)[2] for ln in syms if ln.strip()] == [f"lfdn::cpu::{isa}_kernels()"], syms
+            lines = [ln.split(" ", 2) for ln in _run(["nm", "-C", "--defined-only", "--extern-only",
+                                                      str(obj[0])]).stdout.split("\n") if ln.strip()]
+            assert lines, f"kernels_{isa}.cpp.o exports nothing"
+            for _, kind, name in lines:
+                assert kind not in ("W", "V", "u"), f"weak symbol {name} in kernels_{isa}.cpp.o"
+                assert name.startswith(f"lfdn::cpu::{isa}_"), f"kernels_{isa}.cpp.o exports {name}"
 
 
 def _nvcc_version() -> str:
