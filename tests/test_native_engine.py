@@ -404,3 +404,22 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     assert "ratios_vs_onnxruntime" not in rep  # onnxruntime did not run
     bad = subprocess.run(base + ["--batch", "0"], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "batch sizes must be >= 1" in bad.stderr
+
+
+@pytest.mark.parametrize("field,value", [("in_dim", 12.5), ("precision", 3), ("stage_offsets", ["a"]),
+                                         ("q_a", "x"), ("depth", True)])
+def test_malformed_native_scalars_give_an_engine_error(ckpt, field, value):
+    """A forged header (valid checksum, wrong JSON types) is refused by the layout reader with EngineError,
+    not by an unclear pybind11 cast error or an AttributeError (found by the reliability fuzzing)."""
+    import copy
+
+    extras, payload = build_native_artifact(ckpt, "fp32", (1, 4, 8), False)
+    meta = copy.deepcopy(extras["native"])
+    unpack_spec(meta, payload)  # the intact header reads
+    meta[field] = value
+    with pytest.raises(EngineError, match="wrong type"):
+        unpack_spec(meta, payload)
+    meta = copy.deepcopy(extras["native"])
+    meta["tensors"][0]["name"] = 5
+    with pytest.raises(EngineError, match="malformed native tensor entry"):
+        unpack_spec(meta, payload)

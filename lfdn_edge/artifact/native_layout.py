@@ -59,8 +59,13 @@ def unpack_spec(meta: dict, payload: bytes, source: str = "engine") -> dict:
                           "rebuild the engine with tools/build_engine.py --backend native")
     try:
         spec = {k: meta[k] for k in SCALARS}
+        _check_scalar_types(spec)
         buf = memoryview(payload)
         for t in meta["tensors"]:
+            if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not isinstance(t.get("shape"), list) \
+                    or not all(_is_int(d) and d >= 0 for d in t["shape"]) \
+                    or not all(_is_int(t.get(k)) and t[k] >= 0 for k in ("offset", "nbytes")):
+                raise EngineError(f"{source}: malformed native tensor entry {str(t)[:120]}; rebuild the engine")
             dt = np.dtype(t["dtype"]).newbyteorder("<")
             count = int(np.prod(t["shape"], dtype=np.int64))
             if t["offset"] + count * dt.itemsize > len(buf) or count * dt.itemsize != t["nbytes"]:
@@ -74,8 +79,29 @@ def unpack_spec(meta: dict, payload: bytes, source: str = "engine") -> dict:
                 spec[name] = a
         for k in PER_BLOCK:
             spec.setdefault(k, [])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, EngineError):
             raise
         raise EngineError(f"{source}: malformed native engine header ({exc!r}); rebuild the engine") from exc
     return spec
+
+
+INT_SCALARS = ("in_dim", "width", "depth", "steps", "seed")
+FLOAT_SCALARS = ("q_a", "q_b", "gn_eps", "cos_eps")
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_scalar_types(spec: dict) -> None:
+    """The scalars have the JSON types the core's binding takes (else pybind11 fails with an unclear cast error)."""
+    bad = [k for k in INT_SCALARS if not _is_int(spec[k])]
+    bad += [k for k in FLOAT_SCALARS if not (isinstance(spec[k], (int, float)) and not isinstance(spec[k], bool))]
+    if not isinstance(spec["precision"], str):
+        bad.append("precision")
+    offsets = spec["stage_offsets"]
+    if not isinstance(offsets, list) or not all(_is_int(o) for o in offsets):
+        bad.append("stage_offsets")
+    if bad:
+        raise TypeError(f"native scalars of the wrong type: {', '.join(bad)}")
