@@ -10,6 +10,7 @@ vector for every image, so a score does not depend on the batch an image is in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -43,17 +44,22 @@ class ScoreConfig:
         return asdict(self)
 
 
-def check_features(z: torch.Tensor, dim: int) -> None:
-    """Reject what would silently give garbage scores: wrong shape, empty batch, NaN/Inf."""
+def check_features(z: torch.Tensor, dim: int, max_abs: float | None = None) -> None:
+    """Reject what would silently give garbage scores: wrong shape, empty batch, NaN/Inf, and (``max_abs``)
+    values of larger magnitude. One reduction over the data (the largest |value|; NaN and Inf propagate)."""
     if z.dim() != 2 or z.shape[1] != dim:
         raise ValueError(f"expected features of shape (N, {dim}), got {tuple(z.shape)}")
     if z.shape[0] == 0:
         raise ValueError("empty batch: need at least one feature vector")
     if not z.is_floating_point():
         raise TypeError(f"features must be floating point, got {z.dtype}")
-    if not torch.isfinite(z).all():
+    largest = float(z.abs().amax())
+    if not math.isfinite(largest):
         bad = (~torch.isfinite(z)).any(dim=1).nonzero().flatten().tolist()
         raise ValueError(f"features contain NaN or Inf (rows {bad[:10]}{' ...' if len(bad) > 10 else ''})")
+    if max_abs is not None and largest > max_abs:
+        raise ValueError(f"features must be standardised feature vectors (|value| <= {max_abs:g}); got a value "
+                         f"of magnitude {largest:.3g}; compute them with lfdn_edge.MultiLayerFeatures")
 
 
 def stage_cosines(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) -> torch.Tensor:

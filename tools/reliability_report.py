@@ -53,13 +53,10 @@ RSS_BOUND_MIB = 8.0  # resident memory after warm-up may grow at most this much 
 
 # ================================================================================================ fixtures
 def standardised(n: int, seed: int) -> np.ndarray:
-    """Random vectors standardised per stage, like real z0 (a scoring input that is neither ID nor wild)."""
-    rng = np.random.default_rng(seed)
-    parts = []
-    for d in STAGE_DIMS:
-        f = rng.standard_normal((n, d)) + rng.standard_normal((n, 1))
-        parts.append((f - f.mean(1, keepdims=True)) / np.sqrt(f.var(1, keepdims=True) + 1e-5))
-    return np.ascontiguousarray(np.concatenate(parts, axis=1), dtype=np.float32)
+    """Random vectors standardised per stage, like real z0 (the bench's generator, at this harness's layout)."""
+    from lfdn_edge.cli.bench import standardised_inputs
+
+    return standardised_inputs(n, STAGE_DIMS, seed)
 
 
 def make_checkpoint(path, width: int = 32, depth: int = 1, emb_dim: int = 32, seed: int = 0):
