@@ -232,13 +232,15 @@ def test_score_command_on_feature_arrays(ckpt, tmp_path):
 
     x = np.random.default_rng(3).standard_normal((7, 12)).astype(np.float32)
     np.save(tmp_path / "f.npy", x)
-    r = lfdn_edge_cmd("score", ckpt.path, tmp_path / "f.npy", "--json", tmp_path / "s.json", "--threshold", "-0.2")
+    ref = Scorer(ckpt.path).score(x)
+    t = float(np.sort(ref)[3])  # a threshold inside the scores: 3 items above it, 4 at or below
+    r = lfdn_edge_cmd("score", ckpt.path, tmp_path / "f.npy", "--json", tmp_path / "s.json", "--threshold", repr(t))
     assert r.returncode == 0, r.stderr
     doc = json.loads((tmp_path / "s.json").read_text())
-    ref = Scorer(ckpt.path).score(x)
     np.testing.assert_allclose([i["score"] for i in doc["items"]], ref, rtol=1e-6)
-    assert [i["is_ood"] for i in doc["items"]] == [bool(v > -0.2) for v in ref]
-    assert f"{sum(ref > -0.2)} flagged OOD at threshold -0.2" in r.stdout
+    assert [i["is_ood"] for i in doc["items"]] == [bool(v > t) for v in ref]
+    assert sum(i["is_ood"] for i in doc["items"]) == 3
+    assert "3 flagged OOD at threshold" in r.stdout
     np.save(tmp_path / "bad.npy", x[:, :5])
     r = lfdn_edge_cmd("score", ckpt.path, tmp_path / "bad.npy")
     assert r.returncode == 2 and "expected features of shape (N, 12)" in r.stderr
