@@ -6,8 +6,6 @@ object is constructed. The TensorRT module here is a stand-in; no real full Tens
 from __future__ import annotations
 
 import inspect
-import sys
-import types
 import warnings
 
 import numpy as np
@@ -17,7 +15,6 @@ import torch
 import lfdn_edge.build.tensorrt_builder as tbuild
 from lfdn_edge.build import onnx_export
 from lfdn_edge.errors import UnavailableError
-from lfdn_edge.probes import CudaDevice
 
 pytest.importorskip("onnx")
 
@@ -63,26 +60,10 @@ def test_export_works_with_a_torch_onnx_export_without_the_dynamo_keyword(monkey
 
 
 def _fake_full_tensorrt(monkeypatch, version):
-    constructed = []
+    """Full TensorRT ``version`` (a recording stand-in) on a Jetson Orin (sm_87, CUDA 11.4 driver)."""
+    from trt_fakes import fake_full_tensorrt
 
-    class Builder:
-        def __init__(self, *a, **k):
-            constructed.append("Builder")
-            raise SystemError("full TensorRT builder constructed")
-
-    class ILogger:
-        def __init__(self, *a, **k):
-            pass
-
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = version
-    fake.Builder, fake.ILogger = Builder, ILogger
-    fake.BuilderFlag = types.SimpleNamespace(FP16=1)
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    monkeypatch.setattr(tbuild, "module_installed", lambda m: m == "tensorrt")
-    monkeypatch.setattr(tbuild, "gpu_present", lambda: True)
-    monkeypatch.setattr(tbuild, "cuda_device_info", lambda index=0: CudaDevice(0, "Orin", "8.7", "11.4"))
-    return constructed
+    return fake_full_tensorrt(monkeypatch, version, gpu=True, rtx=False, driver="11.4")
 
 
 @pytest.mark.parametrize("version", ["8.5.2.2", "8.4.1.5", "7.1.3.0"])

@@ -189,38 +189,11 @@ def test_scorer_refuses_tensorrt_engines_without_a_gpu(rtx_builds):
 
 
 def _fake_full_tensorrt(monkeypatch, gpu: bool, rtx: bool):
-    """Make this machine look like one with full TensorRT installed (a stand-in module that records any builder
-    construction), with or without a GPU and TensorRT-RTX: the branches of choose_flavor are then reached
-    whatever is really installed here."""
-    import types
+    """This machine made to look like one with full TensorRT (a recording stand-in), with or without a GPU and
+    TensorRT-RTX: the branches of choose_flavor are then reached whatever is really installed here."""
+    from trt_fakes import fake_full_tensorrt
 
-    import lfdn_edge.build.tensorrt_builder as tb
-
-    constructed = []
-
-    class Builder:  # what must never be constructed without a GPU
-        def __init__(self, *a, **k):
-            constructed.append("Builder")
-            raise SystemError("full TensorRT builder constructed")
-
-    class ILogger:
-        def __init__(self, *a, **k):
-            pass
-
-    fake = types.ModuleType("tensorrt")
-    fake.__version__ = "10.3.0.30"
-    fake.Builder, fake.ILogger = Builder, ILogger
-    fake.Runtime = Builder
-    fake.BuilderFlag = types.SimpleNamespace(FP16=1)
-    fake.NetworkDefinitionCreationFlag = types.SimpleNamespace()
-    monkeypatch.setitem(sys.modules, "tensorrt", fake)
-    real_installed = tb.module_installed
-    installed = {"tensorrt": True, "tensorrt_rtx": rtx}
-    monkeypatch.setattr(tb, "module_installed", lambda m: installed.get(m, real_installed(m)))
-    monkeypatch.setattr(tb, "gpu_present", lambda: gpu)
-    monkeypatch.setattr(tb, "cuda_device_info", lambda index=0: None if not gpu else
-                        __import__("lfdn_edge.probes", fromlist=["CudaDevice"]).CudaDevice(0, "fake", "8.7", "12.6"))
-    return constructed
+    return fake_full_tensorrt(monkeypatch, gpu=gpu, rtx=rtx)
 
 
 def test_full_tensorrt_builder_is_never_constructed_without_a_gpu(monkeypatch):
