@@ -25,10 +25,6 @@ def progress_enabled(enabled: bool):
         _ENABLED.reset(token)
 
 
-def bars_on() -> bool:
-    return _ENABLED.get()
-
-
 def bar(iterable, desc: str, unit: str = "img", *, min_items: int = 0, leave: bool = False, total=None):
     """A tqdm bar over ``iterable``, off when progress is disabled or there are fewer than ``min_items``."""
     from tqdm import tqdm

@@ -14,7 +14,7 @@ import torch
 
 from lfdn_edge.artifact.file import EngineError, read_engine
 from lfdn_edge.checkpoint import (FORMAT_VERSION, INTEGRITY_KEY, Checkpoint, CheckpointError, load_checkpoint_dict,
-                                  payload_digest, save_checkpoint)
+                                  payload_digest)
 from reliability_common import harness
 
 
