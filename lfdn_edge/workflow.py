@@ -45,6 +45,19 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
                       progress=progress, data_info=data_info)
 
 
+def checkpoint_benchmark(ckpt: Checkpoint, spec: str, ood=(), n_test: int | None = None,
+                         n_ood: int = defaults.N_OOD, progress: bool = True):
+    """``spec`` split as it was at training time (the counts and seed recorded in the checkpoint), so that test
+    images never overlap training images; ``n_test`` None: the recorded count."""
+    info = ckpt.data.get("data") or {}
+    if n_test is None:
+        n_test = int(info.get("requested_n_test", defaults.N_TEST))
+    return load_benchmark(spec, list(ood or ()), size=ckpt.feature_config.input_size,
+                          n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
+                          n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=n_test,
+                          n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+
+
 def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int | None = None,
                      n_ood: int = defaults.N_OOD, knn_k: int = defaults.KNN_K, cache_root: str | os.PathLike | None = None,
                      progress: bool = True) -> Evaluation:
@@ -59,13 +72,7 @@ def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: 
     if spec != info.get("spec"):
         # Baselines are fitted on the training split of the evaluated source; warn that it is not the LFDN's own.
         print(f"note: evaluating on {spec!r}, the checkpoint was trained on {info.get('spec')!r}")
-    size = ckpt.feature_config.input_size
-    if n_test is None:
-        n_test = int(info.get("requested_n_test", defaults.N_TEST))
-    bench = load_benchmark(spec, list(ood or ()), size=size,
-                           n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
-                           n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=n_test,
-                           n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+    bench = checkpoint_benchmark(ckpt, spec, ood, n_test, n_ood, progress)
     extractor = MultiLayerFeatures(ckpt.feature_config)
 
     def feats(image_set, label):

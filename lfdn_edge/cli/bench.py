@@ -268,15 +268,11 @@ def chunked(runner, x: np.ndarray, max_batch: int) -> dict:
 def real_feature_inputs(ckpt: Checkpoint, spec: str, per_set: int, cache_dir, progress: bool) -> np.ndarray:
     """Real feature vectors for the parity check: up to ``per_set`` of the ID test split of ``spec`` and of each
     of its OOD sets (fmnist-ood: all seven), through the feature cache, with the checkpoint's backbone."""
-    from ..data import load_benchmark
     from ..feature_cache import cached_features
     from ..features import MultiLayerFeatures
+    from ..workflow import checkpoint_benchmark
 
-    info = ckpt.data.get("data") or {}
-    bench = load_benchmark(spec, size=ckpt.feature_config.input_size,
-                           n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
-                           n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=per_set, n_ood=per_set,
-                           seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+    bench = checkpoint_benchmark(ckpt, spec, n_test=per_set, n_ood=per_set, progress=progress)
     extractor = MultiLayerFeatures(ckpt.feature_config)
     sets = [bench.test, *bench.ood.values()]
     feats = [cached_features(extractor, s.images, cache_dir, desc=f"features: {s.name}", progress=progress)
