@@ -44,6 +44,9 @@ struct TacticReference {
 
 // The device part. All three are required.
 struct TacticRunner {
+  // Optional: called before each candidate's verification run; fills the output with NaN so that a tactic
+  // that leaves outputs unwritten fails.
+  std::function<void()> poison;
   // Run tactic t once on the prepared problem (the caller's params: same inputs for every candidate);
   // returns a status code (kOk on success).
   std::function<int(const LinearTactic& t)> run;
