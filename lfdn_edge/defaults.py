@@ -56,6 +56,9 @@ BENCH_BATCHES = (1, 8, 64, 256)
 # ---------------------------------------------------------------------------------------------- tactics
 # Native engines: per (layer, batch bucket) tactic selection at first load (docs/NATIVE.md "Tactics").
 TACTICS = "auto"             # "auto": select (or reuse the tactic cache); "off": the fixed default blocking
-TACTIC_WARMUP = 2            # untimed runs per candidate before the samples
-TACTIC_SAMPLES = 9           # timed samples per candidate (median), each >= 2 ms (C++ default)
+TACTIC_WARMUP = 1            # untimed runs per candidate before the samples
+TACTIC_FIRST_SAMPLES = 3     # timed samples per candidate in round 1 (one run each, after a cache flush)
+TACTIC_FINALISTS = 4         # the fastest of round 1 (plus the default blocking) get TACTIC_SAMPLES more
+TACTIC_SAMPLES = 9           # round-2 samples; finalists are compared on the median of all their samples
+TACTIC_COLD_CACHE = True     # each timed sample one run after a cache flush (weights from DRAM, as in a pass)
 TACTIC_BASELINE_MARGIN = 0.02  # another tactic replaces the default blocking only when > 2% faster

@@ -184,7 +184,8 @@ def _check_report(out: str, tables: list[str]) -> None:
         for what in ("noise vs numpy", "fused_linear[gn_b37] vs torch", "fused_linear[gn_b13_fp16] vs torch",
                      "fused_linear[gn_b3_fp16] vs torch",
                      "ddim mse vs torch", "pass fp32 mse vs PyTorch", "pass fp16 mse vs PyTorch",
-                     "pass fp32 row stability"):
+                     "pass fp32 row stability", "tactics:", "tactics: the test-only wrong tactic differs",
+                     "tactics: selection chose", "tactics: the wrong tactic rejected", "tactics: pass with a tactic"):
             assert any(ln.startswith(f"PASS {t} {what}") for ln in lines), (t, what, out)
         if t != "scalar":
             assert any(ln.startswith(f"PASS {t} pass fp32 mse vs scalar table") for ln in lines), out

@@ -355,7 +355,8 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     out = tmp_path / "bench.json"
     base = _bench_command()
     cmd = base + ["--ckpt", str(path), "--backends", "torch,native", "--batch", "1,5", "--min-time", "0",
-                  "--min-reps", "2", "--warmup", "1", "--parity-batch", "6", "--json", str(out)]
+                  "--min-reps", "2", "--warmup", "1", "--parity-batch", "6", "--native-tactics", "auto",
+                  "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(out.read_text())

@@ -87,7 +87,7 @@ class PyCpuEngine {
 
   py::dict select_tactic(int bucket, int kind, const std::string& forced, const std::vector<std::string>& test_only,
                          const std::map<std::string, double>& fake_times, int warmup, int samples, int inner,
-                         double baseline_margin) const {
+                         double baseline_margin, bool cold_cache, int first_samples, int finalists) const {
     check_slot(bucket, kind);
     if (warmup < 0 || samples < 1 || inner < 0) throw py::value_error("warmup >= 0, samples >= 1, inner >= 0 required");
     lfdn::TacticSelectOptions o;
@@ -97,6 +97,9 @@ class PyCpuEngine {
     o.samples = samples;
     o.inner = inner;
     o.baseline_margin = baseline_margin;
+    if (first_samples < 0 || finalists < 1) throw py::value_error("first_samples >= 0 and finalists >= 1 required");
+    o.first_samples = first_samples;
+    o.finalists = finalists;
     lfdn::TacticSelection sel;
     // test hook: with fake_times the named tactics report these seconds per run and every other one 1 s per run
     // (not measured), so a test can make any tactic "fastest" and prove that verification, not speed, decides
@@ -110,7 +113,7 @@ class PyCpuEngine {
     int rc;
     {
       py::gil_scoped_release nogil;
-      rc = engine_->select(bucket, kind, o, &sel, fake);
+      rc = engine_->select(bucket, kind, o, &sel, fake, cold_cache);
     }
     if (rc == lfdn::kBadArgument && !sel.error.empty()) throw py::value_error("LFDN_EDGE_TACTIC / forced tactic: " + sel.error);
     if (rc != lfdn::kOk && rc != lfdn::kUnsupported) check(rc, "CpuEngine.select_tactic");
@@ -201,12 +204,16 @@ void bind_engine(py::module_& m) {
       .def("select_tactic", &PyCpuEngine::select_tactic, py::arg("bucket"), py::arg("kind"), py::kw_only(),
            py::arg("forced") = "", py::arg("test_only") = std::vector<std::string>{},
            py::arg("fake_times") = std::map<std::string, double>{}, py::arg("warmup") = 2, py::arg("samples") = 9,
-           py::arg("inner") = 0, py::arg("baseline_margin") = 0.02,
+           py::arg("inner") = 0, py::arg("baseline_margin") = 0.02, py::arg("cold_cache") = true,
+           py::arg("first_samples") = 3, py::arg("finalists") = 4,
            "Verify and time every applicable CPU tactic of this engine's ISA on the (bucket, kind) problem; "
            "returns {'chosen': name or None, 'error', 'results': [...]} without applying it (set_tactic does). "
            "forced: only that tactic (ValueError when unknown, of another ISA or not applicable). test_only: "
            "test-only tactics to include. fake_times (tests): {name: seconds per run} replaces the timer, "
-           "unnamed tactics then report 1 s.")
+           "unnamed tactics then report 1 s. cold_cache: each timed sample is one run after a cache flush (as "
+           "in a pass, whose weights stream from DRAM); False: back-to-back runs, weights cache-resident. Two rounds: "
+           "first_samples samples each, then `samples` more for the `finalists` fastest and the default "
+           "(first_samples 0: one round of `samples`).")
       .def("set_tactic", &PyCpuEngine::set_tactic, py::arg("bucket"), py::arg("kind"), py::arg("name"),
            py::kw_only(), py::arg("allow_test_only") = false,
            "Run tactic `name` (None: the default blocking) for that bucket and layer kind.")

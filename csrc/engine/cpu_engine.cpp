@@ -5,6 +5,10 @@
 #include <cmath>
 #include <cstring>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
+
 #include "cpu/kernels.h"
 #include "cpu/ops_internal.h"
 #include "cpu/team.h"
@@ -158,8 +162,36 @@ FusedLinearParams CpuEngine::tactic_problem(int bucket, int kind) const {
   return p;
 }
 
+namespace {
+
+// Bytes a cache flush reads: twice the last-level cache as sysconf reports it, between 16 and 64 MiB. The cap:
+// in VMs and on many-core servers sysconf reports the whole socket's L3 (e.g. 320 MiB), while the cores a process
+// runs on share one slice of it (32 MiB per Zen 4 core complex); edge CPUs have 2-8 MiB. Where a core's share of
+// the last-level cache is above 32 MiB, the timings are partly warm.
+size_t flush_bytes() {
+  long l3 = -1;
+#if defined(_SC_LEVEL3_CACHE_SIZE)
+  l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+#endif
+  size_t b = l3 > 0 ? 2 * static_cast<size_t>(l3) : size_t{64} << 20;
+  if (b < (size_t{16} << 20)) b = size_t{16} << 20;
+  if (b > (size_t{64} << 20)) b = size_t{64} << 20;
+  return b;
+}
+
+volatile uint64_t g_flush_sink = 0;
+
+// Reads the whole buffer (one load per 64-byte line); the sum goes to a volatile so that the loop stays.
+void flush_caches(const std::vector<uint64_t>& buf) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < buf.size(); i += 8) s += buf[i];
+  g_flush_sink = g_flush_sink + s;
+}
+
+}  // namespace
+
 int CpuEngine::select(int bucket, int kind, const TacticSelectOptions& opt, TacticSelection* out,
-                      const std::function<int(const LinearTactic&, int, double*)>& time) const {
+                      const std::function<int(const LinearTactic&, int, double*)>& time, bool cold_cache) const {
   if (out == nullptr) return kNullPointer;
   if (bucket < 0 || bucket >= num_buckets() || kind < 0 || kind >= kLayerKinds) return kBadArgument;
   if (kind == 1 && view_.depth == 0) return kBadArgument;  // no block layers
@@ -198,8 +230,23 @@ int CpuEngine::select(int bucket, int kind, const TacticSelectOptions& opt, Tact
     std::memcpy(host, y.data(), sizeof(float) * y.size());
     return static_cast<int>(kOk);
   };
+  std::vector<uint64_t> flush;
   if (time) {
     runner.time = time;
+  } else if (cold_cache) {
+    flush.assign(flush_bytes() / sizeof(uint64_t), 1);
+    runner.time = [&](const LinearTactic& t, int reps, double* seconds) {
+      double total = 0.0;
+      for (int i = 0; i < reps; ++i) {
+        flush_caches(flush);
+        const auto t0 = std::chrono::steady_clock::now();
+        const int r = t.run(p);
+        total += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (r != kOk) return r;
+      }
+      *seconds = total;
+      return static_cast<int>(kOk);
+    };
   } else {
     runner.time = [&](const LinearTactic& t, int reps, double* seconds) {
       const auto t0 = std::chrono::steady_clock::now();
@@ -212,6 +259,7 @@ int CpuEngine::select(int bucket, int kind, const TacticSelectOptions& opt, Tact
     };
   }
   TacticSelectOptions o = opt;
+  if (cold_cache && !time) o.inner = 1;  // one cold run per sample
   const std::string isa = isa_;
   const LinearTactic* table0 = nullptr;
   int n = 0;

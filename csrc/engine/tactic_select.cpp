@@ -99,6 +99,7 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
   std::vector<float> got(static_cast<size_t>(ref.n));
   double best = std::numeric_limits<double>::infinity(), base_time = -1.0;
   int best_i = -1, base_i = -1;
+  std::vector<int> timed, table_index, inners;  // results index, table index and runs per sample of the timed
   for (int i = 0; i < n; ++i) {
     const LinearTactic& t = table[i];
     if (forcing && opt.forced != t.name) continue;
@@ -131,7 +132,7 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
       out->results.push_back(r);
       continue;
     }
-    // timing: warm-up, then samples of `inner` runs, median per run
+    // timing, round 1: warm-up, then samples of `inner` runs, median per run
     int status = kOk;
     for (int w = 0; w < opt.warmup && status == kOk; ++w) status = runner.run(t);
     int inner = opt.inner;
@@ -144,7 +145,8 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
         inner = k > 1000 ? 1000 : static_cast<int>(k);
       }
     }
-    for (int s = 0; s < std::max(1, opt.samples) && status == kOk; ++s) {
+    const int n1 = opt.first_samples > 0 ? opt.first_samples : std::max(1, opt.samples);
+    for (int s = 0; s < n1 && status == kOk; ++s) {
       double sec = 0.0;
       status = runner.time(t, inner, &sec);
       r.samples_s.push_back(sec / inner);
@@ -156,15 +158,57 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
       continue;
     }
     r.median_s = median(r.samples_s);
-    if (!opt.baseline.empty() && opt.baseline == t.name) {
+    out->results.push_back(r);
+    inners.push_back(inner);
+    timed.push_back(static_cast<int>(out->results.size()) - 1);
+    table_index.push_back(i);
+  }
+  // round 2: the finalists (and the baseline) get more samples
+  if (opt.first_samples > 0 && !timed.empty()) {
+    std::vector<size_t> order(timed.size());
+    for (size_t j = 0; j < order.size(); ++j) order[j] = j;
+    std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+      return out->results[timed[a]].median_s < out->results[timed[b]].median_s;
+    });
+    std::vector<bool> final(timed.size(), false);
+    for (size_t j = 0; j < order.size() && static_cast<int>(j) < std::max(1, opt.finalists); ++j) final[order[j]] = true;
+    for (size_t j = 0; j < timed.size(); ++j)
+      if (!opt.baseline.empty() && opt.baseline == table[table_index[j]].name) final[j] = true;
+    for (size_t j = 0; j < timed.size(); ++j) {
+      TacticCandidateResult& r = out->results[timed[j]];
+      if (!final[j]) {
+        r.note = "pruned after " + std::to_string(r.samples_s.size()) + " samples";
+        continue;
+      }
+      const LinearTactic& t = table[table_index[j]];
+      int status = kOk;
+      for (int s = 0; s < std::max(1, opt.samples) && status == kOk; ++s) {
+        double sec = 0.0;
+        status = runner.time(t, inners[j], &sec);
+        r.samples_s.push_back(sec / inners[j]);
+      }
+      if (status != kOk) {
+        r.passed = false;
+        r.note = "timing run failed with status " + std::to_string(status);
+        continue;
+      }
+      r.median_s = median(r.samples_s);
+      r.note = "finalist";
+    }
+  }
+  for (size_t j = 0; j < timed.size(); ++j) {
+    const TacticCandidateResult& r = out->results[timed[j]];
+    if (!r.passed) continue;
+    const bool pruned = r.note.rfind("pruned", 0) == 0;
+    const int i = table_index[j];
+    if (!opt.baseline.empty() && opt.baseline == table[i].name) {
       base_i = i;
       base_time = r.median_s;
     }
-    if (r.median_s < best) {
+    if (!pruned && r.median_s < best) {
       best = r.median_s;
       best_i = i;
     }
-    out->results.push_back(r);
   }
   if (best_i < 0) {
     out->error = forcing ? "forced tactic '" + opt.forced + "' failed verification" : "no tactic passed verification";

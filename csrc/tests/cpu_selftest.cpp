@@ -12,6 +12,10 @@
 // mfsim atol 1e-5, with FP16 weights mse rtol 2e-3, cosines atol 2e-3; SIMD vs scalar 1e-5 (ops) and mse rtol
 // 1e-5, cosines atol 2e-6 (pass); noise within one float32 ulp of numpy (reported: how many are bit-identical);
 // row stability (a row's scores do not depend on the batch or the thread count) bit for bit, per table.
+// Tactics (lfdn/tactics.h): every blocking variant of a table bit-identical to its default on every linear case,
+// the test-only wrong tactic outside the tolerance, the engine's selection (verify + time) choosing a passing
+// tactic of the table even when a fake timer makes the wrong one fastest, and a pass with a different tactic per
+// bucket bit-identical to the default blocking for every batch split.
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -28,6 +32,8 @@
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
 #include "lfdn/linear.h"
+#include "lfdn/tactic_select.h"
+#include "lfdn/tactics.h"
 #include "lfdn/noise.h"
 
 namespace {
@@ -159,7 +165,8 @@ void check_noise(const std::string& isa) {
   expect(buf, worst <= 1);
 }
 
-std::vector<float> run_linear(const std::string& c, int threads) {
+std::vector<float> run_linear(const std::string& c, int threads, const lfdn::LinearTactic* tactic = nullptr,
+                              bool* applied = nullptr) {
   const Array& x = arr("lin." + c + ".x");
   const Array& w = arr("lin." + c + ".w");
   const int64_t rows = x.shape[0], k = x.shape[1], n = w.shape[0];
@@ -186,6 +193,11 @@ std::vector<float> run_linear(const std::string& c, int threads) {
   p.workspace = ws.data();
   p.workspace_bytes = ws.size();
   p.threads = threads;
+  if (tactic != nullptr) {
+    if (applied) *applied = tactic->applies(p);
+    if (!tactic->applies(p) || tactic->run(p) != lfdn::kOk) out.assign(out.size(), NAN);
+    return out;
+  }
   if (lfdn::fused_linear_cpu(p) != lfdn::kOk) out.assign(out.size(), NAN);
   return out;
 }
@@ -347,6 +359,85 @@ void check_pass(const std::string& isa, const std::string& prec, std::map<std::s
   }
 }
 
+void check_tactics(const std::string& isa) {
+  int n = 0;
+  const lfdn::LinearTactic* table = lfdn::cpu_linear_tactics(&n);
+  int variants = 0;
+  bool same = true, wrong_differs = true;
+  for (const std::string& c : linear_cases()) {
+    const std::vector<float> base = run_linear(c, 2);
+    for (int i = 0; i < n; ++i) {
+      if (isa != lfdn::cpu_tactic_isa(i)) continue;
+      bool applied = false;
+      const std::vector<float> got = run_linear(c, 2, &table[i], &applied);
+      if (!applied) continue;
+      if (table[i].test_only) {
+        wrong_differs = wrong_differs && std::memcmp(got.data(), base.data(), 4 * got.size()) != 0;
+        continue;
+      }
+      ++variants;
+      same = same && std::memcmp(got.data(), base.data(), 4 * got.size()) == 0;
+    }
+  }
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "%s tactics: %d (tactic, case) runs bit-identical to the default blocking", isa.c_str(),
+                variants);
+  expect(buf, same && variants > 0);
+  expect(isa + " tactics: the test-only wrong tactic differs on every case", wrong_differs);
+
+  // the engine's selection on its own layers: candidates verified and (fake) timed, the wrong one fastest
+  std::unique_ptr<SpecHolder> h = make_spec("fp32");
+  const Array& z = arr("pass.z0");
+  const int64_t rows = z.shape[0];
+  const int64_t stages = static_cast<int64_t>(h->spec.stage_offsets.size()) - 1;
+  std::unique_ptr<lfdn::CpuEngine> e;
+  if (lfdn::CpuEngine::create(h->spec, rows, 2, &e) != lfdn::kOk) {
+    expect(isa + " tactics: engine created", false);
+    return;
+  }
+  const Scores ref = score(*e, z.as<float>(), rows, stages);
+  lfdn::TacticSelectOptions o;
+  o.test_only = {"cpu.test.drop_last_kblock"};
+  o.warmup = 0;
+  o.samples = 2;
+  o.first_samples = 1;
+  auto fake = [&](const lfdn::LinearTactic& t, int reps, double* seconds) {
+    *seconds = reps * (t.test_only ? 1e-9 : 1e-3 + 1e-6 * (&t - table));
+    return static_cast<int>(lfdn::kOk);
+  };
+  bool chosen_ok = true, rejected = true;
+  for (int b = 0; b < e->num_buckets(); ++b)
+    for (int k = 0; k < lfdn::CpuEngine::kLayerKinds; ++k) {
+      lfdn::TacticSelection sel;
+      const int rc = e->select(b, k, o, &sel, fake);
+      chosen_ok = chosen_ok && rc == lfdn::kOk && sel.chosen >= 0 && !table[sel.chosen].test_only &&
+                  isa == lfdn::cpu_tactic_isa(sel.chosen);
+      for (const auto& r : sel.results)
+        if (r.test_only) rejected = rejected && r.applies && !r.passed && r.max_err_ratio > 1.0;
+      // a different tactic per (bucket, kind): rotate through the table's applicable ones
+      int pick = -1, seen = 0;
+      for (int i = 0; i < n; ++i)
+        if (!table[i].test_only && isa == lfdn::cpu_tactic_isa(i) && table[i].applies(e->tactic_problem(b, k)))
+          if (seen++ == (3 * b + k) % 3 || pick < 0) pick = i;
+      chosen_ok = chosen_ok && e->set_tactic(b, k, pick) == lfdn::kOk;
+    }
+  expect(isa + " tactics: selection chose a verified tactic of the table in every (bucket, layer)", chosen_ok);
+  expect(isa + " tactics: the wrong tactic rejected by verification although timed fastest", rejected);
+  const Scores full = score(*e, z.as<float>(), rows, stages);
+  bool stable = std::memcmp(full.mse.data(), ref.mse.data(), 4 * rows) == 0 &&
+                std::memcmp(full.cos.data(), ref.cos.data(), 4 * rows * stages) == 0;
+  const int64_t C = z.shape[1];
+  const int64_t ranges[][2] = {{0, 1}, {1, 9}, {9, rows}};
+  for (const auto& r : ranges) {
+    const int64_t a = r[0], bnd = r[1] < rows ? r[1] : rows;
+    if (bnd <= a) continue;
+    const Scores part = score(*e, z.as<float>() + a * C, bnd - a, stages);
+    stable = stable && std::memcmp(part.mse.data(), full.mse.data() + a, 4 * (bnd - a)) == 0 &&
+             std::memcmp(part.cos.data(), full.cos.data() + a * stages, 4 * (bnd - a) * stages) == 0;
+  }
+  expect(isa + " tactics: pass with a tactic per bucket bit-identical to the default, every batch split", stable);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -383,6 +474,7 @@ int main(int argc, char** argv) {
     check_ddim(isa);
     check_pass(isa, "fp32", &pass_scalar);
     check_pass(isa, "fp16", &pass_scalar);
+    check_tactics(isa);
   }
   std::printf("%d of %d checks passed\n", g_checks - g_failures, g_checks);
   return g_failures == 0 ? 0 : 1;

@@ -15,7 +15,12 @@ Backends (variants):
                    mode="reduce-overhead", which uses CUDA graphs on a GPU): what a PyTorch user would pick
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
                    native-fp16, native-bf16); native-fp32 / native-fp16 / native-bf16 name one precision
-                   (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation)
+                   (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation).
+                   On the CPU, per --native-tactics: native-P is the engine as loaded ("auto": a verified,
+                   timed CPU tactic per layer and batch bucket, docs/NATIVE.md "Tactics"), native-P-fixed the
+                   engine before tactics (the fixed default blocking), native-P-ISA (isa: every usable kernel
+                   table, or name one: scalar, avx2, avx512, neon) the auto choice restricted to that ISA; the
+                   JSON's native_tactics records per variant the chosen tactic of every (bucket, layer).
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
                    lfdn_edge.build.dispatch.build_artifact at --precision
 Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
@@ -50,6 +55,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -72,6 +78,8 @@ from .common import check_output_path, check_positive, parse_list, parser, run_c
 PAPER = {"stage_dims": (24, 32, 56, 160, 448), **defaults.PAPER_MODEL}
 TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro")
 NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16")
+NATIVE_TACTIC_MODES = ("auto", "fixed", "isa", "scalar", "avx2", "avx512", "neon")
+_NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16)(?:-(fixed|scalar|avx2|avx512|neon))?$")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -171,7 +179,10 @@ class BackendRunner:
         return {"mse": conv(out.mse), "mfsim": conv(out.mfsim), "stage_cos": conv(out.stage_cos)}
 
 
-def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str, threads: int | None):
+def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str, threads: int | None,
+                  tactics: str = "auto"):
+    """tactics: "auto" (the engine as loaded), "fixed" (the default blocking, as before tactics) or a kernel
+    table name (auto selection among that ISA's tactics: the table is made active while the engine loads)."""
     from ..artifact.file import EngineArtifact
     from ..artifact.header import common_header
     from ..build.native_payload import build_native_artifact
@@ -180,8 +191,48 @@ def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str,
     batch = (1, max_batch, max_batch)
     extras, payload = build_native_artifact(ckpt, precision, batch, False)
     header = {**common_header(ckpt, "native", precision, batch, False), **extras}
-    backend = NativeBackend(EngineArtifact(header, payload), device, threads=threads)
-    return BackendRunner(f"native-{precision}", backend, device)
+    art = EngineArtifact(header, payload)
+    if tactics in ("auto", "fixed") or device != "cpu":
+        backend = NativeBackend(art, device, threads=threads, tactics="off" if tactics == "fixed" else None)
+        label = f"native-{precision}" + ("-fixed" if tactics == "fixed" else "")
+    else:
+        from ..native_core import load_native
+
+        core = load_native()
+        if tactics not in core.build_info()["cpu_kernels_usable"]:
+            raise UnavailableError(f"native-{precision}-{tactics}: kernel table {tactics!r} is not usable here "
+                                   f"(usable: {core.build_info()['cpu_kernels_usable']})")
+        core.set_cpu_isa(tactics)
+        try:
+            backend = NativeBackend(art, device, threads=threads)
+        finally:
+            core.set_cpu_isa("auto")
+        label = f"native-{precision}-{tactics}"
+    return BackendRunner(label, backend, device)
+
+
+def native_tactic_modes(spec, device: str) -> list[str]:
+    """--native-tactics expanded: "isa" becomes every usable kernel table (CPU only; cuda: ["auto"])."""
+    if device != "cpu":
+        return ["auto"]
+    out = []
+    for m in spec:
+        if m not in NATIVE_TACTIC_MODES:
+            raise ValueError(f"--native-tactics entries must be one of {NATIVE_TACTIC_MODES}, got {m!r}")
+        if m == "isa":
+            try:
+                from ..native_core import build_info
+
+                out.extend(build_info()["cpu_kernels_usable"])
+            except ImportError as exc:
+                raise UnavailableError(f"--native-tactics isa needs the native core: {exc}") from exc
+        else:
+            out.append(m)
+    return list(dict.fromkeys(out))
+
+
+def _native_label(precision: str, mode: str) -> str:
+    return f"native-{precision}" + ("" if mode == "auto" else f"-{mode}")
 
 
 def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
@@ -198,7 +249,7 @@ def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int,
     return BackendRunner(f"{runtime}-{precision}", cls(art, device), device)
 
 
-def variant_names(names, native_precisions, precision) -> list[str]:
+def variant_names(names, native_precisions, precision, tactic_modes=("auto",)) -> list[str]:
     """The runner names that ``names`` expands to (what --dry-run prints), in order."""
     out = []
     for name in names:
@@ -207,8 +258,8 @@ def variant_names(names, native_precisions, precision) -> list[str]:
         elif name in TORCH_VARIANTS:
             out.append(name)
         elif name == "native":
-            out.extend(f"native-{p}" for p in native_precisions)
-        elif name in NATIVE_VARIANTS:
+            out.extend(_native_label(p, m) for p in native_precisions for m in tactic_modes)
+        elif name in NATIVE_VARIANTS or _NATIVE_RE.match(name):
             out.append(name)
         else:
             from ..runtime.backends import canonical_name
@@ -219,7 +270,7 @@ def variant_names(names, native_precisions, precision) -> list[str]:
     return out
 
 
-def make_runners(ckpt, names, native_precisions, precision, max_batch, device, threads):
+def make_runners(ckpt, names, native_precisions, precision, max_batch, device, threads, tactic_modes=("auto",)):
     runners = []
     for name in names:
         if name in ("torch", "torch-fp32"):
@@ -227,9 +278,11 @@ def make_runners(ckpt, names, native_precisions, precision, max_batch, device, t
         elif name in TORCH_VARIANTS:
             runners.append(GraphRunner(ckpt, device, name))
         elif name == "native":
-            runners.extend(native_runner(ckpt, p, max_batch, device, threads) for p in native_precisions)
-        elif name in ("native-fp32", "native-fp16", "native-bf16"):
-            runners.append(native_runner(ckpt, name.split("-")[1], max_batch, device, threads))
+            runners.extend(native_runner(ckpt, p, max_batch, device, threads, m)
+                           for p in native_precisions for m in tactic_modes)
+        elif _NATIVE_RE.match(name):
+            mt = _NATIVE_RE.match(name)
+            runners.append(native_runner(ckpt, mt.group(1), max_batch, device, threads, mt.group(2) or "auto"))
         else:
             runners.append(registry_runner(ckpt, name, precision, max_batch, device))
     return runners
@@ -330,9 +383,10 @@ def git_commit() -> dict:
 
 
 def weight_bytes_per_param(variant: str) -> int:
-    """Bytes per Linear weight a variant reads: 2 for FP16/BF16 storage (native-fp16, native-bf16,
+    """Bytes per Linear weight a variant reads: 2 for FP16/BF16 storage (native-fp16[-fixed/-ISA], native-bf16,
     onnxruntime-fp16, torch-fp16 graphs), else 4."""
-    return 2 if variant.endswith(("fp16", "bf16", "fp16-ro")) else 4
+    parts = variant.split("-")
+    return 2 if "fp16" in parts or "bf16" in parts else 4
 
 
 def linear_weight_count(cfg) -> int:
@@ -349,7 +403,7 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     out: dict = {}
     for r in results:
         # native-bf16 multiplies with vdpbf16ps: its compute limit is the measured BF16 dot-product peak
-        peak_r = bf16_peak if r["backend"].endswith("bf16") and bf16_peak > 0 else peak
+        peak_r = bf16_peak if "bf16" in r["backend"].split("-") and bf16_peak > 0 else peak
         calls_per_s = r["items_per_s"] / r["batch"]
         nbytes = weights * steps * weight_bytes_per_param(r["backend"])
         flops = 2.0 * weights * steps * r["batch"]
@@ -362,12 +416,38 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     return out
 
 
+def native_tactic_report(runners) -> dict:
+    """Per native CPU variant: its ISA, how its tactics came (selected / memo / cache / forced / off), the tactic
+    of every (bucket, layer kind) ("b2.block": None = the default blocking), the selection time, rejections."""
+    out = {}
+    for r in runners:
+        rep = getattr(getattr(r, "backend", None), "tactics", None)
+        if rep is None or getattr(r.backend, "name", "") != "native":
+            continue
+        eng = r.backend.engine
+        out[r.name] = {"isa": eng.isa, "source": rep.source, "selection_s": round(rep.seconds, 3),
+                       "choices": dict(rep.choices), "rejected": list(rep.rejected),
+                       "bucket_bounds": [int(eng.tactic_problem(b, 0)["bucket_bound"]) for b in range(eng.num_buckets)]}
+    return out
+
+
+def auto_vs_fixed(results: list[dict]) -> dict:
+    """{precision: {batch: items/s of native-P over native-P-fixed}} where both ran."""
+    by = {(r["backend"], r["batch"]): r["items_per_s"] for r in results}
+    out: dict = {}
+    for (name, b), v in by.items():
+        m = _NATIVE_RE.match(name)
+        if m and m.group(2) is None and (f"{name}-fixed", b) in by:
+            out.setdefault(m.group(1), {})[str(b)] = round(v / by[(f"{name}-fixed", b)], 3)
+    return out
+
+
 def print_table(results: list[dict], base: str = "torch") -> None:
     ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
-    print(f"{'backend':<18}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}{'vs ' + base:>10}")
+    print(f"{'backend':<22}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}{'vs ' + base:>10}")
     for r in results:
         ratio = r["items_per_s"] / ref[r["batch"]] if r["batch"] in ref else float("nan")
-        print(f"{r['backend']:<18}{r['batch']:>6}{r['items_per_s']:>11.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
+        print(f"{r['backend']:<22}{r['batch']:>6}{r['items_per_s']:>11.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
               f"{r['reps']:>6}{ratio:>9.2f}x")
 
 
@@ -383,6 +463,10 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--native-precision", type=parse_list, default=None,
                    help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only) "
                         "(default: fp32,fp16 on cpu, fp16 on cuda)")
+    p.add_argument("--native-tactics", type=parse_list, default=["auto", "fixed"],
+                   help="native CPU engine variants per precision: auto (tactics selected at load), fixed (the "
+                        "default blocking, as before tactics), isa (auto per usable kernel table), or a table name "
+                        "(scalar, avx2, avx512, neon) (default auto,fixed; cuda: auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="precision of registry backends")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch and native (default: torch's default, all cores for native)")
@@ -431,7 +515,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         for prec in native_prec:
             if prec not in ("fp32", "fp16", "bf16"):
                 raise ValueError(f"--native-precision entries must be fp32, fp16 or bf16, got {prec!r}")
-        variants = variant_names(args.backends, native_prec, args.precision)
+        tactic_modes = native_tactic_modes(args.native_tactics, args.device)
+        variants = variant_names(args.backends, native_prec, args.precision, tactic_modes)
         if args.dry_run:
             print(f"dry run: device {args.device}, batches {args.batch}, variants {', '.join(variants)}")
             return 0
@@ -439,7 +524,11 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         cfg, layout = ckpt.model_config, ckpt.layout
         max_batch = max(max(args.batch), args.parity_batch)
         runners = make_runners(ckpt, args.backends, native_prec, args.precision, max_batch, args.device,
-                               args.threads)
+                               args.threads, tactic_modes)
+        native_tactics = native_tactic_report(runners)
+        for name, t in native_tactics.items():
+            print(f"tactics {name:<18} isa {t['isa']:<7} {t['source']:<8} ({t['selection_s']:.1f} s): "
+                  + ", ".join(f"{k} {v}" for k, v in t["choices"].items()), flush=True)
         model_info = {**cfg.to_dict(), "stage_dims": list(layout.stage_dims),
                       "parameters": sum(t.numel() for t in ckpt.data["ema"].values()), "source": args.ckpt or "random paper-size",
                       "score": ckpt.score_config.to_dict()}
@@ -501,6 +590,9 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
             if r["backend"] != "onnxruntime-fp32" and r["batch"] in ort:
                 ratios_ort.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ort[r["batch"]], 3)
         extra = {"ratios_vs_onnxruntime": ratios_ort} if ort else {}
+        if native_tactics:
+            extra["native_tactics"] = native_tactics
+            extra["ratios_auto_vs_fixed"] = auto_vs_fixed(results)
         if probe is not None:
             weights = linear_weight_count(cfg)
             steps = int(ckpt.score_config.steps)
@@ -516,7 +608,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
                   "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
                   "settings": {k: getattr(args, k) for k in ("warmup", "min_reps", "min_time", "max_reps",
                                                              "parity_batch", "seed", "threads", "precision")}
-                  | {"native_precision": native_prec, "backends": args.backends, "batch": args.batch}}
+                  | {"native_precision": native_prec, "native_tactics": tactic_modes, "backends": args.backends,
+                     "batch": args.batch}}
         if args.json:
             out = Path(args.json)
             atomic_write(out, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))

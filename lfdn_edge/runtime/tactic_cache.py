@@ -3,7 +3,9 @@
 When a native CPU engine is loaded, every (batch bucket, layer kind) it can run gets the fastest CPU tactic
 that passes verification: ``CpuEngine.select_tactic`` (C++, lfdn/tactic_select.h) runs every applicable
 candidate of the engine's ISA on the same inputs, checks it against a float64 reference with the project's
-tolerance rule, times it (warm-up, samples, median) and returns the fastest passing one; the previous fixed
+tolerance rule, times it (each sample one run after a cache flush, as in a pass whose weights stream from DRAM;
+two rounds: a few samples each, then more for the fastest few and the default; medians) and returns the
+fastest passing one; the previous fixed
 blocking is itself a candidate and stays unless another is faster by more than ``TACTIC_BASELINE_MARGIN``.
 Candidates that fail verification are logged (``logging`` warning) and never used.
 
@@ -213,7 +215,9 @@ def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_
                                  fake_times=dict(fake_times or {}),
                                  warmup=defaults.TACTIC_WARMUP if warmup is None else warmup,
                                  samples=defaults.TACTIC_SAMPLES if samples is None else samples, inner=inner,
-                                 baseline_margin=defaults.TACTIC_BASELINE_MARGIN)
+                                 baseline_margin=defaults.TACTIC_BASELINE_MARGIN,
+                                 first_samples=defaults.TACTIC_FIRST_SAMPLES, finalists=defaults.TACTIC_FINALISTS,
+                                 cold_cache=defaults.TACTIC_COLD_CACHE)
         name = slot_name(b, k)
         results[name] = r["results"]
         for c in r["results"]:

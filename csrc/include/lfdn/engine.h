@@ -100,9 +100,12 @@ class CpuEngine {
   FusedLinearParams tactic_problem(int bucket, int kind) const;
   // Runs select_tactic over cpu_linear_tactics() restricted to isa() on that problem (threads() threads,
   // steady_clock timing unless `time` replaces the timer), with the default tactic as the baseline. Does not
-  // set the choice (set_tactic does).
+  // set the choice (set_tactic does). cold_cache: every timed run starts with the caches flushed (a read of
+  // twice the last-level cache, 16-64 MiB, untimed) and a sample is one run, as in a pass, where each layer's weights were
+  // last touched a whole pass earlier and stream from DRAM; false: back-to-back runs (weights cache-resident).
   int select(int bucket, int kind, const TacticSelectOptions& opt, TacticSelection* out,
-             const std::function<int(const LinearTactic&, int, double*)>& time = nullptr) const;
+             const std::function<int(const LinearTactic&, int, double*)>& time = nullptr,
+             bool cold_cache = true) const;
 
  private:
   CpuEngine() = default;

@@ -59,7 +59,12 @@ struct TacticRunner {
 
 struct TacticSelectOptions {
   int warmup = 2;              // untimed runs before the samples (after the verification run)
-  int samples = 9;             // timed samples; the median is compared
+  int samples = 9;             // timed samples of a finalist; the median is compared
+  // Two rounds: every passing candidate gets `first_samples` samples; the `finalists` fastest by that median
+  // (and the baseline, always) get `samples` more, and finalists are compared on the median of all theirs.
+  // Others keep their first-round median (note "pruned"). first_samples 0: one round, `samples` for everyone.
+  int first_samples = 3;
+  int finalists = 4;
   int inner = 0;               // runs per sample; 0: as many as make one sample >= min_sample_s (max 1000)
   double min_sample_s = 2e-3;
   // LFDN_EDGE_TACTIC: only this tactic is considered (still verified). Not in the table, filtered out, or not
