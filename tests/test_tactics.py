@@ -390,3 +390,15 @@ def test_bench_reports_auto_fixed_and_each_isa_with_the_chosen_tactics(tmp_path)
     bad = subprocess.run(cmd[:-2] + ["--native-tactics", "fastest", "--dry-run"], capture_output=True, text=True,
                          timeout=120, cwd=root)
     assert bad.returncode == 2 and "--native-tactics entries" in bad.stderr
+
+
+def test_the_pass_runs_the_tactic_set_per_bucket(ckpt, z0):
+    """The engine really runs the tactic of each (bucket, layer kind): with the test-only wrong tactic set (tests
+    only: allow_test_only) in one bucket's block layers, that bucket's scores change and the others' do not."""
+    eng = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").engine
+    ref1, ref40 = eng.score(z0[:1]), eng.score(z0)
+    eng.set_tactic(2, 1, WRONG, allow_test_only=True)  # bucket 2: 9..64 rows
+    assert np.array_equal(eng.score(z0[:1])["mse"], ref1["mse"])  # bucket 0 untouched
+    assert not np.allclose(eng.score(z0)["mse"], ref40["mse"], rtol=1e-3)
+    eng.set_tactic(2, 1, None)
+    assert np.array_equal(eng.score(z0)["mse"], ref40["mse"])

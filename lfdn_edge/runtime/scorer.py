@@ -24,7 +24,9 @@ their own mutex anyway, and any backend added later) is serialised by a lock of 
 ``backend.run``. Validation, chunking and conversion run outside the lock.
 
 ``threads=N`` sets the CPU thread count of the native engine or the onnxruntime session (default: the native
-engine's own default, all cores or $LFDN_EDGE_NUM_THREADS; onnxruntime's default).
+engine's own default, all cores or $LFDN_EDGE_NUM_THREADS; onnxruntime's default). ``tactics="off"`` keeps a
+native CPU engine's fixed default blocking instead of the verified, timed per-layer choice made at load (and
+cached beside the engine file; lfdn_edge.runtime.tactic_cache); default "auto" ($LFDN_EDGE_TACTICS).
 
 Which backend runs an artifact follows from its payload: TensorRT plan -> "tensorrt", native weights ->
 "native", ONNX -> "onnxruntime", checkpoint tensors -> "torch" (``backend="auto"``). Naming another backend
