@@ -155,12 +155,13 @@ Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
   const LinearConfig& c = cfg ? *cfg : kDefault;
   Resolved r;
   r.kr = c.kr ? c.kr : &kernels();
-  r.mr = c.mr > 0 && c.mr < r.kr->mr_max ? c.mr : r.kr->mr_max;
-  r.kc = c.kc > 0 ? (c.kc < kKCMax ? c.kc : kKCMax) : default_kc(r.mr);
-  r.mc = c.mc > 0 ? (c.mc < kMCMax ? c.mc : kMCMax) : kMC;
   const bool two = c.np >= 2 && p.wtype == WeightType::kF32 && r.kr->gemm_f32_2p != nullptr &&
                    r.kr->gemm_f32_2p_pa != nullptr;
   r.np = two ? 2 : 1;
+  const int mr_cap = two && r.kr->mr_max_2p > 0 ? r.kr->mr_max_2p : r.kr->mr_max;
+  r.mr = c.mr > 0 && c.mr < mr_cap ? c.mr : (c.mr > 0 || !two ? mr_cap : r.kr->mr_max);
+  r.kc = c.kc > 0 ? (c.kc < kKCMax ? c.kc : kKCMax) : default_kc(r.mr);
+  r.mc = c.mc > 0 ? (c.mc < kMCMax ? c.mc : kMCMax) : kMC;
   r.pack_a = c.pack_a;
   r.panel_major = c.panel_major;
   r.drop_last = c.drop_last_kblock;
@@ -391,11 +392,15 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run, 
           const int64_t r = rg.start(g);
           const int mr = rg.size(g);
           float* c = w.cbuf + r * kNR;
-          if (np == 2) {
+          if (cf.np == 2) {
+            // a short last unit (odd panel count) runs the same two-panel kernel with its one panel twice (the
+            // second copy's accumulators land in the unused half of cbuf): groups may exceed the one-panel
+            // kernel's mr_max, and every output keeps the two-panel kernel's chain
+            const int64_t bs = np == 2 ? bstride : 0;
             if (packed) {
-              kr.gemm_f32_2p_pa(mr, kc, A + (m0 + r) * K + k0 * mr, b32, bstride, c, kCStride, k0 > 0);
+              kr.gemm_f32_2p_pa(mr, kc, A + (m0 + r) * K + k0 * mr, b32, bs, c, kCStride, k0 > 0);
             } else {
-              kr.gemm_f32_2p(mr, kc, A + (m0 + r) * K + k0, K, b32, bstride, c, kCStride, k0 > 0);
+              kr.gemm_f32_2p(mr, kc, A + (m0 + r) * K + k0, K, b32, bs, c, kCStride, k0 > 0);
             }
             continue;
           }

@@ -64,6 +64,7 @@ struct Kernels {
                       int64_t cstride, int accumulate) = nullptr;
   void (*gemm_f32_2p_pa)(int mr, int64_t kc, const float* a, const float* b, int64_t bstride, float* c,
                          int64_t cstride, int accumulate) = nullptr;
+  int mr_max_2p = 0;  // rows per two-panel call (<= kMRLimit); 0: mr_max
 };
 
 const Kernels& scalar_kernels();

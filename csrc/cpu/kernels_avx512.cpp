@@ -16,6 +16,7 @@ namespace cpu {
 namespace {
 
 constexpr int kMRMax = 12;  // accumulators per call; 12 zmm + the weight row + headroom of the 32 registers
+constexpr int kMR2P = 14;   // two-panel calls: 28 zmm accumulators + 2 weight rows + a broadcast of the 32
 
 // Every output is one FMA chain over k in increasing order whatever MR is (lanes are independent), so a row's
 // result does not depend on the group it is computed in.
@@ -137,7 +138,9 @@ void gemm2(int mr, int64_t kc, const float* a, int64_t lda, const float* b, int6
     case 9: ukr2<9, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
     case 10: ukr2<10, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
     case 11: ukr2<11, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
-    default: ukr2<12, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 12: ukr2<12, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 13: ukr2<13, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    default: ukr2<kMR2P, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
   }
 }
 
@@ -265,6 +268,7 @@ const Kernels* avx512_kernels() {
     Kernels t{"avx512", kMRMax, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
     t.gemm_f32_2p = gemm_f32_2p;
     t.gemm_f32_2p_pa = gemm_f32_2p_pa;
+    t.mr_max_2p = kMR2P;
 #if defined(LFDN_HAVE_AVX512BF16_KERNELS)
     if (cpu_has_avx512_bf16()) {  // the BF16 entries exist only where vdpbf16ps does
       t.gemm_bf16 = avx512bf16_gemm;

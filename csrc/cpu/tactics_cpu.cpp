@@ -56,6 +56,9 @@ constexpr CpuTacticSpec kSpecs[] = {
     {"cpu.avx512.mr12.kc128.mc192.np2", "avx512", 12, 128, 192, 2, true, false, false, false},
     {"cpu.avx512.mr6.kc256.mc96.np2", "avx512", 6, 256, 96, 2, true, false, false, false},
     {"cpu.avx512.mr12.kc128.mc96.np2.pm", "avx512", 12, 128, 96, 2, true, true, false, false},
+    {"cpu.avx512.mr14.kc128.mc96.np2", "avx512", 14, 128, 96, 2, true, false, false, false},
+    {"cpu.avx512.mr14.kc96.mc112.np2", "avx512", 14, 96, 112, 2, true, false, false, false},
+    {"cpu.avx512.mr14.kc128.mc224.np2.pm", "avx512", 14, 128, 224, 2, true, true, false, false},
     {"cpu.neon.mr6.kc256.mc96", "neon", 6, 256, 96, 1, true, false, false, true},
     {"cpu.neon.mr4.kc256.mc96", "neon", 4, 256, 96, 1, true, false, false, false},
     {"cpu.neon.mr6.kc512.mc96", "neon", 6, 512, 96, 1, true, false, false, false},
@@ -85,7 +88,7 @@ cpu::LinearConfig spec_config(const CpuTacticSpec& s) {
 bool spec_applies(const CpuTacticSpec& s, const FusedLinearParams& p) {
   const cpu::Kernels* t = spec_table(s);
   if (t == nullptr) return false;  // not compiled in or not supported by this CPU
-  if (s.mr > t->mr_max) return false;
+  if (s.mr > (s.np == 2 && t->mr_max_2p > 0 ? t->mr_max_2p : t->mr_max)) return false;
   if (s.np == 2 && (p.wtype != WeightType::kF32 || t->gemm_f32_2p == nullptr || t->gemm_f32_2p_pa == nullptr))
     return false;
   if (p.wtype == WeightType::kBF16) {
