@@ -403,3 +403,18 @@ def test_the_pass_runs_the_tactic_set_per_bucket(ckpt, z0):
     assert not np.allclose(eng.score(z0)["mse"], ref40["mse"], rtol=1e-3)
     eng.set_tactic(2, 1, None)
     assert np.array_equal(eng.score(z0)["mse"], ref40["mse"])
+
+
+def test_cache_functions_are_device_agnostic_and_any_fingerprint_change_rebuilds(tmp_path):
+    """load_cache / store_cache work for any fingerprint (the CUDA engine's: device name, compute capability,
+    driver and CUDA versions): the same one reads back, a change in any field is a miss."""
+    fp = tactic_cache.gpu_fingerprint("NVIDIA H100", "9.0", "550.54", "12.4", threads_per_block=128)
+    slots = [(0, 0, "inp:512x160:silu:fp16:rows1"), (0, 2, "out:160x512:gn_silu:fp16:rows1")]
+    choices = {"b0.inp": "cuda.stream_splitk", "b0.out": "cuda.tile"}
+    path = tmp_path / "e.tactics.json"
+    tactic_cache.store_cache(path, fp, slots, choices, {})
+    assert tactic_cache.load_cache(path, fp, slots) == choices
+    for field in ("device_name", "compute_capability", "driver_version", "cuda_version", "lfdn_edge_version"):
+        assert tactic_cache.load_cache(path, {**fp, field: "other"}, slots) is None, field
+    with pytest.warns(tactic_cache.TacticCacheWarning, match="no valid entry for b1.inp"):  # another engine
+        assert tactic_cache.load_cache(path, fp, slots[:1] + [(1, 0, "inp:512x160:silu:fp16:rows8")]) is None

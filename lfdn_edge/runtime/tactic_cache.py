@@ -113,6 +113,14 @@ def cpu_fingerprint(engine) -> dict:
     }
 
 
+def gpu_fingerprint(device_name: str, compute_capability, driver_version, cuda_version, **extra) -> dict:
+    """The fingerprint of a CUDA tactic choice (for the CUDA engine's use of load_cache / store_cache): device
+    name, compute capability, driver and CUDA runtime versions, lfdn-edge version, plus ``extra`` fields."""
+    return {"device": "cuda", "device_name": str(device_name), "compute_capability": str(compute_capability),
+            "driver_version": str(driver_version), "cuda_version": str(cuda_version),
+            "lfdn_edge_version": __version__, **{k: extra[k] for k in sorted(extra)}}
+
+
 def cache_path_for(engine_path) -> Path | None:
     """``<engine>.tactics.json`` beside an engine file, None for an in-memory artifact."""
     if engine_path is None:
