@@ -3,11 +3,11 @@
 // For one problem (a FusedLinearParams whose inputs the caller has prepared on its device), select_tactic
 // runs every applicable candidate of a table through a TacticRunner (the device part: run, fetch the output
 // to the host, time back-to-back runs), checks each output against a host reference with the tolerance rule
-// below, times the ones that pass (warm-up, then `samples` timed samples of `inner` runs each, median), and
-// returns the fastest passing one. A candidate that fails (status != kOk, or any output outside the
+// below, times the ones that pass (warm-up, then timed samples of `inner` runs each in two rounds: all, then
+// the finalists and the baseline; medians), and returns the fastest passing one. A candidate that fails (status != kOk, or any output outside the
 // tolerance, or a NaN/Inf) is reported with the reason and never chosen. The CPU engine drives it with
-// cpu_linear_tactics() and a steady_clock runner (csrc/engine/cpu_tactics_engine.cpp); a CUDA engine drives
-// it with cuda_linear_tactics() and a cudaEvent runner.
+// cpu_linear_tactics() and a steady_clock runner (CpuEngine::select, csrc/engine/cpu_engine.cpp); a CUDA
+// engine drives it with cuda_linear_tactics() and a cudaEvent runner.
 //
 // Tolerance rule (the project's, docs/NATIVE.md "Tactics"): output i passes when
 //     |got_i - ref_i| <= atol + rtol * |ref_i| + srel * scale_i
