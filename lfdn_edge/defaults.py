@@ -52,3 +52,10 @@ TRT_FLAVOR = "auto"
 
 # ---------------------------------------------------------------------------------------------- bench
 BENCH_BATCHES = (1, 8, 64, 256)
+
+# ---------------------------------------------------------------------------------------------- tactics
+# Native engines: per (layer, batch bucket) tactic selection at first load (docs/NATIVE.md "Tactics").
+TACTICS = "auto"             # "auto": select (or reuse the tactic cache); "off": the fixed default blocking
+TACTIC_WARMUP = 2            # untimed runs per candidate before the samples
+TACTIC_SAMPLES = 9           # timed samples per candidate (median), each >= 2 ms (C++ default)
+TACTIC_BASELINE_MARGIN = 0.02  # another tactic replaces the default blocking only when > 2% faster

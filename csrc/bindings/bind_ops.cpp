@@ -12,6 +12,8 @@
 #include "lfdn/fp16_guard.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
+#include "lfdn/tactic_select.h"
+#include "lfdn/tactics.h"
 
 namespace lfdn_py {
 
@@ -59,7 +61,15 @@ py::array_t<float> noise_inject(py::object z0_obj, uint64_t seed, uint32_t strea
 
 py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object bias_obj, const std::string& prologue,
                                 py::object gamma_obj, py::object beta_obj, py::object residual_obj, float gn_eps,
-                                int threads) {
+                                int threads, const std::string& tactic) {
+  const lfdn::LinearTactic* tac = nullptr;
+  if (!tactic.empty()) {
+    int n = 0;
+    const lfdn::LinearTactic* table = lfdn::cpu_linear_tactics(&n);
+    const int i = lfdn::cpu_tactic_index(tactic.c_str());
+    if (i < 0) throw py::value_error("unknown CPU tactic '" + tactic + "' (_C.cpu_linear_tactics() lists them)");
+    tac = &table[i];
+  }
   F32 x = as_f32(x_obj, "x");
   if (x.ndim() != 2) throw py::value_error("x must be 2-D (rows, in_dim), got shape " + shape_str(x));
   const int64_t rows = x.shape(0), in_dim = x.shape(1);
@@ -106,10 +116,12 @@ py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object b
   p.workspace = ws.get();
   p.workspace_bytes = ws_bytes;
   p.threads = threads;
+  if (tac != nullptr && !tac->applies(p))
+    throw py::value_error("CPU tactic '" + tactic + "' does not apply to this problem on this machine");
   int rc;
   {
     py::gil_scoped_release nogil;
-    rc = lfdn::fused_linear_cpu(p);
+    rc = tac != nullptr ? tac->run(p) : lfdn::fused_linear_cpu(p);
   }
   check(rc, "fused_linear");
   return out;
@@ -193,10 +205,13 @@ void bind_ops(py::module_& m) {
   m.def("fused_linear", &fused_linear, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::kw_only(),
         py::arg("prologue") = "none", py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
         py::arg("residual") = py::none(), py::arg("gn_eps") = 1e-5f, py::arg("threads") = 0,
+        py::arg("tactic") = "",
         "Op 2 (CPU): [residual +] Linear(prologue(x)) + bias, prologue 'none', 'silu' or 'gn_silu' "
         "(GroupNorm with one group, FP32 statistics, affine gamma/beta, then SiLU). weight (out, in) float32 "
         "or float16 (FP16 storage, FP32 arithmetic) or uint16 (BF16 bits: BF16 weights and activations, FP32 "
-        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise); packed per call.");
+        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise); packed per call. "
+        "tactic: a CPU tactic name (_C.cpu_linear_tactics()) to run instead of the default blocking (ValueError "
+        "when unknown or not applicable).");
   m.def("ddim_score", &ddim_score, py::arg("x0_hat"), py::kw_only(), py::arg("x") = py::none(),
         py::arg("coef") = py::none(), py::arg("noise") = py::none(), py::arg("z0") = py::none(),
         py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,

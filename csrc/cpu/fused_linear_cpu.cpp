@@ -100,15 +100,17 @@ namespace {
 
 struct LinearWs {
   float* act;    // (rows, in_dim) prologue output, row-major or packed per row group (see RowGroups)
-  float* cbuf;   // per thread: (kMC, kNR) accumulators of one panel
-  float* bconv;  // per thread: (kKC, kNR) FP32 copy of an FP16 weight block
+  float* cbuf;   // per thread: kNPMax x (kMCMax, kNR) accumulators of one panel unit
+  float* bconv;  // per thread: (kKCMax, kNR) FP32 copy of an FP16 weight block
   float* row;    // per thread: (in_dim) one prologue row before it is scattered into the packed layout
 };
 
+constexpr int64_t kCStride = kMCMax * kNR;  // floats between the accumulators of the panels of a unit
+
 size_t act_bytes(int64_t rows, int64_t in_dim) { return align_up(sizeof(float) * rows * in_dim); }
-size_t per_thread_bytes(int64_t in_dim) {
-  return align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR) + align_up(sizeof(float) * in_dim);
-}
+size_t cbuf_bytes() { return align_up(sizeof(float) * kNPMax * kCStride); }
+size_t bconv_bytes() { return align_up(sizeof(float) * kKCMax * kNR); }
+size_t per_thread_bytes(int64_t in_dim) { return cbuf_bytes() + bconv_bytes() + align_up(sizeof(float) * in_dim); }
 
 LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
   char* base = static_cast<char*>(ws);
@@ -116,18 +118,18 @@ LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
   w.act = reinterpret_cast<float*>(base);
   char* t = base + act_bytes(rows, in_dim) + per_thread_bytes(in_dim) * tid;
   w.cbuf = reinterpret_cast<float*>(t);
-  w.bconv = reinterpret_cast<float*>(t + align_up(sizeof(float) * kMC * kNR));
-  w.row = reinterpret_cast<float*>(t + align_up(sizeof(float) * kMC * kNR) + align_up(sizeof(float) * kKC * kNR));
+  w.bconv = reinterpret_cast<float*>(t + cbuf_bytes());
+  w.row = reinterpret_cast<float*>(t + cbuf_bytes() + bconv_bytes());
   return w;
 }
 
-// The row groups of the row block starting at m0: near-equal groups of at most mr_max rows (e.g. 64 rows with
+// The row groups of the row block starting at m0: near-equal groups of at most mr rows (e.g. 64 rows with
 // the AVX-512 table are 6 groups of 11/11/11/11/10/10, not 5 x 12 + 4); the first `extra` have base + 1 rows.
 struct RowGroups {
   int64_t mc, groups, base, extra;
-  RowGroups(int64_t rows, int64_t m0, int mr_max) {
-    mc = rows - m0 < kMC ? rows - m0 : kMC;
-    groups = (mc + mr_max - 1) / mr_max;
+  RowGroups(int64_t rows, int64_t m0, int mr, int64_t block) {
+    mc = rows - m0 < block ? rows - m0 : block;
+    groups = (mc + mr - 1) / mr;
     base = mc / groups;
     extra = mc % groups;
   }
@@ -139,7 +141,35 @@ struct RowGroups {
   }
 };
 
+// A config with every default resolved against its table and the problem.
+struct Resolved {
+  const Kernels* kr;
+  int mr;
+  int64_t kc, mc;
+  int np;
+  bool pack_a, panel_major, drop_last;
+};
+
+Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
+  static const LinearConfig kDefault;
+  const LinearConfig& c = cfg ? *cfg : kDefault;
+  Resolved r;
+  r.kr = c.kr ? c.kr : &kernels();
+  r.mr = c.mr > 0 && c.mr < r.kr->mr_max ? c.mr : r.kr->mr_max;
+  r.kc = c.kc > 0 ? (c.kc < kKCMax ? c.kc : kKCMax) : default_kc(r.mr);
+  r.mc = c.mc > 0 ? (c.mc < kMCMax ? c.mc : kMCMax) : kMC;
+  const bool two = c.np >= 2 && p.wtype == WeightType::kF32 && r.kr->gemm_f32_2p != nullptr &&
+                   r.kr->gemm_f32_2p_pa != nullptr;
+  r.np = two ? 2 : 1;
+  r.pack_a = c.pack_a;
+  r.panel_major = c.panel_major;
+  r.drop_last = c.drop_last_kblock;
+  return r;
+}
+
 }  // namespace
+
+int64_t default_kc(int mr) { return mr > kMR ? kKC * kMR / mr / 16 * 16 : kKC; }
 
 size_t linear_workspace_bytes(int64_t rows, int64_t in_dim, int threads) {
   return act_bytes(rows, in_dim) + per_thread_bytes(in_dim) * static_cast<size_t>(threads > 0 ? threads : 1);
@@ -172,15 +202,17 @@ void store_panel(const FusedLinearParams& p, const float* cbuf, int64_t m0, int6
 // k-pairs into the activation buffer ((rows, K2) dwords, half the FP32 row's bytes); the GEMM is the FP32 path's
 // blocking with k-blocks of k-pairs and table.gemm_bf16. The caller has checked that the table has the BF16
 // kernels (kUnsupported otherwise); should the table be switched to one without them while a pass runs, the
-// outputs are NaN, never a result of another arithmetic.
-void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& run, const Kernels& kr) {
+// outputs are NaN, never a result of another arithmetic. Of a config it uses the table, mr, mc and the test-only
+// flag (the k-block in pairs stays the table's; one panel per call).
+void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& run, const Resolved& cf) {
+  const Kernels& kr = *cf.kr;
   const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2;
   const LinearWs w = carve(workspace, p.rows, K, run.slot());
   uint32_t* A = reinterpret_cast<uint32_t*>(w.act);
   const bool ok = kr.gemm_bf16 != nullptr && kr.f32_to_bf16 != nullptr;
   // more than one row group: each group's BF16 activations k-pair-major (A[group start * K2 + k2 * mr + r]),
   // one sequential broadcast stream as in the FP32 path; the chains, hence the results, are the same
-  const bool packed = ok && kr.gemm_bf16_pa != nullptr && p.rows > kr.mr_max;
+  const bool packed = ok && cf.pack_a && kr.gemm_bf16_pa != nullptr && p.rows > cf.mr;
   run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
     if (!ok) return;
     for (int64_t r = r0; r < r1; ++r) {
@@ -201,8 +233,8 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
       }
       uint32_t* t = reinterpret_cast<uint32_t*>(w.row);  // the row's k-pairs (in place when src is w.row)
       kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(t));
-      const int64_t m0 = r / kMC * kMC;
-      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t m0 = r / cf.mc * cf.mc;
+      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
       const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
       const int mr = rg.size(g);
       uint32_t* dst = A + (m0 + g0) * K2 + (r - m0 - g0);
@@ -212,22 +244,28 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
   const uint32_t* B = static_cast<const uint32_t*>(p.weight);
   const int64_t npanels = num_panels(N);
   const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K2 * 4;
-  const int64_t nblocks = (p.rows + kMC - 1) / kMC;
+  const int64_t nblocks = (p.rows + cf.mc - 1) / cf.mc;
   const int64_t items = nblocks * npanels;
   // k-block of k-pairs: 128 pairs with 12 rows per group, an 8 KiB weight block beside a 6 KiB activation slice
-  const int64_t kcb = kr.mr_max > kMR ? kKC * kMR / kr.mr_max / 16 * 16 : kKC;
+  const int64_t kcb = default_kc(kr.mr_max);
   auto gemm_items = [&](int64_t i0, int64_t i1) {
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
-      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const int64_t bi = cf.panel_major ? item % nblocks : item / npanels;
+      const int64_t panel = cf.panel_major ? item / nblocks : item % npanels;
+      const int64_t m0 = bi * cf.mc;
+      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
       const int64_t mc = rg.mc, groups = rg.groups;
       if (!ok) {
         for (int64_t r = 0; r < mc * kNR; ++r) w.cbuf[r] = __builtin_nanf("");
         store_panel(p, w.cbuf, m0, mc, panel);
         continue;
       }
-      for (int64_t k0 = 0; k0 < K2; k0 += kcb) {
-        const int64_t kc = K2 - k0 < kcb ? K2 - k0 : kcb;
+      // test-only wrong config: the last k-block is skipped (one block: its second half)
+      const int64_t kend = !cf.drop_last ? K2 : K2 > kcb ? (K2 - 1) / kcb * kcb : K2 / 2;
+      if (kend == 0)
+        for (int64_t i = 0; i < mc * kNR; ++i) w.cbuf[i] = 0.0f;
+      for (int64_t k0 = 0; k0 < kend; k0 += kcb) {
+        const int64_t kc = kend - k0 < kcb ? kend - k0 : kcb;
         const size_t boff = static_cast<size_t>((panel * K2 + k0) * kNR);
         const size_t next_off = (boff + static_cast<size_t>(kc) * kNR) * 4;
         const int64_t next_lines = (kc * kNR * 4 + 63) / 64;
@@ -256,11 +294,12 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
 
 }  // namespace
 
-void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) {
+void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run, const LinearConfig* cfg) {
   if (p.rows == 0) return;
-  const Kernels& kr = kernels();
+  const Resolved cf = resolve(cfg, p);
+  const Kernels& kr = *cf.kr;
   if (p.wtype == WeightType::kBF16) {
-    run_fused_linear_bf16(p, workspace, run, kr);
+    run_fused_linear_bf16(p, workspace, run, cf);
     return;
   }
   const int64_t K = p.in_dim, N = p.out_dim;
@@ -270,7 +309,7 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
   // writes each row group k-major (act[group start * K + k * mr + r]), so the micro-kernel reads one
   // sequential broadcast stream instead of mr strided rows (AVX-512, 64 rows: +12% GEMM throughput). The FMA
   // chains are the same as with the row-major layout, so the layout never changes a result.
-  const bool packed = p.prologue != Prologue::kNone && kr.gemm_f32_pa != nullptr && p.rows > kr.mr_max;
+  const bool packed = cf.pack_a && p.prologue != Prologue::kNone && kr.gemm_f32_pa != nullptr && p.rows > cf.mr;
   const float* A = p.x;
   if (p.prologue != Prologue::kNone) {
     run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
@@ -285,8 +324,8 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
           kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, ar);
         }
         if (packed) {
-          const int64_t m0 = r / kMC * kMC;
-          const RowGroups rg(p.rows, m0, kr.mr_max);
+          const int64_t m0 = r / cf.mc * cf.mc;
+          const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
           const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
           const int mr = rg.size(g);
           float* dst = w.act + (m0 + g0) * K + (r - m0 - g0);
@@ -300,24 +339,31 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
   const bool f16 = p.wtype == WeightType::kF16;
   const size_t esize = weight_type_size(p.wtype);
   const int64_t npanels = num_panels(N);
+  const int64_t units = (npanels + cf.np - 1) / cf.np;  // panel units of np panels (the last may be short)
   const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K * esize;
-  const int64_t nblocks = (p.rows + kMC - 1) / kMC;
-  const int64_t items = nblocks * npanels;  // item = (row block, panel), row block major
-  // k-block: a table with more rows per group gets a shorter block, so that a group's activation slice stays
-  // at 6 KiB beside the weight block in L1 (AVX-512, 12 rows: 128; AVX2 / NEON / scalar, 6 rows: 256). The block
-  // size never changes a result: the accumulators are stored and reloaded exactly between blocks.
-  const int64_t kcb = kr.mr_max > kMR ? kKC * kMR / kr.mr_max / 16 * 16 : kKC;
+  const int64_t nblocks = (p.rows + cf.mc - 1) / cf.mc;
+  const int64_t items = nblocks * units;  // item = (row block, panel unit)
+  // k-block: the default gives a table with more rows per group a shorter block, so that a group's activation
+  // slice stays at 6 KiB beside the weight block in L1 (AVX-512, 12 rows: 128; AVX2 / NEON / scalar, 6 rows:
+  // 256). The block size never changes a result: the accumulators are stored and reloaded exactly between blocks.
+  const int64_t kcb = cf.kc;
+  const int64_t bstride = K * kNR;  // elements between the same k of adjacent panels
   auto gemm_items = [&](int64_t i0, int64_t i1) {
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t m0 = (item / npanels) * kMC, panel = item % npanels;
+      const int64_t bi = cf.panel_major ? item % nblocks : item / units;
+      const int64_t unit = cf.panel_major ? item / nblocks : item % units;
+      const int64_t m0 = bi * cf.mc, panel = unit * cf.np;
+      const int np = panel + cf.np <= npanels ? cf.np : static_cast<int>(npanels - panel);
       // Which group a row is in never changes its result (one FMA chain per output, k in order).
-      const RowGroups rg(p.rows, m0, kr.mr_max);
+      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
       const int64_t mc = rg.mc, groups = rg.groups;
       // FP16 weights: convert each k-block once and reuse it for all row groups, unless there is only one
       // group and the table has an on-the-fly FP16 kernel (small batches: memory-bound, convert in registers).
       const bool direct_f16 = f16 && groups == 1 && !packed && kr.gemm_f16 != nullptr;
-      for (int64_t k0 = 0; k0 < K; k0 += kcb) {
-        const int64_t kc = K - k0 < kcb ? K - k0 : kcb;
+      // test-only wrong config: the last k-block is skipped (one block: its second half)
+      const int64_t kend = !cf.drop_last ? K : K > kcb ? (K - 1) / kcb * kcb : K / 2;
+      for (int64_t k0 = 0; k0 < kend; k0 += kcb) {
+        const int64_t kc = kend - k0 < kcb ? kend - k0 : kcb;
         const size_t boff = static_cast<size_t>((panel * K + k0) * kNR);
         const float* b32 = nullptr;
         if (!f16) {
@@ -328,20 +374,31 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
         }
         // Software prefetch of the weight block that follows in memory (the next k-block of this panel,
         // or the next panel), spread over the row groups: weights stream from DRAM once per pass, and the
-        // hardware prefetchers alone leave the first lines of each block waiting.
-        const size_t next_off = (boff + static_cast<size_t>(kc) * kNR) * esize;
+        // hardware prefetchers alone leave the first lines of each block waiting. (Two-panel units: the
+        // second panel's next block too.)
         const int64_t next_lines = (kc * kNR * static_cast<int64_t>(esize) + 63) / 64;
         const int64_t per_group = (next_lines + groups - 1) / groups;
         for (int64_t g = 0; g < groups; ++g) {
           if (mc > 2 * kMR) {  // small batches are a plain stream: the hardware prefetchers handle it
-            for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
-              const size_t off = next_off + static_cast<size_t>(l) * 64;
-              if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+            for (int q = 0; q < np; ++q) {
+              const size_t next_off = (boff + static_cast<size_t>(q * bstride + kc * kNR)) * esize;
+              for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
+                const size_t off = next_off + static_cast<size_t>(l) * 64;
+                if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+              }
             }
           }
           const int64_t r = rg.start(g);
           const int mr = rg.size(g);
           float* c = w.cbuf + r * kNR;
+          if (np == 2) {
+            if (packed) {
+              kr.gemm_f32_2p_pa(mr, kc, A + (m0 + r) * K + k0 * mr, b32, bstride, c, kCStride, k0 > 0);
+            } else {
+              kr.gemm_f32_2p(mr, kc, A + (m0 + r) * K + k0, K, b32, bstride, c, kCStride, k0 > 0);
+            }
+            continue;
+          }
           if (packed) {
             kr.gemm_f32_pa(mr, kc, A + (m0 + r) * K + k0 * mr, b32, c, k0 > 0);
             continue;
@@ -354,7 +411,12 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run) 
           }
         }
       }
-      store_panel(p, w.cbuf, m0, mc, panel);
+      if (kend == 0) {  // (test-only config, K = 1: no k-block ran) the bias alone
+        for (int64_t i = 0; i < mc * kNR; ++i) w.cbuf[i] = 0.0f;
+        if (np == 2)
+          for (int64_t i = 0; i < mc * kNR; ++i) w.cbuf[kCStride + i] = 0.0f;
+      }
+      for (int q = 0; q < np; ++q) store_panel(p, w.cbuf + q * kCStride, m0, mc, panel + q);
     }
   };
   run.phase_guided(items, 1, gemm_items);

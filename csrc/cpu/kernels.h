@@ -17,6 +17,10 @@ constexpr int kMR = 6;          // rows per micro-kernel call of the AVX2 and sc
 constexpr int kMRLimit = 16;    // no table takes more rows per call (Kernels::mr_max)
 constexpr int64_t kKC = 256;    // k-block: a 16 x 256 FP32 weight block (16 KiB) stays in L1 across row groups
 constexpr int64_t kMC = 96;     // row block: bounds the activation slab a thread re-reads per panel
+// Limits of the blocking variants (tactics_cpu.cpp): the workspace is sized for them whatever tactic runs.
+constexpr int64_t kMCMax = 256;  // row block
+constexpr int64_t kKCMax = 512;  // k-block (the FP16 conversion buffer)
+constexpr int kNPMax = 2;        // weight panels per micro-kernel call
 
 struct Kernels {
   const char* name;
@@ -52,6 +56,14 @@ struct Kernels {
   // Machine probe of the BF16 path: `iters` rounds of independent vdpbf16ps chains (4 flops per FP32 lane:
   // two products, two adds); null without BF16 kernels.
   double (*bf16_dot_loop)(int64_t iters, float* sink) = nullptr;
+  // Two adjacent weight panels per call (32 outputs; 2 x mr accumulators, 2 weight loads per mr broadcasts):
+  // b holds panel 0 at b[k*kNR + j] and panel 1 at b[bstride + k*kNR + j]; c likewise at c and c + cstride.
+  // Each output is the same FMA chain as gemm_f32 / gemm_f32_pa computes for it (bit-identical results);
+  // null: the table has no two-panel kernel. mr <= mr_max.
+  void (*gemm_f32_2p)(int mr, int64_t kc, const float* a, int64_t lda, const float* b, int64_t bstride, float* c,
+                      int64_t cstride, int accumulate) = nullptr;
+  void (*gemm_f32_2p_pa)(int mr, int64_t kc, const float* a, const float* b, int64_t bstride, float* c,
+                         int64_t cstride, int accumulate) = nullptr;
 };
 
 const Kernels& scalar_kernels();

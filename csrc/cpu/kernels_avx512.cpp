@@ -90,6 +90,67 @@ void gemm_f32_pa(int mr, int64_t kc, const float* a, const float* b, float* c, i
   }
 }
 
+// Two adjacent panels per call (32 outputs): 2 x MR accumulators (24 zmm at MR 12), per k two weight loads
+// shared by MR broadcasts, against one per MR with one panel; the L1 load ports are then less of a limit for
+// the FMA units. Each output is still one FMA chain over k in increasing order with the same operands as in
+// ukr / ukr_pa: the results are bit-identical to the one-panel kernels'.
+template <int MR, bool PA>
+inline void ukr2(int64_t kc, const float* a, int64_t lda, const float* b, int64_t bstride, float* c, int64_t cstride,
+                 int accumulate) {
+  __m512 acc0[MR], acc1[MR];
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    acc0[r] = accumulate ? _mm512_loadu_ps(c + r * kNR) : _mm512_setzero_ps();
+    acc1[r] = accumulate ? _mm512_loadu_ps(c + cstride + r * kNR) : _mm512_setzero_ps();
+  }
+  const float* b1 = b + bstride;
+#pragma GCC unroll 2
+  for (int64_t k = 0; k < kc; ++k) {
+    const __m512 w0 = _mm512_loadu_ps(b + k * kNR);
+    const __m512 w1 = _mm512_loadu_ps(b1 + k * kNR);
+#pragma GCC unroll 16
+    for (int r = 0; r < MR; ++r) {
+      const __m512 av = _mm512_set1_ps(PA ? a[k * MR + r] : a[r * lda + k]);
+      acc0[r] = _mm512_fmadd_ps(av, w0, acc0[r]);
+      acc1[r] = _mm512_fmadd_ps(av, w1, acc1[r]);
+    }
+  }
+#pragma GCC unroll 16
+  for (int r = 0; r < MR; ++r) {
+    _mm512_storeu_ps(c + r * kNR, acc0[r]);
+    _mm512_storeu_ps(c + cstride + r * kNR, acc1[r]);
+  }
+}
+
+template <bool PA>
+void gemm2(int mr, int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t cs,
+           int accumulate) {
+  switch (mr) {
+    case 1: ukr2<1, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 2: ukr2<2, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 3: ukr2<3, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 4: ukr2<4, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 5: ukr2<5, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 6: ukr2<6, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 7: ukr2<7, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 8: ukr2<8, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 9: ukr2<9, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 10: ukr2<10, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    case 11: ukr2<11, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+    default: ukr2<12, PA>(kc, a, lda, b, bs, c, cs, accumulate); break;
+  }
+}
+
+void gemm_f32_2p(int mr, int64_t kc, const float* a, int64_t lda, const float* b, int64_t bs, float* c, int64_t cs,
+                 int accumulate) {
+  gemm2<false>(mr, kc, a, lda, b, bs, c, cs, accumulate);
+}
+
+void gemm_f32_2p_pa(int mr, int64_t kc, const float* a, const float* b, int64_t bs, float* c, int64_t cs,
+                    int accumulate) {
+  gemm2<true>(mr, kc, a, 0, b, bs, c, cs, accumulate);
+}
+
 void gemm_f32(int mr, int64_t kc, const float* a, int64_t lda, const float* b, float* c, int accumulate) {
   gemm<false>(mr, kc, a, lda, b, c, accumulate);
 }
@@ -202,6 +263,8 @@ double fma_loop(int64_t iters, float* sink) {
 const Kernels* avx512_kernels() {
   static const Kernels k = [] {
     Kernels t{"avx512", kMRMax, gemm_f32, gemm_f32_pa, gemm_f16, f16_to_f32, moments, gn_silu, silu, fma_loop};
+    t.gemm_f32_2p = gemm_f32_2p;
+    t.gemm_f32_2p_pa = gemm_f32_2p_pa;
 #if defined(LFDN_HAVE_AVX512BF16_KERNELS)
     if (cpu_has_avx512_bf16()) {  // the BF16 entries exist only where vdpbf16ps does
       t.gemm_bf16 = avx512bf16_gemm;

@@ -40,7 +40,9 @@ size_t score_pass_cpu_workspace_bytes(const LfdnModelView& m, int64_t max_rows, 
          cpu::linear_workspace_bytes(max_rows, kmax, cpu::resolve_threads(threads));
 }
 
-int score_pass_cpu(const ScorePassParams& p) {
+int score_pass_cpu(const ScorePassParams& p) { return cpu::score_pass_cpu_tactics(p, nullptr); }
+
+int cpu::score_pass_cpu_tactics(const ScorePassParams& p, const int32_t* tactics) {
   if (p.model == nullptr) return kNullPointer;
   const LfdnModelView& m = *p.model;
   int rc = check_model_view(m);
@@ -54,6 +56,15 @@ int score_pass_cpu(const ScorePassParams& p) {
   if (m.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace_bytes < score_pass_cpu_workspace_bytes(m, p.workspace_rows, nt)) return kWorkspaceTooSmall;
+
+  // per layer kind (inp, block, out) the blocking of its tactic, null: the default of the active table
+  cpu::LinearConfig cfg_store[3];
+  const cpu::LinearConfig* cfg[3] = {nullptr, nullptr, nullptr};
+  for (int i = 0; i < 3 && tactics != nullptr; ++i)
+    if (tactics[i] >= 0) {
+      cfg[i] = cpu::tactic_config(tactics[i], &cfg_store[i]);
+      if (cfg[i] == nullptr) return kBadArgument;
+    }
 
   const int64_t M = p.rows, C = m.in_dim, W = m.width;
   // Carve with the workspace's own row count so that buffers keep their places for any batch size.
@@ -80,21 +91,21 @@ int score_pass_cpu(const ScorePassParams& p) {
     cpu::run_noise(np, r);
     for (int s = 0; s < m.steps; ++s) {
       cpu::run_fused_linear(lin(w.x, w.h, C, W, m.inp_w, m.inp_b, Prologue::kSilu, nullptr, nullptr, nullptr),
-                            w.linear, r);
+                            w.linear, r, cfg[0]);
       for (int64_t i = 0; i < m.depth; ++i) {
         const LfdnBlockView& b = m.blocks[i];
         const float* bias1 = m.fc1_bias + (static_cast<int64_t>(s) * m.depth + i) * W;
         cpu::run_fused_linear(lin(w.h, w.u, W, W, b.fc1_w, bias1, Prologue::kGroupNormSilu, b.gn1_g, b.gn1_b,
                                   nullptr),
-                              w.linear, r);
+                              w.linear, r, cfg[1]);
         cpu::run_fused_linear(lin(w.u, w.h, W, W, b.fc2_w, b.fc2_b, Prologue::kGroupNormSilu, b.gn2_g, b.gn2_b,
                                   w.h),
-                              w.linear, r);
+                              w.linear, r, cfg[1]);
       }
       float* y = (s + 1 == m.steps && p.recon != nullptr) ? p.recon : w.y;
       cpu::run_fused_linear(lin(w.h, y, W, C, m.out_w, m.out_bias, Prologue::kGroupNormSilu, m.out_g, m.out_b,
                                 nullptr),
-                            w.linear, r);
+                            w.linear, r, cfg[2]);
       cpu::run_ddim_score(ddim(s, y), r);
     }
   });

@@ -1,12 +1,17 @@
 // CpuEngine: packs the weights into the CPU panel layout once, generates the fixed noise with op 1 and
 // sizes the workspace for max_batch; score() is one call of op 4.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/kernels.h"
+#include "cpu/ops_internal.h"
 #include "cpu/team.h"
 #include "lfdn/engine.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
+#include "lfdn/tactics.h"
 
 namespace lfdn {
 
@@ -72,6 +77,8 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
   e->workspace_bytes_ = score_pass_cpu_workspace_bytes(v, max_batch, e->threads_);
   e->workspace_ = aligned_alloc_bytes(e->workspace_bytes_);
   if (!e->workspace_) return kBadSize;
+  e->isa_ = cpu::kernels().name;
+  e->tactics_.assign(static_cast<size_t>(tactic_bucket(max_batch)) + 1, {-1, -1, -1});
   *out = std::move(e);
   return kOk;
 }
@@ -91,7 +98,134 @@ int CpuEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, fl
   p.workspace_bytes = workspace_bytes_;
   p.workspace_rows = max_batch_;
   p.threads = threads_;
-  return score_pass_cpu(p);
+  const int bucket = rows >= 1 && rows <= max_batch_ ? tactic_bucket(rows) : 0;
+  return cpu::score_pass_cpu_tactics(p, tactics_[static_cast<size_t>(bucket)].data());
+}
+
+int CpuEngine::tactic(int bucket, int kind) const {
+  if (bucket < 0 || bucket >= num_buckets() || kind < 0 || kind >= kLayerKinds) return kBadArgument;
+  return tactics_[static_cast<size_t>(bucket)][static_cast<size_t>(kind)];
+}
+
+int CpuEngine::set_tactic(int bucket, int kind, int index, bool allow_test_only) {
+  if (bucket < 0 || bucket >= num_buckets() || kind < 0 || kind >= kLayerKinds) return kBadArgument;
+  if (kind == 1 && view_.depth == 0) return kBadArgument;  // no block layers
+  if (index != -1) {
+    int n = 0;
+    const LinearTactic* t = cpu_linear_tactics(&n);
+    if (index < 0 || index >= n) return kBadArgument;
+    if (t[index].test_only && !allow_test_only) return kBadArgument;
+    if (std::strcmp(cpu_tactic_isa(index), isa_) != 0) return kBadArgument;
+    if (!t[index].applies(tactic_problem(bucket, kind))) return kBadArgument;
+  }
+  std::lock_guard<std::mutex> lock(mutex_);
+  tactics_[static_cast<size_t>(bucket)][static_cast<size_t>(kind)] = index;
+  return kOk;
+}
+
+FusedLinearParams CpuEngine::tactic_problem(int bucket, int kind) const {
+  const LfdnModelView& m = view_;
+  const int64_t bound = tactic_bucket_bound(bucket);
+  const int64_t rows = bound < max_batch_ ? bound : max_batch_;
+  FusedLinearParams p;
+  p.wtype = m.wtype;
+  p.gn_eps = m.gn_eps;
+  p.rows = rows;
+  p.threads = threads_;
+  if (kind == 0) {
+    p.in_dim = m.in_dim;
+    p.out_dim = m.width;
+    p.weight = m.inp_w;
+    p.bias = m.inp_b;
+    p.prologue = Prologue::kSilu;
+  } else if (kind == 1) {
+    p.in_dim = m.width;
+    p.out_dim = m.width;
+    p.weight = m.blocks[0].fc1_w;
+    p.bias = m.fc1_bias;
+    p.gamma = m.blocks[0].gn1_g;
+    p.beta = m.blocks[0].gn1_b;
+    p.prologue = Prologue::kGroupNormSilu;
+  } else {
+    p.in_dim = m.width;
+    p.out_dim = m.in_dim;
+    p.weight = m.out_w;
+    p.bias = m.out_bias;
+    p.gamma = m.out_g;
+    p.beta = m.out_b;
+    p.prologue = Prologue::kGroupNormSilu;
+  }
+  return p;
+}
+
+int CpuEngine::select(int bucket, int kind, const TacticSelectOptions& opt, TacticSelection* out,
+                      const std::function<int(const LinearTactic&, int, double*)>& time) const {
+  if (out == nullptr) return kNullPointer;
+  if (bucket < 0 || bucket >= num_buckets() || kind < 0 || kind >= kLayerKinds) return kBadArgument;
+  if (kind == 1 && view_.depth == 0) return kBadArgument;  // no block layers
+  FusedLinearParams p = tactic_problem(bucket, kind);
+  // deterministic inputs: standard normal (Philox, a stream no pass uses) scaled to the residual stream's range
+  std::vector<float> x(static_cast<size_t>(p.rows * p.in_dim)), y(static_cast<size_t>(p.rows * p.out_dim));
+  NoiseParams np;
+  np.out = x.data();
+  np.rows = p.rows;
+  np.dim = p.in_dim;
+  np.seed = 0x7AC71C5ULL;
+  np.stream = 0xFFFFu;
+  np.a = 0.0f;
+  np.b = 1.0f;
+  int rc = noise_inject_cpu(np);
+  if (rc != kOk) return rc;
+  const size_t ws_bytes = cpu::linear_workspace_bytes(p.rows, p.in_dim, cpu::resolve_threads(p.threads));
+  AlignedBuffer ws = aligned_alloc_bytes(ws_bytes);
+  if (!ws) return kBadSize;
+  p.x = x.data();
+  p.out = y.data();
+  p.workspace = ws.get();
+  p.workspace_bytes = ws_bytes;
+  std::vector<double> ref(y.size()), scale(y.size());
+  if ((rc = fused_linear_cpu_reference(p, ref.data(), scale.data())) != kOk) return rc;
+  TacticReference tr;
+  tr.ref = ref.data();
+  tr.scale = scale.data();
+  tr.n = static_cast<int64_t>(y.size());
+  tr.tol = tactic_tolerance(p.wtype);
+  TacticRunner runner;
+  runner.poison = [&] { std::fill(y.begin(), y.end(), std::nanf("")); };
+  runner.run = [&](const LinearTactic& t) { return t.run(p); };
+  runner.fetch = [&](float* host, int64_t n) {
+    if (n != static_cast<int64_t>(y.size())) return static_cast<int>(kBadSize);
+    std::memcpy(host, y.data(), sizeof(float) * y.size());
+    return static_cast<int>(kOk);
+  };
+  if (time) {
+    runner.time = time;
+  } else {
+    runner.time = [&](const LinearTactic& t, int reps, double* seconds) {
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) {
+        const int r = t.run(p);
+        if (r != kOk) return r;
+      }
+      *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      return static_cast<int>(kOk);
+    };
+  }
+  TacticSelectOptions o = opt;
+  const std::string isa = isa_;
+  const LinearTactic* table0 = nullptr;
+  int n = 0;
+  table0 = cpu_linear_tactics(&n);
+  o.filter = [&, table0](const LinearTactic& t) {
+    const int idx = static_cast<int>(&t - table0);
+    return isa == cpu_tactic_isa(idx) && (!opt.filter || opt.filter(t));
+  };
+  if (o.baseline.empty()) {
+    const int d = cpu_default_tactic(isa_);
+    if (d >= 0) o.baseline = table0[d].name;
+  }
+  // (selection runs its own team runs: serialised with score calls by the team's process-wide lock)
+  return select_tactic(table0, n, p, tr, runner, o, out);
 }
 
 }  // namespace lfdn

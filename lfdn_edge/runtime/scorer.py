@@ -132,7 +132,7 @@ class Scorer:
 
     def __init__(self, engine_or_path, backend: str = "auto", device: str | None = None, *,
                  threshold: float | None = None, score_type: str | None = None, batch_policy: str = "split",
-                 threads: int | None = None):
+                 threads: int | None = None, tactics: str | None = None):
         self.artifact = load_artifact(engine_or_path)
         h = self.artifact.header
         src = str(self.artifact.path or "engine")
@@ -155,15 +155,20 @@ class Scorer:
             raise UnavailableError(f"the {name!r} backend cannot run here: {why}")
         self.backend_name = name
         self._lock = None if getattr(cls, "thread_safe", False) else threading.Lock()
+        kw = {}
+        if tactics is not None:
+            if name != "native":
+                raise ValueError(f"tactics= applies to the native backend, not {name!r}")
+            kw["tactics"] = tactics
         if threads is None:
-            self._backend = cls(self.artifact, device)
+            self._backend = cls(self.artifact, device, **kw)
         else:
             if name not in THREADED_BACKENDS:
                 raise ValueError(f"threads= applies to the {' and '.join(THREADED_BACKENDS)} backends, not {name!r} "
                                  "(torch uses torch.set_num_threads for the whole process)")
             if int(threads) < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
-            self._backend = cls(self.artifact, device, threads=int(threads))
+            self._backend = cls(self.artifact, device, threads=int(threads), **kw)
         self.stage_dims = tuple(int(d) for d in h["layout"]["stage_dims"])
         self.includes_backbone = bool(h.get("includes_backbone"))
         self.batch_range = (int(h["batch"]["min"]), int(h["batch"]["max"]))

@@ -3,7 +3,9 @@
 // lfdn_edge.engine.native_pack writes into the artifact). CpuEngine is always compiled; CudaEngine only
 // when the build has CUDA (LFDN_WITH_CUDA).
 #pragma once
+#include <array>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -12,6 +14,7 @@
 #include "lfdn/common.h"
 #include "lfdn/cuda_tactics.h"
 #include "lfdn/score_pass.h"
+#include "lfdn/tactic_select.h"
 
 namespace lfdn {
 
@@ -80,8 +83,32 @@ class CpuEngine {
   size_t workspace_bytes() const { return workspace_bytes_; }
   const LfdnModelView& view() const { return view_; }
 
+  // ---- Tactics (lfdn/tactic_select.h, docs/NATIVE.md "Tactics"). The pass has three layer kinds: 0 inp
+  // (in_dim -> width, SiLU), 1 block (width -> width, GroupNorm+SiLU; fc1 and fc2 of every block), 2 out
+  // (width -> in_dim, GroupNorm+SiLU). Per batch bucket (tactic_bucket) and kind the engine runs one CPU tactic,
+  // -1 (the initial state): the fixed default blocking of the active table, as before tactics.
+  // The engine's numerics class is the kernel table active at create (isa()); only its tactics are accepted, so
+  // a row's scores do not depend on the batch size whatever is chosen per bucket.
+  static constexpr int kLayerKinds = 3;
+  int num_buckets() const { return static_cast<int>(tactics_.size()); }  // buckets up to max_batch
+  const char* isa() const { return isa_; }
+  int tactic(int bucket, int kind) const;  // index into cpu_linear_tactics(), -1: default, or kBadArgument
+  // kOk, or kBadArgument when the bucket/kind is out of range, the index unknown, of another ISA, test-only
+  // (unless allow_test_only) or not applicable to the layer. index -1 restores the default.
+  int set_tactic(int bucket, int kind, int index, bool allow_test_only = false);
+  // The op-2 problem of (bucket, kind) at the bucket's upper bound (capped at max_batch) on this engine's
+  // weights (block 0 for the block kind) with deterministic inputs, as used for selection.
+  FusedLinearParams tactic_problem(int bucket, int kind) const;
+  // Runs select_tactic over cpu_linear_tactics() restricted to isa() on that problem (threads() threads,
+  // steady_clock timing unless `time` replaces the timer), with the default tactic as the baseline. Does not
+  // set the choice (set_tactic does).
+  int select(int bucket, int kind, const TacticSelectOptions& opt, TacticSelection* out,
+             const std::function<int(const LinearTactic&, int, double*)>& time = nullptr) const;
+
  private:
   CpuEngine() = default;
+  std::vector<std::array<int32_t, kLayerKinds>> tactics_;
+  const char* isa_ = "";
   int64_t max_batch_ = 0;
   int threads_ = 1;
   size_t weight_bytes_ = 0, workspace_bytes_ = 0;

@@ -10,6 +10,10 @@ one bias per block per DDIM step (lfdn_edge.build.native_payload). Devices:
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
                       is converted at load), tensor cores with FP32 accumulation, one CUDA graph per batch
                       size. Inputs may be CUDA tensors (no host copy); outputs are then CUDA tensors.
+CPU engines choose a tactic (kernel blocking) per batch bucket and layer at load, verified and timed, and keep
+the choice in a tactic cache beside the engine file (lfdn_edge.runtime.tactic_cache; ``tactics="off"`` or
+LFDN_EDGE_TACTICS=off: the fixed default blocking; LFDN_EDGE_TACTIC=<name> forces one). ``self.tactics`` is the
+TacticReport of the load.
 Native engines score feature vectors only (no backbone inside); see lfdn_edge.build.native_payload.build_native_artifact.
 """
 
@@ -22,6 +26,7 @@ import numpy as np
 from ...artifact.file import EngineError
 from ...artifact.native_layout import unpack_spec
 from ...native_core import load_native, native_available
+from ..tactic_cache import configure_cpu_engine
 from .base import ScoreOutputs, ScoringBackend
 
 THREADS_ENV = "LFDN_EDGE_NUM_THREADS"
@@ -43,7 +48,8 @@ def _threads_from_env() -> int:
 class NativeBackend(ScoringBackend):
     name = "native"
 
-    def __init__(self, artifact, device: str | None = None, threads: int | None = None):
+    def __init__(self, artifact, device: str | None = None, threads: int | None = None,
+                 tactics: str | None = None):
         super().__init__(artifact, device)
         h = self.header
         src = str(artifact.path or "engine")
@@ -61,9 +67,11 @@ class NativeBackend(ScoringBackend):
             self.device = "cpu"
             self._cuda = None
             self.engine = _C.CpuEngine(spec, max_batch, _threads_from_env() if threads is None else int(threads))
+            self.tactics = configure_cpu_engine(self.engine, artifact.path, mode=tactics)
         elif dev == "cuda" or dev.startswith("cuda:"):
             from ...native_core import NativeCudaEngine
 
+            self.tactics = None  # (CPU tactics only; the CUDA engine chooses its own)
             self._cuda = NativeCudaEngine(spec, max_batch, dev)
             self.device = self._cuda.device
             self.engine = self._cuda

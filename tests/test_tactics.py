@@ -1,0 +1,348 @@
+"""Tactic selection end to end with the CPU tactics (docs/NATIVE.md "Tactics"): every candidate is verified
+against the float64 reference (FP32/FP16: |got - ref| <= 1e-4 + 1e-4 |ref|), timed, the fastest passing one is
+stored in the tactic cache beside the engine and reused after a reload without timing, rebuilt when the
+fingerprint changes; the test-only wrong tactic is rejected even when a fake timer makes it the fastest;
+LFDN_EDGE_TACTIC forces one (refused when it does not apply); a corrupt cache is ignored with a warning; and
+rows stay bit-identical across batch sizes with a different tactic chosen per bucket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+import numpy as np
+import pytest
+
+_C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
+
+from lfdn_edge.artifact.file import read_engine, write_engine  # noqa: E402
+from lfdn_edge.artifact.header import common_header  # noqa: E402
+from lfdn_edge.build.native_payload import build_native_artifact  # noqa: E402
+from lfdn_edge.cli import bench  # noqa: E402
+from lfdn_edge.reference import ScoreConfig  # noqa: E402
+from lfdn_edge.runtime import tactic_cache  # noqa: E402
+from lfdn_edge.runtime.backends.native_backend import NativeBackend  # noqa: E402
+
+LAYOUT = (16, 24, 40, 112, 320)  # in_dim 512
+WRONG = "cpu.test.drop_last_kblock"
+FAST = dict(warmup=0, samples=2)  # selection options that keep the tests quick
+
+
+@pytest.fixture(scope="module")
+def ckpt():
+    ck = bench.paper_checkpoint(seed=3, stage_dims=LAYOUT, width=160, depth=2, emb_dim=64)
+    ck.data["score"] = ScoreConfig(t=5, steps=2, eta=1.0, seed=7).to_dict()
+    return ck
+
+
+@pytest.fixture(scope="module")
+def z0():
+    return bench.standardised_inputs(40, LAYOUT, seed=5)
+
+
+@pytest.fixture(autouse=True)
+def _fresh(monkeypatch):
+    tactic_cache.clear_memo()
+    monkeypatch.delenv(tactic_cache.TACTIC_ENV, raising=False)
+    monkeypatch.delenv(tactic_cache.TACTICS_ENV, raising=False)
+    # quicker selection (the structure is what is tested; fewer samples do not change which checks run)
+    monkeypatch.setattr(tactic_cache.defaults, "TACTIC_SAMPLES", 3)
+    monkeypatch.setattr(tactic_cache.defaults, "TACTIC_WARMUP", 0)
+    yield
+    tactic_cache.clear_memo()
+
+
+def _engine_file(ck, tmp_path, precision="fp32", max_batch=64):
+    batch = (1, max_batch, max_batch)
+    extras, payload = build_native_artifact(ck, precision, batch, False)
+    header = {**common_header(ck, "native", precision, batch, False), **extras}
+    return write_engine(tmp_path / f"m.{precision}.native.engine", header, payload)
+
+
+def _isa_tactics(isa):
+    return [t["name"] for t in _C.cpu_linear_tactics() if t["isa"] == isa and not t["test_only"]]
+
+
+# ------------------------------------------------------------------------------------------------- the table
+def test_tactic_table_has_a_default_per_usable_isa_and_one_test_only_wrong_tactic():
+    table = _C.cpu_linear_tactics()
+    names = [t["name"] for t in table]
+    assert len(names) == len(set(names))
+    for isa in _C.build_info()["cpu_kernels_usable"]:
+        defaults_ = [t for t in table if t["isa"] == isa and t["default"]]
+        assert len(defaults_) == 1, isa
+        assert len(_isa_tactics(isa)) >= 3, isa  # blocking variants beside the default
+    assert [t["name"] for t in table if t["test_only"]] == [WRONG]
+
+
+@pytest.mark.parametrize("wdtype", [np.float32, np.float16])
+@pytest.mark.parametrize("rows", [1, 5, 13, 64, 130])
+def test_blocking_variants_of_one_isa_are_bit_identical(rows, wdtype):
+    """Row stability across tactics: all blocking variants of one ISA give bit-identical outputs, for every
+    batch size, so choosing a different tactic per batch bucket cannot change a row's scores."""
+    rng = np.random.default_rng(rows)
+    K, N = 300, 72  # K > every k-block: several blocks; N: 5 panels (an odd count: a short two-panel unit)
+    x = rng.standard_normal((rows, K)).astype(np.float32)
+    w = (rng.standard_normal((N, K)) * 0.05).astype(wdtype)
+    b = rng.standard_normal(N).astype(np.float32)
+    g, be = rng.standard_normal(K).astype(np.float32), rng.standard_normal(K).astype(np.float32)
+    res = rng.standard_normal((rows, N)).astype(np.float32)
+    for isa in _C.build_info()["cpu_kernels_usable"]:
+        outs = {}
+        for name in _isa_tactics(isa):
+            for pro in ("none", "gn_silu"):
+                try:
+                    outs[name, pro] = _C.fused_linear(x, w, b, prologue=pro, gamma=g, beta=be, residual=res,
+                                                      tactic=name, threads=2)
+                except ValueError as exc:  # two-panel variants do not apply to FP16 weights
+                    assert "does not apply" in str(exc) and ".np2" in name and wdtype == np.float16
+        base = {pro: v for (n, pro), v in outs.items() if n == _isa_tactics(isa)[0]}
+        assert len(outs) >= 2 * 3
+        for (name, pro), v in outs.items():
+            assert np.array_equal(v, base[pro]), (isa, name, pro, rows, float(np.abs(v - base[pro]).max()))
+
+
+def test_test_only_tactic_is_wrong_and_cannot_be_set_on_an_engine(ckpt):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((8, 300)).astype(np.float32)
+    w = (rng.standard_normal((40, 300)) * 0.05).astype(np.float32)
+    good = _C.fused_linear(x, w)
+    bad = _C.fused_linear(x, w, tactic=WRONG)
+    assert np.abs(bad - good).max() > 1e-2  # it really is wrong (skips a k-block)
+    eng = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").engine
+    with pytest.raises(ValueError, match="test-only"):
+        eng.set_tactic(0, 0, WRONG)
+    with pytest.raises(ValueError, match="unknown CPU tactic"):
+        eng.set_tactic(0, 0, "cpu.avx9000.mr99")
+    other = [t["name"] for t in _C.cpu_linear_tactics() if not t["test_only"] and t["isa"] != eng.isa
+             and t["isa"] in _C.build_info()["cpu_kernels_usable"]]
+    if other:  # one numerics class (ISA) per engine
+        with pytest.raises(ValueError, match="numerics class"):
+            eng.set_tactic(0, 0, other[0])
+
+
+def _artifact_in_memory(ck, precision="fp32", max_batch=64):
+    from lfdn_edge.artifact.file import EngineArtifact
+
+    batch = (1, max_batch, max_batch)
+    extras, payload = build_native_artifact(ck, precision, batch, False)
+    return EngineArtifact({**common_header(ck, "native", precision, batch, False), **extras}, payload)
+
+
+# ------------------------------------------------------------------------------------------------- selection
+def test_selection_verifies_times_and_picks_the_fastest_passing(ckpt):
+    eng = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").engine
+    names = _isa_tactics(eng.isa)
+    # fake timer: the candidates report decreasing times in table order except the wrong one, which is fastest
+    fake = {n: 1e-3 * (len(names) - i) for i, n in enumerate(names)}
+    fake[WRONG] = 1e-9
+    r = eng.select_tactic(2, 1, test_only=[WRONG], fake_times=fake, **FAST)
+    by = {c["name"]: c for c in r["results"]}
+    assert set(by) == set(names) | {WRONG}  # every candidate of the engine's ISA, plus the test-only one asked for
+    wrong = by[WRONG]
+    assert wrong["applies"] and not wrong["passed"] and wrong["max_err_ratio"] > 1 and wrong["median_s"] == -1
+    applicable = [n for n in names if by[n]["applies"]]
+    for n in applicable:
+        assert by[n]["passed"] and 0 <= by[n]["max_err_ratio"] <= 1, n
+        assert by[n]["median_s"] == pytest.approx(fake[n]), n
+    expect = min(applicable, key=lambda n: fake[n])
+    assert r["chosen"] == expect != WRONG
+    # without being asked for, the test-only tactic is not even a candidate
+    r2 = eng.select_tactic(2, 1, fake_times=fake, **FAST)
+    assert WRONG not in {c["name"] for c in r2["results"]} and r2["chosen"] == expect
+
+
+def test_baseline_stays_unless_another_is_clearly_faster(ckpt):
+    eng = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").engine
+    base = [t["name"] for t in _C.cpu_linear_tactics() if t["isa"] == eng.isa and t["default"]][0]
+    others = [n for n in _isa_tactics(eng.isa) if n != base]
+    fake = {n: 1.0e-3 for n in others}
+    fake[base] = 1.0e-3 * 1.01  # 1% slower than the others: within the 2% margin, the default stays
+    assert eng.select_tactic(1, 0, fake_times=fake, baseline_margin=0.02, **FAST)["chosen"] == base
+    fake[base] = 1.0e-3 * 1.05  # 5% slower: replaced
+    assert eng.select_tactic(1, 0, fake_times=fake, baseline_margin=0.02, **FAST)["chosen"] != base
+
+
+def test_wrong_tactic_rejected_and_logged_in_the_engine_load(ckpt, monkeypatch, caplog):
+    names_fast = {WRONG: 1e-9}
+    real = tactic_cache.select_cpu_tactics
+
+    def with_wrong(engine, **kw):
+        return real(engine, **{**kw, "test_only": [WRONG], "fake_times": names_fast})
+
+    monkeypatch.setattr(tactic_cache, "select_cpu_tactics", with_wrong)
+    with caplog.at_level(logging.WARNING, logger="lfdn_edge.tactics"):
+        be = NativeBackend(_artifact_in_memory(ckpt), "cpu")
+    rep = be.tactics
+    assert rep.source == "selected"
+    assert WRONG not in rep.choices.values()
+    assert {r["name"] for r in rep.rejected} == {WRONG}
+    assert len(rep.rejected) == len(rep.choices)  # rejected in every slot
+    assert sum(WRONG in m for m in caplog.messages) == len(rep.choices)
+
+
+def test_forced_tactic_is_honoured_and_refused_when_unusable(ckpt, z0, monkeypatch):
+    art = _artifact_in_memory(ckpt)
+    isa = NativeBackend(art, "cpu", tactics="off").engine.isa
+    pick = [n for n in _isa_tactics(isa) if ".np2" not in n][1]
+    monkeypatch.setenv(tactic_cache.TACTIC_ENV, pick)
+    be = NativeBackend(art, "cpu")
+    assert be.tactics.source == "forced"
+    assert set(be.tactics.choices.values()) == {pick}
+    assert all(be.engine.get_tactic(b, k) == pick for b in range(be.engine.num_buckets) for k in range(3))
+    for bad, msg in ((WRONG, "failed verification"), ("cpu.nope", "not in the tactic table")):
+        monkeypatch.setenv(tactic_cache.TACTIC_ENV, bad)
+        with pytest.raises(ValueError, match=msg):
+            NativeBackend(art, "cpu")
+    other = [t["name"] for t in _C.cpu_linear_tactics() if t["isa"] != isa and not t["test_only"]]
+    monkeypatch.setenv(tactic_cache.TACTIC_ENV, other[0])
+    with pytest.raises(ValueError, match="not offered for this engine"):
+        NativeBackend(art, "cpu")
+    if isa == "avx512":  # two-panel tactics read FP32 weights only
+        monkeypatch.setenv(tactic_cache.TACTIC_ENV, "cpu.avx512.mr12.kc128.mc96.np2")
+        with pytest.raises(ValueError, match="does not apply"):
+            NativeBackend(_artifact_in_memory(ckpt, "fp16"), "cpu")
+
+
+def test_tactics_off_keeps_the_default_blocking(ckpt, monkeypatch):
+    monkeypatch.setenv(tactic_cache.TACTICS_ENV, "off")
+    be = NativeBackend(_artifact_in_memory(ckpt), "cpu")
+    assert be.tactics.source == "off"
+    assert all(be.engine.get_tactic(b, k) is None for b in range(be.engine.num_buckets) for k in range(3))
+    monkeypatch.setenv(tactic_cache.TACTICS_ENV, "fastest")
+    with pytest.raises(ValueError, match="tactics mode"):
+        NativeBackend(_artifact_in_memory(ckpt), "cpu")
+
+
+# ------------------------------------------------------------------------------------------------- the cache
+def test_cache_stored_reused_without_timing_and_rebuilt_on_fingerprint_change(ckpt, tmp_path, monkeypatch):
+    path = _engine_file(ckpt, tmp_path)
+    be = NativeBackend(read_engine(path), "cpu")
+    rep = be.tactics
+    cache = tactic_cache.cache_path_for(path)
+    assert rep.source == "selected" and rep.cache_path == str(cache) and cache.is_file()
+    data = json.loads(cache.read_text())
+    assert data["fingerprint"]["engine_isa"] == be.engine.isa and data["fingerprint"]["threads"] == be.engine.threads
+    assert {k: v["tactic"] for k, v in data["choices"].items()} == rep.choices
+    # the stored choice is the fastest passing candidate (within the baseline margin of the default)
+    for slot, entry in data["choices"].items():
+        passed = [c for c in entry["candidates"] if c["passed"]]
+        best = min(c["median_us"] for c in passed)
+        chosen = [c for c in passed if c["name"] == entry["tactic"]][0]
+        assert chosen["median_us"] <= best * (1 + 0.021), slot
+
+    # reload: from the cache, nothing is selected or timed
+    tactic_cache.clear_memo()
+
+    def no_selection(*a, **k):
+        raise AssertionError("selection ran although the cache is valid")
+
+    monkeypatch.setattr(tactic_cache, "select_cpu_tactics", no_selection)
+    monkeypatch.setattr(_C.CpuEngine, "select_tactic", no_selection)
+    be2 = NativeBackend(read_engine(path), "cpu")
+    assert be2.tactics.source == "cache" and be2.tactics.choices == rep.choices
+    for b in range(be2.engine.num_buckets):
+        for k in range(3):
+            assert be2.engine.get_tactic(b, k) == rep.choices[tactic_cache.slot_name(b, k)]
+    monkeypatch.undo()
+
+    # another thread count (part of the fingerprint): rebuilt
+    tactic_cache.clear_memo()
+    be3 = NativeBackend(read_engine(path), "cpu", threads=be.engine.threads + 1)
+    assert be3.tactics.source == "selected"
+    assert json.loads(cache.read_text())["fingerprint"]["threads"] == be.engine.threads + 1
+    # another lfdn-edge version: rebuilt
+    tactic_cache.clear_memo()
+    monkeypatch.setattr(tactic_cache, "__version__", "999.0")
+    assert NativeBackend(read_engine(path), "cpu", threads=be.engine.threads + 1).tactics.source == "selected"
+    assert json.loads(cache.read_text())["fingerprint"]["lfdn_edge_version"] == "999.0"
+
+
+@pytest.mark.parametrize("corruption", ["truncated", "not_json", "bad_checksum", "test_only_tactic",
+                                        "other_isa", "unknown_tactic", "wrong_key"])
+def test_corrupt_cache_is_ignored_with_a_warning_and_rebuilt(ckpt, tmp_path, corruption):
+    path = _engine_file(ckpt, tmp_path)
+    NativeBackend(read_engine(path), "cpu")
+    cache = tactic_cache.cache_path_for(path)
+    text = cache.read_text()
+    data = json.loads(text)
+    slot = sorted(data["choices"])[0]
+    isa = data["fingerprint"]["engine_isa"]
+    if corruption == "truncated":
+        cache.write_text(text[: len(text) // 2])
+    elif corruption == "not_json":
+        cache.write_bytes(b"\xff\xfe garbage")
+    elif corruption == "bad_checksum":
+        data["fingerprint"]["threads"] += 0  # unchanged fingerprint, forged checksum
+        data["fingerprint_sha"] = "0" * 16
+        cache.write_text(json.dumps(data))
+    else:
+        if corruption == "test_only_tactic":
+            data["choices"][slot]["tactic"] = WRONG
+        elif corruption == "other_isa":
+            others = [t["name"] for t in _C.cpu_linear_tactics() if t["isa"] != isa and not t["test_only"]]
+            data["choices"][slot]["tactic"] = others[0]
+        elif corruption == "unknown_tactic":
+            data["choices"][slot]["tactic"] = "cpu.avx9000.mr99"
+        else:
+            data["choices"][slot]["key"] = "inp:1x1:none:fp32:rows1"
+        cache.write_text(json.dumps(data))
+    tactic_cache.clear_memo()
+    with pytest.warns(tactic_cache.TacticCacheWarning, match="ignored and rebuilt"):
+        be = NativeBackend(read_engine(path), "cpu")
+    assert be.tactics.source == "selected"
+    assert WRONG not in be.tactics.choices.values()
+    fresh = json.loads(cache.read_text())  # rewritten whole
+    assert {k: v["tactic"] for k, v in fresh["choices"].items()} == be.tactics.choices
+    tactic_cache.clear_memo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", tactic_cache.TacticCacheWarning)
+        assert NativeBackend(read_engine(path), "cpu").tactics.source == "cache"
+
+
+# ------------------------------------------------------------------------------------------------- row stability
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_rows_bit_identical_across_batch_sizes_with_tactics_per_bucket(ckpt, z0, precision):
+    """A different tactic in every bucket (forced per slot, the least default-like ones first): a row's scores do
+    not depend on which bucket (batch size) it is scored in, and equal those of the fixed default blocking."""
+    be = NativeBackend(_artifact_in_memory(ckpt, precision), "cpu", tactics="off")
+    eng = be.engine
+    ref = eng.score(z0)  # default blocking, batch 40 (bucket 2)
+    names = _isa_tactics(eng.isa)[::-1]
+    used = set()
+    for b in range(eng.num_buckets):
+        for k in range(3):
+            for j in range(len(names)):
+                n = names[(3 * b + k + j) % len(names)]
+                try:
+                    eng.set_tactic(b, k, n)
+                    used.add(n)
+                    break
+                except ValueError:
+                    continue
+    assert len(used) >= 3
+    full = eng.score(z0)
+    for key in ("mse", "mfsim", "stage_cos"):
+        assert np.array_equal(full[key], ref[key]), key
+    for a, c in ((0, 1), (1, 2), (2, 9), (9, 17), (0, 40), (17, 40)):  # buckets 0, 0, 1, 2, 2, 2
+        part = eng.score(z0[a:c])
+        for key in ("mse", "mfsim", "stage_cos"):
+            assert np.array_equal(part[key], full[key][a:c]), (key, a, c)
+
+
+def test_selected_engine_scores_match_the_default_engine(ckpt, z0):
+    off = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").run(z0)
+    auto = NativeBackend(_artifact_in_memory(ckpt), "cpu")
+    assert auto.tactics.source == "selected"
+    got = auto.run(z0)
+    assert np.array_equal(got.mse, off.mse) and np.array_equal(got.stage_cos, off.stage_cos)
+    # a second in-memory load in the same process reuses the choice (memo), nothing is timed again
+    again = NativeBackend(_artifact_in_memory(ckpt), "cpu")
+    assert again.tactics.source == "memo" and again.tactics.choices == auto.tactics.choices
+
+
+def test_bucket_bounds():
+    assert [_C.tactic_bucket(r) for r in (1, 2, 8, 9, 64, 65, 256, 257, 1024, 1025)] == [0, 1, 1, 2, 2, 3, 3, 4, 4, 5]
+    assert [_C.tactic_bucket_bound(b) for b in range(6)] == [1, 8, 64, 256, 1024, 4096]
