@@ -52,8 +52,9 @@ TACTIC_KERNELS = [
     "&lfdn::cuda::tac::epilogue_kernel",
     "&lfdn::cuda::tac::stream_kernel<8, 4>",
     "&lfdn::cuda::tac::stream_kernel<32, 2>",
-    "&lfdn::cuda::tac::mma_kernel<64>",
-    "&lfdn::cuda::tac::mma_kernel<32>",
+    "&lfdn::cuda::tac::mma_kernel<64, false>",
+    "&lfdn::cuda::tac::mma_kernel<32, false>",
+    "&lfdn::cuda::tac::mma_kernel<32, true>",
     "&lfdn::cuda::tac::reference_kernel",
 ]
 KERNELS = [
@@ -65,8 +66,8 @@ KERNELS = [
 ]
 KERNEL_HEADERS = ("noise.cuh", "fused_linear.cuh", "ddim_score.cuh", "tactics.cuh")
 # the tactic table of csrc/cuda/tactics_launch.cu (stable names: tactic caches store them)
-TACTICS = ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32", "cuda.cublaslt",
-           "cuda.test_no_bias"]
+TACTICS = ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32",
+           "cuda.mma_splitk_m32", "cuda.cublaslt", "cuda.test_no_bias"]
 # instructions that only exist from sm_80 (cp.async, mma.sync m16n8k16 with FP16 inputs) must appear in the
 # sm_80+ PTX of the kernels that use them and never below (guarded by __CUDA_ARCH__; `applies` is false there)
 SM80_ONLY = {"mma_kernel": ["mma.sync.aligned.m16n8k16", "cp.async.cg.shared.global", "ldmatrix.sync.aligned"],

@@ -12,12 +12,13 @@ namespace cuda {
 constexpr int kMaxSplits = 16;
 constexpr int64_t kCounterInts = 4096;  // split-K counters at offset 0 (fixed: shared by every call)
 constexpr int kStreamMaxRows = 32;
+constexpr int kSplitMmaMaxRows = 128;  // cuda.mma_splitk_m32 applies up to here (its partials: splits x rows)
 
 struct TacticWorkspace {
   int* counters = nullptr;  // kCounterInts ints, zero between calls
   void* a = nullptr;        // (rows, Kp) FP16 activations
   float* scale = nullptr;   // (rows)
-  float* partial = nullptr; // max(kMaxSplits * min(rows, 32), rows) * Np floats
+  float* partial = nullptr; // max(kMaxSplits * min(rows, kSplitMmaMaxRows), rows) * Np floats
 };
 size_t tactic_workspace_bytes(int64_t rows, int64_t in_dim, int64_t out_dim);
 TacticWorkspace tactic_workspace(const FusedLinearParams& p);  // p.workspace split up (sizes from p)

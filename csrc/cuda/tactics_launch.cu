@@ -27,7 +27,7 @@ struct Layout {
 Layout layout(int64_t rows, int64_t in_dim, int64_t out_dim) {
   const size_t kp = static_cast<size_t>(cuda_padded_in(in_dim)), np = static_cast<size_t>(cuda_padded_out(out_dim));
   const size_t r = static_cast<size_t>(rows);
-  const size_t part_rows = std::max<size_t>(kMaxSplits * std::min<size_t>(r, kStreamMaxRows), r);
+  const size_t part_rows = std::max<size_t>(kMaxSplits * std::min<size_t>(r, kSplitMmaMaxRows), r);
   Layout l;
   l.a = up256(sizeof(int) * kCounterInts);
   l.scale = l.a + up256(2 * r * kp);
@@ -58,7 +58,7 @@ DeviceCaps caps_of_current_device() {
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
       cudaDeviceGetAttribute(&c.sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
-      cudaFuncGetAttributes(&attr, tac::mma_kernel<64>) == cudaSuccess) {
+      cudaFuncGetAttributes(&attr, tac::mma_kernel<64, false>) == cudaSuccess) {
     c.cc = major * 10 + minor;
     c.mma_binary = attr.binaryVersion;  // e.g. 80 for sm_80 SASS; what this device will execute
     c.ok = true;
@@ -127,18 +127,21 @@ int stream_run(const FusedLinearParams& p) {
 }
 
 // ---- mma.sync tiles
-template <int BM>
+template <int BM, bool SPLIT>
 bool mma_applies(const FusedLinearParams& p) {
   if (!basic_ok(p) || (p.rows + BM - 1) / BM > 65535) return false;
+  if (SPLIT && (p.rows > kSplitMmaMaxRows ||
+                (cuda_padded_out(p.out_dim) / tac::kMmaBN) * ((p.rows + BM - 1) / BM) > kCounterInts))
+    return false;
   const DeviceCaps c = caps_of_current_device();
   return c.ok && c.cc >= 80 && c.mma_binary >= 80;  // cp.async + mma.sync.m16n8k16 compiled for this device
 }
 
-template <int BM>
+template <int BM, bool SPLIT>
 int mma_run(const FusedLinearParams& p) {
   int rc = check_tactic_params(p);
   if (rc != kOk || p.rows == 0) return rc;
-  if (!mma_applies<BM>(p)) return kUnsupported;
+  if (!mma_applies<BM, SPLIT>(p)) return kUnsupported;
   const TacticWorkspace ws = tactic_workspace(p);
   if ((rc = launch_prologue(p, ws)) != kOk) return rc;
   tac::MmaArgs a;
@@ -146,9 +149,22 @@ int mma_run(const FusedLinearParams& p) {
   a.w = static_cast<const __half*>(p.weight);
   a.e = epilogue_args(p, ws);
   a.Kp = cuda_padded_in(p.in_dim);
-  const unsigned gx = static_cast<unsigned>(cuda_padded_out(p.out_dim) / tac::kMmaBN);
+  a.Np = cuda_padded_out(p.out_dim);
+  a.partial = ws.partial;
+  a.counters = ws.counters;
+  const unsigned gx = static_cast<unsigned>(a.Np / tac::kMmaBN);
   const unsigned gy = static_cast<unsigned>((p.rows + BM - 1) / BM);
-  tac::mma_kernel<BM><<<dim3(gx, gy), tac::kMmaThreads, 0, p.cuda_stream>>>(a);
+  const int kt_all = static_cast<int>(a.Kp / tac::kMmaBK);
+  a.kt_per = kt_all;
+  a.splits = 1;
+  if (SPLIT) {  // from the shape and the device only (a row's result never depends on the batch)
+    const int sms = caps_of_current_device().sms;
+    int s = static_cast<int>((2 * static_cast<int64_t>(sms > 0 ? sms : 1) + gx - 1) / gx);
+    s = std::max(1, std::min({s, kMaxSplits, std::max(1, kt_all / 2)}));
+    a.kt_per = (kt_all + s - 1) / s;
+    a.splits = (kt_all + a.kt_per - 1) / a.kt_per;
+  }
+  tac::mma_kernel<BM, SPLIT><<<dim3(gx, gy, static_cast<unsigned>(a.splits)), tac::kMmaThreads, 0, p.cuda_stream>>>(a);
   return check_launch("mma_kernel");
 }
 
@@ -177,8 +193,9 @@ const LinearTactic kTactics[] = {
     {"cuda.legacy_tile", legacy_run, legacy_applies, false},
     {"cuda.stream_r8", stream_run<8, 4>, stream_applies<8, 4>, false},
     {"cuda.stream_r32", stream_run<32, 2>, stream_applies<32, 2>, false},
-    {"cuda.mma_m64", mma_run<64>, mma_applies<64>, false},
-    {"cuda.mma_m32", mma_run<32>, mma_applies<32>, false},
+    {"cuda.mma_m64", mma_run<64, false>, mma_applies<64, false>, false},
+    {"cuda.mma_m32", mma_run<32, false>, mma_applies<32, false>, false},
+    {"cuda.mma_splitk_m32", mma_run<32, true>, mma_applies<32, true>, false},
     {"cuda.cublaslt", cublaslt_run, cublaslt_applies, false},
     {"cuda.test_no_bias", no_bias_run, legacy_applies, true},
 };
@@ -239,8 +256,9 @@ int load_tactic_kernels() {
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::epilogue_kernel), "cudaFuncGetAttributes(epilogue)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::stream_kernel<8, 4>), "cudaFuncGetAttributes(stream<8,4>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::stream_kernel<32, 2>), "cudaFuncGetAttributes(stream<32,2>)");
-  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<64>), "cudaFuncGetAttributes(mma<64>)");
-  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<32>), "cudaFuncGetAttributes(mma<32>)");
+  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<64, false>), "cudaFuncGetAttributes(mma<64>)");
+  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<32, false>), "cudaFuncGetAttributes(mma<32>)");
+  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<32, true>), "cudaFuncGetAttributes(mma<32,split>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::reference_kernel), "cudaFuncGetAttributes(reference)");
   return rc;
 }

@@ -312,10 +312,17 @@ struct MmaArgs {
   const __half* a;  // (rows, Kp)
   const __half* w;  // (Np, Kp)
   EpilogueArgs e;
-  int64_t Kp;
+  int64_t Kp, Np;
+  // SPLIT only: k-tiles [blockIdx.z * kt_per, +kt_per) per CTA, partial (splits, rows, Np), one counter per
+  // output tile (zero on entry and exit); the last CTA of a tile sums the partials in split order.
+  int kt_per, splits;
+  float* partial;
+  int* counters;
 };
 
-template <int BM>
+// SPLIT: split-K over gridDim.z with the deterministic reduction of the streaming kernel (more CTAs for the
+// small and medium batches, where 64-column tiles alone give Np / 64 CTAs: 23 for a 1440-wide layer).
+template <int BM, bool SPLIT>
 __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
   constexpr int WARPS_M = BM / 32, WARPS_N = 4 / WARPS_M, WN = kMmaBN / WARPS_N, FN = WN / 8;
@@ -326,10 +333,12 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
   const int wm = warp / WARPS_N, wn = warp % WARPS_N;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM, col0 = static_cast<int64_t>(blockIdx.x) * kMmaBN;
   const int64_t rows = p.e.rows;
-  const int ktiles = static_cast<int>(p.Kp / kMmaBK);
+  const int kt_all = static_cast<int>(p.Kp / kMmaBK);
+  const int kt0 = SPLIT ? static_cast<int>(blockIdx.z) * p.kt_per : 0;
+  const int ktiles = SPLIT ? (kt0 + p.kt_per < kt_all ? p.kt_per : kt_all - kt0) : kt_all;
 
   auto load_tile = [&](int stage, int kt) {
-    const int64_t k0 = static_cast<int64_t>(kt) * kMmaBK;
+    const int64_t k0 = static_cast<int64_t>(kt0 + kt) * kMmaBK;
     for (int c = tid; c < BM * (kMmaBK / 8); c += kMmaThreads) {  // A: BM rows x 4 chunks of 8 halves
       const int r = c / (kMmaBK / 8), c8 = (c % (kMmaBK / 8)) * 8;
       const int64_t gr = row0 + r;
@@ -397,6 +406,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
   cp_async_wait<0>();
   // accumulator layout of m16n8: c0 c1 at (row g, cols 2t, 2t+1), c2 c3 at (row g + 8, same cols)
   const int g = lane / 4, t4 = lane % 4;
+  float* part = SPLIT ? p.partial + static_cast<int64_t>(blockIdx.z) * rows * p.Np : nullptr;
 #pragma unroll
   for (int i = 0; i < 2; ++i)
 #pragma unroll
@@ -405,8 +415,30 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
       for (int q = 0; q < 4; ++q) {
         const int64_t r = row0 + wm * 32 + i * 16 + g + (q / 2) * 8;
         const int64_t n = col0 + wn * WN + j * 8 + 2 * t4 + (q % 2);
-        if (r < rows && n < p.e.N) store_out(p.e, r, n, acc[i][j][q]);
+        if (SPLIT) {
+          if (r < rows) part[r * p.Np + n] = acc[i][j][q];
+        } else if (r < rows && n < p.e.N) {
+          store_out(p.e, r, n, acc[i][j][q]);
+        }
       }
+  if (SPLIT) {
+    __shared__ int s_last;
+    const int tile = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&p.counters[tile], 1) == p.splits - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    if (tid == 0) p.counters[tile] = 0;
+    for (int e = tid; e < BM * kMmaBN; e += kMmaThreads) {
+      const int64_t r = row0 + e / kMmaBN, n = col0 + e % kMmaBN;
+      if (r >= rows || n >= p.e.N) continue;
+      float v = 0.0f;
+      for (int s = 0; s < p.splits; ++s) v += __ldcg(p.partial + (static_cast<int64_t>(s) * rows + r) * p.Np + n);
+      store_out(p.e, r, n, v);
+    }
+  }
 #else
   (void)p;
   __trap();  // not compiled for this architecture: `applies` never offers the tactic here

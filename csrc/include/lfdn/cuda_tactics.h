@@ -14,6 +14,9 @@
 //   cuda.mma_m64       tensor-core tiles for larger batches: mma.sync m16n8k16 (FP16 x FP16 -> FP32) fed by
 //   cuda.mma_m32       ldmatrix, 3-stage cp.async pipeline, 64x64 / 32x64 CTA tiles, bias + residual in the
 //                      epilogue (sm_80+)
+//   cuda.mma_splitk_m32  the 32x64 tiles split over k (rows <= 128): splits from the shape and the SM count so
+//                      that even a 1440-wide layer (23 column tiles) has >= 2 CTAs per SM; the same deterministic
+//                      last-CTA reduction as the streaming kernel
 //   cuda.cublaslt      cuBLASLt (dlopen'ed at run time, never a build dependency) as the trusted baseline;
 //                      applies when libcublasLt.so.{13,12,11} loads and its handle is created
 //   cuda.test_no_bias  test only: cuda.legacy_tile without the bias (must be rejected by verification)
