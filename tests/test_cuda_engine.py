@@ -96,8 +96,8 @@ def test_every_new_engine_has_its_noise(spec_and_inputs):
 
 @cuda
 def test_one_graph_per_batch_bucket_replayed_bit_identically(spec_and_inputs):
-    """Graphs per batch bucket (powers of two up to max_batch), not per batch size: rows 17 and 32 share
-    bucket 32's graph, and a row's result inside a bucket does not depend on the batch (bit-identical)."""
+    """Graphs per batch bucket (1, 8, 64, ... capped at max_batch), not per batch size: rows 17 and 32 share
+    bucket 64's graph, and a row's result inside a bucket does not depend on the batch (bit-identical)."""
     from lfdn_edge.native_core import NativeCudaEngine
 
     _, spec, z0 = spec_and_inputs
@@ -112,7 +112,7 @@ def test_one_graph_per_batch_bucket_replayed_bit_identically(spec_and_inputs):
         assert eng.engine.graphs == len(seen)
         np.testing.assert_array_equal(a, b)
         np.testing.assert_allclose(a, full[:rows], rtol=2e-2)  # other buckets may run other (verified) tactics
-    assert seen == {1, 8, 16, 32, 64}
+    assert seen == {1, 8, 64}
     np.testing.assert_array_equal(eng.score(z[:17])[0].cpu().numpy(), eng.score(z[:32])[0].cpu().numpy()[:17])
 
 

@@ -16,6 +16,7 @@
 #include "cuda/util.cuh"
 #include "lfdn/cuda_tactics.h"
 #include "lfdn/engine.h"
+#include "lfdn/tactic_select.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
 
@@ -237,8 +238,8 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   LFDN_CUDA_TRY(cudaMalloc(&im.tac_ws, im.tac_ws_bytes));
   if ((rc = cuda_tactic_workspace_init(im.tac_ws, im.tac_ws_bytes, im.stream)) != kOk) return rc;
   LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
-  for (int64_t b = 1; b < max_batch; b *= 2) im.buckets.push_back(b);
-  im.buckets.push_back(max_batch);
+  for (int i = 0; tactic_bucket_bound(i) < max_batch; ++i) im.buckets.push_back(tactic_bucket_bound(i));
+  im.buckets.push_back(max_batch);  // the shared buckets (lfdn/tactic_select.h) 1, 8, 64, 256, 1024, ... capped
   *out = std::move(e);
   return kOk;
 }
@@ -389,7 +390,7 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
 int CudaEngine::Impl::ensure_bucket(int64_t bucket) {
   for (const LayerRef& l : layer_refs(view))
     if (choice.find({l.key, bucket}) == choice.end()) {
-      const int rc = select_locked(bucket, l.key, {}, {}, 20, nullptr);
+      const int rc = select_locked(bucket, l.key, {}, {}, 9, nullptr);
       if (rc != kOk) return rc;
     }
   return kOk;
@@ -436,7 +437,7 @@ int CudaEngine::set_tactic(const std::string& key, int64_t bucket, const std::st
   std::vector<TacticSelection> sel;
   std::vector<std::string> test_only;
   if (t->test_only) test_only.push_back(name);
-  return im.select_locked(bucket, key, {name}, test_only, 5, &sel);  // stores it only when it passed
+  return im.select_locked(bucket, key, {name}, test_only, 3, &sel);  // stores it only when it passed
 }
 
 std::string CudaEngine::tactic(const std::string& key, int64_t bucket) const {

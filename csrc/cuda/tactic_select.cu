@@ -1,6 +1,7 @@
 // Selection of a CUDA tactic for one fused-linear problem on the device (lfdn/cuda_tactics.h): every
 // candidate runs on the same inputs, is checked against the reference kernel with the FP16 tolerance rule
-// and, when it passes, timed with cudaEvents (median of `iters` runs). Host code only (the reference kernel
+// and, when it passes, timed with cudaEvents (median of `iters` samples of back-to-back runs), through the
+// device-agnostic select_tactic of lfdn/tactic_select.h. Host code only (the reference kernel
 // is launched by tactics_launch.cu). COMPILED ONLY, NEVER RUN (no GPU on the development machine).
 #include <cuda_runtime.h>
 
@@ -16,6 +17,7 @@
 #include "cuda/util.cuh"
 #include "lfdn/cuda_tactics.h"
 #include "lfdn/engine.h"
+#include "lfdn/tactic_select.h"
 
 namespace lfdn {
 
@@ -30,10 +32,6 @@ struct DeviceBuffer {
 
 bool contains(const std::vector<std::string>& v, const char* s) {
   return std::find(v.begin(), v.end(), std::string(s)) != v.end();
-}
-
-std::string why(int rc) {
-  return rc == kCudaError ? cuda_last_error() : std::string(status_message(rc));
 }
 
 }  // namespace
@@ -56,6 +54,8 @@ std::vector<std::string> cuda_forced_tactics() {
   return out;
 }
 
+// Drives the device-agnostic select_tactic (lfdn/tactic_select.h, the same machinery as the CPU engine's)
+// with a cudaEvent runner and the reference kernel's output as the reference.
 int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector<std::string>& test_only,
                        const std::vector<std::string>& only, std::vector<CudaTacticRecord>* records, int* best) {
   if (records == nullptr || best == nullptr) return kNullPointer;
@@ -81,97 +81,76 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
   }
   if ((rc = fused_linear_cuda_reference(p, static_cast<float*>(ref.p), static_cast<float*>(bound.p))) != kOk)
     return rc;
-  std::vector<float> h_ref(n_out), h_bound(n_out), h_y(n_out);
+  std::vector<float> h_ref(n_out), h_bound(n_out);
   LFDN_CUDA_TRY(cudaMemcpyAsync(h_ref.data(), ref.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
   LFDN_CUDA_TRY(cudaMemcpyAsync(h_bound.data(), bound.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
   LFDN_CUDA_TRY(cudaStreamSynchronize(s));
-  const double tol_rel = cuda_tactic_tolerance(p.in_dim);
+  std::vector<double> d_ref(h_ref.begin(), h_ref.end()), d_scale(h_bound.begin(), h_bound.end());
+  TacticReference tref;
+  tref.ref = d_ref.data();
+  tref.scale = d_scale.data();
+  tref.n = static_cast<int64_t>(n_out);
+  tref.tol.rtol = 0.0;
+  tref.tol.atol = 1e-30;  // (outputs whose bound is 0 must be exact)
+  tref.tol.srel = cuda_tactic_tolerance(p.in_dim);
 
-  std::vector<cudaEvent_t> ev(2 * static_cast<size_t>(iters), nullptr);
+  cudaEvent_t e0 = nullptr, e1 = nullptr;
   struct EventsFree {
-    std::vector<cudaEvent_t>* e;
+    cudaEvent_t *a, *b;
     ~EventsFree() {
-      for (cudaEvent_t x : *e)
-        if (x) cudaEventDestroy(x);
+      if (*a) cudaEventDestroy(*a);
+      if (*b) cudaEventDestroy(*b);
     }
-  } ev_free{&ev};
-  for (auto& e : ev) LFDN_CUDA_TRY(cudaEventCreate(&e));
-
+  } ev_free{&e0, &e1};
+  LFDN_CUDA_TRY(cudaEventCreate(&e0));
+  LFDN_CUDA_TRY(cudaEventCreate(&e1));
+  TacticRunner runner;
+  runner.poison = [&]() { cudaMemsetAsync(p.out, 0xFF, sizeof(float) * n_out, s); };  // NaN
+  runner.run = [&](const LinearTactic& t) {
+    const int r = t.run(p);
+    return r != kOk ? r : cuda::record(cudaStreamSynchronize(s), "cudaStreamSynchronize(tactic)");
+  };
+  runner.fetch = [&](float* host, int64_t n) {
+    return cuda::record(cudaMemcpy(host, p.out, sizeof(float) * static_cast<size_t>(n), cudaMemcpyDeviceToHost),
+                        "cudaMemcpy(tactic output)");
+  };
+  runner.time = [&](const LinearTactic& t, int reps, double* seconds) {
+    int r = cuda::record(cudaEventRecord(e0, s), "cudaEventRecord");
+    for (int i = 0; i < reps && r == kOk; ++i) r = t.run(p);
+    if (r == kOk) r = cuda::record(cudaEventRecord(e1, s), "cudaEventRecord");
+    if (r == kOk) r = cuda::record(cudaEventSynchronize(e1), "cudaEventSynchronize");
+    float ms = 0.0f;
+    if (r == kOk) r = cuda::record(cudaEventElapsedTime(&ms, e0, e1), "cudaEventElapsedTime");
+    *seconds = 1e-3 * ms;
+    return r;
+  };
+  TacticSelectOptions opt;
+  opt.warmup = 2;
+  opt.samples = iters;
+  opt.inner = 0;           // back-to-back runs per sample until a sample lasts >= 0.5 ms (<= 1000 runs)
+  opt.min_sample_s = 5e-4;
+  opt.test_only = test_only;
+  if (!only.empty()) opt.filter = [&](const LinearTactic& t) { return contains(only, t.name); };
   int n = 0;
   const LinearTactic* table = cuda_linear_tactics(&n);
-  double best_us = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < n; ++i) {
-    const LinearTactic& t = table[i];
-    if (t.test_only && !contains(test_only, t.name)) continue;
-    if (!only.empty() && !contains(only, t.name)) continue;
+  TacticSelection sel;
+  rc = select_tactic(table, n, p, tref, runner, opt, &sel);
+  if (rc != kOk && rc != kUnsupported) return rc;  // kUnsupported: none passed, the records say why
+  for (const TacticCandidateResult& c : sel.results) {
     CudaTacticRecord r;
-    r.name = t.name;
-    r.applies = t.applies(p);
-    if (!r.applies) {
-      r.error = "does not apply (device, architecture compiled, rows or library)";
-      records->push_back(r);
-      continue;
+    r.name = c.name;
+    r.applies = c.applies;
+    r.status = c.status;
+    r.passed = c.passed;
+    r.worst_ratio = c.max_err_ratio;
+    if (c.worst_index >= 0) {
+      r.tolerance = tref.tol.atol + tref.tol.srel * d_scale[static_cast<size_t>(c.worst_index)];
+      r.max_abs_err = std::isfinite(c.max_err_ratio) ? c.max_err_ratio * r.tolerance
+                                                     : std::numeric_limits<double>::infinity();
     }
-    // NaN-fill the output: a tactic that leaves outputs unwritten fails
-    LFDN_CUDA_TRY(cudaMemsetAsync(p.out, 0xFF, sizeof(float) * n_out, s));
-    r.status = t.run(p);
-    if (r.status == kOk) r.status = cuda::record(cudaStreamSynchronize(s), "cudaStreamSynchronize(tactic)");
-    if (r.status != kOk) {
-      r.error = why(r.status);
-      records->push_back(r);
-      continue;
-    }
-    LFDN_CUDA_TRY(cudaMemcpy(h_y.data(), p.out, sizeof(float) * n_out, cudaMemcpyDeviceToHost));
-    size_t bad = 0;
-    for (size_t k = 0; k < n_out; ++k) {
-      const double y = h_y[k], yr = h_ref[k];
-      if (!std::isfinite(yr)) {  // non-finite reference: the tactic must propagate it
-        if (std::isfinite(y)) ++bad;
-        continue;
-      }
-      const double tol = tol_rel * h_bound[k] + 1e-30;
-      const double err = std::isfinite(y) ? std::fabs(y - yr) : std::numeric_limits<double>::infinity();
-      const double ratio = err / tol;
-      if (err > r.max_abs_err) r.max_abs_err = err;
-      if (ratio > r.worst_ratio || k == 0) {
-        r.worst_ratio = ratio;
-        r.tolerance = tol;
-      }
-      if (!(err <= tol)) ++bad;
-    }
-    r.passed = bad == 0;
-    if (!r.passed) {
-      r.error = std::to_string(bad) + " of " + std::to_string(n_out) + " outputs outside the tolerance";
-      records->push_back(r);
-      continue;
-    }
-    // timing: one more warm-up, then `iters` runs each between two events
-    if ((r.status = t.run(p)) == kOk) {
-      for (int it = 0; it < iters && r.status == kOk; ++it) {
-        LFDN_CUDA_TRY(cudaEventRecord(ev[2 * it], s));
-        r.status = t.run(p);
-        LFDN_CUDA_TRY(cudaEventRecord(ev[2 * it + 1], s));
-      }
-    }
-    if (r.status == kOk) r.status = cuda::record(cudaStreamSynchronize(s), "cudaStreamSynchronize(timing)");
-    if (r.status != kOk) {
-      r.passed = false;
-      r.error = why(r.status);
-      records->push_back(r);
-      continue;
-    }
-    std::vector<double> us(static_cast<size_t>(iters));
-    for (int it = 0; it < iters; ++it) {
-      float ms = 0.0f;
-      LFDN_CUDA_TRY(cudaEventElapsedTime(&ms, ev[2 * it], ev[2 * it + 1]));
-      us[it] = 1000.0 * ms;
-    }
-    std::nth_element(us.begin(), us.begin() + iters / 2, us.end());
-    r.median_us = us[iters / 2];
-    if (r.median_us < best_us) {
-      best_us = r.median_us;
-      *best = static_cast<int>(records->size());
-    }
+    r.median_us = c.median_s > 0 ? 1e6 * c.median_s : 0.0;
+    r.error = c.passed ? std::string() : (c.status == kCudaError ? c.note + ": " + cuda_last_error() : c.note);
+    if (sel.chosen >= 0 && sel.chosen_name == c.name) *best = static_cast<int>(records->size());
     records->push_back(r);
   }
   return kOk;

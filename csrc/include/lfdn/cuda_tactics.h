@@ -57,15 +57,15 @@ struct CudaTacticRecord {
   std::string name;
   bool applies = false;
   int status = 0;           // kOk, or the tactic's (or a CUDA) error
-  double max_abs_err = 0;   // max |y - ref| over the outputs
-  double tolerance = 0;     // the tolerance at the worst output (largest |y - ref| / tol)
-  double worst_ratio = 0;   // max |y - ref| / tol (<= 1 passes); inf for a non-finite output
+  double max_abs_err = 0;   // |y - ref| at the worst output (largest |y - ref| / tol)
+  double tolerance = 0;     // the tolerance there
+  double worst_ratio = 0;   // max |y - ref| / tol (<= 1 passes); inf for a non-finite output, -1 not run
   bool passed = false;
-  double median_us = 0;     // median of `iters` runs timed with cudaEvents (0 when not passed)
+  double median_us = 0;     // median per run of `iters` samples timed with cudaEvents (0 when not passed)
   std::string error;        // why it did not pass
 };
 
-// Runs every applicable candidate on p (device pointers; p.out is scratch and p.residual must not alias it;
+// Runs (through select_tactic, lfdn/tactic_select.h) every applicable candidate on p (device pointers; p.out is scratch and p.residual must not alias it;
 // p.workspace may be null: the harness allocates one), verifies each against the reference and times those
 // that pass. Candidates: every non-test tactic plus the test-only ones named in `test_only`; with `only`
 // non-empty just those names. *best: index into *records of the fastest passing one, -1 when none passed.

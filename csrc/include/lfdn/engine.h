@@ -138,7 +138,8 @@ class CudaEngine {
   int score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
             Stream stream);
 
-  // Tactics (lfdn/cuda_tactics.h). Buckets: the powers of two below max_batch, then max_batch; a layer key
+  // Tactics (lfdn/cuda_tactics.h). Buckets: the shared bounds of lfdn/tactic_select.h (1, 8, 64, 256, 1024,
+  // ...) below max_batch, then max_batch; a layer key
   // is "k<in>.n<out>.<none|silu|gn>" (fc1 and fc2 share one). select_tactics runs every candidate of every
   // layer key at the bucket's upper bound on the engine's weights (random activations), verified against
   // the reference kernel and timed, and stores the fastest passing one ($LFDN_EDGE_TACTIC restricts the
