@@ -44,14 +44,36 @@ TOOLCHAINS = {
     "cu12": (12020, ["72", "75", "80", "86", "87", "89", "90"], "90"),
 }
 
-# Every kernel instantiation the launchers launch (and cuda::load_*_kernels loads).
+# Every kernel instantiation the launchers launch (and cuda::load_*_kernels loads), the CUDA tactics'
+# kernels (csrc/cuda/kernels/tactics.cuh) included: test_every_tactic_kernel_is_in_the_matrix checks that
+# this list names every kernel csrc/cuda/tactics_launch.cu loads, so a tactic cannot drop out of the matrix.
+TACTIC_KERNELS = [
+    "&lfdn::cuda::tac::prologue_kernel",
+    "&lfdn::cuda::tac::epilogue_kernel",
+    "&lfdn::cuda::tac::stream_kernel<8, 4>",
+    "&lfdn::cuda::tac::stream_kernel<32, 2>",
+    "&lfdn::cuda::tac::mma_kernel<64, false>",
+    "&lfdn::cuda::tac::mma_kernel<32, false>",
+    "&lfdn::cuda::tac::mma_kernel<32, true>",
+    "&lfdn::cuda::tac::reference_kernel",
+]
 KERNELS = [
     "&lfdn::cuda::noise_kernel",
     "&lfdn::cuda::fused_linear_kernel<16, 64, 16, 16>",
     "&lfdn::cuda::fused_linear_kernel<64, 64, 32, 32>",
     "&lfdn::cuda::ddim_score_kernel",
+    *TACTIC_KERNELS,
 ]
-HOST_SOURCES = ["csrc/cuda/cuda_engine.cu", "csrc/cuda/util.cu", "csrc/cuda/score_pass_cuda.cu"]
+KERNEL_HEADERS = ("noise.cuh", "fused_linear.cuh", "ddim_score.cuh", "tactics.cuh")
+# the tactic table of csrc/cuda/tactics_launch.cu (stable names: tactic caches store them)
+TACTICS = ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32",
+           "cuda.mma_splitk_m32", "cuda.cublaslt", "cuda.test_no_bias"]
+# instructions that only exist from sm_80 (cp.async, mma.sync m16n8k16 with FP16 inputs) must appear in the
+# sm_80+ PTX of the kernels that use them and never below (guarded by __CUDA_ARCH__; `applies` is false there)
+SM80_ONLY = {"mma_kernel": ["mma.sync.aligned.m16n8k16", "cp.async.cg.shared.global", "ldmatrix.sync.aligned"],
+             "stream_kernel": ["cp.async.cg.shared.global", "cp.async.wait_group"]}
+HOST_SOURCES = ["csrc/cuda/cuda_engine.cu", "csrc/cuda/util.cu", "csrc/cuda/score_pass_cuda.cu",
+                "csrc/cuda/tactic_select.cu", "csrc/cuda/cublaslt.cu"]
 
 # NVRTC 11.x/12.x has no C++ standard library headers; the kernels need a few declarations from three.
 # int64_t is `long` as in glibc on x86-64 and AArch64 (so kernel signatures mangle as nvcc's do).
@@ -167,6 +189,32 @@ def _ptxas_usage(text: str) -> dict[str, dict]:
     return usage
 
 
+def _ptx_entry(ptx: str, lowered: str) -> str:
+    """The PTX text of one .entry (up to the next .entry / .func or the end)."""
+    i = ptx.index(f".entry {lowered}(")
+    nxt = [j for j in (ptx.find(".entry ", i + 1), ptx.find(".func ", i + 1)) if j > 0]
+    return ptx[i:min(nxt)] if nxt else ptx[i:]
+
+
+def test_every_tactic_kernel_is_in_the_matrix():
+    """The kernels tactics_launch.cu loads (cudaFuncGetAttributes in load_tactic_kernels) are exactly the
+    tactic kernels compiled above, and its table lists exactly TACTICS: a kernel or tactic added, renamed or
+    dropped there fails here (runs without any toolchain)."""
+    src = (ROOT / "csrc" / "cuda" / "tactics_launch.cu").read_text()
+    body = src[src.index("int load_tactic_kernels()"):]
+    body = body[:body.index("\n}\n")]
+    loaded = {"&lfdn::cuda::" + re.sub(r"\s+", " ", m).replace(" >", ">")
+              for m in re.findall(r"cudaFuncGetAttributes\(&attr, ((?:tac::)?\w+(?:<[^>]*>)?)\)", body)}
+    norm = {re.sub(r",\s*", ", ", k) for k in loaded}
+    assert norm == set(TACTIC_KERNELS), (sorted(norm), TACTIC_KERNELS)
+    table = src[src.index("const LinearTactic kTactics[]"):]
+    table = table[:table.index("};")]
+    assert re.findall(r'\{"(cuda\.[a-z0-9_]+)"', table) == TACTICS
+    for n in TACTIC_KERNELS:  # each instantiation the launchers use is loaded before any capture
+        base = n.split("::")[-1].split("<")[0]
+        assert base in src
+
+
 @pytest.mark.parametrize("name", sorted(TOOLCHAINS))
 def test_host_sources_compile_against_the_toolchains_runtime_headers(name):
     root = _toolchain(name)
@@ -198,7 +246,7 @@ def test_every_kernel_compiles_for_every_architecture(name, tmp_path):
     shim.mkdir()
     for fname, text in SHIM.items():
         (shim / fname).write_text(text)
-    src = "".join(f'#include "cuda/kernels/{h}"\n' for h in ("noise.cuh", "fused_linear.cuh", "ddim_score.cuh"))
+    src = "".join(f'#include "cuda/kernels/{h}"\n' for h in KERNEL_HEADERS)
     # -default-device: NVRTC refuses host functions; the shared headers declare a few (never called here)
     base = ["-std=c++17", "-default-device", f"-I{shim}", *[f"-I{p}" for p in _includes(root)]]
     for arch in sass:  # SASS: NVRTC -> PTX -> ptxas, as nvcc does (cicc -> ptxas)
@@ -207,6 +255,14 @@ def test_every_kernel_compiles_for_every_architecture(name, tmp_path):
         t_ptx = time.perf_counter() - t0
         for n, low in lowered.items():
             assert f".entry {low}(" in ptx, f"{name} compute_{arch}: no PTX entry for {n}"
+        for kernel, instrs in SM80_ONLY.items():
+            for n, low in lowered.items():
+                if kernel not in n:
+                    continue
+                body = _ptx_entry(ptx, low)
+                for ins in instrs:
+                    assert (ins in body) == (int(arch) >= 80), \
+                        f"{name} compute_{arch} {n}: {ins} {'missing' if int(arch) >= 80 else 'present below sm_80'}"
         ptx_file = tmp_path / f"k_{arch}.ptx"
         ptx_file.write_text(ptx)
         t1 = time.perf_counter()

@@ -188,6 +188,14 @@ def test_cudaarchs_environment_variable_overrides_the_default(tmp_path):
     assert "CMAKE_CUDA_ARCHITECTURES:STRING=87-real\n" in (tmp_path / "b" / "CMakeCache.txt").read_text()
 
 
+def _C_build_info() -> dict:
+    try:
+        from lfdn_edge import _C
+    except ImportError:
+        return {}
+    return dict(_C.build_info())
+
+
 def test_gpu_check_dry_run(tmp_path):
     """tools/gpu_check.sh --dry-run: arguments, build configuration, test collection and bench variants."""
     out = tmp_path / "out"
@@ -204,7 +212,13 @@ def test_gpu_check_dry_run(tmp_path):
                  "test_cuda_fused_linear_out_of_fp16_range_matches_fp64"):
         assert name in collected
     bench = (out / "logs" / "bench-variants.log").read_text()
-    for variant in ("torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro", "native-fp16"):
+    for variant in ("torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro", "native-fp16",
+                    "native-fp16 auto", "native-fp16 cuda.stream_r8", "native-fp16 cuda.mma_splitk_m32",
+                    "native-fp16 cuda.cublaslt"):  # each CUDA tactic separately, the engine's own choice
         assert variant in bench
+    assert steps["tactics-script"]["rc"] == 0  # the on-device selection script (parses; lists the tactics)
+    tactics_log = (out / "logs" / "tactics-script.log").read_text()
+    if "'cuda': True" in repr(_C_build_info()):
+        assert "cuda.legacy_tile" in tactics_log and "cuda.test_no_bias" in tactics_log
     bad = subprocess.run(["bash", str(ROOT / "tools" / "gpu_check.sh")], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "usage" in bad.stderr

@@ -3,15 +3,20 @@
 #
 #   tools/gpu_check.sh OUTDIR            environment (nvidia-smi, clocks, driver / CUDA / torch versions),
 #                                        build of lfdn_edge._C for the local GPU's architecture, every CUDA
-#                                        test (kernels, FP16 guard, whole pass, engine, graphs, threads),
+#                                        test (kernels, FP16 guard, whole pass, engine, graphs, threads,
+#                                        tactics), the CUDA tactic selection on the device (tactics.json: per
+#                                        paper-size layer and batch 1..1024 every tactic's parity against the
+#                                        reference kernel, its median time, the chosen one, cuBLASLt when it
+#                                        loads, the test-only wrong tactic rejected, reruns bit-identical),
 #                                        tools/bench.py on the GPU (torch eager FP32/FP16, torch.compile FP16
-#                                        default and reduce-overhead, native FP16 with CUDA graphs; batch 1,
-#                                        8, 64, 256, 1024 in one process), one Nsight Compute profile of the
-#                                        main kernels if ncu is installed.
+#                                        default and reduce-overhead, "native-fp16 auto" and native FP16 with
+#                                        each CUDA tactic forced; batch 1, 8, 64, 256, 1024 in one process),
+#                                        one Nsight Compute profile of the main kernels if ncu is installed.
 #   tools/gpu_check.sh --dry-run OUTDIR  every step that needs no GPU: argument parsing, environment, build
 #                                        configuration, test collection, bench variants (runs in CI).
 #
-# Everything goes under OUTDIR: summary.json (steps, exit codes, seconds), env.json, bench.json, logs/*.log
+# The CUDA tactics (csrc/cuda/tactics_launch.cu) have only been compiled, never run, before this script runs.
+# Everything goes under OUTDIR: summary.json (steps, exit codes, seconds), env.json, tactics.json, bench.json, logs/*.log
 # (one per step), build/ and ncu/ (profile). Each step has a time limit, and no step runs past the whole-run
 # budget ($GPU_CHECK_BUDGET_S, default 470 s: 8 minutes less the summary), so the run ends in time even when a
 # step hangs (a step the budget cuts or leaves out counts as failed, rc 124); a failed step does not stop the later ones. Exit status 0 only when every
@@ -157,6 +162,75 @@ if [ "$MODE" = full ]; then
   step build 1 180 build
 fi
 
+# ---------------------------------------------------------------- CUDA tactics: selection on the device
+TACTICS_PY="$OUT/logs/tactics_check.py"
+cat > "$TACTICS_PY" <<'EOF'
+# Every CUDA tactic on the paper-size layers (720->1440 SiLU, 1440->1440 GN, 1440->720 GN) at batch 1 ..
+# 1024: verified against the reference kernel (FP16 tolerance rule), timed (cudaEvents, median of 20), the
+# fastest passing one chosen; the test-only wrong tactic must be rejected, every other applicable one must
+# pass, and a passing tactic must give bit-identical outputs on a second run (deterministic reductions).
+import json, sys
+import numpy as np
+import torch
+import lfdn_edge._C as C
+from lfdn_edge.native_core import cuda_pack_linear
+
+out_path, dry = sys.argv[1], len(sys.argv) > 2 and sys.argv[2] == "--dry-run"
+names = [t["name"] for t in C.cuda_linear_tactics()] if hasattr(C, "cuda_linear_tactics") else []
+print("tactics:", names, "| cuBLASLt:", C.cublaslt_info() if hasattr(C, "cublaslt_info") else "n/a")
+if dry:
+    sys.exit(0)
+rng = np.random.default_rng(0)
+layers = [(720, 1440, "silu"), (1440, 1440, "gn_silu"), (1440, 720, "gn_silu")]
+report, failures = {"cublaslt": C.cublaslt_info(), "device": torch.cuda.get_device_name(0), "layers": []}, []
+stream = torch.cuda.current_stream().cuda_stream
+for K, N, pro in layers:
+    w = cuda_pack_linear((rng.standard_normal((N, K)) / np.sqrt(K)).astype(np.float16))
+    bias = torch.from_numpy(rng.standard_normal(N).astype(np.float32)).cuda()  # O(1): dropping it must fail
+    g = torch.from_numpy((1 + 0.1 * rng.standard_normal(K)).astype(np.float32)).cuda()
+    b = torch.from_numpy((0.1 * rng.standard_normal(K)).astype(np.float32)).cuda()
+    for rows in (1, 8, 32, 64, 256, 1024):
+        x = torch.randn(rows, K, device="cuda")
+        res = torch.randn(rows, N, device="cuda")
+        y = torch.empty(rows, N, device="cuda")
+        recs = C.cuda_tactic_select(x.data_ptr(), y.data_ptr(), w.data_ptr(), rows, K, N, bias.data_ptr(),
+                                    res.data_ptr(), g.data_ptr(), b.data_ptr(), pro, 1e-5, 20,
+                                    ["cuda.test_no_bias"], [], stream)
+        ws_bytes = C.cuda_tactic_workspace_bytes(rows, K, N)
+        ws = torch.zeros(ws_bytes, dtype=torch.uint8, device="cuda")
+        for r in recs:
+            if r["name"] == "cuda.test_no_bias":
+                if r["passed"]:
+                    failures.append(f"{K}x{N} rows {rows}: the wrong tactic passed verification")
+            elif r["applies"] and not r["passed"]:
+                failures.append(f"{K}x{N} rows {rows}: {r['name']} failed: {r['error']}")
+            if r["passed"]:  # determinism: two runs, same bits
+                outs = []
+                for _ in range(2):
+                    o = torch.empty(rows, N, device="cuda")
+                    C.cuda_tactic_run(r["name"], x.data_ptr(), o.data_ptr(), w.data_ptr(), rows, K, N,
+                                      bias.data_ptr(), res.data_ptr(), g.data_ptr(), b.data_ptr(), pro, 1e-5,
+                                      ws.data_ptr(), ws_bytes, stream)
+                    outs.append(o.cpu())
+                r["bit_identical_rerun"] = bool(torch.equal(outs[0], outs[1]))
+                if not r["bit_identical_rerun"]:
+                    failures.append(f"{K}x{N} rows {rows}: {r['name']} not deterministic")
+        chosen = [r["name"] for r in recs if r["chosen"]]
+        print(f"{K}x{N} {pro} rows {rows}: chosen {chosen} | " + ", ".join(
+            f"{r['name']}={('%.1fus' % r['median_us']) if r['passed'] else ('n/a' if not r['applies'] else 'FAIL')}"
+            f"(err {r['max_abs_err']:.2e}/tol {r['tolerance']:.2e})" for r in recs), flush=True)
+        report["layers"].append({"in": K, "out": N, "prologue": pro, "rows": rows, "records": recs})
+report["failures"] = failures
+json.dump(report, open(out_path, "w"), indent=1)
+print("failures:", failures or "none")
+sys.exit(1 if failures else 0)
+EOF
+if [ "$MODE" = full ]; then
+  step tactics 1 120 "$PY" "$TACTICS_PY" "$OUT/tactics.json"
+else
+  step tactics-script 1 60 "$PY" "$TACTICS_PY" "$OUT/tactics.json" --dry-run
+fi
+
 # ---------------------------------------------------------------- tests
 # test_native_build.py's two full builds (CPU-only, every architecture) are CI's job, not the GPU's
 # (minutes of compiling); its other tests, and every CUDA test, run here.
@@ -169,8 +243,8 @@ else
 fi
 
 # ---------------------------------------------------------------- benchmark
-BENCH=("$PY" tools/bench.py --backends torch-fp32,torch-fp16,torch-compile-fp16,torch-compile-fp16-ro,native-fp16
-       --batch 1,8,64,256,1024 --device cuda --json "$OUT/bench.json")
+BENCH=("$PY" tools/bench.py --backends torch-fp32,torch-fp16,torch-compile-fp16,torch-compile-fp16-ro,native-fp16-tactics
+       --batch 1,8,64,256,1024 --min-time 0.5 --device cuda --json "$OUT/bench.json")
 if [ "$MODE" = full ]; then
   step bench 1 240 "${BENCH[@]}"
 else

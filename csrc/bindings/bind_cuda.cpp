@@ -8,6 +8,7 @@
 
 #include "bindings/common.h"
 #include "bindings/spec.h"
+#include "lfdn/cuda_tactics.h"
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
 #include "lfdn/linear.h"
@@ -105,6 +106,113 @@ void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_ob
   check(lfdn::ddim_score_cuda(p), "cuda_ddim_score");
 }
 
+// Selection errors (a forced tactic failing, none passing, unknown names) are kBadArgument with the reason
+// in cuda_last_error(): a ValueError that says why.
+void check_tactic(int rc, const std::string& what) {
+  if (rc == lfdn::kBadArgument) throw py::value_error(what + ": " + lfdn::cuda_last_error());
+  check(rc, what);
+}
+
+py::dict record_dict(const lfdn::CudaTacticRecord& r) {
+  py::dict d;
+  d["name"] = r.name;
+  d["applies"] = r.applies;
+  d["status"] = r.status;
+  d["max_abs_err"] = r.max_abs_err;
+  d["tolerance"] = r.tolerance;
+  d["worst_ratio"] = r.worst_ratio;
+  d["passed"] = r.passed;
+  d["median_us"] = r.median_us;
+  d["error"] = r.error;
+  return d;
+}
+
+lfdn::FusedLinearParams linear_params(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                                      Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue,
+                                      float gn_eps, Ptr cuda_stream) {
+  lfdn::FusedLinearParams p;
+  p.x = ptr<const float>(x);
+  p.out = ptr<float>(out);
+  p.weight = ptr<const void>(weight);
+  p.wtype = lfdn::WeightType::kF16;
+  p.bias = ptr<const float>(bias);
+  p.residual = ptr<const float>(residual);
+  p.gamma = ptr<const float>(gamma);
+  p.beta = ptr<const float>(beta);
+  p.prologue = parse_prologue(prologue);
+  p.gn_eps = gn_eps;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.cuda_stream = stream_of(cuda_stream);
+  return p;
+}
+
+py::list tactic_list() {
+  py::list l;
+  int n = 0;
+  const lfdn::LinearTactic* t = lfdn::cuda_linear_tactics(&n);
+  for (int i = 0; i < n; ++i) {
+    py::dict d;
+    d["name"] = t[i].name;
+    d["test_only"] = t[i].test_only;
+    l.append(d);
+  }
+  return l;
+}
+
+// One named tactic on device pointers; workspace: a device buffer of cuda_tactic_workspace_bytes bytes,
+// zero-filled before its first use (cuda_tactic_workspace_init), or 0 for cuda.legacy_tile.
+void tactic_run(const std::string& name, Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr workspace,
+                size_t workspace_bytes, Ptr cuda_stream) {
+  const lfdn::LinearTactic* t = lfdn::cuda_tactic_by_name(name);
+  if (t == nullptr) throw py::value_error("unknown CUDA tactic '" + name + "'");
+  lfdn::FusedLinearParams p =
+      linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
+  p.workspace = ptr<void>(workspace);
+  p.workspace_bytes = workspace_bytes;
+  if (!t->applies(p)) throw py::value_error("CUDA tactic " + name + " does not apply to this problem on this device");
+  int rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = t->run(p);
+  }
+  check(rc, name);
+}
+
+py::list tactic_select(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias,
+                       Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, int iters,
+                       const std::vector<std::string>& test_only, const std::vector<std::string>& only,
+                       Ptr cuda_stream) {
+  lfdn::FusedLinearParams p =
+      linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
+  std::vector<lfdn::CudaTacticRecord> recs;
+  int best = -1, rc;
+  {
+    py::gil_scoped_release nogil;
+    rc = lfdn::cuda_select_linear(p, iters, test_only, only, &recs, &best);
+  }
+  check(rc, "cuda_tactic_select");
+  py::list l;
+  for (size_t i = 0; i < recs.size(); ++i) {
+    py::dict d = record_dict(recs[i]);
+    d["chosen"] = static_cast<int>(i) == best;
+    l.append(d);
+  }
+  return l;
+}
+
+py::dict device_info_dict(const lfdn::CudaDeviceInfo& i) {
+  py::dict d;
+  d["name"] = i.name;
+  d["compute_capability"] = std::to_string(i.major) + "." + std::to_string(i.minor);
+  d["sms"] = i.sms;
+  d["driver"] = i.driver;
+  d["runtime"] = i.runtime;
+  return d;
+}
+
 class PyCudaEngine {
  public:
   PyCudaEngine(const py::dict& spec, int64_t max_batch, int device) {
@@ -137,6 +245,56 @@ class PyCudaEngine {
     check(rc, "CudaEngine.score");
   }
 
+  py::list select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters) {
+    std::vector<lfdn::CudaEngine::TacticSelection> sel;
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = engine_->select_tactics(bucket, test_only, iters, &sel);
+    }
+    check_tactic(rc, "CudaEngine.select_tactics");
+    py::list l;
+    for (const auto& s : sel) {
+      py::dict d = record_dict(s.record);
+      d["key"] = s.key;
+      d["bucket"] = s.bucket;
+      d["chosen"] = s.chosen;
+      l.append(d);
+    }
+    return l;
+  }
+
+  void set_tactic(const std::string& key, int64_t bucket, const std::string& name) {
+    int rc;
+    {
+      py::gil_scoped_release nogil;
+      rc = engine_->set_tactic(key, bucket, name);
+    }
+    check_tactic(rc, "CudaEngine.set_tactic");
+  }
+
+  py::object tactic(const std::string& key, int64_t bucket) const {
+    const std::string t = engine_->tactic(key, bucket);
+    if (t.empty()) return py::none();
+    return py::str(t);
+  }
+
+  py::dict tactics() const {  // {(key, bucket): name} of every choice made so far
+    py::dict d;
+    for (int64_t b : engine_->buckets())
+      for (const std::string& k : engine_->layer_keys()) {
+        const std::string t = engine_->tactic(k, b);
+        if (!t.empty()) d[py::make_tuple(k, b)] = t;
+      }
+    return d;
+  }
+
+  py::dict device_info() const {
+    lfdn::CudaDeviceInfo i;
+    check(engine_->device_info(&i), "CudaEngine.device_info");
+    return device_info_dict(i);
+  }
+
   const lfdn::CudaEngine& engine() const { return *engine_; }
   int64_t in_dim() const { return in_dim_; }
   int64_t num_stages() const { return num_stages_; }
@@ -166,11 +324,63 @@ void bind_cuda(py::module_& m) {
         py::arg("coef") = py::none(), py::arg("noise") = 0, py::arg("z0") = 0, py::arg("stage_offsets") = py::none(),
         py::arg("cos_eps") = 1e-8f, py::arg("mse") = 0, py::arg("mfsim") = 0, py::arg("stage_cos") = 0,
         py::arg("cuda_stream") = 0, "Op 3 on device pointers.");
-  py::class_<PyCudaEngine>(m, "CudaEngine", "Native CUDA scoring engine (FP16 tensor cores, CUDA graph per batch size).")
+  m.def("cuda_linear_tactics", &tactic_list, "The CUDA tactics of op 2 (name, test_only), in table order.");
+  m.def("cuda_tactic_workspace_bytes", &lfdn::cuda_tactic_workspace_bytes, py::arg("rows"), py::arg("in_dim"),
+        py::arg("out_dim"), "Workspace bytes every CUDA tactic can run with for this problem.");
+  m.def("cuda_tactic_tolerance", &lfdn::cuda_tactic_tolerance, py::arg("in_dim"),
+        "Relative tolerance of the verification: |y - ref| <= tol * (sum|a||w| + |bias| + |residual|).");
+  m.def("cuda_tactic_workspace_init", [](Ptr ws, size_t bytes, Ptr s) {
+          check(lfdn::cuda_tactic_workspace_init(ptr<void>(ws), bytes, stream_of(s)), "cuda_tactic_workspace_init");
+        }, py::arg("workspace"), py::arg("bytes"), py::arg("cuda_stream") = 0, "Zero-fill a tactic workspace.");
+  m.def("cuda_tactic_run", &tactic_run, py::arg("name"), py::arg("x"), py::arg("out"), py::arg("weight"),
+        py::arg("rows"), py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0,
+        py::arg("gamma") = 0, py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f,
+        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("cuda_stream") = 0,
+        "Op 2 with one named CUDA tactic on device pointers (weight packed by cuda_pack_linear).");
+  m.def("cuda_tactic_select", &tactic_select, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
+        py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
+        py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("iters") = 20,
+        py::arg("test_only") = std::vector<std::string>(), py::arg("only") = std::vector<std::string>(),
+        py::arg("cuda_stream") = 0,
+        "Run every CUDA tactic on this problem (out is scratch, residual must not alias it), verify against the "
+        "reference kernel, time the passing ones; one record per candidate (name, applies, status, max_abs_err, "
+        "tolerance, worst_ratio, passed, median_us, error, chosen).");
+  m.def("cuda_reference_linear", [](Ptr x, Ptr ref, Ptr bound, Ptr weight, int64_t rows, int64_t in_dim,
+                                    int64_t out_dim, Ptr bias, Ptr residual, Ptr gamma, Ptr beta,
+                                    const std::string& prologue, float gn_eps, Ptr s) {
+          lfdn::FusedLinearParams p = linear_params(x, 0, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
+                                                    prologue, gn_eps, s);
+          p.out = ptr<float>(ref);  // not written; satisfies the parameter check
+          check(lfdn::fused_linear_cuda_reference(p, ptr<float>(ref), ptr<float>(bound)), "cuda_reference_linear");
+        }, py::arg("x"), py::arg("ref"), py::arg("bound"), py::arg("weight"), py::arg("rows"), py::arg("in_dim"),
+        py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0, py::arg("beta") = 0,
+        py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0,
+        "The reference kernel (one thread per output, FP32): ref and bound = sum|a||w| + |bias| + |residual|.");
+  m.def("cublaslt_available", &lfdn::cublaslt_available, "Whether libcublasLt could be dlopen'ed here.");
+  m.def("cublaslt_info", &lfdn::cublaslt_info, "Which libcublasLt file was loaded (and its version), or why none.");
+  py::class_<PyCudaEngine>(m, "CudaEngine",
+                           "Native CUDA scoring engine (FP16 weights, a verified tactic per layer key and batch bucket, "
+                           "a CUDA graph per bucket).")
       .def(py::init<const py::dict&, int64_t, int>(), py::arg("spec"), py::arg("max_batch"), py::arg("device") = 0)
       .def("score", &PyCudaEngine::score, py::arg("z0"), py::arg("rows"), py::arg("mse"), py::arg("mfsim"),
            py::arg("stage_cos"), py::arg("recon") = 0, py::arg("cuda_stream") = 0,
            "Score rows of z0 (device pointer, float32 (rows, in_dim)) into device outputs, ordered on cuda_stream.")
+      .def("select_tactics", &PyCudaEngine::select_tactics, py::arg("bucket"),
+           py::arg("test_only") = std::vector<std::string>(), py::arg("iters") = 20,
+           "Run, verify and time every CUDA tactic for every layer key at this batch bucket (its upper bound rows) "
+           "and store the fastest passing one per key; returns one record per (key, candidate): key, bucket, "
+           "name, applies, status, max_abs_err, tolerance, worst_ratio, passed, median_us, error, chosen.")
+      .def("set_tactic", &PyCudaEngine::set_tactic, py::arg("key"), py::arg("bucket"), py::arg("name"),
+           "Store a choice (e.g. from a tactic cache) after verifying it on this device; ValueError when the key, "
+           "bucket or name is unknown, or the tactic does not apply or fails verification.")
+      .def("tactic", &PyCudaEngine::tactic, py::arg("key"), py::arg("bucket"), "The chosen tactic, or None.")
+      .def("tactics", &PyCudaEngine::tactics, "{(layer key, bucket): tactic name} of every choice made.")
+      .def("bucket_of", [](const PyCudaEngine& e, int64_t rows) { return e.engine().bucket_of(rows); },
+           py::arg("rows"), "The batch bucket that serves `rows` (-1 above max_batch).")
+      .def("device_info", &PyCudaEngine::device_info,
+           "name, compute_capability, sms, driver and runtime (CUDA versions as ints) of the engine's device.")
+      .def_property_readonly("buckets", [](const PyCudaEngine& e) { return e.engine().buckets(); })
+      .def_property_readonly("layer_keys", [](const PyCudaEngine& e) { return e.engine().layer_keys(); })
       .def_property_readonly("max_batch", [](const PyCudaEngine& e) { return e.engine().max_batch(); })
       .def_property_readonly("device", [](const PyCudaEngine& e) { return e.engine().device(); })
       .def_property_readonly("weight_bytes", [](const PyCudaEngine& e) { return e.engine().weight_bytes(); })

@@ -1,14 +1,22 @@
-// CudaEngine: FP16 weights packed for the tensor-core kernel, folded biases and Philox noise on the device,
-// a workspace for max_batch rows, and one CUDA graph per batch size (captured on first use).
+// CudaEngine: FP16 weights packed for the tensor-core kernels, folded biases and Philox noise on the device,
+// a workspace for max_batch rows, the tactic chosen per (layer key, batch bucket), and one CUDA graph per
+// batch bucket (captured after a warm-up pass on first use). The tactic parts are COMPILED ONLY, NEVER RUN
+// (no GPU on the development machine).
 #include <cuda_runtime.h>
 
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <map>
 #include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda/util.cuh"
+#include "lfdn/cuda_tactics.h"
 #include "lfdn/engine.h"
+#include "lfdn/tactic_select.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
 
@@ -25,12 +33,31 @@ struct CudaEngine::Impl {
   std::vector<DdimCoefficients> coef;
   std::vector<int32_t> offsets;
   LfdnModelView view;
-  std::map<int64_t, cudaGraphExec_t> graphs;  // guarded by mutex (capture, lookup, and graphs())
+  std::map<int64_t, cudaGraphExec_t> graphs;  // per bucket; guarded by mutex (capture, lookup, and graphs())
   mutable std::mutex mutex;
+  // tactics: the workspace every tactic can run with at max_batch, the buckets, the choices
+  void* tac_ws = nullptr;
+  size_t tac_ws_bytes = 0;
+  std::vector<int64_t> buckets;
+  std::map<std::pair<std::string, int64_t>, const LinearTactic*> choice;  // guarded by mutex
+
+  // (callers hold mutex and have the engine's device current)
+  int select_locked(int64_t bucket, const std::string& key, const std::vector<std::string>& only,
+                    const std::vector<std::string>& test_only, int iters,
+                    std::vector<CudaEngine::TacticSelection>* out);
+  int ensure_bucket(int64_t bucket);
+  CudaPassPlan plan_for(int64_t bucket) const;
+  void drop_graph(int64_t bucket) {
+    auto it = graphs.find(bucket);
+    if (it != graphs.end()) {
+      cudaGraphExecDestroy(it->second);
+      graphs.erase(it);
+    }
+  }
 
   ~Impl() {
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
-    for (void* p : {weights, static_cast<void*>(small), workspace, static_cast<void*>(z0_in),
+    for (void* p : {weights, static_cast<void*>(small), workspace, tac_ws, static_cast<void*>(z0_in),
                     static_cast<void*>(mse), static_cast<void*>(mfsim), static_cast<void*>(cos),
                     static_cast<void*>(recon)})
       if (p) cudaFree(p);
@@ -44,6 +71,60 @@ struct CudaEngine::Impl {
 namespace {
 
 size_t round_up(size_t n, size_t a) { return (n + a - 1) / a * a; }
+
+const char* prologue_name(Prologue p) {
+  return p == Prologue::kNone ? "none" : p == Prologue::kSilu ? "silu" : "gn";
+}
+
+// One layer of the model view that stands for its key in the selection (its weights, bias and norms).
+struct LayerRef {
+  std::string key;
+  int64_t in = 0, out = 0;
+  Prologue pro = Prologue::kNone;
+  const void* w = nullptr;
+  const float *bias = nullptr, *gamma = nullptr, *beta = nullptr;
+};
+
+std::string layer_key(int64_t in, int64_t out, Prologue pro) {
+  return "k" + std::to_string(in) + ".n" + std::to_string(out) + "." + prologue_name(pro);
+}
+
+std::vector<LayerRef> layer_refs(const LfdnModelView& v) {
+  std::vector<LayerRef> r;
+  auto add = [&](int64_t in, int64_t out, Prologue pro, const void* w, const float* b, const float* g,
+                 const float* be) {
+    const std::string k = layer_key(in, out, pro);
+    for (const LayerRef& x : r)
+      if (x.key == k) return;
+    r.push_back(LayerRef{k, in, out, pro, w, b, g, be});
+  };
+  add(v.in_dim, v.width, Prologue::kSilu, v.inp_w, v.inp_b, nullptr, nullptr);
+  if (v.depth > 0)  // fc1 and fc2 share the key (the residual is only in the epilogue)
+    add(v.width, v.width, Prologue::kGroupNormSilu, v.blocks[0].fc1_w, v.fc1_bias, v.blocks[0].gn1_g,
+        v.blocks[0].gn1_b);
+  add(v.width, v.in_dim, Prologue::kGroupNormSilu, v.out_w, v.out_bias, v.out_g, v.out_b);
+  return r;
+}
+
+// Deterministic N(0, 1) host data for the selection problems (a 64-bit LCG and Box-Muller).
+void fill_normal(std::vector<float>* v, uint64_t seed) {
+  uint64_t st = seed * 6364136223846793005ull + 1442695040888963407ull;
+  auto next = [&]() {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return (static_cast<double>(st >> 11) + 0.5) / 9007199254740992.0;
+  };
+  for (size_t i = 0; i < v->size(); ++i) {
+    const double u1 = next(), u2 = next();
+    (*v)[i] = static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  }
+}
+
+struct DevFree {
+  void* p = nullptr;
+  ~DevFree() {
+    if (p) cudaFree(p);
+  }
+};
 
 }  // namespace
 
@@ -152,6 +233,13 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mse), rb));
   LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mfsim), rb));
   LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.cos), rb * v.num_stages));
+  for (const LayerRef& l : layer_refs(v))
+    im.tac_ws_bytes = std::max(im.tac_ws_bytes, cuda_tactic_workspace_bytes(max_batch, l.in, l.out));
+  LFDN_CUDA_TRY(cudaMalloc(&im.tac_ws, im.tac_ws_bytes));
+  if ((rc = cuda_tactic_workspace_init(im.tac_ws, im.tac_ws_bytes, im.stream)) != kOk) return rc;
+  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
+  for (int i = 0; tactic_bucket_bound(i) < max_batch; ++i) im.buckets.push_back(tactic_bucket_bound(i));
+  im.buckets.push_back(max_batch);  // the shared buckets (lfdn/tactic_select.h) 1, 8, 64, 256, 1024, ... capped
   *out = std::move(e);
   return kOk;
 }
@@ -179,16 +267,21 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
   const int64_t C = im.view.in_dim, M = im.view.num_stages;
   cuda::DeviceGuard guard(device_);
   if (!guard.ok()) return kCudaError;
+  const int64_t bucket = bucket_of(rows);
+  int rc = im.ensure_bucket(bucket);  // selection (if needed) runs before any capture
+  if (rc != kOk) return rc;
   LFDN_CUDA_TRY(cudaEventRecord(im.ev_in, stream));
   LFDN_CUDA_TRY(cudaStreamWaitEvent(im.stream, im.ev_in, 0));
   LFDN_CUDA_TRY(cudaMemcpyAsync(im.z0_in, z0, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
+  if (bucket > rows)  // the bucket's graph computes `bucket` rows: the rows above the batch are zeros
+    LFDN_CUDA_TRY(cudaMemsetAsync(im.z0_in + rows * C, 0, sizeof(float) * (bucket - rows) * C, im.stream));
 
-  auto it = im.graphs.find(rows);
+  auto it = im.graphs.find(bucket);
   if (it == im.graphs.end()) {
     ScorePassParams p;
     p.model = &im.view;
     p.z0 = im.z0_in;
-    p.rows = rows;
+    p.rows = bucket;
     p.mse = im.mse;
     p.mfsim = im.mfsim;
     p.stage_cos = im.cos;
@@ -197,8 +290,11 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
     p.workspace_bytes = workspace_bytes_;
     p.workspace_rows = max_batch_;
     p.cuda_stream = im.stream;
+    const CudaPassPlan plan = im.plan_for(bucket);
+    // warm-up pass outside the capture: first launches, cuBLASLt's handle and heuristics, caches
+    if ((rc = score_pass_cuda_plan(p, plan)) != kOk) return rc;
     LFDN_CUDA_TRY(cudaStreamBeginCapture(im.stream, cudaStreamCaptureModeThreadLocal));
-    const int rc = score_pass_cuda(p);
+    rc = score_pass_cuda_plan(p, plan);
     cudaGraph_t graph = nullptr;
     const int end_rc = cuda::record(cudaStreamEndCapture(im.stream, &graph), "cudaStreamEndCapture");
     if (rc != kOk || end_rc != kOk) {
@@ -212,7 +308,7 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
         cuda::record(cudaGraphInstantiateWithFlags(&exec, graph, 0), "cudaGraphInstantiateWithFlags");
     cudaGraphDestroy(graph);
     if (inst_rc != kOk) return inst_rc;
-    it = im.graphs.emplace(rows, exec).first;
+    it = im.graphs.emplace(bucket, exec).first;
   }
   LFDN_CUDA_TRY(cudaGraphLaunch(it->second, im.stream));
   LFDN_CUDA_TRY(cudaMemcpyAsync(mse, im.mse, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
@@ -224,6 +320,150 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
   LFDN_CUDA_TRY(cudaEventRecord(im.ev_out, im.stream));
   LFDN_CUDA_TRY(cudaStreamWaitEvent(stream, im.ev_out, 0));
   return kOk;
+}
+
+// ---------------------------------------------------------------- tactics
+
+int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, const std::vector<std::string>& only,
+                                    const std::vector<std::string>& test_only, int iters,
+                                    std::vector<CudaEngine::TacticSelection>* out) {
+  const std::vector<std::string> forced = only.empty() ? cuda_forced_tactics() : std::vector<std::string>();
+  for (const LayerRef& l : layer_refs(view)) {
+    if (!key.empty() && l.key != key) continue;
+    const int64_t R = bucket;
+    std::vector<float> hx(static_cast<size_t>(R * l.in)), hres(static_cast<size_t>(R * l.out));
+    fill_normal(&hx, 1000003ull * static_cast<uint64_t>(l.in) + static_cast<uint64_t>(l.out) * 7 + R);
+    fill_normal(&hres, 998244353ull + static_cast<uint64_t>(R));
+    DevFree dx, dres, dy;
+    LFDN_CUDA_TRY(cudaMalloc(&dx.p, sizeof(float) * hx.size()));
+    LFDN_CUDA_TRY(cudaMalloc(&dres.p, sizeof(float) * hres.size()));
+    LFDN_CUDA_TRY(cudaMalloc(&dy.p, sizeof(float) * hres.size()));
+    LFDN_CUDA_TRY(cudaMemcpyAsync(dx.p, hx.data(), sizeof(float) * hx.size(), cudaMemcpyHostToDevice, stream));
+    LFDN_CUDA_TRY(cudaMemcpyAsync(dres.p, hres.data(), sizeof(float) * hres.size(), cudaMemcpyHostToDevice, stream));
+    LFDN_CUDA_TRY(cudaStreamSynchronize(stream));
+    FusedLinearParams p;
+    p.x = static_cast<const float*>(dx.p);
+    p.out = static_cast<float*>(dy.p);
+    p.residual = static_cast<const float*>(dres.p);  // every tactic's residual path is verified
+    p.weight = l.w;
+    p.wtype = WeightType::kF16;
+    p.bias = l.bias;
+    p.gamma = l.gamma;
+    p.beta = l.beta;
+    p.gn_eps = view.gn_eps;
+    p.prologue = l.pro;
+    p.rows = R;
+    p.in_dim = l.in;
+    p.out_dim = l.out;
+    p.workspace = tac_ws;
+    p.workspace_bytes = tac_ws_bytes;
+    p.cuda_stream = stream;
+    std::vector<CudaTacticRecord> recs;
+    int best = -1;
+    const std::vector<std::string>& restrict_to = only.empty() ? forced : only;
+    int rc = cuda_select_linear(p, iters, test_only, restrict_to, &recs, &best);
+    if (rc != kOk) return rc;
+    if (best < 0 && !forced.empty() && only.empty()) {
+      for (const CudaTacticRecord& r : recs)
+        if (r.applies) {  // a forced tactic applies here and failed: never use it, say so
+          cuda::set_error("LFDN_EDGE_TACTIC: " + r.name + " failed verification on " + l.key + " at bucket " +
+                          std::to_string(R) + ": " + r.error);
+          return kBadArgument;
+        }
+      if ((rc = cuda_select_linear(p, iters, test_only, {}, &recs, &best)) != kOk) return rc;  // none applies
+    }
+    if (best < 0) {
+      std::string msg = "no CUDA tactic passed verification for " + l.key + " at bucket " + std::to_string(R) + ":";
+      for (const CudaTacticRecord& r : recs) msg += " " + r.name + " (" + (r.applies ? r.error : "n/a") + ")";
+      cuda::set_error(msg);
+      return kBadArgument;
+    }
+    choice[{l.key, bucket}] = cuda_tactic_by_name(recs[best].name);
+    drop_graph(bucket);
+    if (out)
+      for (size_t i = 0; i < recs.size(); ++i)
+        out->push_back(CudaEngine::TacticSelection{l.key, bucket, recs[i], static_cast<int>(i) == best});
+  }
+  return kOk;
+}
+
+int CudaEngine::Impl::ensure_bucket(int64_t bucket) {
+  for (const LayerRef& l : layer_refs(view))
+    if (choice.find({l.key, bucket}) == choice.end()) {
+      const int rc = select_locked(bucket, l.key, {}, {}, 9, nullptr);
+      if (rc != kOk) return rc;
+    }
+  return kOk;
+}
+
+CudaPassPlan CudaEngine::Impl::plan_for(int64_t bucket) const {
+  CudaPassPlan plan;
+  auto get = [&](int64_t in, int64_t out, Prologue pro) -> const LinearTactic* {
+    auto it = choice.find({layer_key(in, out, pro), bucket});
+    return it == choice.end() ? nullptr : it->second;
+  };
+  plan.inp = get(view.in_dim, view.width, Prologue::kSilu);
+  plan.fc1 = plan.fc2 = get(view.width, view.width, Prologue::kGroupNormSilu);
+  plan.out = get(view.width, view.in_dim, Prologue::kGroupNormSilu);
+  plan.workspace = tac_ws;
+  plan.workspace_bytes = tac_ws_bytes;
+  return plan;
+}
+
+int CudaEngine::select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters,
+                               std::vector<TacticSelection>* out) {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mutex);
+  if (std::find(im.buckets.begin(), im.buckets.end(), bucket) == im.buckets.end()) return kBadSize;
+  cuda::DeviceGuard guard(device_);
+  if (!guard.ok()) return kCudaError;
+  return im.select_locked(bucket, "", {}, test_only, iters, out);
+}
+
+int CudaEngine::set_tactic(const std::string& key, int64_t bucket, const std::string& name) {
+  Impl& im = *impl_;
+  std::lock_guard<std::mutex> lock(im.mutex);
+  if (std::find(im.buckets.begin(), im.buckets.end(), bucket) == im.buckets.end()) return kBadSize;
+  bool known = false;
+  for (const LayerRef& l : layer_refs(im.view)) known = known || l.key == key;
+  const LinearTactic* t = cuda_tactic_by_name(name);
+  if (!known || t == nullptr) {
+    cuda::set_error(!known ? "unknown layer key '" + key + "'" : "unknown CUDA tactic '" + name + "'");
+    return kBadArgument;
+  }
+  cuda::DeviceGuard guard(device_);
+  if (!guard.ok()) return kCudaError;
+  // verified again here (one candidate: cheap), so a cached choice that fails on this device is never used
+  std::vector<TacticSelection> sel;
+  std::vector<std::string> test_only;
+  if (t->test_only) test_only.push_back(name);
+  return im.select_locked(bucket, key, {name}, test_only, 3, &sel);  // stores it only when it passed
+}
+
+std::string CudaEngine::tactic(const std::string& key, int64_t bucket) const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  auto it = impl_->choice.find({key, bucket});
+  return it == impl_->choice.end() ? std::string() : std::string(it->second->name);
+}
+
+std::vector<int64_t> CudaEngine::buckets() const { return impl_->buckets; }
+
+int64_t CudaEngine::bucket_of(int64_t rows) const {
+  for (int64_t b : impl_->buckets)
+    if (rows <= b) return b;
+  return -1;
+}
+
+std::vector<std::string> CudaEngine::layer_keys() const {
+  std::vector<std::string> k;
+  for (const LayerRef& l : layer_refs(impl_->view)) k.push_back(l.key);
+  return k;
+}
+
+int CudaEngine::device_info(CudaDeviceInfo* info) const {
+  cuda::DeviceGuard guard(device_);
+  if (!guard.ok()) return kCudaError;
+  return cuda_current_device_info(info);
 }
 
 }  // namespace lfdn

@@ -1,5 +1,8 @@
 // Op 4 (CUDA): the scoring pass as a sequence of launches on one stream (capturable into a CUDA graph).
+// score_pass_cuda runs cuda.legacy_tile for every layer; score_pass_cuda_plan the tactic of each layer kind
+// (lfdn/cuda_tactics.h), chosen per batch bucket by the engine.
 #include "cuda/util.cuh"
+#include "lfdn/cuda_tactics.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
 #include "lfdn/score_pass.h"
@@ -10,12 +13,15 @@ namespace {
 
 size_t buf_bytes(int64_t rows, int64_t dim) { return (sizeof(float) * rows * dim + 255) / 256 * 256; }
 
-int linear(const LfdnModelView& m, Stream s, const float* x, float* out, int64_t rows, int64_t in_dim,
-           int64_t out_dim, const void* w, const float* bias, Prologue pro, const float* g, const float* b,
-           const float* residual) {
+int linear(const LfdnModelView& m, Stream s, const LinearTactic* t, const CudaPassPlan& plan, const float* x,
+           float* out, int64_t rows, int64_t in_dim, int64_t out_dim, const void* w, const float* bias, Prologue pro,
+           const float* g, const float* b, const float* residual) {
   FusedLinearParams p = layer_linear_params(m, x, out, rows, in_dim, out_dim, w, bias, pro, g, b, residual);
   p.cuda_stream = s;
-  return fused_linear_cuda(p);
+  if (t == nullptr) return fused_linear_cuda(p);
+  p.workspace = plan.workspace;
+  p.workspace_bytes = plan.workspace_bytes;
+  return t->run(p);
 }
 
 }  // namespace
@@ -24,7 +30,9 @@ size_t score_pass_cuda_workspace_bytes(const LfdnModelView& m, int64_t max_rows)
   return 2 * buf_bytes(max_rows, m.in_dim) + 2 * buf_bytes(max_rows, m.width);
 }
 
-int score_pass_cuda(const ScorePassParams& p) {
+int score_pass_cuda(const ScorePassParams& p) { return score_pass_cuda_plan(p, CudaPassPlan()); }
+
+int score_pass_cuda_plan(const ScorePassParams& p, const CudaPassPlan& plan) {
   if (p.model == nullptr) return kNullPointer;
   const LfdnModelView& m = *p.model;
   int rc = check_model_view(m);
@@ -54,20 +62,20 @@ int score_pass_cuda(const ScorePassParams& p) {
   if ((rc = noise_inject_cuda(np)) != kOk) return rc;
 
   for (int st = 0; st < m.steps; ++st) {
-    if ((rc = linear(m, s, x, h, M, C, W, m.inp_w, m.inp_b, Prologue::kSilu, nullptr, nullptr, nullptr)) != kOk)
+    if ((rc = linear(m, s, plan.inp, plan, x, h, M, C, W, m.inp_w, m.inp_b, Prologue::kSilu, nullptr, nullptr, nullptr)) != kOk)
       return rc;
     for (int64_t i = 0; i < m.depth; ++i) {
       const LfdnBlockView& b = m.blocks[i];
       const float* bias1 = m.fc1_bias + (static_cast<int64_t>(st) * m.depth + i) * W;
-      if ((rc = linear(m, s, h, u, M, W, W, b.fc1_w, bias1, Prologue::kGroupNormSilu, b.gn1_g, b.gn1_b,
+      if ((rc = linear(m, s, plan.fc1, plan, h, u, M, W, W, b.fc1_w, bias1, Prologue::kGroupNormSilu, b.gn1_g, b.gn1_b,
                        nullptr)) != kOk)
         return rc;
-      if ((rc = linear(m, s, u, h, M, W, W, b.fc2_w, b.fc2_b, Prologue::kGroupNormSilu, b.gn2_g, b.gn2_b, h)) !=
+      if ((rc = linear(m, s, plan.fc2, plan, u, h, M, W, W, b.fc2_w, b.fc2_b, Prologue::kGroupNormSilu, b.gn2_g, b.gn2_b, h)) !=
           kOk)
         return rc;
     }
     float* out = (st + 1 == m.steps && p.recon != nullptr) ? p.recon : y;
-    if ((rc = linear(m, s, h, out, M, W, C, m.out_w, m.out_bias, Prologue::kGroupNormSilu, m.out_g, m.out_b,
+    if ((rc = linear(m, s, plan.out, plan, h, out, M, W, C, m.out_w, m.out_bias, Prologue::kGroupNormSilu, m.out_g, m.out_b,
                      nullptr)) != kOk)
       return rc;
     DdimScoreParams dp = step_ddim_params(m, p, st, x, out);

@@ -13,6 +13,8 @@ std::string version_str(int v) { return std::to_string(v / 1000) + "." + std::to
 
 namespace cuda {
 
+void set_error(const std::string& what) { g_last_error = what; }
+
 int record(cudaError_t err, const char* where) {
   if (err == cudaSuccess) return kOk;
   g_last_error = std::string(where) + ": " + cudaGetErrorName(err) + " (" + cudaGetErrorString(err) + ")";

@@ -11,6 +11,8 @@ namespace cuda {
 
 // Record err (with where) as the thread's last CUDA error; returns kCudaError, or kOk for cudaSuccess.
 int record(cudaError_t err, const char* where);
+// Set the thread's last error text (cuda_last_error()) to `what` (errors that are not CUDA errors).
+void set_error(const std::string& what);
 
 // After kernel launches: the launch error, if any.
 inline int check_launch(const char* where) { return record(cudaGetLastError(), where); }
@@ -48,10 +50,12 @@ class DeviceGuard {
 int load_noise_kernels();
 int load_fused_linear_kernels();
 int load_ddim_score_kernels();
+int load_tactic_kernels();  // tactics_launch.cu
 inline int load_all_kernels() {
   int rc = load_noise_kernels();
   if (rc == kOk) rc = load_fused_linear_kernels();
   if (rc == kOk) rc = load_ddim_score_kernels();
+  if (rc == kOk) rc = load_tactic_kernels();
   return rc;
 }
 

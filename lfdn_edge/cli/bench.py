@@ -13,6 +13,11 @@ Backends (variants):
                    engines compute), on --device
     torch-compile-fp16, torch-compile-fp16-ro   the same graph through torch.compile (default mode, and
                    mode="reduce-overhead", which uses CUDA graphs on a GPU): what a PyTorch user would pick
+    native-fp16-tactics   (--device cuda) the CUDA engine once with its own choice ("native-fp16 auto": the
+                   verified fastest tactic per layer and batch bucket) and once per CUDA tactic forced with
+                   LFDN_EDGE_TACTIC ("native-fp16 cuda.<name>"; where that tactic does not apply to a layer or
+                   bucket the engine's own choice runs there: the JSON's cuda_tactic_choices says which ran);
+                   cuda.cublaslt only when libcublasLt loads. Never run on a GPU yet.
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
                    native-fp16, native-bf16); native-fp32 / native-fp16 / native-bf16 name one precision
                    (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation).
@@ -80,6 +85,10 @@ TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "to
 NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16")
 NATIVE_TACTIC_MODES = ("auto", "fixed", "isa", "scalar", "avx2", "avx512", "neon")
 _NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16)(?:-(fixed|scalar|avx2|avx512|neon))?$")
+CUDA_TACTIC_VARIANT = "native-fp16-tactics"
+# the non-test CUDA tactics (csrc/cuda/tactics_launch.cu; checked against _C.cuda_linear_tactics in the tests)
+CUDA_TACTICS = ("cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32",
+                "cuda.mma_splitk_m32", "cuda.cublaslt")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -235,6 +244,35 @@ def _native_label(precision: str, mode: str) -> str:
     return f"native-{precision}" + ("" if mode == "auto" else f"-{mode}")
 
 
+def cuda_tactic_runners(ckpt: Checkpoint, max_batch: int, device: str) -> list:
+    """'native-fp16 auto' and one runner per CUDA tactic forced through $LFDN_EDGE_TACTIC at load."""
+    from ..native_core import load_native
+
+    if not device.startswith("cuda"):
+        raise ValueError(f"{CUDA_TACTIC_VARIANT} needs --device cuda")
+    C = load_native()
+    runners = []
+    auto = native_runner(ckpt, "fp16", max_batch, device, None)
+    auto.name = "native-fp16 auto"
+    runners.append(auto)
+    saved = os.environ.get("LFDN_EDGE_TACTIC")
+    try:
+        for t in CUDA_TACTICS:
+            if t == "cuda.cublaslt" and not C.cublaslt_available():
+                print(f"{t}: not run ({C.cublaslt_info()})", flush=True)
+                continue
+            os.environ["LFDN_EDGE_TACTIC"] = t
+            r = native_runner(ckpt, "fp16", max_batch, device, None)
+            r.name = f"native-fp16 {t}"
+            runners.append(r)
+    finally:
+        if saved is None:
+            os.environ.pop("LFDN_EDGE_TACTIC", None)
+        else:
+            os.environ["LFDN_EDGE_TACTIC"] = saved
+    return runners
+
+
 def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
     from ..build.dispatch import build_artifact
     from ..runtime.backends import PAYLOAD_RUNTIME, canonical_name, load_backend
@@ -259,6 +297,9 @@ def variant_names(names, native_precisions, precision, tactic_modes=("auto",)) -
             out.append(name)
         elif name == "native":
             out.extend(_native_label(p, m) for p in native_precisions for m in tactic_modes)
+        elif name == CUDA_TACTIC_VARIANT:
+            out.append("native-fp16 auto")
+            out.extend(f"native-fp16 {t}" for t in CUDA_TACTICS)
         elif name in NATIVE_VARIANTS or _NATIVE_RE.match(name):
             out.append(name)
         else:
@@ -280,6 +321,8 @@ def make_runners(ckpt, names, native_precisions, precision, max_batch, device, t
         elif name == "native":
             runners.extend(native_runner(ckpt, p, max_batch, device, threads, m)
                            for p in native_precisions for m in tactic_modes)
+        elif name == CUDA_TACTIC_VARIANT:
+            runners.extend(cuda_tactic_runners(ckpt, max_batch, device))
         elif _NATIVE_RE.match(name):
             mt = _NATIVE_RE.match(name)
             runners.append(native_runner(ckpt, mt.group(1), max_batch, device, threads, mt.group(2) or "auto"))
@@ -593,6 +636,11 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         if native_tactics:
             extra["native_tactics"] = native_tactics
             extra["ratios_auto_vs_fixed"] = auto_vs_fixed(results)
+        cuda_choices = {r.name: dict(r.backend.tactics.choices) for r in runners
+                        if isinstance(r, BackendRunner) and r.device.startswith("cuda")
+                        and getattr(r.backend, "tactics", None) is not None}
+        if cuda_choices:  # which CUDA tactic ran per (bucket, layer key), per runner
+            extra["cuda_tactic_choices"] = cuda_choices
         if probe is not None:
             weights = linear_weight_count(cfg)
             steps = int(ckpt.score_config.steps)

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lfdn/common.h"
+#include "lfdn/cuda_tactics.h"
 #include "lfdn/score_pass.h"
 #include "lfdn/tactic_select.h"
 
@@ -132,17 +133,42 @@ class CudaEngine {
   CudaEngine& operator=(const CudaEngine&) = delete;
 
   // Device pointers. The pass runs on an engine-owned stream ordered after `stream` (events), replayed from a
-  // CUDA graph captured on first use of each batch size; `stream` is ordered after the pass on return.
+  // CUDA graph captured per batch bucket (after a warm-up pass) on first use of the bucket: the bucket's
+  // upper bound rows are computed (rows above `rows` zero-filled); `stream` is ordered after the pass on
+  // return. A bucket whose layers have no chosen tactic yet is selected first (select_tactics).
   // create, score and the destructor set the engine's device for the call and restore the caller's current
   // device before returning.
   int score(const float* z0, int64_t rows, float* mse, float* mfsim, float* stage_cos, float* recon,
             Stream stream);
 
+  // Tactics (lfdn/cuda_tactics.h). Buckets: the shared bounds of lfdn/tactic_select.h (1, 8, 64, 256, 1024,
+  // ...) below max_batch, then max_batch; a layer key
+  // is "k<in>.n<out>.<none|silu|gn>" (fc1 and fc2 share one). select_tactics runs every candidate of every
+  // layer key at the bucket's upper bound on the engine's weights (random activations), verified against
+  // the reference kernel and timed, and stores the fastest passing one ($LFDN_EDGE_TACTIC restricts the
+  // candidates to the named ones where they apply; a forced one that fails is an error). set_tactic stores
+  // a choice (from a tactic cache) after verifying it the same way (kBadArgument when unknown, not
+  // applicable or failing). tactic() is "" when none is chosen.
+  struct TacticSelection {
+    std::string key;
+    int64_t bucket = 0;
+    CudaTacticRecord record;
+    bool chosen = false;
+  };
+  int select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters,
+                     std::vector<TacticSelection>* out);
+  int set_tactic(const std::string& key, int64_t bucket, const std::string& name);
+  std::string tactic(const std::string& key, int64_t bucket) const;
+  std::vector<int64_t> buckets() const;
+  int64_t bucket_of(int64_t rows) const;
+  std::vector<std::string> layer_keys() const;
+  int device_info(CudaDeviceInfo* info) const;
+
   int64_t max_batch() const { return max_batch_; }
   int device() const { return device_; }
   size_t weight_bytes() const { return weight_bytes_; }
   size_t workspace_bytes() const { return workspace_bytes_; }
-  int graphs() const;  // number of captured batch sizes
+  int graphs() const;  // number of captured batch buckets
 
  private:
   struct Impl;

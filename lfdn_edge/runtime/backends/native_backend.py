@@ -8,12 +8,15 @@ one bias per block per DDIM step (lfdn_edge.build.native_payload). Devices:
                       refused with a RuntimeError elsewhere, no fallback) round the activations to BF16 too
                       and accumulate in FP32 (vdpbf16ps).
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
-                      is converted at load), tensor cores with FP32 accumulation, one CUDA graph per batch
-                      size. Inputs may be CUDA tensors (no host copy); outputs are then CUDA tensors.
+                      is converted at load), FP32 accumulation, a CUDA tactic per layer key and batch bucket
+                      and one CUDA graph per bucket. Inputs may be CUDA tensors (no host copy); outputs are
+                      then CUDA tensors.
 CPU engines choose a tactic (kernel blocking) per batch bucket and layer at load, verified and timed, and keep
 the choice in a tactic cache beside the engine file (lfdn_edge.runtime.tactic_cache; ``tactics="off"`` or
-LFDN_EDGE_TACTICS=off: the fixed default blocking; LFDN_EDGE_TACTIC=<name> forces one). ``self.tactics`` is the
-TacticReport of the load.
+LFDN_EDGE_TACTICS=off: the fixed default blocking; LFDN_EDGE_TACTIC=<name> forces one). CUDA engines do the same
+on their device (lfdn_edge.runtime.cuda_tactics, cache <engine>.cuda-tactics.json; "off": cuda.legacy_tile;
+compiled and tested against a stand-in only, never run on a GPU yet). ``self.tactics`` is the TacticReport of the
+load.
 Native engines score feature vectors only (no backbone inside); see lfdn_edge.build.native_payload.build_native_artifact.
 """
 
@@ -71,10 +74,13 @@ class NativeBackend(ScoringBackend):
         elif dev == "cuda" or dev.startswith("cuda:"):
             from ...native_core import NativeCudaEngine
 
-            self.tactics = None  # (CPU tactics only; the CUDA engine chooses its own)
+            from ..cuda_tactics import configure_cuda_engine
+
             self._cuda = NativeCudaEngine(spec, max_batch, dev)
             self.device = self._cuda.device
             self.engine = self._cuda
+            # a verified tactic per (layer key, batch bucket), cached beside the engine (never run on a GPU yet)
+            self.tactics = configure_cuda_engine(self._cuda.engine, artifact.path, mode=tactics)
         else:
             raise ValueError(f"native backend device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         self.num_stages = len(spec["stage_offsets"]) - 1

@@ -1,0 +1,188 @@
+// cuBLASLt as a tactic (cuda.cublaslt): loaded at run time with dlopen, never a build-time dependency (no
+// cuBLAS header, no link). The few entry points used are declared here from the documented C API
+// (cublasLt.h, CUDA 11+). Lookup order: $LFDN_EDGE_CUBLASLT (a file); the sonames libcublasLt.so.13/.12/.11
+// on the loader path (LD_LIBRARY_PATH, ld.so.cache, or already loaded by the process: a CUDA build of torch
+// loads the nvidia-cublas wheel's copy, which dlopen then finds by soname); the directories in
+// $LFDN_EDGE_CUBLASLT_DIRS (':'-separated, e.g. site-packages/nvidia/cublas/lib); the CUDA toolkit / JetPack
+// directories (/usr/local/cuda/lib64, /usr/local/cuda/targets/*/lib, /usr/lib/*-linux-gnu).
+// Host code only (no kernel launches). COMPILED ONLY, NEVER RUN (no GPU on the development machine).
+#include <cuda_runtime.h>
+#include <dlfcn.h>
+
+#include <cstdint>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda/tactics_internal.h"
+#include "cuda/util.cuh"
+#include "lfdn/cuda_tactics.h"
+
+namespace lfdn {
+namespace cuda {
+
+namespace {
+
+// ---- the documented C API (cublasLt.h / cublas_api.h / library_types.h), declared here
+using cublasStatus_t = int;              // CUBLAS_STATUS_SUCCESS = 0
+using cublasLtHandle_t = void*;          // opaque pointers
+using cublasLtMatmulDesc_t = void*;
+using cublasLtMatrixLayout_t = void*;
+constexpr int kCublasCompute32F = 68;    // cublasComputeType_t CUBLAS_COMPUTE_32F
+constexpr int kCudaR16F = 2;             // cudaDataType_t CUDA_R_16F
+constexpr int kCudaR32F = 0;             // CUDA_R_32F
+constexpr int kDescTransA = 3;           // cublasLtMatmulDescAttributes_t CUBLASLT_MATMUL_DESC_TRANSA
+constexpr int kDescTransB = 4;           // CUBLASLT_MATMUL_DESC_TRANSB
+constexpr int32_t kOpN = 0, kOpT = 1;    // cublasOperation_t
+
+struct Api {
+  cublasStatus_t (*create)(cublasLtHandle_t*);
+  cublasStatus_t (*desc_create)(cublasLtMatmulDesc_t*, int /*computeType*/, int /*scaleType*/);
+  cublasStatus_t (*desc_set)(cublasLtMatmulDesc_t, int, const void*, size_t);
+  cublasStatus_t (*desc_destroy)(cublasLtMatmulDesc_t);
+  cublasStatus_t (*layout_create)(cublasLtMatrixLayout_t*, int /*type*/, uint64_t rows, uint64_t cols, int64_t ld);
+  cublasStatus_t (*layout_destroy)(cublasLtMatrixLayout_t);
+  cublasStatus_t (*matmul)(cublasLtHandle_t, cublasLtMatmulDesc_t, const void* alpha, const void* A,
+                           cublasLtMatrixLayout_t, const void* B, cublasLtMatrixLayout_t, const void* beta,
+                           const void* C, cublasLtMatrixLayout_t, void* D, cublasLtMatrixLayout_t,
+                           const void* algo, void* workspace, size_t workspace_bytes, cudaStream_t);
+  size_t (*get_version)();
+};
+
+struct Lib {
+  std::once_flag once;
+  void* handle = nullptr;
+  Api api{};
+  bool ok = false;
+  std::string info;
+  std::mutex mu;  // handles per device
+  std::vector<std::pair<int, cublasLtHandle_t>> handles;
+};
+Lib& lib() {
+  static Lib l;
+  return l;
+}
+
+std::vector<std::string> candidates() {
+  std::vector<std::string> c;
+  if (const char* f = std::getenv("LFDN_EDGE_CUBLASLT")) c.push_back(f);
+  const char* sonames[] = {"libcublasLt.so.13", "libcublasLt.so.12", "libcublasLt.so.11", "libcublasLt.so"};
+  for (const char* s : sonames) c.push_back(s);  // loader path: LD_LIBRARY_PATH, ld.so.cache, already loaded
+  std::vector<std::string> dirs = {"/usr/local/cuda/lib64", "/usr/local/cuda/targets/x86_64-linux/lib",
+                                   "/usr/local/cuda/targets/aarch64-linux/lib", "/usr/lib/aarch64-linux-gnu",
+                                   "/usr/lib/x86_64-linux-gnu"};
+  if (const char* extra = std::getenv("LFDN_EDGE_CUBLASLT_DIRS")) {  // ':'-separated, e.g. .../nvidia/cublas/lib
+    std::string s(extra);
+    size_t start = 0;
+    while (start <= s.size()) {
+      const size_t end = s.find(':', start);
+      const std::string d = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+      if (!d.empty()) dirs.insert(dirs.begin(), d);
+      if (end == std::string::npos) break;
+      start = end + 1;
+    }
+  }
+  for (const std::string& d : dirs)
+    for (const char* s : sonames) c.push_back(d + "/" + s);
+  return c;
+}
+
+template <typename F>
+bool sym(void* h, const char* name, F* out) {
+  *out = reinterpret_cast<F>(dlsym(h, name));
+  return *out != nullptr;
+}
+
+void load() {
+  Lib& l = lib();
+  for (const std::string& path : candidates()) {
+    void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (!h) continue;
+    Api a{};
+    const bool all = sym(h, "cublasLtCreate", &a.create) && sym(h, "cublasLtMatmulDescCreate", &a.desc_create) &&
+                     sym(h, "cublasLtMatmulDescSetAttribute", &a.desc_set) &&
+                     sym(h, "cublasLtMatmulDescDestroy", &a.desc_destroy) &&
+                     sym(h, "cublasLtMatrixLayoutCreate", &a.layout_create) &&
+                     sym(h, "cublasLtMatrixLayoutDestroy", &a.layout_destroy) &&
+                     sym(h, "cublasLtMatmul", &a.matmul) && sym(h, "cublasLtGetVersion", &a.get_version);
+    if (!all) {
+      dlclose(h);
+      continue;
+    }
+    l.handle = h;
+    l.api = a;
+    l.ok = true;
+    l.info = path + " (cublasLt version " + std::to_string(a.get_version()) + ")";
+    return;
+  }
+  l.info = "libcublasLt.so.{13,12,11} not found (set LFDN_EDGE_CUBLASLT to the file or LFDN_EDGE_CUBLASLT_DIRS)";
+}
+
+// The handle of the current device (created on first use; cublasLtCreate is not legal inside a capture, so
+// the engine's warm-up pass, which runs before the capture, creates it).
+cublasLtHandle_t handle_for_current_device() {
+  Lib& l = lib();
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return nullptr;
+  std::lock_guard<std::mutex> lock(l.mu);
+  for (auto& h : l.handles)
+    if (h.first == dev) return h.second;
+  cublasLtHandle_t h = nullptr;
+  if (l.api.create(&h) != 0) return nullptr;
+  l.handles.emplace_back(dev, h);
+  return h;
+}
+
+}  // namespace
+
+int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d) {
+  Lib& l = lib();
+  std::call_once(l.once, load);
+  if (!l.ok) return kUnsupported;
+  cublasLtHandle_t h = handle_for_current_device();
+  if (h == nullptr) {
+    record(cudaErrorUnknown, "cublasLtCreate failed");
+    return kCudaError;
+  }
+  const uint64_t kp = static_cast<uint64_t>(cuda_padded_in(p.in_dim));
+  const uint64_t n = static_cast<uint64_t>(p.out_dim), m = static_cast<uint64_t>(p.rows);
+  // Column-major view: D (n x m, ld n) = op(W) (n x kp) * A (kp x m), where W row-major (Np, Kp) is the
+  // column-major kp x Np matrix with ld kp (transposed: op T), and A row-major (rows, Kp) is kp x m, ld kp.
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  int st = l.api.desc_create(&desc, kCublasCompute32F, kCudaR32F);
+  if (st == 0) st = l.api.desc_set(desc, kDescTransA, &kOpT, sizeof(kOpT));
+  if (st == 0) st = l.api.desc_set(desc, kDescTransB, &kOpN, sizeof(kOpN));
+  if (st == 0) st = l.api.layout_create(&la, kCudaR16F, kp, n, static_cast<int64_t>(kp));
+  if (st == 0) st = l.api.layout_create(&lb, kCudaR16F, kp, m, static_cast<int64_t>(kp));
+  if (st == 0) st = l.api.layout_create(&ld, kCudaR32F, n, m, static_cast<int64_t>(n));
+  const float alpha = 1.0f, beta = 0.0f;
+  if (st == 0)
+    st = l.api.matmul(h, desc, &alpha, p.weight, la, a, lb, &beta, d, ld, d, ld, nullptr, nullptr, 0,
+                      reinterpret_cast<cudaStream_t>(p.cuda_stream));
+  if (ld) l.api.layout_destroy(ld);
+  if (lb) l.api.layout_destroy(lb);
+  if (la) l.api.layout_destroy(la);
+  if (desc) l.api.desc_destroy(desc);
+  if (st != 0) {
+    record(cudaErrorUnknown, ("cublasLtMatmul status " + std::to_string(st)).c_str());
+    return kCudaError;
+  }
+  return kOk;
+}
+
+}  // namespace cuda
+
+bool cublaslt_available() {
+  cuda::Lib& l = cuda::lib();
+  std::call_once(l.once, cuda::load);
+  return l.ok;
+}
+
+std::string cublaslt_info() {
+  cublaslt_available();
+  return cuda::lib().info;
+}
+
+}  // namespace lfdn

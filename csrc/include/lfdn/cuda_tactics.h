@@ -1,0 +1,101 @@
+// CUDA tactics of op 2 (the fused linear) and their selection on the device (see lfdn/tactics.h).
+//
+// STATUS: compiled for every architecture and toolchain of the CI matrix (nvcc 13.0, CUDA 11.8 and 12.2
+// through NVRTC + ptxas), NEVER RUN: the development machine has no GPU. tools/gpu_check.sh runs the
+// selection, each tactic's parity against the reference kernel and its time on a lent GPU.
+//
+// Tactics (names are stable; cuda_linear_tactics() lists them in this order):
+//   cuda.legacy_tile   the first kernel (WMMA 16x16x16, 16x64 / 64x64 tiles, GroupNorm per CTA), sm_72+
+//   cuda.stream_r8     weight streaming for rows <= 8:  GEMV-style, 16 columns x one k-slice per CTA,
+//   cuda.stream_r32    ... rows <= 32; split-K over k-slices sized to fill every SM >= 2 times, 128-bit
+//                      weight loads through a 4-stage per-thread cp.async ring (sm_80+) or register double
+//                      buffering (sm_72/75), FP32 FMAs, deterministic split-K (partials in the workspace, the
+//                      last CTA of a column block sums them in split order 0..S-1: no float atomics)
+//   cuda.mma_m64       tensor-core tiles for larger batches: mma.sync m16n8k16 (FP16 x FP16 -> FP32) fed by
+//   cuda.mma_m32       ldmatrix, 3-stage cp.async pipeline, 64x64 / 32x64 CTA tiles, bias + residual in the
+//                      epilogue (sm_80+)
+//   cuda.mma_splitk_m32  the 32x64 tiles split over k (rows <= 128): splits from the shape and the SM count so
+//                      that even a 1440-wide layer (23 column tiles) has >= 2 CTAs per SM; the same deterministic
+//                      last-CTA reduction as the streaming kernel
+//   cuda.cublaslt      cuBLASLt (dlopen'ed at run time, never a build dependency) as the trusted baseline;
+//                      applies when libcublasLt.so.{13,12,11} loads and its handle is created
+//   cuda.test_no_bias  test only: cuda.legacy_tile without the bias (must be rejected by verification)
+// Every tactic except legacy_tile first runs the prologue kernel once per layer: one CTA per row computes the
+// FP32 GroupNorm statistics (two passes), applies GN + affine + SiLU (or SiLU, or nothing) once, applies the
+// FP16 range guard (lfdn/fp16_guard.h) and writes the FP16 activations A (rows, Kp) and the row scales into
+// the workspace; the column CTAs then stream A. Their workspace: cuda_tactic_workspace_bytes, zero-filled
+// once before the first call (cuda_tactic_workspace_init: the split-K counters must start at 0; every call
+// leaves them 0 again).
+//
+// Verification: the reference kernel (one thread per output, FP32 activations and accumulation) also
+// returns bound[r, n] = sum_k |a[r,k]| |w[n,k]| + |bias[n]| + |residual[r, n]|. A tactic passes when every
+// output is finite where the reference is, and |y - ref| <= cuda_tactic_tolerance(K) * bound, where
+// cuda_tactic_tolerance(K) = 2 x (2^-11 + (K + 2) 2^-24): the FP16 rounding of the activations (unit
+// roundoff 2^-11, FP16 weights are exact in both) plus FP32 accumulation of K terms in each, with a factor 2.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lfdn/linear.h"
+#include "lfdn/tactics.h"
+
+namespace lfdn {
+
+// Bytes of workspace every CUDA tactic of cuda_linear_tactics() can run with for this problem.
+size_t cuda_tactic_workspace_bytes(int64_t rows, int64_t in_dim, int64_t out_dim);
+// Zero-fills a tactic workspace on `stream` (kOk or kCudaError).
+int cuda_tactic_workspace_init(void* workspace, size_t bytes, Stream stream);
+// The tactic of that name (test-only ones included), or null.
+const LinearTactic* cuda_tactic_by_name(const std::string& name);
+double cuda_tactic_tolerance(int64_t in_dim);
+
+// The reference: ref and bound (rows, out_dim) FP32, device memory (see above). p.out is not written.
+int fused_linear_cuda_reference(const FusedLinearParams& p, float* ref, float* bound);
+
+struct CudaTacticRecord {
+  std::string name;
+  bool applies = false;
+  int status = 0;           // kOk, or the tactic's (or a CUDA) error
+  double max_abs_err = 0;   // |y - ref| at the worst output (largest |y - ref| / tol)
+  double tolerance = 0;     // the tolerance there
+  double worst_ratio = 0;   // max |y - ref| / tol (<= 1 passes); inf for a non-finite output, -1 not run
+  bool passed = false;
+  double median_us = 0;     // median per run of `iters` samples timed with cudaEvents (0 when not passed)
+  std::string error;        // why it did not pass
+};
+
+// Runs (through select_tactic, lfdn/tactic_select.h) every applicable candidate on p (device pointers; p.out is scratch and p.residual must not alias it;
+// p.workspace may be null: the harness allocates one), verifies each against the reference and times those
+// that pass. Candidates: every non-test tactic plus the test-only ones named in `test_only`; with `only`
+// non-empty just those names. *best: index into *records of the fastest passing one, -1 when none passed.
+int cuda_select_linear(const FusedLinearParams& p, int iters, const std::vector<std::string>& test_only,
+                       const std::vector<std::string>& only, std::vector<CudaTacticRecord>* records, int* best);
+
+// The names forced by $LFDN_EDGE_TACTIC (comma-separated; the "cuda." entries), empty when unset.
+std::vector<std::string> cuda_forced_tactics();
+
+// Per-pass plan: the tactic of each layer kind (null: cuda.legacy_tile) and the tactic workspace.
+struct CudaPassPlan {
+  const LinearTactic* inp = nullptr;
+  const LinearTactic* fc1 = nullptr;
+  const LinearTactic* fc2 = nullptr;
+  const LinearTactic* out = nullptr;
+  void* workspace = nullptr;
+  size_t workspace_bytes = 0;
+};
+struct ScorePassParams;
+int score_pass_cuda_plan(const ScorePassParams& p, const CudaPassPlan& plan);
+
+// cuBLASLt (dlopen): whether it loaded here, and which library file / why not.
+bool cublaslt_available();
+std::string cublaslt_info();
+
+// The device the caller's thread has current: name, compute capability, SMs, driver and runtime versions.
+struct CudaDeviceInfo {
+  std::string name;
+  int major = 0, minor = 0, sms = 0, driver = 0, runtime = 0;
+};
+int cuda_current_device_info(CudaDeviceInfo* info);
+
+}  // namespace lfdn
