@@ -52,3 +52,12 @@ TRT_FLAVOR = "auto"
 
 # ---------------------------------------------------------------------------------------------- bench
 BENCH_BATCHES = (1, 8, 64, 256)
+
+# ---------------------------------------------------------------------------------------------- serving (Triton)
+SERVE_MODEL_NAME = "lfdn_edge"       # Triton model name (serve and export-triton)
+SERVE_HTTP_PORT = 8000               # Triton's own defaults
+SERVE_GRPC_PORT = 8001
+SERVE_METRICS_PORT = 8002
+SERVE_MAX_BATCH = 64                 # largest batch Triton's dynamic batcher forms
+SERVE_MAX_QUEUE_DELAY_US = 2000      # how long the batcher waits to fill a batch (microseconds)
+SERVE_EXIT_TIMEOUT_S = 5             # at stop, how long Triton waits for in-flight requests (Triton's own: 30)
