@@ -76,7 +76,11 @@ def main(argv=None, prog: str = "lfdn-edge serve") -> int:
                              max_queue_delay_us=args.max_queue_delay_us, instances=args.instances,
                              threshold=args.threshold, access_token=token, log_verbose=args.log_verbose,
                              exit_timeout_s=args.exit_timeout, log_file=args.log_file)
-        server.start()
+        try:
+            server.start()
+        except KeyboardInterrupt:  # Ctrl-C while starting: start() has stopped what it had started
+            print("interrupted while starting; stopped", file=sys.stderr)
+            return 130
         kind = "images" if scorer.includes_backbone else "features"
         print(f"serving {scorer!r}\n  model {server.model_name!r} (input {kind!r} {list(scorer.input_shape)}); "
               f"HTTP {server.http_url}, gRPC {server.grpc_url}, metrics {server.metrics_url}; "

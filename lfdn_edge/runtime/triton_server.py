@@ -213,9 +213,10 @@ class ScoreServer:
         """Block until SIGINT or SIGTERM (or :meth:`stop` from another thread, or the server dying), then stop.
 
         SIGTERM is turned into the same clean stop as SIGINT: without a handler it would end this process
-        at once and leave PyTriton's workspace and shared memory behind."""
+        at once and leave PyTriton's workspace and shared memory behind. (Handlers are installed from the
+        main thread only, where Python allows it; from another thread, stop it with :meth:`stop`.)"""
         old = {}
-        if install_signal_handlers:
+        if install_signal_handlers and threading.current_thread() is threading.main_thread():
             def handler(signum, frame):
                 self._stop_event.set()
 
