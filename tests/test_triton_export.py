@@ -150,13 +150,22 @@ def test_export_is_atomic_and_leaves_other_models_alone(ckpt, tmp_path, monkeypa
     with pytest.raises(RuntimeError, match="build failed"):
         tr.export_triton_repository(ckpt, repo, batch=(1, 16, 16))
     assert parse_config(first / "config.pbtxt").max_batch_size == 8
-    # a failure while writing the model file: the same
+    # a failure while the new files are written (after model.onnx, at config.pbtxt): the same
     monkeypatch.setattr(tr, "build_artifact", real)
-    monkeypatch.setattr(tr, "model_config_text", lambda *a, **k: 1 / 0)
-    with pytest.raises(ZeroDivisionError):
-        tr.export_triton_repository(ckpt, repo, batch=(1, 16, 16))
+    old_model = (first / "1" / "model.onnx").read_bytes()
+    real_write = Path.write_text
+
+    def failing_write(self, *a, **k):
+        if self.name == "config.pbtxt":
+            raise OSError("disk full")
+        return real_write(self, *a, **k)
+
+    monkeypatch.setattr(Path, "write_text", failing_write)
+    with pytest.raises(OSError, match="disk full"):
+        tr.export_triton_repository(ckpt, repo, batch=(1, 16, 16), score_type="mse")
     monkeypatch.undo()
     assert parse_config(first / "config.pbtxt").max_batch_size == 8
+    assert (first / "1" / "model.onnx").read_bytes() == old_model
     assert sorted(p.name for p in repo.iterdir()) == ["lfdn_edge", "other_model"]
     # a successful export replaces it
     tr.export_triton_repository(ckpt, repo, batch=(1, 16, 16))
