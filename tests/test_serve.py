@@ -300,3 +300,51 @@ def test_server_options_are_checked_before_starting(engine):
         ScoreServer(scorer, http_port=9000, grpc_port=9000, metrics_port=9002)
     with pytest.raises(ValueError, match="max_batch"):
         ScoreServer(scorer, max_batch=0)
+
+
+def test_frames_engine_serves_uint8_images(tmp_path):
+    """An engine that includes the backbone: clients send uint8 RGB frames as 'images'."""
+    _need_pytriton()
+    import torch
+    import tritonclient.http as httpclient
+
+    from lfdn_edge import Scorer
+    from lfdn_edge.backbones import get_backbone
+    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.checkpoint import save_checkpoint
+    from lfdn_edge.diffusion import DiffusionConfig
+    from lfdn_edge.features import FeatureConfig
+    from lfdn_edge.model import LFDN, LFDNConfig
+    from lfdn_edge.probes import onnx_usable
+    from lfdn_edge.reference import ScoreConfig
+    from lfdn_edge.runtime.triton_server import ScoreServer
+
+    if not onnx_usable()[0]:
+        pytest.skip(onnx_usable()[1])
+    dims = list(get_backbone("efficientnet-lite0").stage_dims)
+    torch.manual_seed(0)
+    cfg = LFDNConfig(in_dim=sum(dims), width=32, depth=1, emb_dim=16)
+    data = {"feature": FeatureConfig(input_size=32).to_dict(), "layout": {"stage_dims": dims},
+            "model": cfg.to_dict(), "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
+            "ema": LFDN(cfg).state_dict(), "calibration": None}
+    ckpt = save_checkpoint(data, tmp_path / "img.pt")
+    engine = build_engine(ckpt, backend="onnx", include_backbone=True, image_size=(24, 40), batch=(1, 8, 16),
+                          out=tmp_path / "img.engine")
+    frames = np.random.default_rng(0).integers(0, 256, (6, 24, 40, 3), dtype=np.uint8)
+    scorer = Scorer(engine)
+    want = scorer.score(frames)
+    scorer.threshold = float(np.median(want))
+    h, g, m = free_ports(3)
+    with ScoreServer(scorer, http_port=h, grpc_port=g, metrics_port=m, log_file=tmp_path / "t.log") as server:
+        cl = httpclient.InferenceServerClient(f"127.0.0.1:{h}")
+        got = []
+        for s, e in ((0, 2), (2, 3), (3, 6)):
+            inp = httpclient.InferInput("images", [e - s, 24, 40, 3], "UINT8")
+            inp.set_data_from_numpy(frames[s:e])
+            res = cl.infer(server.model_name, [inp])
+            got.append(res.as_numpy("score")[:, 0])
+            assert res.as_numpy("stage_cos").shape == (e - s, len(dims))
+        cl.close()
+    # the frames engine's scores; compared with a tolerance because onnxruntime's convolutions may round
+    # differently for another batch size (the features engines above are compared bit for bit)
+    np.testing.assert_allclose(np.concatenate(got), want, rtol=1e-5, atol=1e-6)

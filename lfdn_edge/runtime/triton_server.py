@@ -19,8 +19,10 @@ The model (name ``model_name``, version 1):
     outputs ``score``     float32 [-1, 1]   the engine's score type (higher = more OOD)
             ``is_ood``    bool    [-1, 1]   score > threshold (the calibrated one, or ``threshold=``)
             ``mse``, ``mfsim`` float32 [-1, 1], ``stage_cos`` float32 [-1, M] (cosine per stage)
-The scores are the Scorer's: an item's score does not depend on the batch it was scored in (checked bit
-for bit for the native and onnx engines by tests/test_serve.py).
+The scores are the Scorer's. With a native engine an item's score does not depend on the batch it was
+scored in, so they are bit for bit the in-process scores (tests/test_serve.py, 16 concurrent clients); other
+backends can differ in the last bits between batch sizes (the PyTorch graph of a checkpoint; onnxruntime's
+convolutions in frames engines: within 1e-5 in the tests).
 
 Endpoints (Triton's): ``/v2/health/live``, ``/v2/health/ready``, ``/v2/models/NAME/infer`` on HTTP; the same
 over gRPC; Prometheus metrics on ``metrics_port`` (``/metrics``). Triton's statistics, model-repository,
@@ -227,9 +229,11 @@ class ScoreServer:
                 if not self.running:
                     break
         finally:
-            for sig, h in old.items():
-                signal.signal(sig, h)
-            self.stop()
+            try:
+                self.stop()  # a second Ctrl-C meanwhile only sets the event again: the stop completes
+            finally:
+                for sig, h in old.items():
+                    signal.signal(sig, h)
 
     # ------------------------------------------------------------------ endpoints
     @property
