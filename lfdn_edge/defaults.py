@@ -62,3 +62,12 @@ TACTIC_FINALISTS = 4         # the fastest of round 1 (plus the default blocking
 TACTIC_SAMPLES = 9           # round-2 samples; finalists are compared on the median of all their samples
 TACTIC_COLD_CACHE = True     # each timed sample one run after a cache flush (weights from DRAM, as in a pass)
 TACTIC_BASELINE_MARGIN = 0.02  # another tactic replaces the default blocking only when > 2% faster
+
+# ---------------------------------------------------------------------------------------------- serving (Triton)
+SERVE_MODEL_NAME = "lfdn_edge"       # Triton model name (serve and export-triton)
+SERVE_HTTP_PORT = 8000               # Triton's own defaults
+SERVE_GRPC_PORT = 8001
+SERVE_METRICS_PORT = 8002
+SERVE_MAX_BATCH = 64                 # largest batch Triton's dynamic batcher forms
+SERVE_MAX_QUEUE_DELAY_US = 2000      # how long the batcher waits to fill a batch (microseconds)
+SERVE_EXIT_TIMEOUT_S = 5             # at stop, how long Triton waits for in-flight requests (Triton's own: 30)

@@ -149,5 +149,5 @@ def extract_features(extractor: MultiLayerFeatures, images: np.ndarray, batch_si
         for start in tqdm(range(0, images.shape[0], batch_size), desc=desc, disable=not progress,
                           unit="batch", leave=False):
             batch = torch.from_numpy(np.ascontiguousarray(images[start:start + batch_size]))
-            out[start:start + batch.shape[0]] = extractor(batch).numpy()
+            out[start:start + batch.shape[0]] = extractor(batch.to(extractor.mean.device)).cpu().numpy()
     return out

@@ -106,12 +106,14 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
                model_config: LFDNConfig | None = None, train_config: TrainConfig = TrainConfig(),
                diffusion_config: DiffusionConfig = DiffusionConfig(), score_config: ScoreConfig = ScoreConfig(),
                cal_features: np.ndarray | None = None, tpr: float = defaults.TPR, resume: bool = True,
-               progress: bool = True, data_info: dict | None = None) -> Checkpoint:
+               progress: bool = True, data_info: dict | None = None, dist=None) -> Checkpoint:
     """Train on ``features`` (N, C) and write ``out`` after every epoch; returns the final checkpoint.
 
     With ``resume`` and an existing ``out`` from the same configuration, training continues from its last
     finished epoch. With ``cal_features`` the thresholds are calibrated at ID acceptance rate ``tpr``.
     ``data_info`` (where the features came from) is stored in the checkpoint and must match to resume.
+    ``dist``: a :class:`lfdn_edge.distributed.DistContext` under torchrun (DDP; ``batch_size`` is the global
+    batch; rank 0 writes ``out``), None for one process.
     """
     from tqdm.auto import tqdm
 
@@ -141,9 +143,12 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         ts = old.get("train_state") or {}
         if int(ts.get("epoch", 0)) >= train_config.epochs:  # finished: only (re)calibrate
             ckpt = Checkpoint(old, out)
-            if cal_features is not None:
+            if cal_features is not None and (dist is None or dist.is_main):
                 calibrate(ckpt, cal_features, tpr=tpr)
                 ckpt.save()
+            if dist is not None:
+                dist.barrier()
+                ckpt = Checkpoint(load_checkpoint_dict(out), out)
             return ckpt
         if "model" not in ts or "optimizer" not in ts:
             raise ValueError(f"{out} has no training state to resume from; use --no-resume to start over")
@@ -153,9 +158,15 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         start_epoch, step, history = int(ts["epoch"]), int(ts["ema_step"]), list(ts["history"])
         early_state = old.get("early_ema")
 
+    net = model
+    if dist is not None:  # DDP: same start on every rank (same seed), gradients averaged across ranks
+        from .distributed import ddp_model
+
+        model, ema, opt, net, z, ab = ddp_model(dist, model, ema, opt, z, ab)
+        progress = progress and dist.is_main
     n = z.shape[0]
     snapshot_epoch = train_config.snapshot_epoch(-(-n // train_config.batch_size))
-    if snapshot_epoch >= train_config.epochs:
+    if snapshot_epoch >= train_config.epochs and (dist is None or dist.is_main):
         warnings.warn(f"the early snapshot for the LR score is the final epoch ({snapshot_epoch}): LR will be 0 "
                       "for every input; train for more epochs or set an earlier early_epoch", stacklevel=2)
     bar = tqdm(range(start_epoch, train_config.epochs), desc="train LFDN", unit="epoch", disable=not progress,
@@ -169,6 +180,18 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
             z0 = z[perm[s:s + train_config.batch_size]]
             t = torch.randint(0, schedule.T, (z0.shape[0],), generator=g)
             eps = torch.randn(z0.shape, generator=g)
+            if dist is not None:  # this rank's slice of the global batch, drawn exactly as by one process
+                from .distributed import ddp_loss
+
+                loss, batch_sum = ddp_loss(dist, net, z0, t, eps, ab)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                ema_update(ema, model, min(train_config.ema_decay, (1.0 + step) / (10.0 + step)))
+                total += batch_sum
+                count += z0.shape[0]
+                continue
             zt = q_sample(z0, ab[t][:, None], eps)
             loss = F.mse_loss(model(zt, t), z0)
             opt.zero_grad(set_to_none=True)
@@ -178,6 +201,8 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
             ema_update(ema, model, min(train_config.ema_decay, (1.0 + step) / (10.0 + step)))
             total += float(loss.detach()) * z0.shape[0]
             count += z0.shape[0]
+        if dist is not None:
+            total = dist.all_sum(total)
         if not np.isfinite(total):
             raise TrainingDiverged(f"training diverged at epoch {epoch + 1} (loss is not finite); lower --lr")
         history.append(total / count)
@@ -187,13 +212,34 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
         state = {"epoch": epoch + 1, "ema_step": step, "history": history}
         if epoch + 1 < train_config.epochs:  # what resuming needs; dropped from the finished checkpoint
             state.update(model=model.state_dict(), optimizer=opt.state_dict())
-        save_checkpoint(dict(header, ema=ema.state_dict(), early_ema=early_state,
-                             early_epoch=snapshot_epoch, calibration=None, train_state=state), out)
+        data = dict(header, ema=ema.state_dict(), early_ema=early_state, early_epoch=snapshot_epoch,
+                    calibration=None, train_state=state)
+        if dist is None:
+            save_checkpoint(data, out)
+        elif dist.is_main:
+            state["world_size"] = dist.world_size
+            save_checkpoint(_cpu(data), out)
+    if dist is not None:
+        dist.barrier()  # rank 0 has written the last epoch
     ckpt = Checkpoint(load_checkpoint_dict(out), out)
-    if cal_features is not None:
+    if cal_features is not None and (dist is None or dist.is_main):
         calibrate(ckpt, cal_features, tpr=tpr)
         ckpt.save()
+    if dist is not None:
+        dist.barrier()
+        ckpt = Checkpoint(load_checkpoint_dict(out), out)
     return ckpt
+
+
+def _cpu(obj):
+    """Tensors moved to the CPU (a no-op for CPU training: the same objects come back)."""
+    if isinstance(obj, torch.Tensor):
+        return obj if obj.device.type == "cpu" else obj.cpu()
+    if isinstance(obj, dict):
+        return {k: _cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_cpu(v) for v in obj)
+    return obj
 
 
 def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = defaults.TPR) -> dict:

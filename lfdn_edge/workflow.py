@@ -25,24 +25,40 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
                     score_config: ScoreConfig = ScoreConfig(), diffusion_config: DiffusionConfig = DiffusionConfig(),
                     n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
                     data_seed: int = defaults.DATA_SEED, tpr: float = defaults.TPR,
-                    cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True) -> Checkpoint:
+                    cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
+                    dist=None) -> Checkpoint:
     """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``.
+
+    ``dist`` (a :class:`lfdn_edge.distributed.DistContext`, under torchrun): every rank extracts a shard of the
+    features and trains with DDP; rank 0 writes ``out``.
 
     ``n_test`` is only recorded here: for a user folder the train / cal / test split depends on all three
     counts, and evaluation must split the same way so that test images never overlap training images.
     """
     check_scoring_setup(diffusion_config, score_config, tpr)  # before minutes of features and training
+    if dist is not None and not dist.is_main:
+        dist.barrier()  # rank 0 fetches and unpacks the data into the cache first
     bench = load_benchmark(data, size=feature_config.input_size, n_train=n_train, n_cal=n_cal, n_test=n_test,
-                           seed=data_seed, with_ood=False, progress=progress)
+                           seed=data_seed, with_ood=False, progress=progress and (dist is None or dist.is_main))
+    if dist is not None and dist.is_main:
+        dist.barrier()
     extractor = MultiLayerFeatures(feature_config)
-    train_feats = cached_features(extractor, bench.train.images, cache_root, desc="features: train", progress=progress)
-    cal_feats = cached_features(extractor, bench.cal.images, cache_root, desc="features: calibration", progress=progress)
+    if dist is not None:
+        from .distributed import sharded_features as extract
+
+        def features(images, desc):
+            return extract(dist, extractor, images, cache_root, desc=desc, progress=progress)
+    else:
+        def features(images, desc):
+            return cached_features(extractor, images, cache_root, desc=desc, progress=progress)
+    train_feats = features(bench.train.images, "features: train")
+    cal_feats = features(bench.cal.images, "features: calibration")
     model_config = LFDNConfig(in_dim=extractor.layout.dim, width=model_width, depth=model_depth, emb_dim=emb_dim)
     data_info = {"spec": data, "n_train": int(len(train_feats)), "n_cal": int(len(cal_feats)), "seed": int(data_seed),
                  "requested_n_train": int(n_train), "requested_n_cal": int(n_cal), "requested_n_test": int(n_test)}
     return train_lfdn(train_feats, extractor.layout, feature_config, Path(out), model_config, train_config,
                       diffusion_config, score_config, cal_features=cal_feats, tpr=tpr, resume=resume,
-                      progress=progress, data_info=data_info)
+                      progress=progress, data_info=data_info, dist=dist)
 
 
 def checkpoint_benchmark(ckpt: Checkpoint, spec: str, ood=(), n_test: int | None = None,

@@ -1,6 +1,6 @@
 """The package's import structure, read from the source (every import statement, including the ones inside
 functions): layers import only downwards, the build side and the run side never import each other, and
-there are no import cycles. Plus: scoring an engine file does not load the training stack.
+there are no import cycles. Plus: scoring an engine file does not load the training stack, nor the serving one (PyTriton).
 
 Layers, lowest first (README "Layout"):
     leaves    _version, _atomic, defaults, errors, noise, file_kinds, probes, progress, native_core
@@ -159,12 +159,13 @@ import lfdn_edge
 s = lfdn_edge.Scorer(sys.argv[1])
 x = np.load(sys.argv[2])
 scores = s.score(x)
-print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith("lfdn_edge")),
+print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith(("lfdn_edge", "pytriton", "tritonclient"))),
                   "n": int(scores.shape[0])}))
 """
 TRAINING_STACK = ("lfdn_edge.train", "lfdn_edge.workflow", "lfdn_edge.data", "lfdn_edge.evaluate",
                   "lfdn_edge.plots", "lfdn_edge.feature_cache", "lfdn_edge.baselines", "lfdn_edge.build",
-                  "lfdn_edge.cli")
+                  "lfdn_edge.cli", "lfdn_edge.distributed")
+SERVING_STACK = ("lfdn_edge.runtime.triton_server", "pytriton", "tritonclient")  # only loaded to serve
 
 
 @pytest.mark.parametrize("backend", ["onnx", "native"])
@@ -187,6 +188,8 @@ def test_scoring_an_engine_does_not_import_the_training_stack(tmp_path, backend)
     assert out["n"] == 3
     loaded = [m for m in out["modules"] if m.startswith(TRAINING_STACK)]
     assert loaded == [], f"Scorer(engine) imported the training/build stack: {loaded}"
+    serving = [m for m in out["modules"] if m.startswith(SERVING_STACK)]
+    assert serving == [], f"Scorer(engine) imported the serving stack: {serving}"
 
 
 def _tiny_checkpoint(tmp_path):

@@ -1,4 +1,4 @@
-"""The ``lfdn-edge`` command: ``lfdn-edge train | evaluate | build | bench | score [options]``.
+"""The ``lfdn-edge`` command: ``lfdn-edge train | evaluate | build | bench | score | serve | export-triton [options]``.
 
 Each subcommand is a module of this package with ``main(argv, prog)``; ``lfdn-edge SUB --help`` shows its
 options. tools/*.py are thin wrappers around the same functions (``python tools/build_engine.py ckpt.pt``).
@@ -17,13 +17,15 @@ COMMANDS = {
     "build": ("build", "build an engine file (tensorrt, native, onnx) from a checkpoint"),
     "bench": ("bench", "throughput, latency and parity of scoring backends"),
     "score": ("score", "score images or feature arrays with an engine and flag OOD items"),
+    "serve": ("serve", "serve an engine over HTTP/gRPC through NVIDIA Triton (PyTriton), with dynamic batching"),
+    "export-triton": ("export_triton", "write a Triton model repository (ONNX model or TensorRT plan + config)"),
 }
 
 
 def usage() -> str:
     lines = [f"usage: lfdn-edge {{{','.join(COMMANDS)}}} [options]   (lfdn-edge {__version__})", "",
              "Unsupervised OOD detection of images (DLSR) for edge devices.", "", "commands:"]
-    lines += [f"  {name:<10}{text}" for name, (_, text) in COMMANDS.items()]
+    lines += [f"  {name:<15}{text}" for name, (_, text) in COMMANDS.items()]
     lines += ["", "lfdn-edge COMMAND --help shows the options of a command."]
     return "\n".join(lines)
 

@@ -3,7 +3,10 @@
 Examples:
     lfdn-edge train --data fmnist-ood --out runs/demo/ckpt.pt
     lfdn-edge train --data /path/to/id_images --out ckpt.pt --epochs 60 --width 1024 --depth 8
-(``python tools/train.py ...`` is the same command.)
+    torchrun --nproc_per_node 4 tools/train.py --data /path/to/id_images --out ckpt.pt     (4 GPUs, DDP)
+(``python tools/train.py ...`` is the same command.) Under torchrun every process extracts a shard of the
+features and trains with DistributedDataParallel (NCCL, one GPU per process; gloo on the CPU without CUDA);
+--batch-size is the global batch; rank 0 writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import time
 from .. import defaults
 from ..backbones import BACKBONES
 from .common import add_common_options, check_output_path, check_positive, parser, run_cli
+
 
 
 def build_parser(prog: str = "lfdn-edge train"):
@@ -49,6 +53,8 @@ def build_parser(prog: str = "lfdn-edge train"):
                         "tenth of the run and at least 100 optimiser steps in)")
     g.add_argument("--seed", type=int, default=defaults.TRAIN_SEED, help="training seed (default: %(default)s)")
     g.add_argument("--no-resume", action="store_true", help="start over even if --out exists")
+    g.add_argument("--dist-backend", choices=("auto", "nccl", "gloo"), default="auto",
+                   help="under torchrun: the process-group backend (auto: nccl with CUDA, else gloo)")
     g = p.add_argument_group("scoring")
     g.add_argument("--t", type=int, default=defaults.T,
                    help="noise level of the reconstruction, 0..T-1 (default: %(default)s)")
@@ -80,20 +86,29 @@ def main(argv=None, prog: str = "lfdn-edge train") -> int:
                                 early_epoch=args.early_epoch, seed=args.seed)
         score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed)
         t0 = time.time()
-        ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
-                               score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
-                               data_seed=args.data_seed, tpr=args.tpr, cache_root=args.cache_dir,
-                               resume=not args.no_resume, progress=not args.quiet)
-        report(ckpt, time.time() - t0)
+        from ..distributed import env_world_size, from_env
+
+        dist = from_env(args.dist_backend) if env_world_size() > 1 else None  # torchrun, several processes
+        try:
+            ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
+                                   score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
+                                   data_seed=args.data_seed, tpr=args.tpr, cache_root=args.cache_dir,
+                                   resume=not args.no_resume, progress=not args.quiet, dist=dist)
+        finally:
+            if dist is not None:
+                dist.close()
+        if dist is None or dist.is_main:
+            report(ckpt, time.time() - t0, dist.world_size if dist else 1)
         return 0
 
     return run_cli(args, body)
 
 
-def report(ckpt, seconds: float) -> None:
+def report(ckpt, seconds: float, processes: int = 1) -> None:
     cal = ckpt.calibration or {}
     hist = ckpt.data["train_state"]["history"]
-    print(f"wrote {ckpt.path} in {seconds:.0f} s: final loss {hist[-1]:.4f}, thresholds at "
+    where = f" ({processes} processes)" if processes > 1 else ""
+    print(f"wrote {ckpt.path}{where} in {seconds:.0f} s: final loss {hist[-1]:.4f}, thresholds at "
           f"{100 * cal.get('tpr', 0):.0f}% ID acceptance: " +
           ", ".join(f"{k}={v:.4g}" for k, v in cal.get("thresholds", {}).items()))
 
