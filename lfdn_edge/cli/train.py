@@ -56,6 +56,9 @@ def build_parser(prog: str = "lfdn-edge train"):
     g.add_argument("--eta", type=float, default=defaults.ETA, help="DDIM eta (default: %(default)s)")
     g.add_argument("--noise-seed", type=int, default=defaults.NOISE_SEED,
                    help="seed of the counter-based noise (default: %(default)s)")
+    g.add_argument("--convention", choices=("project", "authors"), default=defaults.CONVENTION,
+                   help="scoring convention: the project's DDIM chain and MFsim over all stages, or the authors' "
+                        "(lfdn_edge.diffusion; README 'Defaults and why') (default: %(default)s)")
     g.add_argument("--tpr", type=float, default=defaults.TPR,
                    help="ID acceptance rate of the threshold (default: %(default)s)")
     add_common_options(p)
@@ -78,7 +81,8 @@ def main(argv=None, prog: str = "lfdn-edge train") -> int:
         train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 weight_decay=args.weight_decay, ema_decay=args.ema_decay,
                                 early_epoch=args.early_epoch, seed=args.seed)
-        score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed)
+        score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed,
+                                convention=args.convention)
         t0 = time.time()
         ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
                                score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
