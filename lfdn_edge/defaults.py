@@ -40,6 +40,7 @@ T = 3                    # noise level of the reconstruction (paper code)
 STEPS = 3                # DDIM steps
 ETA = 1.0
 CONVENTION = "project"   # scoring convention: "project" or "authors" (lfdn_edge.diffusion, README "Defaults and why")
+STAGE_WEIGHTS = None     # MFsim stage weights: None (the convention's), "uniform", "skip-first" or a tuple
 NOISE_SEED = 0
 TPR = 0.95               # ID acceptance rate of the calibrated threshold
 SCORE_TYPE = "mfsim"     # what engines and the Scorer report by default

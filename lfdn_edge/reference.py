@@ -24,21 +24,23 @@ from .features import FeatureLayout
 from .model import LFDN
 
 SCORE_NAMES = ("mfsim", "mse", "lr")
+STAGE_WEIGHTINGS = ("uniform", "skip-first")
 COS_EPS = 1e-8
 
 
 @dataclass(frozen=True)
 class ScoreConfig:
     """Reconstruction settings: noise level t, k DDIM steps, DDIM eta, noise seed (paper code: t=3, k=3, eta=1),
-    the scoring convention (``project`` or ``authors``, see :mod:`lfdn_edge.diffusion`) and optional MFsim stage
-    weights (None: the convention's, see :func:`stage_weights`; else non-negative, summing to 1)."""
+    the scoring convention (``project`` or ``authors``, see :mod:`lfdn_edge.diffusion`) and the MFsim stage
+    weights (None: the convention's; ``"uniform"``: 1/M each; ``"skip-first"``: 0 for stage 1, 1/(M-1) for the
+    others; or a tuple of non-negative weights summing to 1; see :func:`stage_weights`)."""
 
     t: int = defaults.T
     steps: int = defaults.STEPS
     eta: float = defaults.ETA
     seed: int = defaults.NOISE_SEED
     convention: str = defaults.CONVENTION
-    stage_weights: tuple | None = None
+    stage_weights: tuple | str | None = defaults.STAGE_WEIGHTS
 
     def __post_init__(self):
         if self.convention not in CONVENTIONS:
@@ -46,7 +48,11 @@ class ScoreConfig:
         chain_levels(int(self.t), int(self.steps), self.convention)  # validates t and steps
         if not 0.0 <= float(self.eta) <= 1.0:
             raise ValueError(f"DDIM eta must be in [0, 1], got {self.eta}")
-        if self.stage_weights is not None:
+        if isinstance(self.stage_weights, str):
+            if self.stage_weights not in STAGE_WEIGHTINGS:
+                raise ValueError(f"stage_weights must be one of {STAGE_WEIGHTINGS} or a tuple of weights, "
+                                 f"got {self.stage_weights!r}")
+        elif self.stage_weights is not None:
             w = tuple(float(v) for v in self.stage_weights)
             if not w or any(not math.isfinite(v) or v < 0.0 for v in w) or abs(sum(w) - 1.0) > 1e-6:
                 raise ValueError(f"stage_weights must be non-negative and sum to 1, got {self.stage_weights!r}")
@@ -75,17 +81,22 @@ def check_features(z: torch.Tensor, dim: int, max_abs: float | None = None) -> N
 
 
 def stage_weights(config: ScoreConfig, num_stages: int) -> tuple[float, ...]:
-    """The MFsim weight of each stage: ``config.stage_weights`` if given, else the convention's (project: 1/M
-    each; authors: 0 for the first stage, 1/(M-1) for the others: their MFsim skips stage 1)."""
+    """The MFsim weight of each stage: ``config.stage_weights`` if given (a tuple, or ``"uniform"`` = 1/M each,
+    ``"skip-first"`` = 0 for the first stage and 1/(M-1) for the others), else the convention's (project:
+    uniform; authors: skip-first, as their MFsim skips stage 1)."""
+    named = config.stage_weights if isinstance(config.stage_weights, str) else None
+    if named is None and config.stage_weights is None:
+        named = "skip-first" if config.convention == "authors" else "uniform"
+    if named == "uniform":
+        return (1.0 / num_stages,) * num_stages
+    if named == "skip-first":
+        if num_stages < 2:
+            raise ValueError("skipping the first stage in MFsim needs at least two stages")
+        return (0.0,) + (1.0 / (num_stages - 1),) * (num_stages - 1)
     if config.stage_weights is not None:
         if len(config.stage_weights) != num_stages:
             raise ValueError(f"stage_weights has {len(config.stage_weights)} entries, the layout has {num_stages} stages")
-        return tuple(config.stage_weights)
-    if config.convention == "authors":
-        if num_stages < 2:
-            raise ValueError("the authors' MFsim skips the first stage: it needs at least two stages")
-        return (0.0,) + (1.0 / (num_stages - 1),) * (num_stages - 1)
-    return (1.0 / num_stages,) * num_stages
+    return tuple(config.stage_weights)
 
 
 def stage_cosines(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) -> torch.Tensor:

@@ -325,6 +325,10 @@ def test_convention_levels_weights_and_validation():
     assert stage_weights(ScoreConfig(convention="authors"), 5) == (0.0, 0.25, 0.25, 0.25, 0.25)
     assert stage_weights(ScoreConfig(), 4) == (0.25,) * 4
     assert stage_weights(ScoreConfig(stage_weights=(0.5, 0.5)), 2) == (0.5, 0.5)
+    assert stage_weights(ScoreConfig(convention="project", stage_weights="skip-first"), 3) == (0.0, 0.5, 0.5)
+    assert stage_weights(ScoreConfig(convention="authors", stage_weights="uniform"), 2) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="stage_weights must be one of"):
+        ScoreConfig(stage_weights="last")
     for bad in ((0.5, 0.6), (-0.5, 1.5), ()):
         with pytest.raises(ValueError, match="stage_weights"):
             ScoreConfig(stage_weights=bad)

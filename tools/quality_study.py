@@ -38,11 +38,9 @@ from lfdn_edge.workflow import checkpoint_benchmark
 
 # (label, convention, t, steps): the chain grid run on the base checkpoint
 CHAINS = [("project t3 k3", "project", 3, 3), ("authors t3 k3", "authors", 3, 3),
-          ("project t3 k2", "project", 3, 2), ("project t3 k1", "project", 3, 1),
-          ("project t2 k2", "project", 2, 2), ("project t1 k1", "project", 1, 1),
+          ("project t3 k1", "project", 3, 1), ("project t1 k1", "project", 1, 1),
           ("project t5 k3", "project", 5, 3), ("authors t2 k2", "authors", 2, 2),
-          ("authors t5 k5", "authors", 5, 5), ("authors t5 k3", "authors", 5, 3),
-          ("authors t1 k1", "authors", 1, 1)]
+          ("authors t5 k5", "authors", 5, 5)]
 MAIN_CHAINS = ["project t3 k3", "authors t3 k3"]
 
 
@@ -155,7 +153,8 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def study_checkpoint(label: str, path: str, chains: list, noise_seeds: list[int], score_filter=None) -> dict:
+def study_checkpoint(label: str, path: str, chains: list, noise_seeds: list[int], score_filter=None,
+                     partial: Path | None = None) -> dict:
     ckpt = Checkpoint.load(path)
     feats, far = load_features(ckpt)
     ood_names = list(feats["ood"])
@@ -175,10 +174,80 @@ def study_checkpoint(label: str, path: str, chains: list, noise_seeds: list[int]
         for name, runs in per_score.items():
             res["variants"][f"{chain_label} | {name}"] = {**summarise(runs), "chain_ms_per_item": float(np.median(costs)),
                                                           "runs": runs}
+        if partial is not None:
+            partial.write_text(json.dumps(res, indent=1) + "\n")
         print(f"[{label}] {chain_label}: mfsim near {res['variants'][chain_label + ' | mfsim']['near']['mean']:.2f}"
               f" far {res['variants'][chain_label + ' | mfsim']['far_mean']['mean']:.2f}"
               f" ({np.median(costs):.3f} ms/item)", flush=True)
     return res
+
+
+FAR_SETS = ("digits", "letters", "textures", "icons", "emoji", "flags")
+TABLE_SCORES = ("mfsim", "mse", "mfsim uniform", "mfsim skip stage 1", "mfsim ID-calibrated weights",
+                "mfsim + maha (ID z-scored)", "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)")
+
+
+def _row(label: str, v: dict, cost: str) -> str:
+    near = v["near"]
+    spread = f" ± {near['spread'] / 2:.2f}" if near.get("n", 1) > 1 else ""
+    per = v["per_set"]
+    cells = [f"{per[k]['mean'] if isinstance(per[k], dict) else per[k]:.2f}" for k in FAR_SETS]
+    far = v["far_mean"]["mean"] if isinstance(v["far_mean"], dict) else v["far_mean"]
+    return f"| {label} | {near['mean'] if isinstance(near, dict) else near:.2f}{spread} | {far:.2f} | " + \
+        " | ".join(cells) + f" | {cost} |"
+
+
+def _baseline_row(label, m, cost):
+    return _row(label, {"near": {"mean": m["near"], "n": 1}, "far_mean": m["far_mean"], "per_set": m["per_set"]},
+                cost)
+
+
+def table(results: list[dict]) -> str:
+    """Markdown: one row per variant, near AUROC as mean ± half the max-min spread over noise seeds (training
+    seeds in the rows marked so), far-OOD mean and each far set (noise-seed means), cost per item."""
+    head = ("| variant | near AUROC | far mean | " + " | ".join(FAR_SETS) + " | cost ms/item (LFDN chain + backbone) |\n"
+            "|---|---|---|" + "---|" * len(FAR_SETS) + "---|")
+    lines = [head]
+    merged = {"base": None, "train_seeds": {}, "extra": {}}
+    for res in results:  # several result files (separate runs) form one study
+        merged["base"] = merged["base"] or res.get("base")
+        merged["train_seeds"].update(res.get("train_seeds") or {})
+        merged["extra"].update(res.get("extra") or {})
+    results = [merged]
+
+    def ckpt_rows(tag, r, scores):
+        bb = r["backbone_ms_per_item"]
+        for name in ("knn", "maha"):
+            lines.append(_baseline_row(f"{tag} {name} (baseline)", r["baselines"][name], f"0 + {bb:.2f}"))
+        for key, v in r["variants"].items():
+            chain, _, score = key.partition(" | ")
+            if score in scores:
+                lines.append(_row(f"{tag} {chain}, {score}", v, f"{v['chain_ms_per_item']:.2f} + {bb:.2f}"))
+
+    for res in results:
+        if res.get("base"):
+            ckpt_rows("Lite0-64", res["base"], TABLE_SCORES)
+        seeds = res.get("train_seeds") or {}
+        if seeds and res.get("base"):
+            for key in res["base"]["variants"]:
+                chain, _, score = key.partition(" | ")
+                runs = [res["base"]["variants"][key]] + [r["variants"][key] for r in seeds.values() if key in r["variants"]]
+                if len(runs) < 2 or score not in ("mfsim", "mse", "mfsim + maha (ID z-scored)"):
+                    continue
+                agg = {"near": {"mean": float(np.mean([r["near"]["mean"] for r in runs])),
+                                "spread": float(np.ptp([r["near"]["mean"] for r in runs])), "n": len(runs)},
+                       "far_mean": {"mean": float(np.mean([r["far_mean"]["mean"] for r in runs]))},
+                       "per_set": {k: {"mean": float(np.mean([r["per_set"][k]["mean"] for r in runs]))} for k in FAR_SETS}}
+                lines.append(_row(f"Lite0-64 {chain}, {score}: {len(runs)} training seeds", agg, "as above"))
+            for name in ("knn", "maha"):
+                ms = [res["base"]["baselines"][name]] + [r["baselines"][name] for r in seeds.values()]
+                agg = {"near": {"mean": float(np.mean([m["near"] for m in ms])), "spread": float(np.ptp([m["near"] for m in ms])),
+                                "n": len(ms)}, "far_mean": {"mean": float(np.mean([m["far_mean"] for m in ms]))},
+                       "per_set": {k: {"mean": float(np.mean([m["per_set"][k] for m in ms]))} for k in FAR_SETS}}
+                lines.append(_row(f"Lite0-64 {name} (baseline): {len(ms)} training seeds", agg, "as above"))
+        for label, r in (res.get("extra") or {}).items():
+            ckpt_rows(label, r, ("mfsim", "mse", "mfsim + maha (ID z-scored)"))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -187,21 +256,28 @@ def main(argv=None) -> int:
     p.add_argument("--seed-ckpts", nargs="*", default=[], help="the base configuration trained with other seeds")
     p.add_argument("--extra", nargs="*", default=[], help="LABEL=CKPT: other backbones / input sizes")
     p.add_argument("--noise-seeds", default="0,1,2,3,4")
-    p.add_argument("--json", required=True)
+    p.add_argument("--json", required=True, help="where the results go (with --table: the results to tabulate)")
+    p.add_argument("--table", nargs="*", help="only print the markdown table of these result files (and --json)")
     args = p.parse_args(argv)
+    if args.table is not None:
+        files = [args.json, *args.table]
+        print(table([json.loads(Path(f).read_text()) for f in files]))
+        return 0
     seeds = [int(s) for s in args.noise_seeds.split(",")]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.time()
-    out = {"noise_seeds": seeds, "base": study_checkpoint("base", args.base, CHAINS, seeds) if args.base else None,
+    part = Path(args.json).with_suffix(".partial.json")
+    out = {"noise_seeds": seeds,
+           "base": study_checkpoint("base", args.base, CHAINS, seeds, partial=part) if args.base else None,
            "train_seeds": {}, "extra": {}}
     main_chains = [c for c in CHAINS if c[0] in MAIN_CHAINS]
     keep = {"mfsim", "mse", "mfsim skip stage 1", "mfsim uniform", "mfsim + maha (ID z-scored)",
             "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)"}
     for path in args.seed_ckpts:
-        out["train_seeds"][path] = study_checkpoint(Path(path).stem, path, main_chains, seeds, keep)
+        out["train_seeds"][path] = study_checkpoint(Path(path).stem, path, main_chains, seeds, keep, part)
     for item in args.extra:
         label, _, path = item.partition("=")
-        out["extra"][label] = study_checkpoint(label, path, main_chains, seeds, keep)
+        out["extra"][label] = study_checkpoint(label, path, main_chains, seeds, keep, part)
     out["seconds"] = time.time() - t0
     out["native_vs_reference_stage_cos_max_abs_diff"] = max(PARITY) if PARITY else None
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
