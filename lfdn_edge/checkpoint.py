@@ -3,7 +3,8 @@
 Contents (a dict of plain types and tensors, loadable with torch.load(weights_only=True)):
     format, format_version, lfdn_edge_version,
     feature {backbone, input_size, backbone_weights}, preprocessing {mean, std, layout "NHWC uint8 or NCHW [0,1]"},
-    layout {stage_dims}, model (LFDNConfig), diffusion (DiffusionConfig), score (ScoreConfig), train (TrainConfig),
+    layout {stage_dims}, model (LFDNConfig), diffusion (DiffusionConfig), score (ScoreConfig; a missing
+    ``convention`` reads as "project", what such checkpoints were scored with), train (TrainConfig),
     ema (EMA weights used for scoring), early_ema + early_epoch (snapshot for the LR score),
     calibration {tpr, n, thresholds {score: value}, id_mean, id_std} or None,
     train_state {epoch, ema_step, history, and until the last epoch model + optimizer for resuming),
@@ -196,7 +197,8 @@ class Checkpoint:
 
     @property
     def score_config(self) -> ScoreConfig:
-        return ScoreConfig(**self.data["score"])
+        # checkpoints written before the scoring convention existed scored with the project's
+        return ScoreConfig(**{"convention": "project", **self.data["score"]})
 
     @property
     def calibration(self) -> dict | None:

@@ -42,7 +42,7 @@ from .diffusion import Schedule
 from .features import FeatureLayout, standardise
 from .model import LFDN
 from .diffusion import DdimPlan, NoisePlan
-from .reference import COS_EPS
+from .reference import COS_EPS, stage_weights
 
 PRECISIONS = ("fp32", "fp16")
 SCORE_OUTPUTS = ("score", "mse", "mfsim", "stage_cos")
@@ -133,8 +133,9 @@ class ScoringGraph(nn.Module):
     """features (N, C) float32 -> (score, mse, mfsim, stage_cos): the DLSR reconstruction with constant noise.
 
     ``score`` is the engine's score type (mfsim or mse), the others are the terms it comes from. The
-    reconstruction: x = sqrt(ab_t0) z0 + sqrt(1 - ab_t0) eps; for each level l_i: x0_hat = LFDN(x, l_i), and
-    between levels the DDIM update with its fixed step noise (see :mod:`lfdn_edge.reference`).
+    reconstruction: x = sqrt(ab_t0) z0 + sqrt(1 - ab_t0) eps; for each level l_i: y = LFDN(x, l_i), then row i of
+    the checkpoint convention's :class:`~lfdn_edge.diffusion.DdimPlan` with its fixed step noise; x after the
+    last row (see :mod:`lfdn_edge.reference`). MFsim uses the convention's stage weights (constants).
     """
 
     def __init__(self, ckpt: Checkpoint, precision: str = "fp32", score_type: str = "mfsim"):
@@ -159,6 +160,8 @@ class ScoringGraph(nn.Module):
         for i, step_noise in enumerate(noise.step_noise):
             self.register_buffer(f"step_noise_{i}", step_noise.clone()[None, :], persistent=False)
         self.steps = ddim.updates
+        self.register_buffer("stage_w", torch.tensor(stage_weights(config, self.layout.num_stages),
+                                                     dtype=torch.float32), persistent=False)
 
     @property
     def input_dim(self) -> int:
@@ -166,23 +169,21 @@ class ScoringGraph(nn.Module):
 
     def reconstruct(self, z0: torch.Tensor) -> torch.Tensor:
         x = self.q_a * z0 + self.q_b * self.eps
-        x0_hat = x
         for i in range(len(self.levels)):
             x0_hat = self.lfdn(x, i)
-            if i + 1 < len(self.levels):
-                sqrt_ab, sqrt_1m_ab, c_x0, c_eps, sigma = self.steps[i]
-                eps_hat = (x - sqrt_ab * x0_hat) / sqrt_1m_ab
-                x = c_x0 * x0_hat + c_eps * eps_hat
-                if sigma > 0.0:
-                    x = x + sigma * getattr(self, f"step_noise_{i}")
-        return x0_hat
+            sqrt_ab, sqrt_1m_ab, c_x0, c_eps, sigma = self.steps[i]
+            eps_hat = (x - sqrt_ab * x0_hat) / sqrt_1m_ab
+            x = c_x0 * x0_hat + c_eps * eps_hat
+            if sigma > 0.0:
+                x = x + sigma * getattr(self, f"step_noise_{i}")
+        return x
 
     def forward(self, features: torch.Tensor):
         z0 = features.to(torch.float32)
         z_rec = self.reconstruct(z0)
         mse = ((z0 - z_rec) ** 2).mean(dim=1)
         cos = stage_cosines_explicit(z0, z_rec, self.layout)
-        mfsim = -cos.mean(dim=1)
+        mfsim = -(cos * self.stage_w).sum(dim=1)
         score = mfsim if self.score_type == "mfsim" else mse
         return score, mse, mfsim, cos
 

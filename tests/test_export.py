@@ -105,6 +105,38 @@ def test_onnx_features_fp32_parity_and_dynamic_batch(trained, id_ood_features):
         np.testing.assert_allclose(part["mfsim"], out["mfsim"][:n], rtol=1e-6, atol=1e-7)
 
 
+def _with_convention(ck: Checkpoint, **score) -> Checkpoint:
+    return Checkpoint(dict(ck.data, score=dict(ck.data["score"], **score)), None)
+
+
+@pytest.mark.data
+def test_onnx_fp32_parity_under_the_authors_convention(trained, id_ood_features):
+    """The authors' chain and MFsim as graph constants: torch graph and ONNX = reference (authors) within the
+    FP32 tolerances above, and the authors' scores differ from the project's by far more than those."""
+    ck = _with_convention(trained, convention="authors")
+    ref = ck.reference_scorer().scores(id_ood_features)
+    proj = trained.reference_scorer().scores(id_ood_features)
+    assert np.abs(ref["mfsim"] - proj["mfsim"]).max() > 1e-3 and np.abs(ref["mse"] - proj["mse"]).max() > 1e-3
+    t = torch_graph(ScoringGraph(ck).eval(), id_ood_features)
+    out = run_onnx(onnx_bytes(ck, precision="fp32"), id_ood_features)
+    for name, got in (("torch", t), ("onnx", out)):
+        assert rel_err(got["mse"], ref["mse"]) < 1e-4, name
+        assert rel_err(got["mfsim"], ref["mfsim"]) < 1e-4, name
+        assert np.abs(got["stage_cos"] - ref["stage_cos"]).max() < 1e-5, name
+        np.testing.assert_allclose(got["mfsim"], -ref["stage_cos"][:, 1:].mean(axis=1), rtol=0, atol=1e-5)
+
+
+def test_onnx_authors_convention_synthetic(synthetic_ckpt):
+    """The same without the benchmark data: authors' convention ONNX = reference, t = 5 in 4 steps."""
+    ck = _with_convention(synthetic_ckpt, convention="authors", t=5, steps=4)
+    z = np.random.default_rng(6).standard_normal((16, 512)).astype(np.float32) * 0.5
+    ref = ck.reference_scorer().scores(z)
+    out = run_onnx(onnx_bytes(ck), z)
+    np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4)
+    np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], atol=1e-5)
+    np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.data
 @pytest.mark.parametrize("image_size", [None, (80, 96)], ids=["native-size", "resized"])
 def test_onnx_image_fp32_parity_with_features_pipeline(trained, frames, lite0, image_size):

@@ -259,3 +259,96 @@ def test_scorer_rejects_bad_features():
         scorer.scores(torch.zeros(2, 8, dtype=torch.int64))
     with pytest.raises(ValueError, match="layout"):
         ReferenceScorer(model, FeatureLayout((4, 5)), Schedule(), ScoreConfig())
+
+
+# ------------------------------------------------------------------------------ the authors' convention
+class _FixedMap(torch.nn.Module):
+    """A deterministic stand-in for the LFDN whose output depends on x and the level: y = tanh(x A) + 0.1 level."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.a = torch.randn(dim, dim, generator=torch.Generator().manual_seed(4), dtype=torch.float64) / dim**0.5
+        self.config = LFDNConfig(in_dim=dim, width=8, depth=1, emb_dim=8)
+        self.levels = []
+
+    def forward(self, x, t):
+        level = int(torch.as_tensor(t).flatten()[0])
+        self.levels.append(level)
+        return (torch.tanh(x.double() @ self.a) + 0.1 * level).to(x.dtype)
+
+
+@pytest.mark.parametrize("t,steps", [(3, 3), (5, 3), (6, 4), (1, 1)])
+def test_authors_chain_is_their_three_lines_by_hand(t, steps):
+    """The authors' DDIM chain (xbyym/DLSR ddim.py, ldm_steps = T), written out in float64 as their code does:
+    noise with ab[t]; at each level l: y = model(x, l), e = (x / sqrt(ab[l]) - y) / sqrt(1 / ab[l] - 1),
+    p = (x - sqrt(1 - a_t) e) / sqrt(a_t), x = sqrt(a_prev) p + sqrt(1 - a_prev - s^2) e + s noise, with
+    a_t = ab[l - 1], a_prev = ab[l' - 1] (ab[0] after the last level), s = eta sqrt((1 - a_prev) / (1 - a_t)
+    (1 - a_t / a_prev)); the result is the last x. The project's chain folds this into coefficient rows."""
+    schedule = Schedule()
+    ab = schedule.alpha_bar
+    dim = 12
+    z0 = standardise(torch.randn(5, dim, generator=torch.Generator().manual_seed(t)))
+    config = ScoreConfig(t=t, steps=steps, eta=1.0, seed=3, convention="authors")
+    model = _FixedMap(dim)
+    out = Reconstructor(model, schedule, config).reconstruct(z0)
+    levels = model.levels
+    assert levels == ([t, 2, 1] if (t, steps) == (3, 3) else [int(round(v)) for v in np.linspace(t, 1, steps)])
+    assert levels[-1] == 1
+    plan = NoisePlan(config, dim)
+    x = math.sqrt(ab[t]) * z0.double() + math.sqrt(1 - ab[t]) * plan.eps.double()[None, :]
+    for i, level in enumerate(levels):
+        y = (torch.tanh(x @ model.a) + 0.1 * level)
+        e = (x / math.sqrt(ab[level]) - y) / math.sqrt(1 / ab[level] - 1)
+        a_t = ab[level - 1]
+        a_prev = ab[levels[i + 1] - 1] if i + 1 < len(levels) else ab[0]
+        s = math.sqrt((1 - a_prev) / (1 - a_t) * (1 - a_t / a_prev))
+        p = (x - math.sqrt(1 - a_t) * e) / math.sqrt(a_t)
+        noise = plan.step_noise[i].double()[None, :] if i + 1 < len(levels) else torch.zeros(1, dim, dtype=torch.float64)
+        x = math.sqrt(a_prev) * p + math.sqrt(1 - a_prev - s**2) * e + s * noise
+    torch.testing.assert_close(out.double(), x, rtol=0, atol=2e-5)
+    # the project's chain is a different function of the same input
+    proj = Reconstructor(_FixedMap(dim), schedule, ScoreConfig(t=t, steps=steps, eta=1.0, seed=3)).reconstruct(z0)
+    assert (proj.double() - x).abs().max() > 1e-2
+
+
+def test_convention_levels_weights_and_validation():
+    from lfdn_edge.diffusion import DdimPlan, chain_levels
+    from lfdn_edge.reference import stage_weights
+
+    assert chain_levels(3, 3, "authors") == [3, 2, 1] and chain_levels(3, 3, "project") == [3, 2, 0]
+    assert chain_levels(9, 3, "authors") == [9, 5, 1] and chain_levels(1, 1, "authors") == [1]
+    for t, k in ((3, 4), (3, 1), (0, 1)):
+        with pytest.raises(ValueError, match="authors' convention"):
+            ScoreConfig(t=t, steps=k, convention="authors")
+    with pytest.raises(ValueError, match="convention"):
+        ScoreConfig(convention="paper")
+    assert stage_weights(ScoreConfig(convention="authors"), 5) == (0.0, 0.25, 0.25, 0.25, 0.25)
+    assert stage_weights(ScoreConfig(), 4) == (0.25,) * 4
+    assert stage_weights(ScoreConfig(stage_weights=(0.5, 0.5)), 2) == (0.5, 0.5)
+    assert stage_weights(ScoreConfig(convention="project", stage_weights="skip-first"), 3) == (0.0, 0.5, 0.5)
+    assert stage_weights(ScoreConfig(convention="authors", stage_weights="uniform"), 2) == (0.5, 0.5)
+    with pytest.raises(ValueError, match="stage_weights must be one of"):
+        ScoreConfig(stage_weights="last")
+    for bad in ((0.5, 0.6), (-0.5, 1.5), ()):
+        with pytest.raises(ValueError, match="stage_weights"):
+            ScoreConfig(stage_weights=bad)
+    with pytest.raises(ValueError, match="3 entries"):
+        stage_weights(ScoreConfig(stage_weights=(0.2, 0.3, 0.5)), 5)
+    # every plan has one row per model evaluation; the last one is deterministic; project's is the identity on y
+    for conv in ("project", "authors"):
+        plan = DdimPlan(Schedule(), ScoreConfig(t=5, steps=3, convention=conv))
+        assert len(plan.updates) == 3 and plan.updates[-1][4] == 0.0
+    assert DdimPlan(Schedule(), ScoreConfig()).updates[-1][2:] == (1.0, 0.0, 0.0)
+    # the authors' last update (a_t = a_prev = ab[0]) returns x itself: c_x0 = sqrt(ab[1]), c_eps = sqrt(1 - ab[1])
+    sa, s1, c_x0, c_eps, sigma = DdimPlan(Schedule(), ScoreConfig(convention="authors")).updates[-1]
+    assert (c_x0, c_eps, sigma) == pytest.approx((sa, s1, 0.0), abs=1e-12)
+
+
+def test_authors_mfsim_skips_the_first_stage():
+    layout = FeatureLayout((4, 4, 4))
+    model = LFDN(LFDNConfig(in_dim=12, width=8, depth=1, emb_dim=8))
+    z = standardise(torch.randn(6, 12, generator=torch.Generator().manual_seed(2)))
+    s = ReferenceScorer(model, layout, Schedule(), ScoreConfig(convention="authors")).scores(z)
+    np.testing.assert_allclose(s["mfsim"], -s["stage_cos"][:, 1:].mean(axis=1), rtol=1e-6)
+    p = ReferenceScorer(model, layout, Schedule(), ScoreConfig()).scores(z)
+    np.testing.assert_allclose(p["mfsim"], -p["stage_cos"].mean(axis=1), rtol=1e-6)

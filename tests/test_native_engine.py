@@ -79,8 +79,17 @@ def _reference(ck, z):
     scorer = ck.reference_scorer()
     zt = torch.from_numpy(z)
     rec = scorer.final.reconstruct(zt)
-    t = score_terms(zt, rec, ck.layout)
+    t = score_terms(zt, rec, ck.layout, scorer.weights)
     return {k: v.numpy() for k, v in t.items()}, rec.numpy()
+
+
+@pytest.fixture(scope="module")
+def ckpt_authors(bench):
+    """The same kind of random LFDN under the authors' scoring convention (chain t..1, DDIM-sample output,
+    MFsim without stage 1)."""
+    ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=192, depth=3, emb_dim=96)
+    ck.data["score"] = ScoreConfig(t=4, steps=3, eta=1.0, seed=123, convention="authors").to_dict()
+    return ck
 
 
 def _engine(ck, precision, max_batch=64, threads=0):
@@ -103,6 +112,54 @@ def test_fp32_engine_matches_pytorch_reference(ckpt, z0, isa):
     np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4)
     np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=1e-5)
     np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("isa", ["auto"] + ISAS)
+def test_fp32_engine_matches_reference_under_the_authors_convention(ckpt_authors, z0, isa):
+    """The authors' chain (its coefficients, its DDIM-sample output, its stage weights: all engine data)
+    gives the reference's reconstruction and scores; they differ from the project convention's by far more
+    than the tolerance (so neither the output row nor the weights can be silently dropped)."""
+    _C.set_cpu_isa(isa)
+    try:
+        out = _engine(ckpt_authors, "fp32").score(z0, return_recon=True)
+    finally:
+        _C.set_cpu_isa("auto")
+    ref, rec = _reference(ckpt_authors, z0)
+    np.testing.assert_allclose(out["recon"], rec, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(out["mse"], ref["mse"], rtol=1e-4)
+    np.testing.assert_allclose(out["stage_cos"], ref["stage_cos"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["mfsim"], ref["mfsim"], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(out["mfsim"], -ref["stage_cos"][:, 1:].mean(axis=1), rtol=0, atol=1e-5)
+    spec = native_spec(ckpt_authors.build_model("ema"), Schedule(), ckpt_authors.score_config, ckpt_authors.layout,
+                       "fp32")
+    assert spec["coef"].shape == (3, 5) and spec["stage_weights"][0] == 0.0
+    # the last x0 prediction (dropping the output row) and uniform weights give other numbers
+    legacy = _C.CpuEngine({**spec, "coef": spec["coef"][:-1], "stage_weights": None}, 64, 0).score(z0)
+    assert np.abs(legacy["mse"] - ref["mse"]).max() > 1e-3
+    assert np.abs(legacy["mfsim"] - ref["mfsim"]).max() > 1e-3
+
+
+def test_engine_spec_without_output_row_or_weights_reads_as_before(ckpt, z0):
+    """Specs of engines built before the scoring conventions (coef with steps - 1 rows, no stage_weights)
+    score as the project convention: the last x0 prediction and MFsim over all stages."""
+    spec = native_spec(ckpt.build_model("ema"), Schedule(ckpt.diffusion_config), ckpt.score_config, ckpt.layout,
+                       "fp32")
+    assert spec["coef"].shape == (3, 5) and tuple(spec["coef"][-1, 2:]) == (1.0, 0.0, 0.0)
+    new = _C.CpuEngine(spec, 64, 0).score(z0, return_recon=True)
+    old_spec = {k: v for k, v in spec.items() if k != "stage_weights"}
+    old_spec["coef"] = spec["coef"][:-1]
+    old = _C.CpuEngine(old_spec, 64, 0).score(z0, return_recon=True)
+    np.testing.assert_array_equal(old["recon"], new["recon"])
+    np.testing.assert_array_equal(old["stage_cos"], new["stage_cos"])
+    np.testing.assert_allclose(old["mfsim"], new["mfsim"], rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="invalid size"):  # 3 weights, 5 stages
+        _C.CpuEngine({**spec, "stage_weights": np.full(3, 1 / 3, np.float32)}, 4)
+    with pytest.raises(ValueError, match="invalid argument"):
+        _C.CpuEngine({**spec, "stage_weights": np.full(5, -0.2, np.float32)}, 4)
+    bad = spec["coef"].copy()
+    bad[-1, 4] = 0.5  # the output row must be deterministic
+    with pytest.raises(Exception):
+        _C.CpuEngine({**spec, "coef": bad}, 4)
 
 
 @pytest.mark.parametrize("isa", ISAS)

@@ -80,12 +80,27 @@ ParsedSpec parse_spec(const py::dict& d) {
   s.q_a = get(d, "q_a").cast<float>();
   s.q_b = get(d, "q_b").cast<float>();
   s.seed = get(d, "seed").cast<uint64_t>();
-  if (s.steps > 1) {
-    F32 coef = as_f32_shape(get(d, "coef"), "coef", {s.steps - 1, 5});
-    for (int32_t i = 0; i + 1 < s.steps; ++i)
-      s.coef.push_back({coef.at(i, 0), coef.at(i, 1), coef.at(i, 2), coef.at(i, 3), coef.at(i, 4)});
+  // coef: (steps - 1, 5), the reconstruction is the last x0 prediction (engines before the scoring
+  // conventions), or (steps, 5), the last row maps (x, x0_hat) to the reconstruction (lfdn_edge.diffusion.DdimPlan)
+  if (d.contains("coef") && !d["coef"].is_none()) {
+    py::array c = py::array::ensure(d["coef"]);
+    const int32_t rows = (c && c.ndim() == 2 && c.shape(0) == s.steps) ? s.steps : s.steps - 1;
+    if (rows > 0) {
+      F32 coef = as_f32_shape(d["coef"], "coef", {rows, 5});
+      for (int32_t i = 0; i < rows; ++i)
+        s.coef.push_back({coef.at(i, 0), coef.at(i, 1), coef.at(i, 2), coef.at(i, 3), coef.at(i, 4)});
+    }
+  } else if (s.steps > 1) {
+    get(d, "coef");  // raises the missing-key error
   }
   s.stage_offsets = get(d, "stage_offsets").cast<std::vector<int32_t>>();
+  if (d.contains("stage_weights") && !d["stage_weights"].is_none()) {  // absent: 1/num_stages each
+    py::array wa = py::array::ensure(d["stage_weights"]);
+    if (!wa || wa.ndim() != 1) throw py::value_error("engine spec 'stage_weights' must be a 1-D array");
+    const int64_t ns = static_cast<int64_t>(wa.shape(0));  // its length is checked against the stages below
+    F32 w = as_f32_shape(d["stage_weights"], "stage_weights", {ns});
+    s.stage_weights.assign(w.data(), w.data() + ns);
+  }
   check(lfdn::check_engine_spec(s), "engine spec");
   return ps;
 }

@@ -11,6 +11,7 @@ namespace lfdn {
 int check_ddim_score_params(const DdimScoreParams& p) {
   if (p.rows < 0 || p.dim <= 0) return kBadSize;
   if (!p.update && !p.scores) return kBadArgument;
+  if (p.score_update && !(p.update && p.scores)) return kBadArgument;
   if (p.rows == 0) return kOk;
   if (p.x0_hat == nullptr) return kNullPointer;
   if (p.update) {
@@ -27,6 +28,9 @@ int check_ddim_score_params(const DdimScoreParams& p) {
     for (int m = 0; m < p.num_stages; ++m)
       if (p.stage_offsets[m + 1] <= p.stage_offsets[m]) return kBadArgument;
     if (!(p.cos_eps >= 0.0f)) return kBadArgument;
+    if (p.stage_weights != nullptr)
+      for (int m = 0; m < p.num_stages; ++m)
+        if (!(p.stage_weights[m] >= 0.0f && p.stage_weights[m] <= 1.0f)) return kBadArgument;
   }
   return kOk;
 }
@@ -35,7 +39,44 @@ namespace cpu {
 
 namespace {
 
+// score_update: x_out = c_x0 y + c_eps (x - sqrt_ab y) / sqrt_1m_ab (as the plain update, sigma 0 checked by the
+// model view), then the scores of that value; each element is read before its x_out slot is written, so
+// x_out may be x or x0_hat.
+void ddim_score_updated_rows(const DdimScoreParams& p, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const float* y = p.x0_hat + r * p.dim;
+    const float* z = p.z0 + r * p.dim;
+    float* x = p.x + r * p.dim;
+    float* out = (p.x_out != nullptr ? p.x_out : p.x) + r * p.dim;
+    double se = 0.0, cos_sum = 0.0;
+    for (int m = 0; m < p.num_stages; ++m) {
+      double dot = 0.0, nz = 0.0, ny = 0.0;
+      for (int64_t i = p.stage_offsets[m]; i < p.stage_offsets[m + 1]; ++i) {
+        const float eps_hat = (x[i] - p.sqrt_ab_cur * y[i]) / p.sqrt_1m_ab_cur;
+        float v = p.c_x0 * y[i] + p.c_eps * eps_hat;
+        if (p.sigma != 0.0f) v = v + p.sigma * p.noise[i];
+        out[i] = v;
+        const double a = z[i], b = v, d = a - b;
+        dot += a * b;
+        nz += a * a;
+        ny += b * b;
+        se += d * d;
+      }
+      const double eps = p.cos_eps;
+      const double c = dot / (std::fmax(std::sqrt(nz), eps) * std::fmax(std::sqrt(ny), eps));
+      p.stage_cos[r * p.num_stages + m] = static_cast<float>(c);
+      cos_sum += p.stage_weights ? static_cast<double>(p.stage_weights[m]) * c : c;
+    }
+    p.mse[r] = static_cast<float>(se / static_cast<double>(p.dim));
+    p.mfsim[r] = static_cast<float>(p.stage_weights ? -cos_sum : -cos_sum / p.num_stages);
+  }
+}
+
 void ddim_score_rows(const DdimScoreParams& p, int64_t r0, int64_t r1) {
+  if (p.score_update) {
+    ddim_score_updated_rows(p, r0, r1);
+    return;
+  }
   for (int64_t r = r0; r < r1; ++r) {
     const float* y = p.x0_hat + r * p.dim;
     if (p.scores) {
@@ -53,10 +94,10 @@ void ddim_score_rows(const DdimScoreParams& p, int64_t r0, int64_t r1) {
         const double eps = p.cos_eps;
         const double c = dot / (std::fmax(std::sqrt(nz), eps) * std::fmax(std::sqrt(ny), eps));
         p.stage_cos[r * p.num_stages + m] = static_cast<float>(c);
-        cos_sum += c;
+        cos_sum += p.stage_weights ? static_cast<double>(p.stage_weights[m]) * c : c;
       }
       p.mse[r] = static_cast<float>(se / static_cast<double>(p.dim));
-      p.mfsim[r] = static_cast<float>(-cos_sum / p.num_stages);
+      p.mfsim[r] = static_cast<float>(p.stage_weights ? -cos_sum : -cos_sum / p.num_stages);
     }
     if (p.update) {  // after the scores: x may alias nothing the scores read
       float* x = p.x + r * p.dim;

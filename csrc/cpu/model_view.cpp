@@ -16,8 +16,9 @@ int check_model_view(const LfdnModelView& m) {
     const LfdnBlockView& b = m.blocks[i];
     if (!b.fc1_w || !b.fc2_w || !b.gn1_g || !b.gn1_b || !b.gn2_g || !b.gn2_b || !b.fc2_b) return kNullPointer;
   }
-  if (m.steps > 1 && m.coef == nullptr) return kNullPointer;
-  for (int s = 0; s + 1 < m.steps; ++s) {
+  if ((m.steps > 1 || m.out_row) && m.coef == nullptr) return kNullPointer;
+  if (m.out_row && m.coef[m.steps - 1].sigma != 0.0f) return kBadArgument;
+  for (int s = 0; s < m.steps - (m.out_row ? 0 : 1); ++s) {
     if (m.coef[s].sigma != 0.0f && m.step_noise == nullptr) return kNullPointer;
     if (!(m.coef[s].sqrt_1m_ab_cur > 0.0f)) return kBadArgument;
   }
@@ -26,6 +27,9 @@ int check_model_view(const LfdnModelView& m) {
   for (int i = 0; i < m.num_stages; ++i)
     if (m.stage_offsets[i + 1] <= m.stage_offsets[i]) return kBadArgument;
   if (!(m.gn_eps > 0.0f) || !(m.cos_eps >= 0.0f)) return kBadArgument;
+  if (m.num_weights != 0 && m.num_weights != m.num_stages) return kBadSize;
+  for (int i = 0; i < m.num_weights; ++i)
+    if (!(m.stage_weights[i] >= 0.0f && m.stage_weights[i] <= 1.0f)) return kBadArgument;
   return kOk;
 }
 
@@ -57,7 +61,8 @@ DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& 
   dp.z0 = p.z0;
   dp.rows = p.rows;
   dp.dim = m.in_dim;
-  if (step + 1 < m.steps) {
+  const bool last = step + 1 == m.steps;
+  if (!last || m.out_row) {  // the last step's row (out_row) is deterministic: sigma 0, no noise
     const DdimCoefficients& c = m.coef[step];
     dp.update = true;
     dp.sqrt_ab_cur = c.sqrt_ab_cur;
@@ -65,8 +70,12 @@ DdimScoreParams step_ddim_params(const LfdnModelView& m, const ScorePassParams& 
     dp.c_x0 = c.c_x0;
     dp.c_eps = c.c_eps;
     dp.sigma = c.sigma;
-    dp.noise = m.step_noise ? m.step_noise + static_cast<int64_t>(step) * m.in_dim : nullptr;
-  } else {
+    dp.noise = (!last && m.step_noise) ? m.step_noise + static_cast<int64_t>(step) * m.in_dim : nullptr;
+  }
+  if (last) {
+    dp.score_update = m.out_row;
+    dp.x_out = m.out_row ? p.recon : nullptr;  // the reconstruction (a DDIM sample) where the caller wants it
+    dp.stage_weights = m.num_weights > 0 ? m.stage_weights : nullptr;
     dp.scores = true;
     dp.num_stages = m.num_stages;
     dp.stage_offsets = m.stage_offsets;

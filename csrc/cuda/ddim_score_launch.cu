@@ -26,6 +26,10 @@ int ddim_score_cuda(const DdimScoreParams& p) {
   a.num_stages = p.scores ? p.num_stages : 0;
   for (int m = 0; p.scores && m <= p.num_stages; ++m) a.offsets[m] = p.stage_offsets[m];
   a.cos_eps = p.cos_eps;
+  a.score_update = p.score_update ? 1 : 0;
+  a.x_out = p.x_out != nullptr ? p.x_out : p.x;
+  for (int m = 0; p.scores && m < p.num_stages; ++m)
+    a.weights[m] = p.stage_weights ? p.stage_weights[m] : 1.0f / static_cast<float>(p.num_stages);
   a.mse = p.mse;
   a.mfsim = p.mfsim;
   a.stage_cos = p.stage_cos;

@@ -17,7 +17,9 @@ int check_engine_spec(const EngineSpec& s) {
   for (size_t i = 0; i < d; ++i)
     if (!s.fc1_w[i] || !s.fc2_w[i] || !s.gn1_g[i] || !s.gn1_b[i] || !s.gn2_g[i] || !s.gn2_b[i] || !s.fc2_b[i])
       return kNullPointer;
-  if (s.coef.size() != static_cast<size_t>(s.steps - 1)) return kBadSize;
+  if (s.coef.size() != static_cast<size_t>(s.steps - 1) && s.coef.size() != static_cast<size_t>(s.steps))
+    return kBadSize;
+  if (s.coef.size() == static_cast<size_t>(s.steps) && s.coef.back().sigma != 0.0f) return kBadArgument;
   const size_t ns = s.stage_offsets.size();
   if (ns < 2 || ns - 1 > static_cast<size_t>(kMaxStages)) return kBadSize;
   if (s.stage_offsets.front() != 0 || s.stage_offsets.back() != s.in_dim) return kBadArgument;
@@ -25,6 +27,9 @@ int check_engine_spec(const EngineSpec& s) {
     if (s.stage_offsets[i + 1] <= s.stage_offsets[i]) return kBadArgument;
   for (const DdimCoefficients& c : s.coef)
     if (!(c.sqrt_1m_ab_cur > 0.0f)) return kBadArgument;
+  if (!s.stage_weights.empty() && s.stage_weights.size() != ns - 1) return kBadSize;
+  for (float w : s.stage_weights)
+    if (!(w >= 0.0f && w <= 1.0f)) return kBadArgument;
   if (!(s.gn_eps > 0.0f) || !(s.cos_eps >= 0.0f)) return kBadArgument;
   return kOk;
 }
@@ -105,6 +110,10 @@ void fill_model_view(const EngineSpec& s, WeightType wtype, const PackedWeights&
   v->eps = small + o.eps;
   v->step_noise = s.steps > 1 ? small + o.eps + C : nullptr;
   v->coef = coef.data();
+  v->out_row = coef.size() == static_cast<size_t>(s.steps);
+  v->num_weights = static_cast<int32_t>(s.stage_weights.size());
+  for (size_t m = 0; m < s.stage_weights.size() && m < static_cast<size_t>(kMaxStages); ++m)
+    v->stage_weights[m] = s.stage_weights[m];
   v->num_stages = static_cast<int32_t>(offsets.size() - 1);
   v->stage_offsets = offsets.data();
   v->cos_eps = s.cos_eps;

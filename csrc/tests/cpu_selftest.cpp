@@ -300,7 +300,8 @@ std::unique_ptr<SpecHolder> make_spec(const std::string& prec) {
   s.q_b = static_cast<float>(scalar(p + "q_b"));
   s.seed = static_cast<uint64_t>(scalar(p + "seed"));
   const float* coef = f32(p + "coef");
-  for (int32_t i = 0; i + 1 < s.steps; ++i)
+  const int32_t coef_rows = static_cast<int32_t>(arr(p + "coef").numel() / 5);  // steps - 1 or steps
+  for (int32_t i = 0; i < coef_rows; ++i)
     s.coef.push_back({coef[5 * i], coef[5 * i + 1], coef[5 * i + 2], coef[5 * i + 3], coef[5 * i + 4]});
   const Array& offs = arr(p + "stage_offsets");
   s.stage_offsets.assign(offs.as<int32_t>(), offs.as<int32_t>() + offs.numel());

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import defaults
 from ..checkpoint import Checkpoint
-from ..diffusion import ddim_levels
+from ..diffusion import chain_levels
 from ..scoring_graph import SCORE_OUTPUTS, input_spec
 
 ENGINE_SCORE_TYPES = ("mfsim", "mse")  # LR needs two models; engines carry one (the EMA weights)
@@ -42,7 +42,7 @@ def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[i
         "model": ckpt.data["model"],
         "diffusion": ckpt.data["diffusion"],
         "score": sc.to_dict(),
-        "ddim_levels": ddim_levels(sc.t, sc.steps),
+        "ddim_levels": chain_levels(sc.t, sc.steps, sc.convention),
         "score_type": score_type,
         "threshold": cal.get("thresholds", {}).get(score_type),
         "thresholds": {k: v for k, v in cal.get("thresholds", {}).items() if k in ENGINE_SCORE_TYPES},

@@ -4,7 +4,9 @@ For a fixed score config the timestep embedding of every DDIM level is a constan
 ``fc1.bias + emb(SiLU(time_embed(level)))`` is computed here once per (step, block) in PyTorch FP32 and
 stored as one folded bias (:meth:`LFDN.level_biases`); the time-embedding MLP is not part of the engine. The
 forward-noising and DDIM coefficients come from :class:`lfdn_edge.diffusion.DdimPlan`, the same constants the
-ONNX graph bakes in, computed as the PyTorch reference computes them. The Philox noise itself is not stored: the engine
+ONNX graph bakes in, computed as the PyTorch reference computes them: ``coef`` has one row per model evaluation (the
+last maps the last x0 prediction and x to the reconstruction, so the scoring convention's choice of output is data)
+and ``stage_weights`` holds the MFsim weight of each stage. The Philox noise itself is not stored: the engine
 regenerates it from the seed (stream 0 and one stream per DDIM update, image key 0).
 
 The payload layout (:mod:`lfdn_edge.artifact.native_layout`, shared with the native backend that reads it):
@@ -28,7 +30,7 @@ from ..features import FeatureLayout
 from ..model import GN_EPS, LFDN
 from ..artifact.native_layout import pack_spec
 from ..diffusion import DdimPlan
-from ..reference import COS_EPS, ScoreConfig
+from ..reference import COS_EPS, ScoreConfig, stage_weights
 
 PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -74,7 +76,10 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     # folded fc1 biases: (steps, depth, width) = fc1.bias + the block's timestep term at each level
     fc1_bias = _f32(model.level_biases(levels) + torch.stack([b.fc1.bias for b in model.blocks])[None])
     fc1_bias = fc1_bias.reshape(len(levels), cfg.depth, cfg.width)
-    coef = np.asarray(plan.updates, dtype=np.float32).reshape(len(levels) - 1, 5)
+    # one row per model evaluation; the last (sigma 0) maps (x, x0_hat) to the reconstruction: the convention's
+    # choice of output is data (project: the row (., ., 1, 0, 0), the last x0 prediction itself)
+    coef = np.asarray(plan.updates, dtype=np.float32).reshape(len(levels), 5)
+    weights = np.asarray(stage_weights(score, layout.num_stages), dtype=np.float32)
     blocks = list(model.blocks)
     return {
         "in_dim": int(cfg.in_dim), "width": int(cfg.width), "depth": int(cfg.depth), "steps": len(levels),
@@ -82,7 +87,7 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
         "q_a": plan.q_a, "q_b": plan.q_b,
         "gn_eps": float(GN_EPS), "cos_eps": float(COS_EPS),
         "stage_offsets": [int(o) for o in layout.offsets],
-        "coef": coef,
+        "coef": coef, "stage_weights": weights,
         "inp_w": weight(model.inp), "inp_b": _f32(model.inp.bias),
         "fc1_w": [weight(b.fc1) for b in blocks], "fc2_w": [weight(b.fc2) for b in blocks],
         "gn1_g": [_f32(b.norm1.weight) for b in blocks], "gn1_b": [_f32(b.norm1.bias) for b in blocks],

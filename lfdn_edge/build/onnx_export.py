@@ -71,7 +71,7 @@ def _add_metadata(data: bytes, ckpt: Checkpoint, include_backbone: bool, precisi
     meta = {"lfdn_edge_version": __version__, "precision": precision, "score_type": score_type,
             "includes_backbone": str(bool(include_backbone)).lower(),
             "stage_dims": ",".join(str(d) for d in ckpt.layout.stage_dims),
-            "score": f"t={sc.t},steps={sc.steps},eta={sc.eta},seed={sc.seed}"}
+            "score": f"t={sc.t},steps={sc.steps},eta={sc.eta},seed={sc.seed},convention={sc.convention}"}
     for k, v in meta.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = k, v

@@ -62,6 +62,13 @@ def build_parser(prog: str = "lfdn-edge train"):
     g.add_argument("--eta", type=float, default=defaults.ETA, help="DDIM eta (default: %(default)s)")
     g.add_argument("--noise-seed", type=int, default=defaults.NOISE_SEED,
                    help="seed of the counter-based noise (default: %(default)s)")
+    g.add_argument("--convention", choices=("project", "authors"), default=defaults.CONVENTION,
+                   help="scoring convention: the project's DDIM chain and MFsim over all stages, or the authors' "
+                        "(lfdn_edge.diffusion; README 'Defaults and why') (default: %(default)s)")
+    g.add_argument("--stage-weights", choices=("convention", "uniform", "skip-first"),
+                   default=defaults.STAGE_WEIGHTS or "convention",
+                   help="MFsim stage weights: the convention's (project: uniform, authors: skip-first), 1/M each, "
+                        "or 0 for stage 1 and 1/(M-1) for the others (default: %(default)s)")
     g.add_argument("--tpr", type=float, default=defaults.TPR,
                    help="ID acceptance rate of the threshold (default: %(default)s)")
     add_common_options(p)
@@ -84,7 +91,9 @@ def main(argv=None, prog: str = "lfdn-edge train") -> int:
         train_cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                                 weight_decay=args.weight_decay, ema_decay=args.ema_decay,
                                 early_epoch=args.early_epoch, seed=args.seed)
-        score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed)
+        score_cfg = ScoreConfig(t=args.t, steps=args.steps, eta=args.eta, seed=args.noise_seed,
+                                convention=args.convention,
+                                stage_weights=None if args.stage_weights == "convention" else args.stage_weights)
         t0 = time.time()
         from ..distributed import env_world_size, from_env
 

@@ -15,11 +15,13 @@ struct DdimArgs {
   const float* z0;
   const float* noise;
   int64_t rows, dim;
-  int update, scores;
+  int update, scores, score_update;
   float sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma;
   int num_stages;
   int32_t offsets[kMaxStages + 1];  // by value: no device copy of the layout needed
   float cos_eps;
+  float weights[kMaxStages];        // MFsim weight of each stage (1/num_stages each unless given)
+  float* x_out;                     // score_update: where the updated x goes (may be x or x0_hat)
   float* mse;
   float* mfsim;
   float* stage_cos;
@@ -46,11 +48,19 @@ __global__ void __launch_bounds__(kThreadsDdim) ddim_score_kernel(DdimArgs a) {
   const float* y = a.x0_hat + r * a.dim;
   if (a.scores) {
     const float* z = a.z0 + r * a.dim;
+    const float* xr = a.x + r * a.dim;
+    float* out = a.x_out + r * a.dim;
     float se_total = 0.0f, cos_total = 0.0f;
     for (int m = 0; m < a.num_stages; ++m) {
       float dot = 0.0f, nz = 0.0f, ny = 0.0f, se = 0.0f;
       for (int64_t i = a.offsets[m] + threadIdx.x; i < a.offsets[m + 1]; i += kThreadsDdim) {
-        const float zi = z[i], yi = y[i], d = zi - yi;
+        float yi = y[i];
+        if (a.score_update) {  // the scored value is the updated x (sigma 0, checked by the host)
+          const float eps_hat = __fdiv_rn(xr[i] - a.sqrt_ab_cur * yi, a.sqrt_1m_ab_cur);
+          yi = a.c_x0 * yi + a.c_eps * eps_hat;
+          out[i] = yi;
+        }
+        const float zi = z[i], d = zi - yi;
         dot += zi * yi;
         nz += zi * zi;
         ny += yi * yi;
@@ -62,14 +72,14 @@ __global__ void __launch_bounds__(kThreadsDdim) ddim_score_kernel(DdimArgs a) {
       se_total += block_sum(se, scratch);
       const float c = dot / (fmaxf(sqrtf(nz), a.cos_eps) * fmaxf(sqrtf(ny), a.cos_eps));
       if (threadIdx.x == 0) a.stage_cos[r * a.num_stages + m] = c;
-      cos_total += c;
+      cos_total += a.weights[m] * c;
     }
     if (threadIdx.x == 0) {
       a.mse[r] = se_total / static_cast<float>(a.dim);
-      a.mfsim[r] = -cos_total / static_cast<float>(a.num_stages);
+      a.mfsim[r] = -cos_total;
     }
   }
-  if (a.update) {
+  if (a.update && !a.score_update) {
     float* x = a.x + r * a.dim;
     for (int64_t i = threadIdx.x; i < a.dim; i += kThreadsDdim) {
       const float eps_hat = __fdiv_rn(x[i] - a.sqrt_ab_cur * y[i], a.sqrt_1m_ab_cur);

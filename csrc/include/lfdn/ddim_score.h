@@ -3,7 +3,11 @@
 //                       x <- c_x0 * x0_hat + c_eps * eps_hat + sigma * noise      (noise: one row, broadcast)
 //   scores (optional):  mse = mean (z0 - x0_hat)^2
 //                       stage_cos[m] = cos(z0_m, x0_hat_m)  over stage slices [offsets[m], offsets[m+1])
-//                       mfsim = -mean_m stage_cos[m]
+//                       mfsim = -sum_m w_m stage_cos[m]   (w: stage_weights, default 1/num_stages each)
+//   score_update:       the scores compare z0 with the UPDATED x (the DDIM sample) instead of x0_hat; the
+//                       updated x goes to x_out (default x, in place). This is how a reconstruction that is
+//                       a DDIM sample (the authors' convention) is scored; the project's reconstruction, the
+//                       last x0 prediction, is the row c_x0 = 1, c_eps = 0, sigma = 0 or plain `scores`.
 // Cosine as torch.nn.functional.cosine_similarity: dot / (max(|a|, eps) * max(|b|, eps)).
 #pragma once
 #include "lfdn/common.h"
@@ -28,6 +32,9 @@ struct DdimScoreParams {
   float* mse = nullptr;             // (rows)
   float* mfsim = nullptr;           // (rows)
   float* stage_cos = nullptr;       // (rows, num_stages)
+  const float* stage_weights = nullptr;  // (num_stages) host array, finite, >= 0; null: 1/num_stages each
+  bool score_update = false;        // with update && scores: score the updated x, written to x_out
+  float* x_out = nullptr;           // (rows, dim) where the updated x goes when score_update; null: x
   Stream cuda_stream = nullptr;     // CUDA only
 };
 

@@ -34,7 +34,9 @@ struct EngineSpec {
   // forward noising x = q_a * z0 + q_b * eps; eps and the DDIM eta noise come from the Philox generator
   float q_a = 1.0f, q_b = 0.0f;
   uint64_t seed = 0;
-  std::vector<DdimCoefficients> coef;  // (steps - 1)
+  std::vector<DdimCoefficients> coef;  // (steps - 1): reconstruction = last x0 prediction; or (steps): the
+                                       // last row (sigma 0) maps (x, x0_hat) to the reconstruction
+  std::vector<float> stage_weights;    // (num_stages) MFsim weights, finite, >= 0; empty: 1/num_stages each
   std::vector<int32_t> stage_offsets;  // (num_stages + 1)
 };
 

@@ -6,6 +6,8 @@
 //                        h = h + fc2_i(SiLU(GN(u)))              (op 2, residual)
 //     x0_hat = out(SiLU(GN(h)))                                 (op 2)
 //     s < k-1: DDIM update of x with step_noise[s];  s = k-1: scores of x0_hat vs z0   (op 3)
+//     (out_row: s = k-1 also applies coef[k-1], sigma 0, and scores that DDIM sample instead: the
+//      reconstruction of the authors' convention; MFsim weights per stage: stage_weights)
 // The model view points at weights packed for the backend that runs the pass (CPU panels or CUDA FP16).
 #pragma once
 #include "lfdn/common.h"
@@ -40,11 +42,14 @@ struct LfdnModelView {
   float q_a = 1.0f, q_b = 0.0f;
   const float* eps = nullptr;                 // (in_dim)
   const float* step_noise = nullptr;          // (steps - 1, in_dim), may be null when every sigma is 0
-  const DdimCoefficients* coef = nullptr;     // (steps - 1) host array
+  const DdimCoefficients* coef = nullptr;     // (steps - 1), or (steps) when out_row, host array
+  bool out_row = false;                       // coef[steps - 1] maps (x, x0_hat) to the reconstruction
   // scores
   int32_t num_stages = 0;
   const int32_t* stage_offsets = nullptr;     // (num_stages + 1) host array
   float cos_eps = 1e-8f;
+  int32_t num_weights = 0;                    // 0: MFsim weights 1/num_stages; else == num_stages
+  float stage_weights[kMaxStages] = {};       // MFsim weight of each stage (by value: no lifetime to manage)
 };
 
 struct ScorePassParams {
