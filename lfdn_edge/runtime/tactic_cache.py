@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import platform
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -217,7 +218,8 @@ def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_
     RuntimeError when no candidate of a slot passes (a broken build: never silently the wrong numbers)."""
     slots = _slots(engine)
     choices, results, rejected = {}, {}, []
-    it = bar(slots, desc="tactics", unit="layer", min_items=2) if progress else slots
+    # the bar only on a terminal: captured output (subprocesses, logs) gets no progress characters
+    it = bar(slots, desc="tactics", unit="layer", min_items=2) if progress and sys.stderr.isatty() else slots
     for b, k, key in it:
         r = engine.select_tactic(b, k, forced=forced or "", test_only=list(test_only),
                                  fake_times=dict(fake_times or {}),
