@@ -54,7 +54,7 @@ def runs(tmp_path_factory):
 
     d = tmp_path_factory.mktemp("ddp")
     single = subprocess.run([sys.executable, str(ROOT / "tools" / "train.py"), *ARGS, "--out", str(d / "single.pt"),
-                             "--cache-dir", str(d / "cache1")], capture_output=True, text=True, timeout=600, cwd=ROOT)
+                             "--cache-dir", str(d / "cache1")], capture_output=True, encoding="utf-8", errors="replace", timeout=600, cwd=ROOT)
     assert single.returncode == 0, single.stderr[-3000:]
     ddp = torchrun(ROOT / "tools" / "train.py", [*ARGS, "--out", str(d / "ddp.pt"), "--cache-dir", str(d / "cache2")])
     assert "(2 processes)" in ddp.stdout and ddp.stdout.count("wrote ") == 1, ddp.stdout  # rank 0 reports
