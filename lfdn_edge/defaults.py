@@ -64,6 +64,10 @@ TACTIC_FINALISTS = 4         # the fastest of round 1 (plus the default blocking
 TACTIC_SAMPLES = 9           # round-2 samples; finalists are compared on the median of all their samples
 TACTIC_COLD_CACHE = True     # each timed sample one run after a cache flush (weights from DRAM, as in a pass)
 TACTIC_BASELINE_MARGIN = 0.02  # another tactic replaces the default blocking only when > 2% faster
+# then whole passes confirm each bucket's per-layer choices against the default blocking (tactic_cache.confirm_by_pass)
+TACTIC_PASS_ROUNDS = 4         # ABBA rounds of (selected, default) passes at the bucket's upper-bound batch
+TACTIC_PASS_MARGIN = 0.02      # the choices stay only when the median pass is > 2% faster than the default's
+TACTIC_PASS_MIN_SAMPLE_S = 0.02  # a sample is enough passes to last this long (small batches)
 
 # ---------------------------------------------------------------------------------------------- serving (Triton)
 SERVE_MODEL_NAME = "lfdn_edge"       # Triton model name (serve and export-triton)

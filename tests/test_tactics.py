@@ -217,6 +217,118 @@ def test_tactics_off_keeps_the_default_blocking(ckpt, monkeypatch):
         NativeBackend(_artifact_in_memory(ckpt), "cpu")
 
 
+def _non_default_choices(eng):
+    """Every slot set to an applicable tactic of the engine's ISA other than the default blocking."""
+    default = tactic_cache.default_tactic_name(eng)
+    out = {}
+    for b, k, _ in tactic_cache._slots(eng):
+        for n in _isa_tactics(eng.isa):
+            if n == default:
+                continue
+            try:
+                eng.set_tactic(b, k, n)
+            except ValueError:  # does not apply to this layer
+                continue
+            out[tactic_cache.slot_name(b, k)] = n
+            break
+    for b, k, _ in tactic_cache._slots(eng):
+        eng.set_tactic(b, k, None)
+    return default, out
+
+
+def test_whole_pass_check_keeps_only_buckets_whose_pass_is_clearly_faster(ckpt):
+    eng = NativeBackend(_artifact_in_memory(ckpt), "cpu", tactics="off").engine
+    default, choices = _non_default_choices(eng)
+    assert eng.num_buckets == 3 and len(choices) == 9 and default not in choices.values()
+    # fake pass times per bucket: 0 -> 10 % faster (kept), 1 -> 1 % faster (inside the 2 % margin: reverted),
+    # 2 -> 5 % slower (reverted); the order of the calls is recorded
+    speed = {0: 0.90, 1: 0.99, 2: 1.05}
+    calls = []
+
+    def fake_timer(bucket, rows):
+        assert rows == eng.tactic_problem(bucket, 0)["rows"]
+
+        def t(variant):
+            calls.append((bucket, variant))
+            # the engine really is set to the variant being timed
+            now = [eng.get_tactic(bucket, k) for k in range(3)]
+            assert now == ([choices[tactic_cache.slot_name(bucket, k)] for k in range(3)]
+                           if variant == "selected" else [None] * 3)
+            return speed[bucket] if variant == "selected" else 1.0
+        return t
+
+    final, checks = tactic_cache.confirm_by_pass(eng, choices, margin=0.02, rounds=4, pass_timer=fake_timer)
+    assert [checks[f"b{b}"]["kept"] for b in range(3)] == [True, False, False]
+    assert checks["b0"]["speedup"] == pytest.approx(1 / 0.9)
+    for b in range(3):
+        for k in range(3):
+            s = tactic_cache.slot_name(b, k)
+            assert final[s] == (choices[s] if b == 0 else default)
+            assert eng.get_tactic(b, k) == (choices[s] if b == 0 else None)  # the engine runs the final choice
+    # per bucket: warm-up S, D, then ABBA rounds
+    seq = [v for b, v in calls if b == 1]
+    assert seq == ["selected", "default"] + ["selected", "default", "default", "selected"] * 2
+    assert all(len(checks[f"b{b}"]["samples"][v]) == 4 for b in range(3) for v in ("selected", "default"))
+    # a bucket already at the default blocking is not timed
+    calls.clear()
+    same = dict(choices, **{tactic_cache.slot_name(2, k): default for k in range(3)})
+    _, checks2 = tactic_cache.confirm_by_pass(eng, same, pass_timer=fake_timer)
+    assert "b2" not in checks2 and all(b != 2 for b, _ in calls)
+
+
+def test_engine_load_confirms_on_whole_passes_and_caches_the_checks(ckpt, tmp_path, monkeypatch):
+    real = tactic_cache.select_cpu_tactics
+
+    def per_layer_prefers_others(engine, **kw):  # per-layer selection picks non-default tactics everywhere
+        ch, res, rej = real(engine, **kw)
+        return _non_default_choices(engine)[1], res, rej
+
+    monkeypatch.setattr(tactic_cache, "select_cpu_tactics", per_layer_prefers_others)
+    path = _engine_file(ckpt, tmp_path)
+    be = NativeBackend(read_engine(path), "cpu")  # the real whole-pass timer
+    rep = be.tactics
+    assert rep.source == "selected" and set(rep.pass_checks) == {"b0", "b1", "b2"}
+    default = tactic_cache.default_tactic_name(be.engine)
+    for b in range(3):
+        c = rep.pass_checks[f"b{b}"]
+        assert c["rows"] == be.engine.tactic_problem(b, 0)["rows"] and c["selected_s"] > 0 and c["default_s"] > 0
+        assert c["kept"] == (c["selected_s"] < 0.98 * c["default_s"])
+        for k in range(3):
+            got = rep.choices[tactic_cache.slot_name(b, k)]
+            assert (got != default) == c["kept"]
+            assert be.engine.get_tactic(b, k) == got
+    data = json.loads(tactic_cache.cache_path_for(path).read_text())
+    assert data["pass_checks"].keys() == rep.pass_checks.keys()
+    assert {k: v["tactic"] for k, v in data["choices"].items()} == rep.choices
+
+
+def test_tactic_env_is_one_list_for_cpu_and_cuda_engines(ckpt, monkeypatch):
+    monkeypatch.setenv(tactic_cache.TACTIC_ENV, " cpu.avx2.mr6 , cuda.stream_r8,cuda.mma_m64 ")
+    assert tactic_cache.forced_tactics("cpu") == ["cpu.avx2.mr6"]
+    assert tactic_cache.forced_tactics("cuda") == ["cuda.stream_r8", "cuda.mma_m64"]
+    # only CUDA tactics forced: a CPU engine loads with its own selection (it used to fail on the cuda. name)
+    monkeypatch.setenv(tactic_cache.TACTIC_ENV, "cuda.stream_r8")
+    assert tactic_cache.forced_tactics("cpu") == []
+    assert NativeBackend(_artifact_in_memory(ckpt), "cpu").tactics.source == "selected"
+    monkeypatch.setenv(tactic_cache.TACTIC_ENV, "cpu.avx2.mr6,cpu.avx2.mr4")
+    with pytest.raises(ValueError, match="names 2 CPU tactics"):
+        NativeBackend(_artifact_in_memory(ckpt), "cpu")
+
+
+def test_cache_of_an_older_format_version_is_rebuilt_without_a_warning(ckpt, tmp_path):
+    path = _engine_file(ckpt, tmp_path)
+    NativeBackend(read_engine(path), "cpu")
+    cache = tactic_cache.cache_path_for(path)
+    data = json.loads(cache.read_text())
+    data["version"] = 1
+    cache.write_text(json.dumps(data))
+    tactic_cache.clear_memo()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert NativeBackend(read_engine(path), "cpu").tactics.source == "selected"
+    assert json.loads(cache.read_text())["version"] == tactic_cache.FORMAT_VERSION
+
+
 # ------------------------------------------------------------------------------------------------- the cache
 def test_cache_stored_reused_without_timing_and_rebuilt_on_fingerprint_change(ckpt, tmp_path, monkeypatch):
     monkeypatch.setattr(tactic_cache.defaults, "TACTIC_COLD_CACHE", True)  # the default timing, end to end
@@ -228,8 +340,14 @@ def test_cache_stored_reused_without_timing_and_rebuilt_on_fingerprint_change(ck
     data = json.loads(cache.read_text())
     assert data["fingerprint"]["engine_isa"] == be.engine.isa and data["fingerprint"]["threads"] == be.engine.threads
     assert {k: v["tactic"] for k, v in data["choices"].items()} == rep.choices
-    # the stored choice is the fastest passing candidate (within the baseline margin of the default)
+    # the stored choice is the fastest passing candidate (within the baseline margin of the default), or the
+    # default blocking where the whole-pass check of its bucket did not confirm the per-layer choices
+    default = tactic_cache.default_tactic_name(be.engine)
     for slot, entry in data["choices"].items():
+        check = data["pass_checks"].get(slot.split(".")[0])
+        if check is not None and not check["kept"]:
+            assert entry["tactic"] == default, slot
+            continue
         passed = [c for c in entry["candidates"] if c["passed"] and c["note"] == "finalist"]
         best = min(c["median_us"] for c in passed)
         chosen = [c for c in passed if c["name"] == entry["tactic"]][0]

@@ -36,9 +36,11 @@ Inputs are per-stage standardised random vectors, like real features. Every back
 --dry-run checks the arguments and prints the variants that would run, without building or running any
 (no GPU needed): the dry run of tools/gpu_check.sh.
 
-Timing: per batch size the backends run interleaved (warm-up calls, then repetitions until both
---min-reps and --min-time are reached, CUDA synchronised after each call). items_per_s = batch * reps /
-total time; p50_ms / p99_ms are percentiles of the per-call times. Parity: scores of a fixed batch (random
+Timing: per batch size the backends run interleaved: warm-up calls for each, then --rounds rounds in which
+every backend runs in turn (a rotated order each round) until 1/rounds of --min-reps and of --min-time are
+reached, CUDA synchronised after each call, so slow drift of the machine falls on all variants alike.
+items_per_s = batch * reps / total time over all rounds; p50_ms / p99_ms are percentiles of the per-call
+times; round_items_per_s the items/s of each round (their spread is the run-to-run noise). Parity: scores of a fixed batch (random
 standardised vectors, or with --parity-data real feature vectors of a data set) from each backend against the
 torch reference (max relative error of mse, max absolute error of mfsim and of
 the stage cosines). The JSON also records the machine, the load average, the commit and the date.
@@ -337,11 +339,7 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int) -> dict:
-    xin = runner.prepare(x)
-    for _ in range(warmup):
-        runner(xin)
-    _sync(device)
+def _timed_calls(runner, xin, device: str, min_reps: int, min_time: float, max_reps: int) -> list[float]:
     times = []
     start = time.perf_counter()
     while len(times) < max_reps and (len(times) < min_reps or time.perf_counter() - start < min_time):
@@ -349,10 +347,45 @@ def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: fl
         runner(xin)
         _sync(device)
         times.append(time.perf_counter() - t0)
-    ms = np.asarray(times) * 1e3
+    return times
+
+
+def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int,
+                     rounds: int = 1) -> list[dict]:
+    """Time every runner on ``x`` in ``rounds`` interleaved rounds: each runner gets its warm-up calls once,
+    then per round 1/rounds of the repetitions and of --min-time, the runners in a rotated order each round
+    (so slow drift of the machine, clocks or load falls on every variant alike). One result per runner, in
+    the order given: items_per_s over all its timed calls, p50/p99 of the per-call times, and the items/s of
+    each round (``round_items_per_s``: their spread shows the run-to-run noise)."""
+    if rounds < 1:
+        raise ValueError(f"--rounds must be >= 1, got {rounds}")
+    xin = [r.prepare(x) for r in runners]
+    for r, xi in zip(runners, xin):
+        for _ in range(warmup):
+            r(xi)
+    _sync(device)
     n = x.shape[0]
-    return {"backend": runner.name, "batch": int(n), "items_per_s": float(n * len(times) / (ms.sum() / 1e3)),
-            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "reps": len(times)}
+    per = [[] for _ in runners]
+    rps = [[] for _ in runners]
+    reps_round = max(1, -(-min_reps // rounds))
+    max_round = max(1, max_reps // rounds)
+    for k in range(rounds):
+        for j in [(i + k) % len(runners) for i in range(len(runners))]:
+            t = _timed_calls(runners[j], xin[j], device, reps_round, min_time / rounds, max_round)
+            per[j].extend(t)
+            rps[j].append(n * len(t) / sum(t))
+    out = []
+    for r, times, rr in zip(runners, per, rps):
+        ms = np.asarray(times) * 1e3
+        out.append({"backend": r.name, "batch": int(n), "items_per_s": float(n * len(times) / (ms.sum() / 1e3)),
+                    "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
+                    "reps": len(times), "round_items_per_s": [float(v) for v in rr]})
+    return out
+
+
+def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int) -> dict:
+    """One runner alone (one round)."""
+    return time_interleaved([runner], x, device, warmup, min_reps, min_time, max_reps)[0]
 
 
 def chunked(runner, x: np.ndarray, max_batch: int) -> dict:
@@ -461,7 +494,8 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
 
 def native_tactic_report(runners) -> dict:
     """Per native CPU variant: its ISA, how its tactics came (selected / memo / cache / forced / off), the tactic
-    of every (bucket, layer kind) ("b2.block": None = the default blocking), the selection time, rejections."""
+    of every (bucket, layer kind) ("b2.block": None = the default blocking), the selection time, rejections,
+    and the whole-pass checks (per bucket: selected vs default pass time, kept or reverted)."""
     out = {}
     for r in runners:
         rep = getattr(getattr(r, "backend", None), "tactics", None)
@@ -470,6 +504,8 @@ def native_tactic_report(runners) -> dict:
         eng = r.backend.engine
         out[r.name] = {"isa": eng.isa, "source": rep.source, "selection_s": round(rep.seconds, 3),
                        "choices": dict(rep.choices), "rejected": list(rep.rejected),
+                       "pass_checks": {b: {k: v for k, v in c.items() if k != "samples"}
+                                       for b, c in getattr(rep, "pass_checks", {}).items()},
                        "bucket_bounds": [int(eng.tactic_problem(b, 0)["bucket_bound"]) for b in range(eng.num_buckets)]}
     return out
 
@@ -517,6 +553,9 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--min-reps", type=int, default=5)
     p.add_argument("--min-time", type=float, default=2.0, help="seconds of timed calls per (backend, batch)")
     p.add_argument("--max-reps", type=int, default=1000)
+    p.add_argument("--rounds", type=int, default=3,
+                   help="interleaved rounds per batch size: every backend runs once per round, in a rotated order, "
+                        "with 1/rounds of --min-time (default 3)")
     p.add_argument("--parity-batch", type=int, default=64,
                    help="items in the parity check, per set with --parity-data (0: skip)")
     p.add_argument("--parity-data", default=None, metavar="SPEC",
@@ -548,6 +587,7 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
             raise ValueError("--parity-data needs --ckpt: real features come with a trained checkpoint's backbone")
         check_positive(args.max_reps, "--max-reps")
         check_positive(args.min_reps, "--min-reps")
+        check_positive(args.rounds, "--rounds")
         if args.warmup < 0 or args.min_time < 0 or args.parity_batch < 0:
             raise ValueError("--warmup, --min-time and --parity-batch must be >= 0")
         if args.threads is not None:
@@ -572,6 +612,9 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         for name, t in native_tactics.items():
             print(f"tactics {name:<18} isa {t['isa']:<7} {t['source']:<8} ({t['selection_s']:.1f} s): "
                   + ", ".join(f"{k} {v}" for k, v in t["choices"].items()), flush=True)
+            for b, c in t["pass_checks"].items():
+                print(f"  whole-pass check {b} ({c['rows']} rows): per-layer choices {c['speedup']:.3f}x the default "
+                      f"blocking -> {'kept' if c['kept'] else 'reverted to the default'}", flush=True)
         model_info = {**cfg.to_dict(), "stage_dims": list(layout.stage_dims),
                       "parameters": sum(t.numel() for t in ckpt.data["ema"].values()), "source": args.ckpt or "random paper-size",
                       "score": ckpt.score_config.to_dict()}
@@ -615,8 +658,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         results = []
         for b in args.batch:
             x = standardised_inputs(b, layout.stage_dims, args.seed + 2)
-            for r in runners:
-                res = time_runner(r, x, args.device, args.warmup, args.min_reps, args.min_time, args.max_reps)
+            for res in time_interleaved(runners, x, args.device, args.warmup, args.min_reps, args.min_time,
+                                        args.max_reps, args.rounds):
                 results.append(res)
                 print(f"  {res['backend']:<14} batch {b:>4}: {res['items_per_s']:9.1f} items/s  "
                       f"p50 {res['p50_ms']:8.2f} ms  p99 {res['p99_ms']:8.2f} ms  ({res['reps']} reps)", flush=True)
@@ -654,7 +697,7 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
                   "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                   "loadavg_before": load_before,
                   "loadavg_after": os.getloadavg() if hasattr(os, "getloadavg") else None,
-                  "settings": {k: getattr(args, k) for k in ("warmup", "min_reps", "min_time", "max_reps",
+                  "settings": {k: getattr(args, k) for k in ("warmup", "min_reps", "min_time", "max_reps", "rounds",
                                                              "parity_batch", "seed", "threads", "precision")}
                   | {"native_precision": native_prec, "native_tactics": tactic_modes, "backends": args.backends,
                      "batch": args.batch}}

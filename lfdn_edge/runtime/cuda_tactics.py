@@ -13,23 +13,21 @@ which cuBLASLt loaded, lfdn-edge version); the next load reuses them (each one r
 ``set_tactic``, which is cheap) and any fingerprint change rebuilds the cache. A cache that is unreadable,
 malformed, or names a tactic the engine refuses is ignored with a TacticCacheWarning and rebuilt.
 
-``LFDN_EDGE_TACTIC=cuda.<name>`` forces that tactic where it applies (still verified: a ValueError when it
+``LFDN_EDGE_TACTIC=cuda.<name>`` (comma-separated, beside at most one CPU name; parsed by
+tactic_cache.forced_tactics) forces that tactic where it applies (still verified: a ValueError when it
 fails; not cached). ``tactics="off"`` / LFDN_EDGE_TACTICS=off: cuda.legacy_tile (the first kernel) everywhere.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import time
 import warnings
 from pathlib import Path
 
-from .._atomic import atomic_write
 from .._version import __version__
 from ..progress import bar
-from .tactic_cache import TACTIC_ENV, TacticCacheWarning, TacticReport, _fingerprint_hash, tactics_mode
+from .tactic_cache import TacticCacheWarning, TacticReport, forced_tactics, read_cache, tactics_mode, write_cache
 
 log = logging.getLogger("lfdn_edge.tactics")
 
@@ -70,45 +68,27 @@ def _slots(engine):
 
 def load_cuda_cache(path: Path | None, fingerprint: dict, slots) -> dict | None:
     """{slot: name} when ``path`` holds a well-formed cache for this fingerprint and exactly these slots."""
-    if path is None or not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
-            raise ValueError("not a CUDA tactic cache of this format version")
-        fp, choices = data.get("fingerprint"), data.get("choices")
-        if not isinstance(fp, dict) or not isinstance(choices, dict):
-            raise ValueError("fingerprint or choices missing")
-        if data.get("fingerprint_sha") != _fingerprint_hash(fp):
-            raise ValueError("fingerprint checksum mismatch")
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        warnings.warn(f"CUDA tactic cache {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=3)
-        return None
-    if fp != fingerprint:
-        changed = sorted(k for k in set(fp) | set(fingerprint) if fp.get(k) != fingerprint.get(k))
-        log.info("CUDA tactic cache %s is for another device/configuration (%s differ): rebuilding", path, changed)
+    choices = read_cache(path, FORMAT, FORMAT_VERSION, fingerprint, "CUDA tactic cache")
+    if choices is None:
         return None
     out = {}
     for key, b in slots:
         e = choices.get(slot(key, b))
         if not isinstance(e, dict) or not isinstance(e.get("tactic"), str) or not e["tactic"].startswith("cuda."):
             warnings.warn(f"CUDA tactic cache {path} ignored and rebuilt: no valid entry for {slot(key, b)}",
-                          TacticCacheWarning, stacklevel=3)
+                          TacticCacheWarning, stacklevel=2)
             return None
         out[slot(key, b)] = e["tactic"]
     return out
 
 
 def store_cuda_cache(path: Path, fingerprint: dict, slots, choices: dict, records: dict) -> None:
-    data = {"format": FORMAT, "version": FORMAT_VERSION, "fingerprint": fingerprint,
-            "fingerprint_sha": _fingerprint_hash(fingerprint), "created_unix": time.time(),
-            "choices": {slot(k, b): {"tactic": choices[slot(k, b)],
-                                     "candidates": [{x: r[x] for x in ("name", "passed", "median_us", "max_abs_err",
-                                                                       "tolerance", "worst_ratio", "error")}
-                                                    for r in records.get(slot(k, b), []) if r["applies"]]}
-                        for k, b in slots}}
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=True)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    entries = {slot(k, b): {"tactic": choices[slot(k, b)],
+                            "candidates": [{x: r[x] for x in ("name", "passed", "median_us", "max_abs_err",
+                                                              "tolerance", "worst_ratio", "error")}
+                                           for r in records.get(slot(k, b), []) if r["applies"]]}
+               for k, b in slots}
+    write_cache(path, FORMAT, FORMAT_VERSION, fingerprint, entries)
 
 
 def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool = True):
@@ -133,7 +113,7 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
     """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now."""
     t0 = time.perf_counter()
     m = tactics_mode(mode)
-    forced = [t.strip() for t in os.environ.get(TACTIC_ENV, "").split(",") if t.strip().startswith("cuda.")]
+    forced = forced_tactics("cuda")
     slots = _slots(engine)
     fp = cuda_fingerprint(engine)
     if forced:  # the engine restricts its candidates to these ($LFDN_EDGE_TACTIC is read in C++)

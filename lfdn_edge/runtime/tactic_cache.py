@@ -9,6 +9,14 @@ fastest passing one; the previous fixed
 blocking is itself a candidate and stays unless another is faster by more than ``TACTIC_BASELINE_MARGIN``.
 Candidates that fail verification are logged (``logging`` warning) and never used.
 
+Per-layer timings do not predict a whole pass (measured 2026-12-01: per-layer choices made the paper-size pass
+0.92-1.02x of the default blocking; a layer timed alone runs with other caches and prefetch state than inside a
+pass). So every bucket whose per-layer choice differs anywhere from the default blocking is then confirmed on
+WHOLE PASSES (:func:`confirm_by_pass`): the engine scores the bucket's upper-bound batch with the bucket's
+choices and with the default blocking, alternately (ABBA order, after a warm-up of each), and the choices stay
+only when their median pass is faster by more than ``TACTIC_PASS_MARGIN``; otherwise the bucket reverts to the
+default blocking. The measurements are in the report and the cache (``pass_checks``).
+
 The choices are stored with a device fingerprint (CPU model, ISA flags, the engine's ISA, thread count,
 lfdn-edge version, machine) in a JSON cache beside the engine file (``<engine>.tactics.json``), written
 atomically, and reused on the next load without timing anything. A cache whose fingerprint differs is
@@ -17,8 +25,10 @@ shapes, not weights), so an in-memory artifact loaded twice in one process is no
 cannot be read, has the wrong structure or names tactics this engine does not accept
 (unknown, another ISA, test-only, not applicable) is ignored with a warning and rebuilt, never trusted.
 
-Environment: ``LFDN_EDGE_TACTIC=<name>`` forces one tactic for every layer (still verified; a ValueError when
-it does not apply to a layer or fails verification; not cached); ``LFDN_EDGE_TACTICS=off`` (or
+Environment: ``LFDN_EDGE_TACTIC=<name>[,<name>...]`` forces tactics (:func:`forced_tactics` is the one parser:
+CPU engines take the entries without the ``cuda.`` prefix, at most one, for every layer; CUDA engines the
+``cuda.`` entries; still verified; a ValueError when it does not apply to a layer or fails verification; not
+cached); ``LFDN_EDGE_TACTICS=off`` (or
 ``tactics="off"``) keeps the fixed default blocking without selecting.
 """
 
@@ -35,6 +45,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from .. import defaults
 from .._atomic import atomic_write
 from .._version import __version__
@@ -43,7 +55,7 @@ from ..progress import bar
 log = logging.getLogger("lfdn_edge.tactics")
 
 FORMAT = "lfdn-edge-tactic-cache"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: choices confirmed on whole passes (pass_checks); version-1 caches are rebuilt
 TACTIC_ENV = "LFDN_EDGE_TACTIC"
 TACTICS_ENV = "LFDN_EDGE_TACTICS"
 LAYER_KINDS = ("inp", "block", "out")
@@ -62,6 +74,20 @@ class TacticCacheWarning(UserWarning):
     """A tactic cache was ignored (unreadable, corrupt or untrusted) and is rebuilt."""
 
 
+def forced_tactics(device: str) -> list[str]:
+    """The tactics $LFDN_EDGE_TACTIC forces for ``device`` ("cpu" or "cuda"): a comma-separated list whose
+    ``cuda.`` entries are for CUDA engines and the others for CPU engines (so one setting can force both).
+    A CPU engine takes one name for all its layers: more than one CPU entry is a ValueError."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    names = [n.strip() for n in os.environ.get(TACTIC_ENV, "").split(",") if n.strip()]
+    mine = [n for n in names if n.startswith("cuda.") == (device == "cuda")]
+    if device == "cpu" and len(mine) > 1:
+        raise ValueError(f"{TACTIC_ENV} names {len(mine)} CPU tactics ({', '.join(mine)}); a CPU engine runs one "
+                         "tactic for every layer: name at most one (plus any cuda.* tactics)")
+    return mine
+
+
 @dataclass
 class TacticReport:
     """What happened at load: ``source`` is "selected", "cache", "memo", "forced" or "off"; ``choices`` maps slot
@@ -75,6 +101,7 @@ class TacticReport:
     cache_path: str | None = None
     seconds: float = 0.0
     fingerprint: dict = field(default_factory=dict)
+    pass_checks: dict = field(default_factory=dict)
 
 
 def tactics_mode(mode: str | None = None) -> str:
@@ -152,16 +179,20 @@ def _fingerprint_hash(fp: dict) -> str:
     return hashlib.sha256(json.dumps(fp, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def load_cache(path: Path, fingerprint: dict, slots) -> dict | None:
-    """The cached choices {slot: name} when ``path`` holds a well-formed cache for this fingerprint and exactly
-    these slots; None when absent or stale (fingerprint changed: rebuilt silently, logged); None with a
-    TacticCacheWarning when unreadable or malformed."""
+def read_cache(path: Path | None, fmt: str, version: int, fingerprint: dict, what: str = "tactic cache"):
+    """The ``choices`` mapping of a cache file of format ``fmt``/``version`` written for ``fingerprint``, or None:
+    absent; another format version or another fingerprint (stale: logged, rebuilt silently); unreadable or
+    malformed (a TacticCacheWarning). Shared by the CPU and the CUDA caches; each validates its own entries."""
     if path is None or not path.exists():
         return None
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != FORMAT_VERSION:
-            raise ValueError("not a tactic cache of this format version")
+        if not isinstance(data, dict) or data.get("format") != fmt:
+            raise ValueError(f"not a {what}")
+        if data.get("version") != version:
+            log.info("%s %s has format version %r (this lfdn-edge writes %d): rebuilding", what, path,
+                     data.get("version"), version)
+            return None
         fp = data.get("fingerprint")
         choices = data.get("choices")
         if not isinstance(fp, dict) or not isinstance(choices, dict):
@@ -169,45 +200,57 @@ def load_cache(path: Path, fingerprint: dict, slots) -> dict | None:
         if data.get("fingerprint_sha") != _fingerprint_hash(fp):
             raise ValueError("fingerprint checksum mismatch")
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        warnings.warn(f"tactic cache {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=3)
+        warnings.warn(f"{what} {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=3)
         return None
     if fp != fingerprint:
         changed = sorted(k for k in set(fp) | set(fingerprint) if fp.get(k) != fingerprint.get(k))
-        log.info("tactic cache %s is for another device/configuration (%s differ): rebuilding", path, changed)
+        log.info("%s %s is for another device/configuration (%s differ): rebuilding", what, path, changed)
+        return None
+    return choices
+
+
+def write_cache(path: Path, fmt: str, version: int, fingerprint: dict, choices: dict, **extra) -> None:
+    """Write a cache file atomically (the format :func:`read_cache` reads)."""
+    data = {"format": fmt, "version": version, "fingerprint": fingerprint,
+            "fingerprint_sha": _fingerprint_hash(fingerprint), "created_unix": time.time(), "choices": choices,
+            **extra}
+    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=True)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+def load_cache(path: Path, fingerprint: dict, slots) -> dict | None:
+    """The cached choices {slot: name} when ``path`` holds a well-formed cache for this fingerprint and exactly
+    these slots; None when absent or stale (fingerprint changed: rebuilt silently, logged); None with a
+    TacticCacheWarning when unreadable or malformed."""
+    choices = read_cache(path, FORMAT, FORMAT_VERSION, fingerprint)
+    if choices is None:
         return None
     out = {}
     for b, k, key in slots:
         e = choices.get(slot_name(b, k))
         if not isinstance(e, dict) or not isinstance(e.get("tactic"), str) or e.get("key") != key:
             warnings.warn(f"tactic cache {path} ignored and rebuilt: no valid entry for {slot_name(b, k)} ({key})",
-                          TacticCacheWarning, stacklevel=3)
+                          TacticCacheWarning, stacklevel=2)
             return None
         out[slot_name(b, k)] = e["tactic"]
     return out
 
 
-def store_cache(path: Path, fingerprint: dict, slots, choices: dict, results: dict) -> None:
-    data = {
-        "format": FORMAT,
-        "version": FORMAT_VERSION,
-        "fingerprint": fingerprint,
-        "fingerprint_sha": _fingerprint_hash(fingerprint),
-        "created_unix": time.time(),
-        "choices": {
-            slot_name(b, k): {
-                "tactic": choices[slot_name(b, k)],
-                "key": key,
-                "candidates": [
-                    {"name": r["name"], "passed": r["passed"], "median_us": r["median_s"] * 1e6 if r["median_s"] > 0 else None,
-                     "max_err_ratio": r["max_err_ratio"], "note": r["note"]}
-                    for r in results.get(slot_name(b, k), []) if r["applies"]
-                ],
-            }
-            for b, k, key in slots
-        },
+def store_cache(path: Path, fingerprint: dict, slots, choices: dict, results: dict,
+                pass_checks: dict | None = None) -> None:
+    entries = {
+        slot_name(b, k): {
+            "tactic": choices[slot_name(b, k)],
+            "key": key,
+            "candidates": [
+                {"name": r["name"], "passed": r["passed"], "median_us": r["median_s"] * 1e6 if r["median_s"] > 0 else None,
+                 "max_err_ratio": r["max_err_ratio"], "note": r["note"]}
+                for r in results.get(slot_name(b, k), []) if r["applies"]
+            ],
+        }
+        for b, k, key in slots
     }
-    text = json.dumps(data, indent=1, sort_keys=True, allow_nan=True)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_cache(path, FORMAT, FORMAT_VERSION, fingerprint, entries, pass_checks=dict(pass_checks or {}))
 
 
 def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_times=None,
@@ -243,6 +286,93 @@ def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_
     return choices, results, rejected
 
 
+def default_tactic_name(engine) -> str | None:
+    """The CPU tactic that reproduces the fixed default blocking of ``engine``'s ISA (None: not in the table)."""
+    from ..native_core import load_native
+
+    return next((t["name"] for t in load_native().cpu_linear_tactics()
+                 if t["default"] and t["isa"] == engine.isa and not t["test_only"]), None)
+
+
+def _set_bucket(engine, bucket: int, kinds, choices: dict | None) -> None:
+    """Bucket ``bucket``'s layer kinds to ``choices`` (None: the default blocking)."""
+    for k in kinds:
+        engine.set_tactic(bucket, k, None if choices is None else choices[slot_name(bucket, k)])
+
+
+def _pass_timer(engine, rows: int, min_sample_s: float):
+    """A real timer for :func:`confirm_by_pass`: seconds per pass of ``rows`` standardised random vectors (the
+    engine's time does not depend on the values), each sample enough passes to last >= min_sample_s."""
+    z = np.random.default_rng(0).standard_normal((rows, engine.in_dim)).astype(np.float32)
+    inner = [0]
+
+    def timer(_variant: str) -> float:
+        if inner[0] == 0:  # first call (a warm-up): size the samples
+            t0 = time.perf_counter()
+            engine.score(z)
+            one = max(time.perf_counter() - t0, 1e-9)
+            inner[0] = max(1, min(50, int(np.ceil(min_sample_s / one))))
+        t0 = time.perf_counter()
+        for _ in range(inner[0]):
+            engine.score(z)
+        return (time.perf_counter() - t0) / inner[0]
+
+    return timer
+
+
+def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, rounds: int | None = None,
+                    min_sample_s: float | None = None, pass_timer=None) -> tuple[dict, dict]:
+    """Confirm per-layer choices on whole passes, bucket by bucket; returns (final choices, pass checks).
+
+    For every bucket where ``choices`` differ from the default blocking in some layer kind, whole passes at the
+    bucket's upper-bound rows run with the bucket's choices ("selected") and with the default blocking
+    ("default"): one warm-up each, then ``rounds`` rounds in ABBA order (drift cancels); the choices stay when
+    the median selected pass is faster than the median default pass by more than ``margin`` (relative), else
+    the bucket's slots become the default blocking. Leaves the engine set to the returned choices.
+    ``pass_timer(bucket, rows)`` (tests) returns a function variant -> seconds per pass; the default is a real
+    timer on this engine (:func:`_pass_timer`). Pass checks: {"b<bucket>": {rows, selected_s, default_s (medians),
+    samples, speedup (default / selected), kept}}."""
+    margin = defaults.TACTIC_PASS_MARGIN if margin is None else margin
+    rounds = defaults.TACTIC_PASS_ROUNDS if rounds is None else rounds
+    min_sample_s = defaults.TACTIC_PASS_MIN_SAMPLE_S if min_sample_s is None else min_sample_s
+    if rounds < 1 or margin < 0:
+        raise ValueError(f"rounds >= 1 and margin >= 0 required, got {rounds}, {margin}")
+    default = default_tactic_name(engine)
+    final, checks = dict(choices), {}
+    buckets: dict[int, list[int]] = {}
+    for b, k, _ in _slots(engine):
+        buckets.setdefault(b, []).append(k)
+    for b, kinds in buckets.items():
+        if default is None or all(choices[slot_name(b, k)] == default for k in kinds):
+            continue  # nothing to confirm: already the default blocking
+        rows = int(engine.tactic_problem(b, kinds[0])["rows"])
+        timer = pass_timer(b, rows) if pass_timer is not None else _pass_timer(engine, rows, min_sample_s)
+
+        def run(variant):
+            _set_bucket(engine, b, kinds, choices if variant == "selected" else None)
+            return timer(variant)
+
+        run("selected"), run("default")  # warm-up (and sample sizing)
+        samples = {"selected": [], "default": []}
+        for r in range(rounds):
+            for v in (("selected", "default") if r % 2 == 0 else ("default", "selected")):
+                samples[v].append(run(v))
+        med = {v: float(np.median(x)) for v, x in samples.items()}
+        kept = med["selected"] < med["default"] * (1.0 - margin)
+        checks[f"b{b}"] = {"rows": rows, "selected_s": med["selected"], "default_s": med["default"],
+                           "speedup": med["default"] / med["selected"] if med["selected"] > 0 else None,
+                           "samples": samples, "kept": bool(kept)}
+        if kept:
+            _set_bucket(engine, b, kinds, choices)
+        else:
+            _set_bucket(engine, b, kinds, None)
+            for k in kinds:
+                final[slot_name(b, k)] = default
+            log.info("tactics of bucket %d reverted to the default blocking: the whole pass was %.3fx of it "
+                     "(needs > %.0f%% faster)", b, med["default"] / med["selected"], 100 * margin)
+    return final, checks
+
+
 def apply_choices(engine, choices: dict) -> None:
     """Set every slot's tactic (ValueError from the engine when a name is not acceptable for it)."""
     for b, k, _ in _slots(engine):
@@ -250,12 +380,14 @@ def apply_choices(engine, choices: dict) -> None:
 
 
 def configure_cpu_engine(engine, engine_path=None, *, mode: str | None = None, progress: bool = True,
-                         cache: bool = True) -> TacticReport:
+                         cache: bool = True, pass_timer=None) -> TacticReport:
     """Give a native CPU engine its tactics: forced ($LFDN_EDGE_TACTIC), off, from the cache beside
-    ``engine_path``, or selected now (and cached). Returns what happened."""
+    ``engine_path``, or selected now (per layer, then confirmed on whole passes: :func:`confirm_by_pass`; and
+    cached). Returns what happened. ``pass_timer``: see :func:`confirm_by_pass` (tests)."""
     t0 = time.perf_counter()
     m = tactics_mode(mode)
-    forced = os.environ.get(TACTIC_ENV, "").strip()
+    forced_list = forced_tactics("cpu")
+    forced = forced_list[0] if forced_list else ""
     path = cache_path_for(engine_path) if cache else None
     fp = cpu_fingerprint(engine)
     if forced:
@@ -280,16 +412,18 @@ def configure_cpu_engine(engine, engine_path=None, *, mode: str | None = None, p
     memo_key = (_fingerprint_hash(fp), tuple(key for _, _, key in slots))
     memo = _MEMO.get(memo_key)
     if memo is not None:
-        choices, results, rejected, source = dict(memo[0]), memo[1], [], "memo"
+        choices, results, checks, rejected, source = dict(memo[0]), memo[1], memo[2], [], "memo"
+        apply_choices(engine, choices)
     else:
         choices, results, rejected = select_cpu_tactics(engine, progress=progress)
+        choices, checks = confirm_by_pass(engine, choices, pass_timer=pass_timer)
         source = "selected"
-        _MEMO[memo_key] = (dict(choices), results)
-    apply_choices(engine, choices)
+        _MEMO[memo_key] = (dict(choices), results, checks)
+        apply_choices(engine, choices)
     if path is not None:
         try:
-            store_cache(path, fp, slots, choices, results)
+            store_cache(path, fp, slots, choices, results, checks)
         except OSError as exc:  # a read-only folder: the choice still applies to this load
             log.warning("tactic cache %s not written: %s", path, exc)
     return TacticReport(source, choices, results, rejected, str(path) if path else None,
-                        time.perf_counter() - t0, fp)
+                        time.perf_counter() - t0, fp, checks)
