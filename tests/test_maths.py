@@ -165,15 +165,19 @@ def test_scores_and_lr_do_not_depend_on_the_batch():
     np.testing.assert_allclose(full["lr"], mse_early - mse_final, rtol=1e-5, atol=1e-7)
     assert np.all(np.abs(full["lr"]) > 1e-3), full["lr"]   # non-zero for every item: the check below has teeth
     assert np.ptp(full["lr"]) > 1e-3                          # and not one constant
+    # LR is a difference of two MSEs: its rounding follows their size (torch's GEMM rounds differently per
+    # batch size, ~1e-7 relative on each MSE), so its tolerance is relative to them, not to the difference
+    atol = {"mfsim": 1e-7, "mse": 1e-7, "lr": 1e-5 * float(np.max(np.abs(mse_early)))}
+    assert atol["lr"] < 1e-2 * np.min(np.abs(full["lr"]))  # still far below every LR value
     for i in (0, 4, 8):
         one = scorer.scores(z[i:i + 1])
         for k in ("mfsim", "mse", "lr"):
-            assert one[k][0] == pytest.approx(full[k][i], rel=1e-5, abs=1e-7), (k, i)
+            assert one[k][0] == pytest.approx(full[k][i], rel=1e-5, abs=atol[k]), (k, i)
     shuffled = scorer.scores(z.flip(0))
     split = scorer.scores(z, batch_size=4)
     for k in ("mfsim", "mse", "lr"):
-        np.testing.assert_allclose(shuffled[k][::-1], full[k], rtol=1e-5, atol=1e-7, err_msg=k)
-        np.testing.assert_allclose(split[k], full[k], rtol=1e-5, atol=1e-7, err_msg=k)
+        np.testing.assert_allclose(shuffled[k][::-1], full[k], rtol=1e-5, atol=atol[k], err_msg=k)
+        np.testing.assert_allclose(split[k], full[k], rtol=1e-5, atol=atol[k], err_msg=k)
     again = scorer.scores(z)
     for k in ("mfsim", "mse", "lr"):
         assert np.array_equal(again[k], full[k]), k  # deterministic

@@ -404,7 +404,7 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     """tools/bench.py's JSON: one result per (variant, batch), throughput consistent with the timings it
     reports, ratios consistent with the throughputs, and parity numbers within the stated tolerances.
 
-    With --min-time 0 and --min-reps 2 exactly two calls are timed, so p50 is their mean and
+    With --min-time 0, --min-reps 2 and --rounds 1 exactly two calls are timed, so p50 is their mean and
     items_per_s = batch * reps / total time = 1000 * batch / p50_ms exactly (up to float rounding);
     p99 lies between the mean and the slower call, below 2 * p50."""
     ck = bench.paper_checkpoint(seed=2, stage_dims=LAYOUT, width=64, depth=2, emb_dim=32)
@@ -412,8 +412,8 @@ def test_bench_tool_report_is_consistent_and_within_parity_tolerances(bench, tmp
     out = tmp_path / "bench.json"
     base = _bench_command()
     cmd = base + ["--ckpt", str(path), "--backends", "torch,native", "--batch", "1,5", "--min-time", "0",
-                  "--min-reps", "2", "--warmup", "1", "--parity-batch", "6", "--native-tactics", "auto",
-                  "--json", str(out)]
+                  "--min-reps", "2", "--rounds", "1", "--warmup", "1", "--parity-batch", "6",
+                  "--native-tactics", "auto", "--json", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     rep = json.loads(out.read_text())

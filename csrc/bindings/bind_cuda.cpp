@@ -52,8 +52,9 @@ py::array_t<uint16_t> pack_linear(py::object w_obj) {
   return packed;
 }
 
-void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias, Ptr residual,
-                  Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr cuda_stream) {
+lfdn::FusedLinearParams linear_params(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
+                                      Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue,
+                                      float gn_eps, Ptr cuda_stream) {
   lfdn::FusedLinearParams p;
   p.x = ptr<const float>(x);
   p.out = ptr<float>(out);
@@ -69,7 +70,14 @@ void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int6
   p.in_dim = in_dim;
   p.out_dim = out_dim;
   p.cuda_stream = stream_of(cuda_stream);
-  check(lfdn::fused_linear_cuda(p), "cuda_fused_linear");
+  return p;
+}
+
+void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias, Ptr residual,
+                  Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr cuda_stream) {
+  check(lfdn::fused_linear_cuda(linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
+                                              prologue, gn_eps, cuda_stream)),
+        "cuda_fused_linear");
 }
 
 void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_obj, Ptr noise, Ptr z0,
@@ -125,27 +133,6 @@ py::dict record_dict(const lfdn::CudaTacticRecord& r) {
   d["median_us"] = r.median_us;
   d["error"] = r.error;
   return d;
-}
-
-lfdn::FusedLinearParams linear_params(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
-                                      Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue,
-                                      float gn_eps, Ptr cuda_stream) {
-  lfdn::FusedLinearParams p;
-  p.x = ptr<const float>(x);
-  p.out = ptr<float>(out);
-  p.weight = ptr<const void>(weight);
-  p.wtype = lfdn::WeightType::kF16;
-  p.bias = ptr<const float>(bias);
-  p.residual = ptr<const float>(residual);
-  p.gamma = ptr<const float>(gamma);
-  p.beta = ptr<const float>(beta);
-  p.prologue = parse_prologue(prologue);
-  p.gn_eps = gn_eps;
-  p.rows = rows;
-  p.in_dim = in_dim;
-  p.out_dim = out_dim;
-  p.cuda_stream = stream_of(cuda_stream);
-  return p;
 }
 
 py::list tactic_list() {

@@ -39,6 +39,20 @@ namespace cpu {
 
 namespace {
 
+// Stage m of row r from its sums (double): stores the cosine, returns its (weighted) term of the MFsim sum.
+double stage_cosine(const DdimScoreParams& p, int64_t r, int m, double dot, double nz, double ny) {
+  const double eps = p.cos_eps;
+  const double c = dot / (std::fmax(std::sqrt(nz), eps) * std::fmax(std::sqrt(ny), eps));
+  p.stage_cos[r * p.num_stages + m] = static_cast<float>(c);
+  return p.stage_weights ? static_cast<double>(p.stage_weights[m]) * c : c;
+}
+
+// Row r's MSE (mean over dim) and MFsim (minus the weighted cosine sum, or minus the mean cosine).
+void store_row_scores(const DdimScoreParams& p, int64_t r, double se, double cos_sum) {
+  p.mse[r] = static_cast<float>(se / static_cast<double>(p.dim));
+  p.mfsim[r] = static_cast<float>(p.stage_weights ? -cos_sum : -cos_sum / p.num_stages);
+}
+
 // score_update: x_out = c_x0 y + c_eps (x - sqrt_ab y) / sqrt_1m_ab (as the plain update, sigma 0 checked by the
 // model view), then the scores of that value; each element is read before its x_out slot is written, so
 // x_out may be x or x0_hat.
@@ -62,13 +76,9 @@ void ddim_score_updated_rows(const DdimScoreParams& p, int64_t r0, int64_t r1) {
         ny += b * b;
         se += d * d;
       }
-      const double eps = p.cos_eps;
-      const double c = dot / (std::fmax(std::sqrt(nz), eps) * std::fmax(std::sqrt(ny), eps));
-      p.stage_cos[r * p.num_stages + m] = static_cast<float>(c);
-      cos_sum += p.stage_weights ? static_cast<double>(p.stage_weights[m]) * c : c;
+      cos_sum += stage_cosine(p, r, m, dot, nz, ny);
     }
-    p.mse[r] = static_cast<float>(se / static_cast<double>(p.dim));
-    p.mfsim[r] = static_cast<float>(p.stage_weights ? -cos_sum : -cos_sum / p.num_stages);
+    store_row_scores(p, r, se, cos_sum);
   }
 }
 
@@ -91,13 +101,9 @@ void ddim_score_rows(const DdimScoreParams& p, int64_t r0, int64_t r1) {
           ny += b * b;
           se += d * d;
         }
-        const double eps = p.cos_eps;
-        const double c = dot / (std::fmax(std::sqrt(nz), eps) * std::fmax(std::sqrt(ny), eps));
-        p.stage_cos[r * p.num_stages + m] = static_cast<float>(c);
-        cos_sum += p.stage_weights ? static_cast<double>(p.stage_weights[m]) * c : c;
+        cos_sum += stage_cosine(p, r, m, dot, nz, ny);
       }
-      p.mse[r] = static_cast<float>(se / static_cast<double>(p.dim));
-      p.mfsim[r] = static_cast<float>(p.stage_weights ? -cos_sum : -cos_sum / p.num_stages);
+      store_row_scores(p, r, se, cos_sum);
     }
     if (p.update) {  // after the scores: x may alias nothing the scores read
       float* x = p.x + r * p.dim;
