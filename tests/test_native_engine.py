@@ -278,6 +278,16 @@ def test_engine_spec_is_validated(ckpt):
         _C.CpuEngine({**spec, "gn1_g": spec["gn1_g"][:2]}, 4)
     with pytest.raises(ValueError, match="invalid argument"):
         _C.CpuEngine({**spec, "stage_offsets": [0, 10, 600]}, 4)
+    # a field or argument of the wrong type: a TypeError naming it (not pybind11's RuntimeError "Unable to cast")
+    for key, bad, expect in (("in_dim", "512", "engine spec 'in_dim' must be an int, got str"),
+                             ("precision", 16, "engine spec 'precision' must be a str, got int"),
+                             ("stage_offsets", "0,10", "engine spec 'stage_offsets' must be a sequence of int"),
+                             ("seed", -1, "engine spec 'seed' must be a non-negative int, got int")):
+        with pytest.raises(TypeError, match=expect):
+            _C.CpuEngine({**spec, key: bad}, 4)
+    eng = _C.CpuEngine(spec, 4)
+    with pytest.raises(TypeError, match="tactic name must be a str or None, got int"):
+        eng.set_tactic(0, 0, 5)
 
 
 # ------------------------------------------------------------------------------------------ artifact

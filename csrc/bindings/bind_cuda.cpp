@@ -100,7 +100,7 @@ void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_ob
   }
   std::vector<int32_t> offsets;
   if (!offsets_obj.is_none()) {
-    offsets = offsets_obj.cast<std::vector<int32_t>>();
+    offsets = cast_arg<std::vector<int32_t>>(offsets_obj, "stage_offsets", "a sequence of int");
     if (offsets.size() < 2) throw py::value_error("stage_offsets needs at least two entries (0 and dim)");
     p.scores = true;
     p.z0 = ptr<const float>(z0);

@@ -143,7 +143,7 @@ class PyCpuEngine {
     int idx = -1;
     std::string nm;
     if (!name.is_none()) {
-      nm = name.cast<std::string>();
+      nm = cast_arg<std::string>(name, "tactic name", "a str or None");
       idx = lfdn::cpu_tactic_index(nm.c_str());
       if (idx < 0) throw py::value_error("unknown CPU tactic '" + nm + "' (_C.cpu_linear_tactics() lists them)");
       int n = 0;

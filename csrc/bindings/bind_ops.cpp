@@ -163,7 +163,7 @@ py::dict ddim_score(py::object x0_obj, py::object x_obj, py::object coef_obj, py
   if (!z0_obj.is_none() || !offsets_obj.is_none()) {
     if (z0_obj.is_none() || offsets_obj.is_none()) throw py::value_error("scores need both z0 and stage_offsets");
     z0 = as_f32_shape(z0_obj, "z0", {rows, dim});
-    offsets = offsets_obj.cast<std::vector<int32_t>>();
+    offsets = cast_arg<std::vector<int32_t>>(offsets_obj, "stage_offsets", "a sequence of int");
     if (offsets.size() < 2) throw py::value_error("stage_offsets needs at least two entries (0 and dim)");
     const int64_t ns = static_cast<int64_t>(offsets.size()) - 1;
     mse = py::array_t<float>(rows);

@@ -22,6 +22,18 @@ inline void check(int rc, const std::string& what) {
   if (rc != lfdn::kOk) raise_status(rc, what);
 }
 
+// obj converted to T, or a TypeError naming the argument, the expected type and the type given (pybind11's own
+// cast_error is a RuntimeError "Unable to cast ..." that names neither).
+template <class T>
+T cast_arg(py::handle obj, const std::string& name, const char* expected) {
+  try {
+    return obj.cast<T>();
+  } catch (const py::cast_error&) {
+    throw py::type_error(name + " must be " + expected + ", got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  }
+}
+
 std::string shape_str(const py::array& a);
 // "fp32", "fp16", "bf16"
 std::string precision_name(lfdn::WeightType t);

@@ -43,13 +43,13 @@ py::list list_of(const py::dict& d, const char* key, int64_t n) {
 ParsedSpec parse_spec(const py::dict& d) {
   ParsedSpec ps;
   lfdn::EngineSpec& s = ps.spec;
-  s.in_dim = get(d, "in_dim").cast<int64_t>();
-  s.width = get(d, "width").cast<int64_t>();
-  s.depth = get(d, "depth").cast<int64_t>();
-  s.steps = get(d, "steps").cast<int32_t>();
+  s.in_dim = cast_arg<int64_t>(get(d, "in_dim"), "engine spec 'in_dim'", "an int");
+  s.width = cast_arg<int64_t>(get(d, "width"), "engine spec 'width'", "an int");
+  s.depth = cast_arg<int64_t>(get(d, "depth"), "engine spec 'depth'", "an int");
+  s.steps = cast_arg<int32_t>(get(d, "steps"), "engine spec 'steps'", "an int");
   if (s.in_dim < 1 || s.width < 1 || s.depth < 0 || s.steps < 1)
     throw py::value_error("engine spec needs in_dim, width, steps >= 1 and depth >= 0");
-  const std::string prec = get(d, "precision").cast<std::string>();
+  const std::string prec = cast_arg<std::string>(get(d, "precision"), "engine spec 'precision'", "a str");
   if (prec == "fp32") s.wtype = lfdn::WeightType::kF32;
   else if (prec == "fp16") s.wtype = lfdn::WeightType::kF16;
   else if (prec == "bf16") s.wtype = lfdn::WeightType::kBF16;
@@ -75,11 +75,11 @@ ParsedSpec parse_spec(const py::dict& d) {
   s.out_b = vec(ps, get(d, "out_b"), "out_b", {W});
   s.out_w = weight(ps, get(d, "out_w"), "out_w", C, W);
   s.out_bias = vec(ps, get(d, "out_bias"), "out_bias", {C});
-  s.gn_eps = get(d, "gn_eps").cast<float>();
-  s.cos_eps = get(d, "cos_eps").cast<float>();
-  s.q_a = get(d, "q_a").cast<float>();
-  s.q_b = get(d, "q_b").cast<float>();
-  s.seed = get(d, "seed").cast<uint64_t>();
+  s.gn_eps = cast_arg<float>(get(d, "gn_eps"), "engine spec 'gn_eps'", "a float");
+  s.cos_eps = cast_arg<float>(get(d, "cos_eps"), "engine spec 'cos_eps'", "a float");
+  s.q_a = cast_arg<float>(get(d, "q_a"), "engine spec 'q_a'", "a float");
+  s.q_b = cast_arg<float>(get(d, "q_b"), "engine spec 'q_b'", "a float");
+  s.seed = cast_arg<uint64_t>(get(d, "seed"), "engine spec 'seed'", "a non-negative int");
   // coef: (steps - 1, 5), the reconstruction is the last x0 prediction (engines before the scoring
   // conventions), or (steps, 5), the last row maps (x, x0_hat) to the reconstruction (lfdn_edge.diffusion.DdimPlan)
   if (d.contains("coef") && !d["coef"].is_none()) {
@@ -93,7 +93,7 @@ ParsedSpec parse_spec(const py::dict& d) {
   } else if (s.steps > 1) {
     get(d, "coef");  // raises the missing-key error
   }
-  s.stage_offsets = get(d, "stage_offsets").cast<std::vector<int32_t>>();
+  s.stage_offsets = cast_arg<std::vector<int32_t>>(get(d, "stage_offsets"), "engine spec 'stage_offsets'", "a sequence of int");
   if (d.contains("stage_weights") && !d["stage_weights"].is_none()) {  // absent: 1/num_stages each
     py::array wa = py::array::ensure(d["stage_weights"]);
     if (!wa || wa.ndim() != 1) throw py::value_error("engine spec 'stage_weights' must be a 1-D array");
