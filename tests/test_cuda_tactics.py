@@ -212,6 +212,50 @@ def test_off_uses_the_legacy_kernel_and_forced_is_not_cached(tmp_path, monkeypat
     assert not (tmp_path / "b.lfdn.cuda-tactics.json").exists()
 
 
+def test_whole_pass_check_against_cublaslt_keeps_the_faster_set(tmp_path, monkeypatch):
+    monkeypatch.delenv("LFDN_EDGE_TACTIC", raising=False)
+    # cuBLASLt does not apply to the last layer key (set_tactic refuses it there): that layer keeps its choice
+    e = FakeCudaEngine()
+    real_set = e.set_tactic
+
+    def set_tactic(key, bucket, name):
+        if name == ct.CUBLASLT and key == e.layer_keys[2]:
+            raise ValueError("CudaEngine.set_tactic: cuda.cublaslt does not apply")
+        real_set(key, bucket, name)
+
+    e.set_tactic = set_tactic
+    # bucket 1: per-layer choices faster; 2: cuBLASLt 10 % faster; 4: a tie (the per-layer choices stay)
+    sel_s = {1: 0.8, 2: 1.0, 4: 1.0}
+    blt_s = {1: 1.0, 2: 0.9, 4: 1.0}
+    calls = []
+
+    def fake_timer(bucket, rows):
+        def t(variant):
+            calls.append((bucket, variant))
+            expect = "cuda.stream_r8" if variant == "selected" else ct.CUBLASLT
+            assert [e.choice[(k, bucket)] for k in e.layer_keys[:2]] == [expect] * 2  # the engine runs the variant
+            assert e.choice[(e.layer_keys[2], bucket)] == "cuda.stream_r8"
+            return sel_s[bucket] if variant == "selected" else blt_s[bucket]
+        return t
+
+    rep = ct.configure_cuda_engine(e, tmp_path / "m.lfdn", progress=False, pass_timer=fake_timer, cublaslt=True)
+    assert rep.source == "selected"
+    assert {b: c["kept"] for b, c in rep.pass_checks.items()} == {"b1": True, "b2": False, "b4": True}
+    for b in (1, 2, 4):
+        for i, k in enumerate(e.layer_keys):
+            want = ct.CUBLASLT if (b == 2 and i < 2) else "cuda.stream_r8"
+            assert rep.choices[ct.slot(k, b)] == want and e.choice[(k, b)] == want, (b, k)
+    assert [v for b, v in calls if b == 2] == ["selected", "cublaslt"] + ["selected", "cublaslt", "cublaslt",
+                                                                          "selected"] * 2
+    data = json.loads((tmp_path / "m.lfdn.cuda-tactics.json").read_text())
+    assert data["pass_checks"]["b2"]["kept"] is False and data["choices"]["b2." + e.layer_keys[0]]["tactic"] == ct.CUBLASLT
+    # without cuBLASLt nothing is timed and the per-layer choices stay
+    calls.clear()
+    final, checks = ct.confirm_against_cublaslt(FakeCudaEngine(), dict(rep.choices), pass_timer=fake_timer,
+                                                available=False)
+    assert checks == {} and calls == [] and final == rep.choices
+
+
 # ------------------------------------------------------------------------------------------- GPU (never run yet)
 def _layer(K, N, seed=0):
     import torch
@@ -297,3 +341,32 @@ def test_engine_selects_refuses_the_wrong_tactic_and_keeps_one_graph_per_bucket(
         a = eng.score(z[:rows])[0].cpu().numpy()
         np.testing.assert_allclose(a, full[:rows], rtol=2e-2)
     assert e.graphs == 2  # buckets 64 and 8
+
+
+@gpu
+def test_real_whole_pass_check_against_cublaslt_on_the_device(tmp_path):
+    """On a GPU with cuBLASLt: the engine load times whole passes of each bucket against cuda.cublaslt and
+    keeps the faster set, so the chosen pass is never slower than the cuBLASLt pass (as measured then)."""
+    from lfdn_edge.build.native_payload import native_spec
+    from lfdn_edge.cli import bench
+    from lfdn_edge.diffusion import Schedule
+    from lfdn_edge.native_core import NativeCudaEngine, load_native
+
+    if not load_native().cublaslt_available():
+        pytest.skip("cuBLASLt not loadable here: " + str(load_native().cublaslt_info()))
+    layout = (16, 24, 40, 112, 320)
+    ck = bench.paper_checkpoint(seed=1, stage_dims=layout, width=192, depth=2, emb_dim=96)
+    spec = native_spec(ck.build_model("ema"), Schedule(), ck.score_config, ck.layout, "fp16")
+    eng = NativeCudaEngine(spec, 64, "cuda")
+    rep = ct.configure_cuda_engine(eng.engine, tmp_path / "m.lfdn", progress=False, scorer=eng)
+    for b in eng.engine.buckets:
+        c = rep.pass_checks.get(f"b{b}")
+        if c is None:  # cuBLASLt already chosen in every layer where it applies
+            continue
+        assert c["selected_s"] > 0 and c["cublaslt_s"] > 0
+        assert c["kept"] == (c["selected_s"] <= c["cublaslt_s"])
+        for k in eng.engine.layer_keys:
+            assert eng.engine.tactic(k, b) == rep.choices[ct.slot(k, b)]
+        in_bucket = [rep.choices[ct.slot(k, b)] for k in eng.engine.layer_keys]
+        if not c["kept"]:  # cuBLASLt passes were faster: it runs wherever it applies
+            assert ct.CUBLASLT in in_bucket

@@ -13,6 +13,13 @@ which cuBLASLt loaded, lfdn-edge version); the next load reuses them (each one r
 ``set_tactic``, which is cheap) and any fingerprint change rebuilds the cache. A cache that is unreadable,
 malformed, or names a tactic the engine refuses is ignored with a TacticCacheWarning and rebuilt.
 
+Whole-pass check against cuBLASLt (:func:`confirm_against_cublaslt`, never run on a GPU yet): per-layer event
+timings need not add up to the pass (the same lesson as on the CPU, measured there), and the project's goal is
+"never slower than the cuBLASLt tactic at any batch". So when cuBLASLt loaded, every bucket's per-layer choices
+are timed on whole passes (the engine's graph for that bucket, ABBA rounds, ``tactic_cache.pass_ab``) against
+the same bucket with cuda.cublaslt in every layer where it applies; the faster set stays (ties: the per-layer
+choices). The measurements are in the report and the cache (``pass_checks``).
+
 ``LFDN_EDGE_TACTIC=cuda.<name>`` (comma-separated, beside at most one CPU name; parsed by
 tactic_cache.forced_tactics) forces that tactic where it applies (still verified: a ValueError when it
 fails; not cached). ``tactics="off"`` / LFDN_EDGE_TACTICS=off: cuda.legacy_tile (the first kernel) everywhere.
@@ -25,15 +32,20 @@ import time
 import warnings
 from pathlib import Path
 
+import numpy as np
+
 from .._version import __version__
 from ..progress import bar
-from .tactic_cache import TacticCacheWarning, TacticReport, forced_tactics, read_cache, tactics_mode, write_cache
+from .. import defaults
+from .tactic_cache import (TacticCacheWarning, TacticReport, forced_tactics, pass_ab, read_cache, tactics_mode,
+                           write_cache)
 
 log = logging.getLogger("lfdn_edge.tactics")
 
 FORMAT = "lfdn-edge-cuda-tactic-cache"
 FORMAT_VERSION = 1
 LEGACY = "cuda.legacy_tile"
+CUBLASLT = "cuda.cublaslt"
 
 
 def cuda_cache_path_for(engine_path) -> Path | None:
@@ -82,13 +94,14 @@ def load_cuda_cache(path: Path | None, fingerprint: dict, slots) -> dict | None:
     return out
 
 
-def store_cuda_cache(path: Path, fingerprint: dict, slots, choices: dict, records: dict) -> None:
+def store_cuda_cache(path: Path, fingerprint: dict, slots, choices: dict, records: dict,
+                     pass_checks: dict | None = None) -> None:
     entries = {slot(k, b): {"tactic": choices[slot(k, b)],
                             "candidates": [{x: r[x] for x in ("name", "passed", "median_us", "max_abs_err",
                                                               "tolerance", "worst_ratio", "error")}
                                            for r in records.get(slot(k, b), []) if r["applies"]]}
                for k, b in slots}
-    write_cache(path, FORMAT, FORMAT_VERSION, fingerprint, entries)
+    write_cache(path, FORMAT, FORMAT_VERSION, fingerprint, entries, pass_checks=dict(pass_checks or {}))
 
 
 def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool = True):
@@ -108,9 +121,90 @@ def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool
     return choices, records, rejected
 
 
+def _cuda_pass_timer(scorer, rows: int, min_sample_s: float):
+    """Seconds per scoring pass of ``rows`` random vectors on ``scorer`` (lfdn_edge.native_core.NativeCudaEngine:
+    its bucket graph), synchronised; each sample enough passes to last >= min_sample_s."""
+    import torch
+
+    z = torch.randn(rows, scorer.in_dim, device=scorer.device)
+    inner = [0]
+
+    def timer(_variant: str) -> float:
+        if inner[0] == 0:
+            torch.cuda.synchronize(scorer.device)
+            t0 = time.perf_counter()
+            scorer.score(z)
+            torch.cuda.synchronize(scorer.device)
+            inner[0] = max(1, min(200, int(min_sample_s / max(time.perf_counter() - t0, 1e-9)) + 1))
+        torch.cuda.synchronize(scorer.device)
+        t0 = time.perf_counter()
+        for _ in range(inner[0]):
+            scorer.score(z)
+        torch.cuda.synchronize(scorer.device)
+        return (time.perf_counter() - t0) / inner[0]
+
+    return timer
+
+
+def confirm_against_cublaslt(engine, choices: dict, *, pass_timer=None, scorer=None, rounds: int | None = None,
+                             available: bool | None = None) -> tuple[dict, dict]:
+    """Per bucket: whole passes with the per-layer ``choices`` against cuda.cublaslt in every layer where it
+    applies (``set_tactic`` refuses it elsewhere; those layers keep their choice); the faster set stays.
+    Returns (final choices, pass checks {"b<bucket>": {rows, selected_s, cublaslt_s, kept}}); nothing is timed
+    when cuBLASLt is not available or already chosen everywhere. ``pass_timer(bucket, rows)`` -> a function
+    variant -> seconds per pass (tests); default: a real timer on ``scorer`` (skipped without one)."""
+    if available is None:
+        from ..native_core import load_native
+
+        C = load_native()
+        available = bool(getattr(C, "cublaslt_available", lambda: False)())
+    if not available or (pass_timer is None and scorer is None):
+        return dict(choices), {}
+    rounds = defaults.TACTIC_PASS_ROUNDS if rounds is None else rounds
+    final, checks = dict(choices), {}
+    for b in [int(x) for x in engine.buckets]:
+        keys = list(engine.layer_keys)
+        base = {}
+        for k in keys:  # cuda.cublaslt where it applies and verifies, else the per-layer choice
+            try:
+                engine.set_tactic(k, b, CUBLASLT)
+                base[k] = CUBLASLT
+            except ValueError:
+                base[k] = choices[slot(k, b)]
+        sel = {k: choices[slot(k, b)] for k in keys}
+        if base == sel:
+            continue
+        rows = min(b, int(getattr(engine, "max_batch", b)))
+        timer = (pass_timer(b, rows) if pass_timer is not None
+                 else _cuda_pass_timer(scorer, rows, defaults.TACTIC_PASS_MIN_SAMPLE_S))
+
+        def run(variant):
+            for k in keys:
+                engine.set_tactic(k, b, (sel if variant == "selected" else base)[k])
+            return timer(variant)
+
+        samples = pass_ab(run, ("selected", "cublaslt"), rounds)
+        med = {v: float(np.median(x)) for v, x in samples.items()}
+        kept = med["selected"] <= med["cublaslt"]
+        checks[f"b{b}"] = {"rows": rows, "selected_s": med["selected"], "cublaslt_s": med["cublaslt"],
+                           "samples": samples, "kept": bool(kept)}
+        use = sel if kept else base
+        for k in keys:
+            engine.set_tactic(k, b, use[k])
+            final[slot(k, b)] = use[k]
+        if not kept:
+            log.info("CUDA bucket %d: cuBLASLt passes were faster (%.1f vs %.1f us): using cuda.cublaslt", b,
+                     1e6 * med["cublaslt"], 1e6 * med["selected"])
+    return final, checks
+
+
 def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, progress: bool = True,
-                          cache: bool = True) -> TacticReport:
-    """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now."""
+                          cache: bool = True, scorer=None, pass_timer=None,
+                          cublaslt: bool | None = None) -> TacticReport:
+    """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now (then
+    checked on whole passes against cuBLASLt, :func:`confirm_against_cublaslt`, when ``scorer`` — the
+    NativeCudaEngine wrapping ``engine`` — or ``pass_timer`` is given and cuBLASLt loaded; ``cublaslt``
+    overrides that availability, for tests)."""
     t0 = time.perf_counter()
     m = tactics_mode(mode)
     forced = forced_tactics("cuda")
@@ -135,10 +229,12 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
         except ValueError as exc:
             warnings.warn(f"CUDA tactic cache {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=2)
     choices, records, rejected = select_cuda_tactics(engine, progress=progress)
+    choices, checks = confirm_against_cublaslt(engine, choices, pass_timer=pass_timer, scorer=scorer,
+                                               available=cublaslt)
     if path is not None:
         try:
-            store_cuda_cache(path, fp, slots, choices, records)
+            store_cuda_cache(path, fp, slots, choices, records, checks)
         except OSError as exc:
             log.warning("CUDA tactic cache %s not written: %s", path, exc)
     return TacticReport("selected", choices, records, rejected, str(path) if path else None,
-                        time.perf_counter() - t0, fp)
+                        time.perf_counter() - t0, fp, checks)

@@ -320,6 +320,19 @@ def _pass_timer(engine, rows: int, min_sample_s: float):
     return timer
 
 
+def pass_ab(run, variants=("selected", "default"), rounds: int = 4) -> dict:
+    """Whole-pass A/B of two variants, device-agnostic: ``run(variant)`` sets the engine to that variant, runs
+    and returns seconds per pass. One warm-up each (it also sizes the samples), then ``rounds`` rounds in ABBA
+    order so that a slow drift of the machine falls on both alike. Returns {variant: [seconds, ...]}."""
+    a, b = variants
+    run(a), run(b)
+    samples = {a: [], b: []}
+    for r in range(rounds):
+        for v in ((a, b) if r % 2 == 0 else (b, a)):
+            samples[v].append(run(v))
+    return samples
+
+
 def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, rounds: int | None = None,
                     min_sample_s: float | None = None, pass_timer=None) -> tuple[dict, dict]:
     """Confirm per-layer choices on whole passes, bucket by bucket; returns (final choices, pass checks).
@@ -352,11 +365,7 @@ def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, round
             _set_bucket(engine, b, kinds, choices if variant == "selected" else None)
             return timer(variant)
 
-        run("selected"), run("default")  # warm-up (and sample sizing)
-        samples = {"selected": [], "default": []}
-        for r in range(rounds):
-            for v in (("selected", "default") if r % 2 == 0 else ("default", "selected")):
-                samples[v].append(run(v))
+        samples = pass_ab(run, ("selected", "default"), rounds)
         med = {v: float(np.median(x)) for v, x in samples.items()}
         kept = med["selected"] < med["default"] * (1.0 - margin)
         checks[f"b{b}"] = {"rows": rows, "selected_s": med["selected"], "default_s": med["default"],

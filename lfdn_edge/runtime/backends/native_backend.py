@@ -80,7 +80,8 @@ class NativeBackend(ScoringBackend):
             self.device = self._cuda.device
             self.engine = self._cuda
             # a verified tactic per (layer key, batch bucket), cached beside the engine (never run on a GPU yet)
-            self.tactics = configure_cuda_engine(self._cuda.engine, artifact.path, mode=tactics)
+            self.tactics = configure_cuda_engine(self._cuda.engine, artifact.path, mode=tactics,
+                                                 scorer=self._cuda)
         else:
             raise ValueError(f"native backend device must be 'cpu', 'cuda' or 'cuda:N', got {device!r}")
         self.num_stages = len(spec["stage_offsets"]) - 1
