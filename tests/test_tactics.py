@@ -536,3 +536,24 @@ def test_cache_functions_are_device_agnostic_and_any_fingerprint_change_rebuilds
         assert tactic_cache.load_cache(path, {**fp, field: "other"}, slots) is None, field
     with pytest.warns(tactic_cache.TacticCacheWarning, match="no valid entry for b1.inp"):  # another engine
         assert tactic_cache.load_cache(path, fp, slots[:1] + [(1, 0, "inp:512x160:silu:fp16:rows8")]) is None
+
+
+def test_bench_fixed_variant_shares_the_auto_engine_and_switches_its_tactics(ckpt):
+    """auto vs fixed in the bench compares tactics on ONE engine instance (two instances differ with where
+    their weights landed), each runner putting its own tactic set on the engine before its calls."""
+    runners = bench.make_runners(ckpt, ["native"], ["fp32"], "fp32", 64, "cpu", None, ("auto", "fixed"))
+    auto, fixed = runners
+    assert (auto.name, fixed.name) == ("native-fp32", "native-fp32-fixed")
+    assert fixed.backend is auto.backend
+    eng = auto.backend.engine
+    slots = [(b, k) for b, k, _ in tactic_cache._slots(eng)]
+    assert bench._activate(fixed) and all(eng.get_tactic(b, k) is None for b, k in slots)
+    assert bench._activate(auto)
+    assert [eng.get_tactic(b, k) for b, k in slots] == [auto.tactics.choices[tactic_cache.slot_name(b, k)]
+                                                        for b, k in slots]
+    assert fixed.tactics.source == "off" and auto.tactics.source in ("selected", "memo")
+    # both give the same scores (one ISA: bit-identical), through the timing's own switching
+    x = bench.standardised_inputs(9, LAYOUT, seed=1)
+    a, f = bench.chunked(auto, x, 64), bench.chunked(fixed, x, 64)
+    assert all(np.array_equal(a[k], f[k]) for k in ("mse", "mfsim", "stage_cos"))
+    assert all(eng.get_tactic(b, k) is None for b, k in slots)  # fixed ran last

@@ -172,12 +172,29 @@ class GraphRunner:
 
 
 class BackendRunner:
-    """A registered ScoringBackend (native, onnxruntime, tensorrt, ...) on an in-memory artifact."""
+    """A registered ScoringBackend (native, onnxruntime, tensorrt, ...) on an in-memory artifact.
 
-    def __init__(self, label: str, backend, device: str):
+    ``tactics``: for native CPU engines, the tactic set this runner runs ({slot: name}, None entries = the default
+    blocking) and its report; ``activate()`` (called by the timing before each block of calls) puts that set on
+    the engine, so that two runners can share ONE engine instance (auto and fixed): identical engines differ by a
+    few percent at batch 1 with where their weights landed in memory (7 % measured with 4 KiB pages), which
+    would otherwise be mistaken for the effect of the tactics."""
+
+    def __init__(self, label: str, backend, device: str, tactic_set: dict | None = None, report=None):
         self.name = label
         self.backend = backend
         self.device = device
+        self.tactic_set = tactic_set
+        self.tactics = report if report is not None else getattr(backend, "tactics", None)
+
+    def activate(self) -> None:
+        if self.tactic_set is None:
+            return
+        from ..runtime.tactic_cache import _slots, slot_name
+
+        eng = self.backend.engine
+        for b, k, _ in _slots(eng):
+            eng.set_tactic(b, k, self.tactic_set[slot_name(b, k)])
 
     def prepare(self, x: np.ndarray):
         if self.device.startswith("cuda") and self.backend.name in ("native", "torch"):
@@ -206,6 +223,8 @@ def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str,
     if tactics in ("auto", "fixed") or device != "cpu":
         backend = NativeBackend(art, device, threads=threads, tactics="off" if tactics == "fixed" else None)
         label = f"native-{precision}" + ("-fixed" if tactics == "fixed" else "")
+        if device == "cpu":  # its own tactic set, re-applied before each timed block (see BackendRunner)
+            return BackendRunner(label, backend, device, dict(backend.tactics.choices))
     else:
         from ..native_core import load_native
 
@@ -220,6 +239,17 @@ def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str,
             core.set_cpu_isa("auto")
         label = f"native-{precision}-{tactics}"
     return BackendRunner(label, backend, device)
+
+
+def fixed_sharing(auto: BackendRunner) -> BackendRunner:
+    """native-P-fixed on the SAME engine instance as native-P (auto): the default blocking in every slot, set
+    before each of its timed blocks, so that auto vs fixed compares tactics only, not two memory placements."""
+    from ..runtime.tactic_cache import TacticReport, _slots, slot_name
+
+    eng = auto.backend.engine
+    off = {slot_name(b, k): None for b, k, _ in _slots(eng)}
+    report = TacticReport("off", dict(off), fingerprint=dict(getattr(auto.tactics, "fingerprint", {})))
+    return BackendRunner(f"{auto.name}-fixed", auto.backend, auto.device, off, report)
 
 
 def native_tactic_modes(spec, device: str) -> list[str]:
@@ -321,8 +351,14 @@ def make_runners(ckpt, names, native_precisions, precision, max_batch, device, t
         elif name in TORCH_VARIANTS:
             runners.append(GraphRunner(ckpt, device, name))
         elif name == "native":
-            runners.extend(native_runner(ckpt, p, max_batch, device, threads, m)
-                           for p in native_precisions for m in tactic_modes)
+            for p in native_precisions:
+                made = {}
+                for m in tactic_modes:
+                    if m == "fixed" and "auto" in made and device == "cpu":
+                        made[m] = fixed_sharing(made["auto"])
+                    else:
+                        made[m] = native_runner(ckpt, p, max_batch, device, threads, m)
+                    runners.append(made[m])
         elif name == CUDA_TACTIC_VARIANT:
             runners.extend(cuda_tactic_runners(ckpt, max_batch, device))
         elif _NATIVE_RE.match(name):
@@ -350,6 +386,15 @@ def _timed_calls(runner, xin, device: str, min_reps: int, min_time: float, max_r
     return times
 
 
+def _activate(runner) -> bool:
+    """Put the runner's own state (a shared engine's tactic set) in place; True when it has one."""
+    act = getattr(runner, "activate", None)
+    if act is None or getattr(runner, "tactic_set", None) is None:
+        return False
+    act()
+    return True
+
+
 def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int,
                      rounds: int = 1) -> list[dict]:
     """Time every runner on ``x`` in ``rounds`` interleaved rounds: each runner gets its warm-up calls once,
@@ -361,6 +406,7 @@ def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_ti
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     xin = [r.prepare(x) for r in runners]
     for r, xi in zip(runners, xin):
+        _activate(r)
         for _ in range(warmup):
             r(xi)
     _sync(device)
@@ -371,6 +417,8 @@ def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_ti
     max_round = max(1, max_reps // rounds)
     for k in range(rounds):
         for j in [(i + k) % len(runners) for i in range(len(runners))]:
+            if _activate(runners[j]) and warmup:  # one untimed call after switching the tactic set
+                runners[j](xin[j])
             t = _timed_calls(runners[j], xin[j], device, reps_round, min_time / rounds, max_round)
             per[j].extend(t)
             rps[j].append(n * len(t) / sum(t))
@@ -390,6 +438,7 @@ def time_runner(runner, x, device: str, warmup: int, min_reps: int, min_time: fl
 
 def chunked(runner, x: np.ndarray, max_batch: int) -> dict:
     """The runner's outputs for ``x``, in calls of at most ``max_batch`` items."""
+    _activate(runner)
     parts = [runner(runner.prepare(x[s:s + max_batch])) for s in range(0, len(x), max_batch)]
     return {k: np.concatenate([p[k] for p in parts]) for k in ("mse", "mfsim", "stage_cos")}
 
@@ -498,8 +547,8 @@ def native_tactic_report(runners) -> dict:
     and the whole-pass checks (per bucket: selected vs default pass time, kept or reverted)."""
     out = {}
     for r in runners:
-        rep = getattr(getattr(r, "backend", None), "tactics", None)
-        if rep is None or getattr(r.backend, "name", "") != "native":
+        rep = getattr(r, "tactics", None)
+        if rep is None or getattr(getattr(r, "backend", None), "name", "") != "native":
             continue
         eng = r.backend.engine
         out[r.name] = {"isa": eng.isa, "source": rep.source, "selection_s": round(rep.seconds, 3),
@@ -544,7 +593,7 @@ def build_parser(prog: str = "lfdn-edge bench"):
                         "(default: fp32,fp16 on cpu, fp16 on cuda)")
     p.add_argument("--native-tactics", type=parse_list, default=["auto", "fixed"],
                    help="native CPU engine variants per precision: auto (tactics selected at load), fixed (the "
-                        "default blocking, as before tactics), isa (auto per usable kernel table), or a table name "
+                        "default blocking, as before tactics; on the same engine instance as auto when both run), isa (auto per usable kernel table), or a table name "
                         "(scalar, avx2, avx512, neon) (default auto,fixed; cuda: auto)")
     p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="precision of registry backends")
     p.add_argument("--threads", type=int, default=None,
