@@ -296,7 +296,7 @@ def test_engine_load_confirms_on_whole_passes_and_caches_the_checks(ckpt, tmp_pa
         for k in range(3):
             got = rep.choices[tactic_cache.slot_name(b, k)]
             assert (got != default) == c["kept"]
-            assert be.engine.get_tactic(b, k) == got
+            assert be.engine.get_tactic(b, k) == (None if got == default else got)  # default: the fixed path
     data = json.loads(tactic_cache.cache_path_for(path).read_text())
     assert data["pass_checks"].keys() == rep.pass_checks.keys()
     assert {k: v["tactic"] for k, v in data["choices"].items()} == rep.choices
@@ -365,7 +365,8 @@ def test_cache_stored_reused_without_timing_and_rebuilt_on_fingerprint_change(ck
     assert be2.tactics.source == "cache" and be2.tactics.choices == rep.choices
     for b in range(be2.engine.num_buckets):
         for k in range(3):
-            assert be2.engine.get_tactic(b, k) == rep.choices[tactic_cache.slot_name(b, k)]
+            got = rep.choices[tactic_cache.slot_name(b, k)]
+            assert be2.engine.get_tactic(b, k) == (None if got == tactic_cache.default_tactic_name(be2.engine) else got)
     monkeypatch.undo()
 
     # another thread count (part of the fingerprint): rebuilt
@@ -549,8 +550,9 @@ def test_bench_fixed_variant_shares_the_auto_engine_and_switches_its_tactics(ckp
     slots = [(b, k) for b, k, _ in tactic_cache._slots(eng)]
     assert bench._activate(fixed) and all(eng.get_tactic(b, k) is None for b, k in slots)
     assert bench._activate(auto)
-    assert [eng.get_tactic(b, k) for b, k in slots] == [auto.tactics.choices[tactic_cache.slot_name(b, k)]
-                                                        for b, k in slots]
+    default = tactic_cache.default_tactic_name(eng)
+    want = [auto.tactics.choices[tactic_cache.slot_name(b, k)] for b, k in slots]
+    assert [eng.get_tactic(b, k) for b, k in slots] == [None if w == default else w for w in want]
     assert fixed.tactics.source == "off" and auto.tactics.source in ("selected", "memo")
     # both give the same scores (one ISA: bit-identical), through the timing's own switching
     x = bench.standardised_inputs(9, LAYOUT, seed=1)

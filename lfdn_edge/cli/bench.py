@@ -190,11 +190,9 @@ class BackendRunner:
     def activate(self) -> None:
         if self.tactic_set is None:
             return
-        from ..runtime.tactic_cache import _slots, slot_name
+        from ..runtime.tactic_cache import apply_choices
 
-        eng = self.backend.engine
-        for b, k, _ in _slots(eng):
-            eng.set_tactic(b, k, self.tactic_set[slot_name(b, k)])
+        apply_choices(self.backend.engine, self.tactic_set)
 
     def prepare(self, x: np.ndarray):
         if self.device.startswith("cuda") and self.backend.name in ("native", "torch"):

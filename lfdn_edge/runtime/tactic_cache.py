@@ -297,7 +297,7 @@ def default_tactic_name(engine) -> str | None:
 def _set_bucket(engine, bucket: int, kinds, choices: dict | None) -> None:
     """Bucket ``bucket``'s layer kinds to ``choices`` (None: the default blocking)."""
     for k in kinds:
-        engine.set_tactic(bucket, k, None if choices is None else choices[slot_name(bucket, k)])
+        set_slot(engine, bucket, k, None if choices is None else choices[slot_name(bucket, k)])
 
 
 def _pass_timer(engine, rows: int, min_sample_s: float):
@@ -382,10 +382,19 @@ def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, round
     return final, checks
 
 
+def set_slot(engine, bucket: int, kind: int, name: str | None, default: str | None = None) -> None:
+    """Set one slot; the default blocking's tactic name sets None (the engine's own fixed path: literally the
+    engine before tactics, not the same blocking through the tactic table). ``default``: that name, if known."""
+    if name is not None and name == (default if default is not None else default_tactic_name(engine)):
+        name = None
+    engine.set_tactic(bucket, kind, name)
+
+
 def apply_choices(engine, choices: dict) -> None:
     """Set every slot's tactic (ValueError from the engine when a name is not acceptable for it)."""
+    default = default_tactic_name(engine)
     for b, k, _ in _slots(engine):
-        engine.set_tactic(b, k, choices[slot_name(b, k)])
+        set_slot(engine, b, k, choices[slot_name(b, k)], default)
 
 
 def configure_cpu_engine(engine, engine_path=None, *, mode: str | None = None, progress: bool = True,
