@@ -569,8 +569,12 @@ def auto_vs_fixed(results: list[dict]) -> dict:
 
 
 def print_table(results: list[dict], base: str = "torch") -> None:
+    """The results as a table, with each backend's items/s over ``base``'s (the first backend when ``base``
+    did not run)."""
+    if not any(r["backend"] == base for r in results) and results:
+        base = results[0]["backend"]
     ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
-    print(f"{'backend':<22}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}{'vs ' + base:>10}")
+    print(f"{'backend':<22}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}  vs {base}")
     for r in results:
         ratio = r["items_per_s"] / ref[r["batch"]] if r["batch"] in ref else float("nan")
         print(f"{r['backend']:<22}{r['batch']:>6}{r['items_per_s']:>11.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
