@@ -45,11 +45,12 @@ MAIN_CHAINS = ["project t3 k3", "authors t3 k3"]
 
 
 DATA = None  # --data: the benchmark to study (None: the one each checkpoint was trained on)
+N_OOD = None  # --n-ood: images per OOD set, at most (None: defaults.N_OOD)
 
 
 def load_features(ckpt: Checkpoint):
     spec = DATA or (ckpt.data.get("data") or {}).get("spec") or "fmnist-ood"
-    bench = checkpoint_benchmark(ckpt, spec, progress=False)
+    bench = checkpoint_benchmark(ckpt, spec, progress=False, **({} if N_OOD is None else {"n_ood": N_OOD}))
     ex = MultiLayerFeatures(ckpt.feature_config)
 
     def f(s):
@@ -265,6 +266,7 @@ def main(argv=None) -> int:
     p.add_argument("--extra", nargs="*", default=[], help="LABEL=CKPT: other backbones / input sizes")
     p.add_argument("--data", default=None,
                    help="the benchmark to study (fmnist-ood, digits-ood, ...; default: each checkpoint's own)")
+    p.add_argument("--n-ood", type=int, default=None, help="images per OOD set, at most (default: as evaluate)")
     p.add_argument("--label", default="Lite0-64", help="row label of the base checkpoint (default: %(default)s)")
     p.add_argument("--chains", default=None,
                    help="comma-separated chain labels to run on the base checkpoint (default: all of CHAINS)")
@@ -276,8 +278,8 @@ def main(argv=None) -> int:
         files = [args.json, *args.table]
         print(table([json.loads(Path(f).read_text()) for f in files]))
         return 0
-    global DATA
-    DATA = args.data
+    global DATA, N_OOD
+    DATA, N_OOD = args.data, args.n_ood
     seeds = [int(s) for s in args.noise_seeds.split(",")]
     base_chains = CHAINS
     if args.chains:
