@@ -19,6 +19,8 @@ N_CAL = 1000             # held-out ID images for the threshold
 N_TEST = 2000
 N_OOD = 1000             # at most, per OOD set
 DATA_SEED = 0
+DIGITS_OOD_SPLIT = (1500, 300, 700)  # digits-ood train / cal / test of its 2500 ID digits (used when
+                                     # N_TRAIN / N_CAL / N_TEST are passed unchanged; lfdn_edge.data.digits_ood)
 
 # ---------------------------------------------------------------------------------------------- model
 WIDTH = 512

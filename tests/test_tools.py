@@ -48,6 +48,30 @@ def test_train_and_evaluate_cli(tool_run):
     assert "far-OOD mean" in r2.stdout
 
 
+def test_quality_study_on_digits_ood(tmp_path):
+    """tools/quality_study.py --data digits-ood on a tiny checkpoint: results per chain and the table's far-set
+    columns are digits-ood's own (issue 16's second data set)."""
+    r = run_tool("train.py", "--data", "digits-ood", "--out", tmp_path / "d.pt", "--n-train", 300, "--n-cal", 100,
+                 "--n-test", 100, "--width", 64, "--depth", 2, "--emb-dim", 64, "--epochs", 2, "--quiet")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "study.json"
+    r = run_tool("quality_study.py", "--data", "digits-ood", "--base", tmp_path / "d.pt", "--chains", "project t3 k3",
+                 "--noise-seeds", "0,1", "--n-ood", 60, "--label", "tiny", "--json", out)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert not out.with_suffix(".partial.json").exists()
+    assert res["data"] == "digits-ood" and res["base"]["far_sets"] == list(("fashion", "letters", "textures",
+                                                                            "icons", "emoji", "flags"))
+    v = res["base"]["variants"]["project t3 k3 | mfsim"]
+    assert v["near"]["n"] == 2 and 0.0 <= v["near"]["mean"] <= 100.0 and list(v["per_set"])[0] == "near"
+    assert set(res["base"]["baselines"]) == {"knn", "maha"}
+    t = run_tool("quality_study.py", "--json", out, "--table")
+    assert t.returncode == 0, t.stderr
+    assert "| fashion | letters |" in t.stdout and "| tiny project t3 k3, mfsim |" in t.stdout
+    bad = run_tool("quality_study.py", "--base", tmp_path / "d.pt", "--chains", "nope", "--json", out)
+    assert bad.returncode == 2 and "unknown chain" in bad.stderr
+
+
 def test_cli_errors_are_clear(tmp_path):
     r = run_tool("evaluate.py", "--ckpt", tmp_path / "missing.pt")
     assert r.returncode == 2 and "checkpoint not found" in r.stderr

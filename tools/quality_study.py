@@ -44,8 +44,13 @@ CHAINS = [("project t3 k3", "project", 3, 3), ("authors t3 k3", "authors", 3, 3)
 MAIN_CHAINS = ["project t3 k3", "authors t3 k3"]
 
 
+DATA = None  # --data: the benchmark to study (None: the one each checkpoint was trained on)
+N_OOD = None  # --n-ood: images per OOD set, at most (None: defaults.N_OOD)
+
+
 def load_features(ckpt: Checkpoint):
-    bench = checkpoint_benchmark(ckpt, "fmnist-ood", progress=False)
+    spec = DATA or (ckpt.data.get("data") or {}).get("spec") or "fmnist-ood"
+    bench = checkpoint_benchmark(ckpt, spec, progress=False, **({} if N_OOD is None else {"n_ood": N_OOD}))
     ex = MultiLayerFeatures(ckpt.feature_config)
 
     def f(s):
@@ -159,7 +164,8 @@ def study_checkpoint(label: str, path: str, chains: list, noise_seeds: list[int]
     feats, far = load_features(ckpt)
     ood_names = list(feats["ood"])
     base = baselines(feats)
-    res = {"checkpoint": str(path), "feature": ckpt.data["feature"], "backbone_ms_per_item": feats["backbone_ms"],
+    res = {"checkpoint": str(path), "data": (DATA or (ckpt.data.get("data") or {}).get("spec")),
+           "far_sets": far, "feature": ckpt.data["feature"], "backbone_ms_per_item": feats["backbone_ms"],
            "baselines": {k: metrics(v, ood_names, far) for k, v in base.items()}, "variants": {}}
     for chain_label, conv, t, steps in chains:
         per_score: dict[str, list] = {}
@@ -182,71 +188,74 @@ def study_checkpoint(label: str, path: str, chains: list, noise_seeds: list[int]
     return res
 
 
-FAR_SETS = ("digits", "letters", "textures", "icons", "emoji", "flags")
+FAR_SETS = ("digits", "letters", "textures", "icons", "emoji", "flags")  # fmnist-ood's; a result file names its own
 TABLE_SCORES = ("mfsim", "mse", "mfsim uniform", "mfsim skip stage 1", "mfsim ID-calibrated weights",
                 "mfsim + maha (ID z-scored)", "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)")
 
 
-def _row(label: str, v: dict, cost: str) -> str:
+def _row(label: str, v: dict, cost: str, far_sets=FAR_SETS) -> str:
     near = v["near"]
     spread = f" ± {near['spread'] / 2:.2f}" if near.get("n", 1) > 1 else ""
     per = v["per_set"]
-    cells = [f"{per[k]['mean'] if isinstance(per[k], dict) else per[k]:.2f}" for k in FAR_SETS]
+    cells = [f"{per[k]['mean'] if isinstance(per[k], dict) else per[k]:.2f}" for k in far_sets]
     far = v["far_mean"]["mean"] if isinstance(v["far_mean"], dict) else v["far_mean"]
     return f"| {label} | {near['mean'] if isinstance(near, dict) else near:.2f}{spread} | {far:.2f} | " + \
         " | ".join(cells) + f" | {cost} |"
 
 
-def _baseline_row(label, m, cost):
+def _baseline_row(label, m, cost, far_sets=FAR_SETS):
     return _row(label, {"near": {"mean": m["near"], "n": 1}, "far_mean": m["far_mean"], "per_set": m["per_set"]},
-                cost)
+                cost, far_sets)
 
 
 def table(results: list[dict]) -> str:
     """Markdown: one row per variant, near AUROC as mean ± half the max-min spread over noise seeds (training
     seeds in the rows marked so), far-OOD mean and each far set (noise-seed means), cost per item."""
-    head = ("| variant | near AUROC | far mean | " + " | ".join(FAR_SETS) + " | cost ms/item (LFDN chain + backbone) |\n"
-            "|---|---|---|" + "---|" * len(FAR_SETS) + "---|")
-    lines = [head]
     merged = {"base": None, "train_seeds": {}, "extra": {}}
     for res in results:  # several result files (separate runs) form one study
         merged["base"] = merged["base"] or res.get("base")
         merged["train_seeds"].update(res.get("train_seeds") or {})
         merged["extra"].update(res.get("extra") or {})
     results = [merged]
+    first = merged["base"] or next(iter(merged["extra"].values()), None) or {}
+    far_sets = tuple(first.get("far_sets") or FAR_SETS)
+    base_tag = merged["base"]["label"] if merged["base"] and merged["base"].get("label") else "Lite0-64"
+    head = ("| variant | near AUROC | far mean | " + " | ".join(far_sets) + " | cost ms/item (LFDN chain + backbone) |\n"
+            "|---|---|---|" + "---|" * len(far_sets) + "---|")
+    lines = [head]
 
     def ckpt_rows(tag, r, scores):
         bb = r["backbone_ms_per_item"]
         for name in ("knn", "maha"):
-            lines.append(_baseline_row(f"{tag} {name} (baseline)", r["baselines"][name], f"0 + {bb:.2f}"))
+            lines.append(_baseline_row(f"{tag} {name} (baseline)", r["baselines"][name], f"0 + {bb:.2f}", far_sets))
         for key, v in r["variants"].items():
             chain, _, score = key.partition(" | ")
             if score in scores:
-                lines.append(_row(f"{tag} {chain}, {score}", v, f"{v['chain_ms_per_item']:.2f} + {bb:.2f}"))
+                lines.append(_row(f"{tag} {chain}, {score}", v, f"{v['chain_ms_per_item']:.2f} + {bb:.2f}", far_sets))
 
     for res in results:
         if res.get("base"):
-            ckpt_rows("Lite0-64", res["base"], TABLE_SCORES)
+            ckpt_rows(base_tag, res["base"], TABLE_SCORES)
         seeds = res.get("train_seeds") or {}
         if seeds and res.get("base"):
             for key in res["base"]["variants"]:
                 chain, _, score = key.partition(" | ")
                 runs = [res["base"]["variants"][key]] + [r["variants"][key] for r in seeds.values() if key in r["variants"]]
-                if len(runs) < 2 or score not in ("mfsim", "mse", "mfsim + maha (ID z-scored)"):
+                if len(runs) < 2 or score not in ("mfsim", "mse", "mfsim + maha (ID z-scored)", "mse + maha (ID z-scored)"):
                     continue
                 agg = {"near": {"mean": float(np.mean([r["near"]["mean"] for r in runs])),
                                 "spread": float(np.ptp([r["near"]["mean"] for r in runs])), "n": len(runs)},
                        "far_mean": {"mean": float(np.mean([r["far_mean"]["mean"] for r in runs]))},
-                       "per_set": {k: {"mean": float(np.mean([r["per_set"][k]["mean"] for r in runs]))} for k in FAR_SETS}}
-                lines.append(_row(f"Lite0-64 {chain}, {score}: {len(runs)} training seeds", agg, "as above"))
+                       "per_set": {k: {"mean": float(np.mean([r["per_set"][k]["mean"] for r in runs]))} for k in far_sets}}
+                lines.append(_row(f"{base_tag} {chain}, {score}: {len(runs)} training seeds", agg, "as above", far_sets))
             for name in ("knn", "maha"):
                 ms = [res["base"]["baselines"][name]] + [r["baselines"][name] for r in seeds.values()]
                 agg = {"near": {"mean": float(np.mean([m["near"] for m in ms])), "spread": float(np.ptp([m["near"] for m in ms])),
                                 "n": len(ms)}, "far_mean": {"mean": float(np.mean([m["far_mean"] for m in ms]))},
-                       "per_set": {k: {"mean": float(np.mean([m["per_set"][k] for m in ms]))} for k in FAR_SETS}}
-                lines.append(_row(f"Lite0-64 {name} (baseline): {len(ms)} training seeds", agg, "as above"))
+                       "per_set": {k: {"mean": float(np.mean([m["per_set"][k] for m in ms]))} for k in far_sets}}
+                lines.append(_row(f"{base_tag} {name} (baseline): {len(ms)} training seeds", agg, "as above", far_sets))
         for label, r in (res.get("extra") or {}).items():
-            ckpt_rows(label, r, ("mfsim", "mse", "mfsim + maha (ID z-scored)"))
+            ckpt_rows(label, r, ("mfsim", "mse", "mfsim + maha (ID z-scored)", "mse + maha (ID z-scored)"))
     return "\n".join(lines)
 
 
@@ -255,6 +264,12 @@ def main(argv=None) -> int:
     p.add_argument("--base", help="the base checkpoint (every chain variant runs on it)")
     p.add_argument("--seed-ckpts", nargs="*", default=[], help="the base configuration trained with other seeds")
     p.add_argument("--extra", nargs="*", default=[], help="LABEL=CKPT: other backbones / input sizes")
+    p.add_argument("--data", default=None,
+                   help="the benchmark to study (fmnist-ood, digits-ood, ...; default: each checkpoint's own)")
+    p.add_argument("--n-ood", type=int, default=None, help="images per OOD set, at most (default: as evaluate)")
+    p.add_argument("--label", default="Lite0-64", help="row label of the base checkpoint (default: %(default)s)")
+    p.add_argument("--chains", default=None,
+                   help="comma-separated chain labels to run on the base checkpoint (default: all of CHAINS)")
     p.add_argument("--noise-seeds", default="0,1,2,3,4")
     p.add_argument("--json", required=True, help="where the results go (with --table: the results to tabulate)")
     p.add_argument("--table", nargs="*", help="only print the markdown table of these result files (and --json)")
@@ -263,13 +278,24 @@ def main(argv=None) -> int:
         files = [args.json, *args.table]
         print(table([json.loads(Path(f).read_text()) for f in files]))
         return 0
+    global DATA, N_OOD
+    DATA, N_OOD = args.data, args.n_ood
     seeds = [int(s) for s in args.noise_seeds.split(",")]
+    base_chains = CHAINS
+    if args.chains:
+        wanted = [c.strip() for c in args.chains.split(",")]
+        unknown = [c for c in wanted if c not in {ch[0] for ch in CHAINS}]
+        if unknown:
+            p.error(f"unknown chain(s) {unknown}; choose from {[ch[0] for ch in CHAINS]}")
+        base_chains = [c for c in CHAINS if c[0] in wanted]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.time()
     part = Path(args.json).with_suffix(".partial.json")
-    out = {"noise_seeds": seeds,
-           "base": study_checkpoint("base", args.base, CHAINS, seeds, partial=part) if args.base else None,
+    out = {"noise_seeds": seeds, "data": args.data,
+           "base": study_checkpoint("base", args.base, base_chains, seeds, partial=part) if args.base else None,
            "train_seeds": {}, "extra": {}}
+    if out["base"] is not None:
+        out["base"]["label"] = args.label
     main_chains = [c for c in CHAINS if c[0] in MAIN_CHAINS]
     keep = {"mfsim", "mse", "mfsim skip stage 1", "mfsim uniform", "mfsim + maha (ID z-scored)",
             "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)"}
@@ -282,6 +308,7 @@ def main(argv=None) -> int:
     out["native_vs_reference_stage_cos_max_abs_diff"] = max(PARITY) if PARITY else None
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1) + "\n")
+    part.unlink(missing_ok=True)  # the partial results were only a safeguard against an interrupted run
     print(f"wrote {args.json} in {out['seconds']:.0f} s")
     return 0
 

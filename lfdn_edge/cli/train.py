@@ -23,7 +23,9 @@ from .common import add_common_options, check_output_path, check_positive, parse
 def build_parser(prog: str = "lfdn-edge train"):
     p = parser(prog, __doc__)
     p.add_argument("--data", default=defaults.DATA,
-                   help="ID data: 'fmnist-ood' (offline benchmark), an image folder, cifar10:ROOT, cifar100:ROOT, "
+                   help="ID data: 'fmnist-ood' or 'digits-ood' (offline benchmarks; digits-ood splits its 2500 ID digits "
+                        "1500/300/700 when --n-train/--n-cal/--n-test are left at their defaults), an image folder, "
+                        "cifar10:ROOT, cifar100:ROOT, "
                         "svhn:ROOT (default: %(default)s)")
     p.add_argument("--out", required=True, help="checkpoint path to write (resumed if it exists)")
     g = p.add_argument_group("features")

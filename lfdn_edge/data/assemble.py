@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .fmnist_ood import BENCHMARK, FAR_OOD, OOD_SETS, load_fmnist_ood
+from .offline import BENCHMARKS
 from .containers import Benchmark
 from .specs import load_image_source, open_source
 from .subsample import rng_for
@@ -58,13 +58,13 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
                    with_ood: bool = True, progress: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
 
-    ``data == "fmnist-ood"``: the offline benchmark; ``ood`` is empty (all sets) or a subset of its set
-    names. Otherwise ``data`` is a source spec (see ``specs``) of ID images, split by one seeded
+    ``data == "fmnist-ood"`` or ``"digits-ood"``: an offline benchmark (``offline.BENCHMARKS``); ``ood`` is
+    empty (all sets) or a subset of its set names. Otherwise ``data`` is a source spec (see ``specs``) of ID images, split by one seeded
     permutation (stream ``benchmark/<source key>``, see :func:`split_positions`) into ``n_train`` /
     ``n_cal`` / ``n_test`` images (70/10/20 with a warning if the source is smaller); only the selected
     images are decoded. Each ``ood`` spec becomes one OOD set of at most ``n_ood`` images, keyed by its
     name (a folder's name; the spec itself if that name is taken). All OOD sets of a custom benchmark
-    are far-OOD only if they are fmnist-ood's far sets (``fmnist-ood:digits``, ...): a user's folder may be near. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
+    are far-OOD only if they are an offline benchmark's far sets (``fmnist-ood:digits``, ``digits-ood:fashion``, ...): a user's folder may be near. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
     ``progress``: show the loaders' progress bars (downloads, decoding).
     """
     with progress_enabled(progress):
@@ -74,12 +74,13 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
 def _load_benchmark(data, ood, size, n_train, n_cal, n_test, n_ood, seed, with_ood) -> Benchmark:
     if isinstance(ood, str):
         ood = [ood]
-    if data == BENCHMARK:
-        unknown = [o for o in ood if o not in OOD_SETS]
+    if data in BENCHMARKS:
+        module, load = BENCHMARKS[data]
+        unknown = [o for o in ood if o not in module.OOD_SETS]
         if unknown:
-            raise ValueError(f"{BENCHMARK} has no OOD set(s) {unknown}; choose from {', '.join(OOD_SETS)} "
+            raise ValueError(f"{data} has no OOD set(s) {unknown}; choose from {', '.join(module.OOD_SETS)} "
                              f"(or give none for all)")
-        return load_fmnist_ood(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
+        return load(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
 
     source = open_source(data, size)
     counts = split_counts(source.count, n_train, n_cal, n_test, source.name)
@@ -99,7 +100,8 @@ def _load_benchmark(data, ood, size, n_train, n_cal, n_test, n_ood, seed, with_o
 
 
 def _known_far(spec: str) -> bool:
-    """Only the offline benchmark's far sets (``fmnist-ood:digits``, ...) are known to be far-OOD; how far a
-    user's folder is from the ID data is not known, so it enters the mean over OOD sets, not a far-OOD mean."""
+    """Only the offline benchmarks' far sets (``fmnist-ood:digits``, ``digits-ood:fashion``, ...) are known to be
+    far-OOD; how far a user's folder is from the ID data is not known, so it enters the mean over OOD sets, not a
+    far-OOD mean."""
     kind, _, name = spec.partition(":")
-    return kind == BENCHMARK and name in FAR_OOD
+    return kind in BENCHMARKS and name in BENCHMARKS[kind][0].FAR_OOD

@@ -3,7 +3,8 @@
 - ``PATH`` (an existing folder): every image under it (:func:`image_folder`), named after the folder;
 - ``cifar10:ROOT[:train|test]``, ``cifar100:ROOT[:train|test]``: torchvision's on-disk layout under ROOT;
 - ``svhn:ROOT[:train|test|extra]``: ``ROOT/<split>_32x32.mat`` (needs scipy);
-- ``fmnist-ood:SET``: one set of the offline benchmark (near, digits, letters, ...).
+- ``fmnist-ood:SET``: one set of the offline benchmark (near, digits, letters, ...);
+- ``digits-ood:SET``: one set of the second offline benchmark (near, fashion, letters, ...).
 
 The split defaults to ``test``. Sets from a spec other than a folder are named by the spec itself.
 """
@@ -20,14 +21,14 @@ from ..progress import bar, progress_enabled
 
 from .cifar import load_cifar
 from .folder import folder_files, load_files
-from .fmnist_ood import BENCHMARK, OOD_SETS, ood_source
+from .offline import BENCHMARKS, describe
 from .preprocess import to_rgb_square
 from .containers import ImageSet
 from .subsample import choose
 from .svhn import load_svhn
 
 SPEC_HELP = ("a folder of images, cifar10:ROOT[:train|test], cifar100:ROOT[:train|test], "
-             "svhn:ROOT[:train|test|extra] or fmnist-ood:SET with SET one of " + ", ".join(OOD_SETS))
+             "svhn:ROOT[:train|test|extra], " + describe())
 _SPLITS = {"cifar10": ("train", "test"), "cifar100": ("train", "test"), "svhn": ("train", "test", "extra")}
 
 
@@ -79,15 +80,16 @@ def open_source(spec: str, size: int) -> Source:
         root, split = _root_and_split(kind, rest, spec)
         images, labels = load_svhn(root, split) if kind == "svhn" else load_cifar(kind, root, split)
         return Source(spec, len(images), _array_loader(spec, images, labels, size), f"{kind}/{split}")
-    if sep and kind == BENCHMARK:
-        if rest not in OOD_SETS:
-            raise ValueError(f"unknown {BENCHMARK} set {rest!r} in {spec!r}; choose from {', '.join(OOD_SETS)}")
-        count, load = ood_source(rest, size)
+    if sep and kind in BENCHMARKS:
+        module = BENCHMARKS[kind][0]
+        if rest not in module.OOD_SETS:
+            raise ValueError(f"unknown {kind} set {rest!r} in {spec!r}; choose from {', '.join(module.OOD_SETS)}")
+        count, load = module.ood_source(rest, size)
 
         def renamed(idx: np.ndarray) -> ImageSet:
             got = load(idx)
             return ImageSet(spec, got.images, got.labels)
-        return Source(spec, count, renamed, f"{BENCHMARK}/{rest}")
+        return Source(spec, count, renamed, f"{kind}/{rest}")
     if path.exists():
         raise ValueError(f"{spec!r} is a file, not a folder; give {SPEC_HELP}")
     raise FileNotFoundError(f"image source {spec!r} is neither an existing folder nor a known spec; "
@@ -98,7 +100,8 @@ def load_image_source(spec: str, size: int, limit: int | None = None, seed: int 
                       progress: bool = True) -> ImageSet:
     """Load the images ``spec`` names, at most ``limit`` of them (a seeded subset kept in source order).
 
-    The subset for ``fmnist-ood:SET`` is the one :func:`load_fmnist_ood` uses for the same ``limit``/``seed``.
+    The subset for ``fmnist-ood:SET`` (``digits-ood:SET``) is the one :func:`load_fmnist_ood`
+    (:func:`load_digits_ood`) uses for the same ``limit``/``seed``.
     """
     with progress_enabled(progress):
         src = open_source(spec, size)
