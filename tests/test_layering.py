@@ -53,7 +53,7 @@ def layer(module: str) -> str:
 
 def imports_of(path: Path) -> set[str]:
     """Every lfdn_edge module that ``path`` imports (absolute or relative, at any depth in the file)."""
-    tree = ast.parse(path.read_text(), str(path))
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     me = module_name(path)
     package = me if path.name == "__init__.py" else me.rsplit(".", 1)[0]
     found = set()

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.data
 
 def run_tool(name, *args, env=None):
     return subprocess.run([sys.executable, str(ROOT / "tools" / name), *map(str, args)], capture_output=True,
-                          text=True, timeout=600, env=env)
+                          text=True, encoding="utf-8", errors="replace", timeout=600, env=env)  # CI: ASCII locale
 
 
 @pytest.fixture(scope="module")

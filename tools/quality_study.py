@@ -208,6 +208,15 @@ def _baseline_row(label, m, cost, far_sets=FAR_SETS):
                 cost, far_sets)
 
 
+def printable(text: str) -> str:
+    """``text`` for this stdout: "±" becomes "+/-" where the terminal's encoding (an ASCII locale) lacks it."""
+    try:
+        "\u00b1".encode(sys.stdout.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return text.replace("\u00b1", "+/-")
+    return text
+
+
 def table(results: list[dict]) -> str:
     """Markdown: one row per variant, near AUROC as mean ± half the max-min spread over noise seeds (training
     seeds in the rows marked so), far-OOD mean and each far set (noise-seed means), cost per item."""
@@ -276,7 +285,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.table is not None:
         files = [args.json, *args.table]
-        print(table([json.loads(Path(f).read_text()) for f in files]))
+        print(printable(table([json.loads(Path(f).read_text(encoding="utf-8")) for f in files])))
         return 0
     global DATA, N_OOD
     DATA, N_OOD = args.data, args.n_ood

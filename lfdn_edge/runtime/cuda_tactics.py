@@ -202,8 +202,8 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
                           cache: bool = True, scorer=None, pass_timer=None,
                           cublaslt: bool | None = None) -> TacticReport:
     """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now (then
-    checked on whole passes against cuBLASLt, :func:`confirm_against_cublaslt`, when ``scorer`` — the
-    NativeCudaEngine wrapping ``engine`` — or ``pass_timer`` is given and cuBLASLt loaded; ``cublaslt``
+    checked on whole passes against cuBLASLt, :func:`confirm_against_cublaslt`, when ``scorer`` (the
+    NativeCudaEngine wrapping ``engine``) or ``pass_timer`` is given and cuBLASLt loaded; ``cublaslt``
     overrides that availability, for tests)."""
     t0 = time.perf_counter()
     m = tactics_mode(mode)
