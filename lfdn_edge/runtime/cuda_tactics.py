@@ -37,8 +37,8 @@ import numpy as np
 from .._version import __version__
 from ..progress import bar
 from .. import defaults
-from .tactic_cache import (TacticCacheWarning, TacticReport, forced_tactics, pass_ab, read_cache, tactics_mode,
-                           write_cache)
+from .tactic_cache import (TacticCacheWarning, TacticReport, forced_tactics, pass_ab, read_cache, sample_timer,
+                           tactics_mode, write_cache)
 
 log = logging.getLogger("lfdn_edge.tactics")
 
@@ -123,27 +123,18 @@ def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool
 
 def _cuda_pass_timer(scorer, rows: int, min_sample_s: float):
     """Seconds per scoring pass of ``rows`` random vectors on ``scorer`` (lfdn_edge.native_core.NativeCudaEngine:
-    its bucket graph), synchronised; each sample enough passes to last >= min_sample_s."""
+    its bucket graph), synchronised; one untimed pass before each sample (set_tactic drops the bucket's graph,
+    the next pass captures it again)."""
     import torch
 
     z = torch.randn(rows, scorer.in_dim, device=scorer.device)
-    inner = [0]
 
-    def timer(_variant: str) -> float:
-        if inner[0] == 0:
-            torch.cuda.synchronize(scorer.device)
-            t0 = time.perf_counter()
-            scorer.score(z)
-            torch.cuda.synchronize(scorer.device)
-            inner[0] = max(1, min(200, int(min_sample_s / max(time.perf_counter() - t0, 1e-9)) + 1))
+    def once():
+        scorer.score(z)
         torch.cuda.synchronize(scorer.device)
-        t0 = time.perf_counter()
-        for _ in range(inner[0]):
-            scorer.score(z)
-        torch.cuda.synchronize(scorer.device)
-        return (time.perf_counter() - t0) / inner[0]
 
-    return timer
+    torch.cuda.synchronize(scorer.device)
+    return sample_timer(once, min_sample_s, warm_calls=1)
 
 
 def confirm_against_cublaslt(engine, choices: dict, *, pass_timer=None, scorer=None, rounds: int | None = None,

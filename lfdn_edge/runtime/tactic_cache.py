@@ -294,30 +294,40 @@ def default_tactic_name(engine) -> str | None:
                  if t["default"] and t["isa"] == engine.isa and not t["test_only"]), None)
 
 
-def _set_bucket(engine, bucket: int, kinds, choices: dict | None) -> None:
+def _set_bucket(engine, bucket: int, kinds, choices: dict | None, default: str | None) -> None:
     """Bucket ``bucket``'s layer kinds to ``choices`` (None: the default blocking)."""
     for k in kinds:
-        set_slot(engine, bucket, k, None if choices is None else choices[slot_name(bucket, k)])
+        set_slot(engine, bucket, k, None if choices is None else choices[slot_name(bucket, k)], default)
 
 
-def _pass_timer(engine, rows: int, min_sample_s: float):
-    """A real timer for :func:`confirm_by_pass`: seconds per pass of ``rows`` standardised random vectors (the
-    engine's time does not depend on the values), each sample enough passes to last >= min_sample_s."""
-    z = np.random.default_rng(0).standard_normal((rows, engine.in_dim)).astype(np.float32)
+def sample_timer(run_once, min_sample_s: float, warm_calls: int = 0, max_inner: int = 200):
+    """A timer for :func:`pass_ab`, device-agnostic: ``run_once()`` runs one whole pass to completion (CUDA:
+    synchronised). Each call returns seconds per pass over a sample of enough passes to last >= min_sample_s
+    (sized on the first call), after ``warm_calls`` untimed passes (CUDA: the bucket's graph is captured again
+    after every tactic switch, and that must not be timed)."""
     inner = [0]
 
     def timer(_variant: str) -> float:
-        if inner[0] == 0:  # first call (a warm-up): size the samples
+        for _ in range(warm_calls):
+            run_once()
+        if inner[0] == 0:
             t0 = time.perf_counter()
-            engine.score(z)
+            run_once()
             one = max(time.perf_counter() - t0, 1e-9)
-            inner[0] = max(1, min(50, int(np.ceil(min_sample_s / one))))
+            inner[0] = max(1, min(max_inner, int(np.ceil(min_sample_s / one))))
         t0 = time.perf_counter()
         for _ in range(inner[0]):
-            engine.score(z)
+            run_once()
         return (time.perf_counter() - t0) / inner[0]
 
     return timer
+
+
+def _pass_timer(engine, rows: int, min_sample_s: float):
+    """The real CPU timer for :func:`confirm_by_pass`: passes of ``rows`` standardised random vectors (the
+    engine's time does not depend on the values)."""
+    z = np.random.default_rng(0).standard_normal((rows, engine.in_dim)).astype(np.float32)
+    return sample_timer(lambda: engine.score(z), min_sample_s)
 
 
 def pass_ab(run, variants=("selected", "default"), rounds: int = 4) -> dict:
@@ -362,7 +372,7 @@ def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, round
         timer = pass_timer(b, rows) if pass_timer is not None else _pass_timer(engine, rows, min_sample_s)
 
         def run(variant):
-            _set_bucket(engine, b, kinds, choices if variant == "selected" else None)
+            _set_bucket(engine, b, kinds, choices if variant == "selected" else None, default)
             return timer(variant)
 
         samples = pass_ab(run, ("selected", "default"), rounds)
@@ -372,9 +382,9 @@ def confirm_by_pass(engine, choices: dict, *, margin: float | None = None, round
                            "speedup": med["default"] / med["selected"] if med["selected"] > 0 else None,
                            "samples": samples, "kept": bool(kept)}
         if kept:
-            _set_bucket(engine, b, kinds, choices)
+            _set_bucket(engine, b, kinds, choices, default)
         else:
-            _set_bucket(engine, b, kinds, None)
+            _set_bucket(engine, b, kinds, None, default)
             for k in kinds:
                 final[slot_name(b, k)] = default
             log.info("tactics of bucket %d reverted to the default blocking: the whole pass was %.3fx of it "
@@ -431,13 +441,12 @@ def configure_cpu_engine(engine, engine_path=None, *, mode: str | None = None, p
     memo = _MEMO.get(memo_key)
     if memo is not None:
         choices, results, checks, rejected, source = dict(memo[0]), memo[1], memo[2], [], "memo"
-        apply_choices(engine, choices)
     else:
         choices, results, rejected = select_cpu_tactics(engine, progress=progress)
         choices, checks = confirm_by_pass(engine, choices, pass_timer=pass_timer)
         source = "selected"
         _MEMO[memo_key] = (dict(choices), results, checks)
-        apply_choices(engine, choices)
+    apply_choices(engine, choices)
     if path is not None:
         try:
             store_cache(path, fp, slots, choices, results, checks)
