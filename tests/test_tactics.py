@@ -572,25 +572,3 @@ def test_sample_timer_sizes_samples_and_runs_untimed_passes_first():
     slow = tactic_cache.sample_timer(lambda: _time.sleep(0.002), min_sample_s=0.01)
     assert 0.0015 < slow("x") < 0.01
 
-
-def test_engine_weights_are_backed_by_huge_pages_where_thp_is_advisory(ckpt):
-    """Large engine buffers are 2 MiB aligned and madvise(MADV_HUGEPAGE)d: with THP in "madvise" mode (this
-    machine and CI) they get huge pages only through that advice (identical engines differed 7 % at batch 1
-    with 4 KiB pages)."""
-    from pathlib import Path
-
-    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-    if not thp.exists() or "[madvise]" not in thp.read_text():
-        pytest.skip("transparent huge pages are not in 'madvise' mode here (the advice is then not what decides)")
-
-    def huge_kb():
-        for line in Path("/proc/self/smaps_rollup").read_text().splitlines():
-            if line.startswith("AnonHugePages:"):
-                return int(line.split()[1])
-        return 0
-
-    big = bench.paper_checkpoint(seed=0, stage_dims=LAYOUT, width=1024, depth=4, emb_dim=64)  # ~23 MB FP32
-    before = huge_kb()
-    eng = NativeBackend(_artifact_in_memory(big), "cpu", tactics="off").engine
-    eng.score(np.zeros((1, eng.in_dim), np.float32))  # touch every weight page
-    assert huge_kb() - before >= 0.5 * eng.weight_bytes / 1024, (huge_kb(), before, eng.weight_bytes)
