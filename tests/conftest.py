@@ -39,7 +39,7 @@ def feature_cache_dir(tmp_path_factory):
 def lite0():
     from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
 
-    return MultiLayerFeatures(FeatureConfig(input_size=SMALL["size"]))
+    return MultiLayerFeatures(FeatureConfig(backbone="efficientnet-lite0", input_size=SMALL["size"]))
 
 
 @pytest.fixture(scope="session")

@@ -34,7 +34,7 @@ def tiny_checkpoint(path: Path, stage_dims=(4, 8), calibrated: bool = True):
     cfg = LFDNConfig(in_dim=sum(stage_dims), width=16, depth=2, emb_dim=16)
     model = LFDN(cfg)
     cal = {"tpr": 0.95, "n": 10, "thresholds": {"mfsim": -0.5, "mse": 1.0}} if calibrated else None
-    data = {"feature": FeatureConfig().to_dict(), "layout": {"stage_dims": list(stage_dims)}, "model": cfg.to_dict(),
+    data = {"feature": FeatureConfig(backbone="efficientnet-lite0").to_dict(), "layout": {"stage_dims": list(stage_dims)}, "model": cfg.to_dict(),
             "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
             "ema": model.state_dict(), "calibration": cal}
     save_checkpoint(data, path)
@@ -262,7 +262,7 @@ def test_score_command_on_images_computes_features_with_the_engines_backbone(tmp
     assert r.returncode == 0, r.stderr
     got = [i["score"] for i in json.loads((tmp_path / "s.json").read_text())["items"]]
     with torch.inference_mode():
-        feats = MultiLayerFeatures(FeatureConfig()).eval()(torch.from_numpy(frames)).numpy()
+        feats = MultiLayerFeatures(FeatureConfig(backbone="efficientnet-lite0")).eval()(torch.from_numpy(frames)).numpy()
     np.testing.assert_allclose(got, Scorer(ck.path).score(feats), rtol=1e-4, atol=1e-6)
 
 

@@ -27,7 +27,7 @@ def z():
 
 
 def _train(z, path, convention):
-    return train_lfdn(z[:128], LAYOUT, FeatureConfig(input_size=64), path,
+    return train_lfdn(z[:128], LAYOUT, FeatureConfig(backbone="efficientnet-lite0", input_size=64), path,
                       LFDNConfig(in_dim=512, width=64, depth=2, emb_dim=32),
                       TrainConfig(epochs=1, batch_size=64, early_epoch=1),
                       score_config=ScoreConfig(convention=convention), cal_features=z[128:], progress=False)

@@ -67,7 +67,11 @@ def test_two_processes_match_one_process_with_the_same_global_batch_and_seed(run
     # features: each rank extracted whole extraction batches; gathered, they are the single-process features
     f1 = {p.name: np.load(p) for p in (d / "cache1" / "features").glob("*.npy")}
     f2 = {p.name: np.load(p) for p in (d / "cache2" / "features").glob("*.npy")}
-    assert sorted(a.shape for a in f1.values()) == [(100, 512), (300, 512)]
+    from lfdn_edge import defaults
+    from lfdn_edge.backbones import get_backbone
+
+    c = sum(get_backbone(defaults.BACKBONE).stage_dims)  # the default backbone's feature size (Lite2: 560)
+    assert sorted(a.shape for a in f1.values()) == [(100, c), (300, c)]
     assert set(f1) <= set(f2)
     for name, arr in f1.items():
         assert np.array_equal(arr, f2[name]), name

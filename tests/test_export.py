@@ -50,7 +50,7 @@ def torch_graph(graph, x) -> dict:
 @pytest.fixture(scope="module")
 def synthetic_ckpt(tmp_path_factory):
     z = np.random.default_rng(1).standard_normal((160, 512)).astype(np.float32)
-    return train_lfdn(z[:128], LAYOUT, FeatureConfig(input_size=64), tmp_path_factory.mktemp("syn") / "ckpt.pt",
+    return train_lfdn(z[:128], LAYOUT, FeatureConfig(backbone="efficientnet-lite0", input_size=64), tmp_path_factory.mktemp("syn") / "ckpt.pt",
                       LFDNConfig(in_dim=512, width=64, depth=2, emb_dim=32),
                       TrainConfig(epochs=2, batch_size=64, early_epoch=1), cal_features=z[128:], progress=False)
 

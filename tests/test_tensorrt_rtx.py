@@ -78,7 +78,7 @@ def _synthetic_checkpoint(path):
     from lfdn_edge.train import TrainConfig, train_lfdn
 
     z = np.random.default_rng(0).standard_normal((160, 512)).astype(np.float32)
-    return train_lfdn(z[:128], FeatureLayout((16, 24, 40, 112, 320)), FeatureConfig(input_size=64), path,
+    return train_lfdn(z[:128], FeatureLayout((16, 24, 40, 112, 320)), FeatureConfig(backbone="efficientnet-lite0", input_size=64), path,
                       LFDNConfig(in_dim=512, width=64, depth=DEPTH, emb_dim=32),
                       TrainConfig(epochs=2, batch_size=64, early_epoch=1), cal_features=z[128:], progress=False)
 

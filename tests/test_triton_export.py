@@ -118,7 +118,8 @@ def test_frames_model_takes_uint8_images(ckpt, tmp_path):
     dims = list(get_backbone("efficientnet-lite0").stage_dims)
     data = dict(Checkpoint.load(ckpt).data)
     cfg = LFDNConfig(in_dim=FeatureLayout(dims).dim, width=32, depth=1, emb_dim=16)
-    data.update(layout={"stage_dims": dims}, model=cfg.to_dict(), ema=LFDN(cfg).state_dict())
+    data.update(layout={"stage_dims": dims}, model=cfg.to_dict(), ema=LFDN(cfg).state_dict(),
+                feature={**data["feature"], "backbone": "efficientnet-lite0"})
     img_ckpt = save_checkpoint(data, tmp_path / "img.pt")
     model_dir = export_triton_repository(img_ckpt, tmp_path / "repo", name="cam", include_backbone=True,
                                          image_size=(24, 40), batch=(1, 4, 8))

@@ -11,7 +11,7 @@ as the bound batching can reach, one thread scoring batches of MAX_BATCH items i
 
     python tools/bench_serve.py runs/demo/ckpt.native.fp32.engine --json runs/bench_serve.json
     python tools/bench_serve.py --random-model --json bench_serve.json     # no engine needed: a native engine
-        # with random weights of the default size (Lite0 layout, C=512, W=512, N=6): the same arithmetic
+        # with random weights of the default size (the default backbone's layout, W=512, N=6): the same arithmetic
 
 The numbers depend on the machine and on what else runs on it (the JSON records the load average).
 """
@@ -46,7 +46,7 @@ def free_ports(n):
 
 
 def random_engine(folder: Path) -> Path:
-    """A native (else onnx) engine with random weights at the default model size and Lite0's feature layout."""
+    """A native (else onnx) engine with random weights at the default model size and feature layout (backbone)."""
     import torch
 
     from lfdn_edge import defaults
@@ -62,7 +62,7 @@ def random_engine(folder: Path) -> Path:
     dims = list(get_backbone(defaults.BACKBONE).stage_dims)
     torch.manual_seed(0)
     cfg = LFDNConfig(in_dim=sum(dims), width=defaults.WIDTH, depth=defaults.DEPTH, emb_dim=defaults.EMB_DIM)
-    data = {"feature": FeatureConfig().to_dict(), "layout": {"stage_dims": dims}, "model": cfg.to_dict(),
+    data = {"feature": FeatureConfig(backbone=defaults.BACKBONE).to_dict(), "layout": {"stage_dims": dims}, "model": cfg.to_dict(),
             "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
             "ema": LFDN(cfg).state_dict(), "calibration": {"tpr": 0.95, "n": 1, "thresholds": {"mfsim": -0.5}}}
     ckpt = save_checkpoint(data, folder / "random.pt")

@@ -70,7 +70,8 @@ def make_checkpoint(path, width: int = 32, depth: int = 1, emb_dim: int = 32, se
     z = standardised(320, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return train_lfdn(z[:256], FeatureLayout(STAGE_DIMS), FeatureConfig(input_size=64), path,
+        return train_lfdn(z[:256], FeatureLayout(STAGE_DIMS), FeatureConfig(backbone="efficientnet-lite0", input_size=64),
+                          path,
                           LFDNConfig(in_dim=DIM, width=width, depth=depth, emb_dim=emb_dim),
                           TrainConfig(epochs=2, batch_size=64, early_epoch=1, seed=seed), cal_features=z[256:],
                           progress=False)
@@ -951,7 +952,7 @@ def crash_trials(workdir: Path, trials: int, seed: int = 0) -> dict:
     env = dict(os.environ, LFDN_EDGE_CACHE=str(workdir / "cache"), PYTHONUNBUFFERED="1")
     train = [sys.executable, str(ROOT / "tools" / "train.py"), "--data", str(data), "--width", "32", "--depth", "1",
              "--emb-dim", "16", "--epochs", "3", "--batch-size", "8", "--n-train", "24", "--n-cal", "12",
-             "--n-test", "8", "--input-size", "32", "--quiet"]
+             "--n-test", "8", "--input-size", "32", "--backbone", "efficientnet-lite0", "--quiet"]  # STAGE_DIMS
     res = {"train": [], "build": []}
     # reference: an uninterrupted run (also fills the feature cache), timed for the kill window
     ref_path = workdir / "ref.pt"
