@@ -62,7 +62,7 @@ def random_engine(folder: Path) -> Path:
     dims = list(get_backbone(defaults.BACKBONE).stage_dims)
     torch.manual_seed(0)
     cfg = LFDNConfig(in_dim=sum(dims), width=defaults.WIDTH, depth=defaults.DEPTH, emb_dim=defaults.EMB_DIM)
-    data = {"feature": FeatureConfig(backbone=defaults.BACKBONE).to_dict(), "layout": {"stage_dims": dims}, "model": cfg.to_dict(),
+    data = {"feature": FeatureConfig().to_dict(), "layout": {"stage_dims": dims}, "model": cfg.to_dict(),
             "diffusion": DiffusionConfig().to_dict(), "score": ScoreConfig().to_dict(),
             "ema": LFDN(cfg).state_dict(), "calibration": {"tpr": 0.95, "n": 1, "thresholds": {"mfsim": -0.5}}}
     ckpt = save_checkpoint(data, folder / "random.pt")

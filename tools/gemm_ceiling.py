@@ -7,10 +7,10 @@ Times one (rows x 1440) @ (1440 x 1440) FP32 matrix product (the paper-size LFDN
 torch.mm, numpy (its BLAS) and onnxruntime (a one-node MatMul graph: MLAS, the GEMM under the onnxruntime
 backend of `lfdn-edge bench`), each best of 5 samples of >= 0.5 s after 3 warm-up calls, on --threads threads,
 and divides by the native core's measured FMA peak (lfdn_edge._C.probe_machine, probed before and after, the
-higher reading kept). Why: the whole scoring pass at batch 64-256 is FMA-bound, so the best single GEMM at that
-shape bounds what any engine's whole pass (which adds GroupNorm, SiLU, the DDIM updates and the scores) can
-reach. Issue 12's "1.2x onnxruntime FP32 at batch 64 and 256" is checked against this bound in the README
-("CPU engine: what bounds FP32 at large batches").
+higher reading kept: ``lfdn-edge bench``'s own ``best_probe``). Why: the whole scoring pass at batch 64-256 is
+FMA-bound, so the best single GEMM at that shape bounds what any engine's whole pass (which adds GroupNorm,
+SiLU, the DDIM updates and the scores) can reach. Issue 12's "1.2x onnxruntime FP32 at batch 64 and 256" is checked against this bound in the README
+("Throughput on the CPU (measured)": "What bounds FP32 at batch 64 and 256").
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import platform
 import sys
 import time
 
@@ -63,11 +62,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
+    from lfdn_edge.cli.bench import best_probe, machine_info
     from lfdn_edge.native_core import load_native
 
     core = load_native()
     torch.set_num_threads(args.threads)
-    probes = [core.probe_machine(threads=args.threads)]
+    first_probe = core.probe_machine(threads=args.threads)
     rng = np.random.default_rng(0)
     w = rng.standard_normal((args.width, args.width)).astype(np.float32)
     wt = torch.from_numpy(w)
@@ -80,28 +80,22 @@ def main(argv=None) -> int:
         results[str(rows)] = {"torch_mm": best_gflops(lambda: torch.mm(xt, wt), flops),
                               "numpy": best_gflops(lambda: x @ w, flops),
                               "onnxruntime_matmul": best_gflops(lambda: ort_run(x), flops)}
-    probes.append(core.probe_machine(threads=args.threads))
-    peak = max(float(pr["fma_peak_gflops"]) for pr in probes)
+    probe = best_probe(first_probe, core.probe_machine(threads=args.threads))
+    peak = float(probe["fma_peak_gflops"])
     for rows, r in results.items():
         r.update({f"{k}_fraction_of_peak": round(v / peak, 3) for k, v in list(r.items())})
         print(f"rows {rows:>5}: " + ", ".join(f"{k} {v:.1f} GFLOPS ({r[k + '_fraction_of_peak']:.2f} of peak)"
                                            for k, v in r.items() if not k.endswith("_peak")), flush=True)
-    print(f"FMA peak {peak:.0f} GFLOPS ({probes[0]['fma_isa']}, {args.threads} threads; probes "
-          f"{[round(float(pr['fma_peak_gflops'])) for pr in probes]})")
+    print(f"FMA peak {peak:.0f} GFLOPS ({probe['fma_isa']}, {args.threads} threads; probes "
+          f"{[round(float(pr['fma_peak_gflops'])) for pr in probe['probes']]})")
     if args.json:
         import onnxruntime
 
-        from pathlib import Path
-
         from lfdn_edge._atomic import atomic_write
 
-        cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
-                   platform.processor() or platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
         out = {"shape": {"k": args.width, "n": args.width}, "threads": args.threads, "fma_peak_gflops": peak,
-               "probes": probes, "results_gflops": results,
-               "machine": {"cpu": cpu, "platform": platform.platform(),
-                           "torch": torch.__version__, "numpy": np.__version__,
-                           "onnxruntime": onnxruntime.__version__},
+               "probe": probe, "results_gflops": results,
+               "machine": {**machine_info("cpu"), "onnxruntime": onnxruntime.__version__},
                "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
         atomic_write(args.json, lambda tmp: tmp.write_text(json.dumps(out, indent=1) + "\n"))
     return 0
