@@ -10,6 +10,7 @@
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
 #include "lfdn/fp16_guard.h"
+#include "lfdn/gn_stats.h"
 #include "lfdn/linear.h"
 #include "lfdn/noise.h"
 #include "lfdn/tactic_select.h"
@@ -197,6 +198,15 @@ void bind_ops(py::module_& m) {
         "The CUDA fused linear's FP16 range guard (lfdn/fp16_guard.h), the same function the kernel runs: the "
         "power of two a row of activations is multiplied by before rounding to FP16 (and its FP32 result "
         "divided by after the GEMM), given the row's max |activation|. 1 for max_abs <= 2^15, NaN or inf.");
+  m.def("gn_row_stats", [](py::object x_obj, float eps) {
+          F32 x = as_f32(x_obj, "x");
+          if (x.ndim() != 1 || x.shape(0) < 1) throw py::value_error("x must be a non-empty 1-D float32 row");
+          const lfdn::GnStats st = lfdn::gn_row_stats(x.data(), x.shape(0), eps);
+          return py::make_tuple(st.inv_scale, st.mean, st.rstd);
+        }, py::arg("x"), py::arg("eps") = 1e-5f,
+        "GroupNorm(1) statistics of one row by the rule every kernel shares (lfdn/gn_stats.h): (inv_scale, mean, "
+        "rstd), normalised value (x * inv_scale - mean) * rstd. inv_scale is 1 for rows with max |x| <= 2^32 "
+        "(or non-finite), else the power of two bringing max |x| into [0.5, 1).");
   m.def("noise_inject", &noise_inject, py::arg("z0"), py::arg("seed"), py::arg("stream"), py::arg("a") = 0.0f,
         py::arg("b") = 1.0f, py::arg("dim") = -1, py::arg("image_keys") = py::none(),
         "Op 1 (CPU): out = a * z0 + b * eps, eps ~ Philox-4x32-10/Box-Muller keyed by (seed, stream, image key, "

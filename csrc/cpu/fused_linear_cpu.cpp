@@ -7,6 +7,7 @@
 #include "cpu/kernels.h"
 #include "cpu/ops_internal.h"
 #include "cpu/team.h"
+#include "lfdn/gn_stats.h"
 #include "lfdn/half.h"
 #include "lfdn/linear.h"
 
@@ -31,6 +32,28 @@ bool overlaps(const void* a, size_t abytes, const void* b, size_t bbytes) {
 }
 
 }  // namespace
+
+// GroupNorm + affine + SiLU of one row into out. The table's SIMD statistics are FP32 without scaling: when they
+// overflowed (|x - mean| above ~1.8e19, or a sum above FLT_MAX: then rstd is 0 or the mean not finite) on a row
+// of finite values, the row is redone with the shared rule of lfdn/gn_stats.h (scaled by a power of two first),
+// which the CUDA kernels use for every row. Rows that did not overflow are untouched (bit-identical to before),
+// rows holding NaN or inf propagate them as before.
+static void gn_silu_row(const cpu::Kernels& kr, const float* xr, int64_t K, float eps, const float* gamma,
+                 const float* beta, float* out) {
+  float mean, rstd;
+  kr.moments(xr, K, eps, &mean, &rstd);
+  if (!(rstd > 0.0f) || !(mean - mean == 0.0f)) {  // rstd 0 or NaN, mean inf or NaN
+    bool finite = true;
+    for (int64_t k = 0; k < K && finite; ++k) finite = xr[k] - xr[k] == 0.0f;
+    if (finite) {
+      const GnStats st = gn_row_stats(xr, K, eps);
+      for (int64_t k = 0; k < K; ++k) out[k] = gn_normalize(xr[k], st) * gamma[k] + beta[k];
+      kr.silu(out, K, out);
+      return;
+    }
+  }
+  kr.gn_silu(xr, K, mean, rstd, gamma, beta, out);
+}
 
 int check_fused_linear_params(const FusedLinearParams& p) {
   if (p.rows < 0 || p.in_dim <= 0 || p.out_dim <= 0) return kBadSize;
@@ -223,9 +246,7 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
         kr.silu(xr, K, w.row);
         src = w.row;
       } else if (p.prologue == Prologue::kGroupNormSilu) {
-        float mean, rstd;
-        kr.moments(xr, K, p.gn_eps, &mean, &rstd);
-        kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, w.row);
+        gn_silu_row(kr, xr, K, p.gn_eps, p.gamma, p.beta, w.row);
         src = w.row;
       }
       if (!packed) {
@@ -320,9 +341,7 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run, 
         if (p.prologue == Prologue::kSilu) {
           kr.silu(xr, K, ar);
         } else {
-          float mean, rstd;
-          kr.moments(xr, K, p.gn_eps, &mean, &rstd);
-          kr.gn_silu(xr, K, mean, rstd, p.gamma, p.beta, ar);
+          gn_silu_row(kr, xr, K, p.gn_eps, p.gamma, p.beta, ar);
         }
         if (packed) {
           const int64_t m0 = r / cf.mc * cf.mc;

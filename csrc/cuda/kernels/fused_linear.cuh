@@ -1,5 +1,5 @@
 // Op 2 kernel (CUDA): out[r, n] = [residual[r, n] +] sum_k A[r, k] * W[n, k] + bias[n], where
-// A = prologue(x) is formed while loading the A tile: GroupNorm statistics (FP32, two passes over the row,
+// A = prologue(x) is formed while loading the A tile: GroupNorm statistics (FP32, the rule of lfdn/gn_stats.h,
 // computed by the CTA for its own rows), affine, SiLU, then scaled per row by a power of two (the FP16 range
 // guard of lfdn/fp16_guard.h; 1 for every row in range) and rounded to FP16 for the tensor cores.
 // W: FP16, row-major (Np, Kp), zero-padded to the tile multiples (no bounds checks on W).
@@ -11,6 +11,7 @@
 #include <cstdint>
 
 #include "lfdn/fp16_guard.h"
+#include "lfdn/gn_stats.h"
 
 namespace lfdn {
 namespace cuda {
@@ -51,8 +52,8 @@ __device__ __forceinline__ float warp_max(float v) {
 }
 
 // A[r, k] before the FP16 rounding: prologue of x[r, k] (mode 0 none, 1 SiLU, 2 GroupNorm + affine + SiLU)
-__device__ __forceinline__ float prologue_f(const LinearArgs& a, float v, int64_t k, float mean, float rstd) {
-  if (a.mode == 2) v = (v - mean) * rstd * a.gamma[k] + a.beta[k];
+__device__ __forceinline__ float prologue_f(const LinearArgs& a, float v, int64_t k, const GnStats& st) {
+  if (a.mode == 2) v = gn_normalize(v, st) * a.gamma[k] + a.beta[k];
   if (a.mode >= 1) v = silu_f(v);
   return v;
 }
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
   __shared__ __align__(32) __half sa[BM * kPadK];
   __shared__ __align__(32) __half sb[BN * kPadK];
   __shared__ __align__(32) float sc[BM * (BN + 4)];
-  __shared__ float s_mean[BM], s_rstd[BM], s_scale[BM];
+  __shared__ float s_inv[BM], s_mean[BM], s_rstd[BM], s_scale[BM];
 
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const int64_t row0 = static_cast<int64_t>(blockIdx.y) * BM;
@@ -78,26 +79,38 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
   // max |A[r, :]| and the row's FP16 guard scale (lfdn/fp16_guard.h).
   for (int r = warp; r < BM; r += kThreadsLinear / 32) {
     const int64_t gr = row0 + r;
-    float mean = 0.0f, rstd = 0.0f, amax = 0.0f;
+    GnStats st;
+    float amax = 0.0f;
     if (gr < a.rows) {
       const float* xr = a.x + gr * a.K;
-      if (a.mode == 2) {
-        float s = 0.0f;
-        for (int64_t k = lane; k < a.K; k += 32) s += xr[k];
-        mean = warp_sum(s) / static_cast<float>(a.K);
+      if (a.mode == 2) {  // the shared rule of lfdn/gn_stats.h (max |x| first; rows above 2^32 rescaled)
+        float s = 0.0f, mx = 0.0f;
+        for (int64_t k = lane; k < a.K; k += 32) {
+          s += xr[k];
+          mx = nan_max(mx, fabsf(xr[k]));
+        }
+        st.inv_scale = gn_input_scale(warp_max(mx));
+        float sum = warp_sum(s);
+        if (st.inv_scale != 1.0f) {  // warp-uniform (a butterfly reduction gives every lane the same value)
+          s = 0.0f;
+          for (int64_t k = lane; k < a.K; k += 32) s += xr[k] * st.inv_scale;
+          sum = warp_sum(s);
+        }
+        st.mean = gn_mean(sum, a.K);
         float q = 0.0f;
         for (int64_t k = lane; k < a.K; k += 32) {
-          const float d = xr[k] - mean;
+          const float d = xr[k] * st.inv_scale - st.mean;
           q += d * d;
         }
-        rstd = rsqrtf(warp_sum(q) / static_cast<float>(a.K) + a.gn_eps);
+        st.rstd = gn_rstd(warp_sum(q), a.K, a.gn_eps, st.inv_scale);
       }
-      for (int64_t k = lane; k < a.K; k += 32) amax = nan_max(amax, fabsf(prologue_f(a, xr[k], k, mean, rstd)));
+      for (int64_t k = lane; k < a.K; k += 32) amax = nan_max(amax, fabsf(prologue_f(a, xr[k], k, st)));
       amax = warp_max(amax);
     }
     if (lane == 0) {
-      s_mean[r] = mean;
-      s_rstd[r] = rstd;
+      s_inv[r] = st.inv_scale;
+      s_mean[r] = st.mean;
+      s_rstd[r] = st.rstd;
       s_scale[r] = fp16_row_scale(amax);
     }
   }
@@ -116,7 +129,13 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
       const int r = e / kBK, c = e % kBK;
       const int64_t gr = row0 + r, gk = k0 + c;
       float v = 0.0f;
-      if (gr < a.rows && gk < a.K) v = prologue_f(a, a.x[gr * a.K + gk], gk, s_mean[r], s_rstd[r]) * s_scale[r];
+      if (gr < a.rows && gk < a.K) {
+        GnStats st;
+        st.inv_scale = s_inv[r];
+        st.mean = s_mean[r];
+        st.rstd = s_rstd[r];
+        v = prologue_f(a, a.x[gr * a.K + gk], gk, st) * s_scale[r];
+      }
       sa[r * kPadK + c] = __float2half_rn(v);
     }
     // B tile: BN rows of W, kBK halves each, 16-byte vector loads (Kp is a multiple of kBK)

@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "lfdn/fp16_guard.h"
+#include "lfdn/gn_stats.h"
 
 namespace lfdn {
 namespace cuda {
@@ -56,8 +57,8 @@ __device__ __forceinline__ void h8_to_f(const uint4& v, float* f) {
 
 // ------------------------------------------------------------------------------------------- prologue
 // One CTA per row r: A[r, k] = half(prologue(x[r, k]) * scale[r]) for k < K, 0 for K <= k < Kp, and
-// scale[r] = fp16_row_scale(max_k |prologue(x[r, k])|). GroupNorm(1): mean, then the centred sum of squares
-// (FP32, fixed reduction order), rstd = 1/sqrt(var + eps).
+// scale[r] = fp16_row_scale(max_k |prologue(x[r, k])|). GroupNorm(1) statistics by the rule of lfdn/gn_stats.h
+// (FP32, fixed reduction order; rows above 2^32 in magnitude scaled by a power of two first).
 constexpr int kPrologueThreads = 256;
 
 struct PrologueArgs {
@@ -86,8 +87,8 @@ __device__ __forceinline__ float block_reduce(float v, float* red, bool is_max) 
   return t;
 }
 
-__device__ __forceinline__ float prologue_value(const PrologueArgs& a, float v, int64_t k, float mean, float rstd) {
-  if (a.mode == 2) v = (v - mean) * rstd * a.gamma[k] + a.beta[k];
+__device__ __forceinline__ float prologue_value(const PrologueArgs& a, float v, int64_t k, const GnStats& st) {
+  if (a.mode == 2) v = gn_normalize(v, st) * a.gamma[k] + a.beta[k];
   if (a.mode >= 1) v = silu(v);
   return v;
 }
@@ -96,25 +97,34 @@ __global__ void __launch_bounds__(kPrologueThreads) prologue_kernel(PrologueArgs
   __shared__ float red[kPrologueThreads / 32];
   const int64_t r = blockIdx.x;
   const float* xr = a.x + r * a.K;
-  float mean = 0.0f, rstd = 0.0f;
-  if (a.mode == 2) {
-    float s = 0.0f;
-    for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) s += xr[k];
-    mean = block_reduce(s, red, false) / static_cast<float>(a.K);
+  GnStats st;
+  if (a.mode == 2) {  // the shared rule of lfdn/gn_stats.h: max |x| and the sum, rescaled sum if needed, squares
+    float s = 0.0f, mx = 0.0f;
+    for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) {
+      s += xr[k];
+      mx = nanmax(mx, fabsf(xr[k]));
+    }
+    st.inv_scale = gn_input_scale(block_reduce(mx, red, true));
+    float sum = block_reduce(s, red, false);
+    if (st.inv_scale != 1.0f) {  // the same value in every thread (a block reduction): a uniform branch
+      s = 0.0f;
+      for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) s += xr[k] * st.inv_scale;
+      sum = block_reduce(s, red, false);
+    }
+    st.mean = gn_mean(sum, a.K);
     float q = 0.0f;
     for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) {
-      const float d = xr[k] - mean;
+      const float d = xr[k] * st.inv_scale - st.mean;
       q += d * d;
     }
-    rstd = rsqrtf(block_reduce(q, red, false) / static_cast<float>(a.K) + a.gn_eps);
+    st.rstd = gn_rstd(block_reduce(q, red, false), a.K, a.gn_eps, st.inv_scale);
   }
   float m = 0.0f;
-  for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads)
-    m = nanmax(m, fabsf(prologue_value(a, xr[k], k, mean, rstd)));
+  for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) m = nanmax(m, fabsf(prologue_value(a, xr[k], k, st)));
   const float sc = fp16_row_scale(block_reduce(m, red, true));
   __half* ar = a.a + r * a.Kp;
   for (int64_t k = threadIdx.x; k < a.Kp; k += kPrologueThreads)
-    ar[k] = __float2half_rn(k < a.K ? prologue_value(a, xr[k], k, mean, rstd) * sc : 0.0f);
+    ar[k] = __float2half_rn(k < a.K ? prologue_value(a, xr[k], k, st) * sc : 0.0f);
   if (threadIdx.x == 0) a.scale[r] = sc;
 }
 
@@ -447,7 +457,7 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
 
 // ------------------------------------------------------------------------------------------- reference
 // Deliberately simple: one thread per output (r, n), everything in FP32 from x: the row's GroupNorm
-// statistics (two passes), the prologue, the dot product with the FP16 weights; also bound[r, n] =
+// statistics (gn_row_stats, lfdn/gn_stats.h), the prologue, the dot product with the FP16 weights; also bound[r, n] =
 // sum |a||w| + |bias| + |residual| for the tolerance.
 struct ReferenceArgs {
   const float* x;
@@ -468,19 +478,11 @@ __global__ void __launch_bounds__(128) reference_kernel(ReferenceArgs a) {
   if (i >= a.rows * a.N) return;
   const int64_t r = i / a.N, n = i % a.N;
   const float* xr = a.x + r * a.K;
-  float mean = 0.0f, rstd = 0.0f;
-  if (a.mode == 2) {
-    float s = 0.0f;
-    for (int64_t k = 0; k < a.K; ++k) s += xr[k];
-    mean = s / static_cast<float>(a.K);
-    float q = 0.0f;
-    for (int64_t k = 0; k < a.K; ++k) q += (xr[k] - mean) * (xr[k] - mean);
-    rstd = 1.0f / sqrtf(q / static_cast<float>(a.K) + a.gn_eps);
-  }
+  const GnStats st = a.mode == 2 ? gn_row_stats(xr, a.K, a.gn_eps) : GnStats();  // the sequential shared rule
   float acc = 0.0f, bnd = 0.0f;
   for (int64_t k = 0; k < a.K; ++k) {
     float v = xr[k];
-    if (a.mode == 2) v = (v - mean) * rstd * a.gamma[k] + a.beta[k];
+    if (a.mode == 2) v = gn_normalize(v, st) * a.gamma[k] + a.beta[k];
     if (a.mode >= 1) v = v / (1.0f + expf(-v));
     const float wk = __half2float(a.w[n * a.Kp + k]);
     acc += v * wk;
