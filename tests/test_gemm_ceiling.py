@@ -29,6 +29,9 @@ def test_gemm_ceiling_reports_each_library_as_a_fraction_of_the_higher_probe(tmp
     readings = iter([50.0, 400.0])
 
     class Core:
+        def build_info(self):
+            return real.build_info()
+
         def probe_machine(self, threads=0):
             return {**real.probe_machine(threads=threads), "fma_peak_gflops": next(readings)}
 
