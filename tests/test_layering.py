@@ -3,7 +3,7 @@ functions): layers import only downwards, the build side and the run side never 
 there are no import cycles. Plus: scoring an engine file does not load the training stack, nor the serving one (PyTriton).
 
 Layers, lowest first (README "Layout"):
-    leaves    _version, _atomic, defaults, errors, noise, file_kinds, probes, progress, native_core
+    leaves    _version, _atomic, defaults, errors, noise, file_kinds, probes, progress, native_core, device_power
     method    the PyTorch method: backbones, features, model, diffusion, reference, checkpoint, train, ...,
               scoring_graph, data/
     artifact  the engine file format shared by both sides (artifact/)
@@ -26,7 +26,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "lfdn_edge"
 LEAVES = {"_version", "_atomic", "defaults", "errors", "noise", "file_kinds", "probes", "progress", "native_core",
-          "_C"}
+          "device_power", "_C"}
 RANK = {"leaf": 0, "method": 1, "artifact": 2, "build": 3, "runtime": 3, "cli": 4, "facade": 5}
 SIBLINGS = {frozenset({"build", "runtime"})}  # same rank, and must not import each other
 

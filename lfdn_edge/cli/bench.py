@@ -55,6 +55,16 @@ SiLU and the scores are not counted), ``bound`` (the limit that binds at that ba
 bandwidth and flops / peak takes longer; native-bf16's peak is the measured vdpbf16ps peak, probe field
 ``bf16_peak_gflops``, 4 flops per FP32 lane) and ``fraction_of_bound`` (that lower-bound time over the measured
 time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran.
+
+Power (lfdn_edge.device_power; every field null where not available, as on a machine without a Jetson or GPU):
+the JSON's ``power`` records, on a Jetson, the board, the L4T release and its JetPack, the nvpmodel power mode
+(id and name) and whether jetson_clocks locked the clocks; where nvidia-smi runs, per GPU its power draw and
+limit and SM clocks; and the sampler used. While the timed calls run (not the warm-up), the power is sampled
+every --power-interval-ms: tegrastats on a Jetson (the board's input rail, else the sum of its rails; for
+every --device), NVML (pynvml, else nvidia-smi) for --device cuda elsewhere (that GPU's board power), nothing
+else. Each result gets ``watts`` (the mean of the samples inside that variant's timed windows),
+``power_source``, ``power_samples`` and ``items_per_joule`` = items_per_s / watts; the table then has an
+items/J column. A variant needs timed windows longer than the interval to get samples.
 """
 
 from __future__ import annotations
@@ -72,7 +82,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import defaults
+from .. import defaults, device_power
 from .._atomic import atomic_write
 from .._version import __version__
 from ..checkpoint import FORMAT, FORMAT_VERSION, Checkpoint
@@ -395,12 +405,14 @@ def _activate(runner) -> bool:
 
 
 def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_time: float, max_reps: int,
-                     rounds: int = 1) -> list[dict]:
+                     rounds: int = 1, power=None) -> list[dict]:
     """Time every runner on ``x`` in ``rounds`` interleaved rounds: each runner gets its warm-up calls once,
     then per round 1/rounds of the repetitions and of --min-time, the runners in a rotated order each round
     (so slow drift of the machine, clocks or load falls on every variant alike). One result per runner, in
     the order given: items_per_s over all its timed calls, p50/p99 of the per-call times, and the items/s of
-    each round (``round_items_per_s``: their spread shows the run-to-run noise)."""
+    each round (``round_items_per_s``: their spread shows the run-to-run noise). ``power``: a
+    device_power.PowerSampler, running during the rounds only, each runner's timed calls a window of its own
+    (adds watts / power_source / power_samples / items_per_joule; all None without one)."""
     if rounds < 1:
         raise ValueError(f"--rounds must be >= 1, got {rounds}")
     xin = [r.prepare(x) for r in runners]
@@ -414,19 +426,23 @@ def time_interleaved(runners, x, device: str, warmup: int, min_reps: int, min_ti
     rps = [[] for _ in runners]
     reps_round = max(1, -(-min_reps // rounds))
     max_round = max(1, max_reps // rounds)
-    for k in range(rounds):
-        for j in [(i + k) % len(runners) for i in range(len(runners))]:
-            if _activate(runners[j]) and warmup:  # one untimed call after switching the tactic set
-                runners[j](xin[j])
-            t = _timed_calls(runners[j], xin[j], device, reps_round, min_time / rounds, max_round)
-            per[j].extend(t)
-            rps[j].append(n * len(t) / sum(t))
+    power = power if power is not None else device_power.NoPowerSampler()
+    with power:
+        for k in range(rounds):
+            for j in [(i + k) % len(runners) for i in range(len(runners))]:
+                if _activate(runners[j]) and warmup:  # one untimed call after switching the tactic set
+                    runners[j](xin[j])
+                with power.window(j):
+                    t = _timed_calls(runners[j], xin[j], device, reps_round, min_time / rounds, max_round)
+                per[j].extend(t)
+                rps[j].append(n * len(t) / sum(t))
     out = []
-    for r, times, rr in zip(runners, per, rps):
+    for j, (r, times, rr) in enumerate(zip(runners, per, rps)):
         ms = np.asarray(times) * 1e3
-        out.append({"backend": r.name, "batch": int(n), "items_per_s": float(n * len(times) / (ms.sum() / 1e3)),
+        ips = float(n * len(times) / (ms.sum() / 1e3))
+        out.append({"backend": r.name, "batch": int(n), "items_per_s": ips,
                     "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                    "reps": len(times), "round_items_per_s": [float(v) for v in rr]})
+                    "reps": len(times), "round_items_per_s": [float(v) for v in rr], **power.fields(j, ips)})
     return out
 
 
@@ -593,11 +609,15 @@ def print_table(results: list[dict], base: str = "torch") -> None:
     if not any(r["backend"] == base for r in results) and results:
         base = results[0]["backend"]
     ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
-    print(f"{'backend':<22}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}  vs {base}")
+    per_joule = any(r.get("items_per_joule") is not None for r in results)  # the column only where measured
+    print(f"{'backend':<22}{'batch':>6}{'items/s':>11}{'p50 ms':>10}{'p99 ms':>10}{'reps':>6}  vs {base}"
+          + (f"{'items/J':>11}{'W':>8}" if per_joule else ""))
     for r in results:
         ratio = r["items_per_s"] / ref[r["batch"]] if r["batch"] in ref else float("nan")
+        ipj = "" if not per_joule else (f"{r['items_per_joule']:>11.1f}{r['watts']:>8.2f}"
+                                        if r.get("items_per_joule") is not None else f"{'-':>11}{'-':>8}")
         print(f"{r['backend']:<22}{r['batch']:>6}{r['items_per_s']:>11.1f}{r['p50_ms']:>10.2f}{r['p99_ms']:>10.2f}"
-              f"{r['reps']:>6}{ratio:>9.2f}x")
+              f"{r['reps']:>6}{ratio:>9.2f}x{ipj}")
 
 
 def build_parser(prog: str = "lfdn-edge bench"):
@@ -637,6 +657,9 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--no-probe", action="store_true",
                    help="skip the machine probe (read bandwidth, FMA peak) and the roofline fields (--device cpu)")
+    p.add_argument("--power-interval-ms", type=int, default=device_power.DEFAULT_INTERVAL_MS,
+                   help="power sampling interval during the timed calls, where a source exists (tegrastats on a "
+                        "Jetson, NVML / nvidia-smi for --device cuda); 0: no sampling (default %(default)s)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the arguments and list the variants that would run; build and run nothing")
     return p
@@ -658,6 +681,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
         check_positive(args.max_reps, "--max-reps")
         check_positive(args.min_reps, "--min-reps")
         check_positive(args.rounds, "--rounds")
+        if args.power_interval_ms < 0:
+            raise ValueError("--power-interval-ms must be >= 0 (0: no power sampling)")
         if args.warmup < 0 or args.min_time < 0 or args.parity_batch < 0:
             raise ValueError("--warmup, --min-time and --parity-batch must be >= 0")
         if args.threads is not None:
@@ -725,14 +750,20 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
                     print(f"parity {r.name:<14} " + "  ".join(f"{k} {v:.2e}" for k, v in par[r.name].items()),
                           flush=True)
 
+        power_env = device_power.power_environment()
+        sampler = device_power.power_sampler(args.device, args.power_interval_ms, power_env)
+        print(f"power: {device_power.describe(power_env, sampler)}", flush=True)
         results = []
         for b in args.batch:
             x = standardised_inputs(b, layout.stage_dims, args.seed + 2)
             for res in time_interleaved(runners, x, args.device, args.warmup, args.min_reps, args.min_time,
-                                        args.max_reps, args.rounds):
+                                        args.max_reps, args.rounds, power=sampler):
                 results.append(res)
+                watts = (f"  {res['watts']:.2f} W, {res['items_per_joule']:.1f} items/J"
+                         if res["items_per_joule"] is not None else "")
                 print(f"  {res['backend']:<14} batch {b:>4}: {res['items_per_s']:9.1f} items/s  "
-                      f"p50 {res['p50_ms']:8.2f} ms  p99 {res['p99_ms']:8.2f} ms  ({res['reps']} reps)", flush=True)
+                      f"p50 {res['p50_ms']:8.2f} ms  p99 {res['p99_ms']:8.2f} ms  ({res['reps']} reps){watts}",
+                      flush=True)
         print()
         print_table(results)
         ratios = {}
@@ -762,6 +793,8 @@ def main(argv=None, prog: str = "lfdn-edge bench") -> int:
             extra["roofline"] = {**probe, "linear_weights": weights, "steps": steps,
                                  "fraction_of_bound": roofline(results, probe, weights, steps)}
         report = {"device": args.device, "results": results, "ratios_vs_torch": ratios, **extra,
+                  "power": {**power_env, "source": sampler.source, "interval_ms": sampler.interval_ms,
+                            "error": sampler.error},
                   "parity_vs_torch": par,
                   "parity_inputs": parity_source if args.parity_batch > 0 else None,
                   "model": model_info, "machine": machine_info(args.device), **git_commit(),
