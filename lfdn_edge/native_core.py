@@ -1,9 +1,10 @@
 """Access to the compiled module lfdn_edge._C, and the torch side of its CUDA entry points.
 
 The C++/CUDA core is torch-free: on the CPU it takes numpy arrays, on CUDA raw device pointers and stream
-handles. This module is where torch tensors become pointers (``data_ptr()``, the current CUDA stream),
-after their shapes, dtypes, devices and contiguity are checked, so a wrong tensor raises here instead of
-reaching a kernel.
+handles. This module is where torch tensors become pointers (``data_ptr()``, the current CUDA stream of their
+device, and that device's index, which the binding makes current for the call and restores after it), after
+their shapes, dtypes, devices and contiguity are checked, so a wrong tensor raises here instead of reaching a
+kernel or launching on another GPU.
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def cuda_noise_inject(z0, seed: int, stream: int, a: float = 0.0, b: float = 1.0
         rows = 1
     out = torch.empty((rows, dim), device=dev, dtype=torch.float32)
     load_native().cuda_noise_inject(out.data_ptr(), rows, dim, int(seed), int(stream), float(a), float(b),
-                                    z0=0 if z0 is None else z0.data_ptr(), cuda_stream=_stream(dev))
+                                    z0=0 if z0 is None else z0.data_ptr(), cuda_stream=_stream(dev),
+                                    device=dev.index)
     return out
 
 
@@ -138,7 +140,7 @@ def cuda_fused_linear(x, packed_weight, out_dim: int, bias=None, *, prologue: st
         x.data_ptr(), out.data_ptr(), packed_weight.data_ptr(), rows, in_dim, out_dim,
         bias=_opt_ptr(bias, "bias", dev, (out_dim,)), residual=_opt_ptr(residual, "residual", dev, (rows, out_dim)),
         gamma=_opt_ptr(gamma, "gamma", dev, (in_dim,)), beta=_opt_ptr(beta, "beta", dev, (in_dim,)),
-        prologue=prologue, gn_eps=float(gn_eps), cuda_stream=_stream(dev))
+        prologue=prologue, gn_eps=float(gn_eps), cuda_stream=_stream(dev), device=dev.index)
     return out
 
 
@@ -165,7 +167,8 @@ def cuda_ddim_score(x0_hat, *, x=None, coef=None, noise=None, z0=None, stage_off
                    stage_cos=torch.empty((rows, m), device=dev))
         kw.update(z0=_check(z0, "z0", dev, (rows, dim)).data_ptr(), stage_offsets=[int(o) for o in stage_offsets],
                   mse=res["mse"].data_ptr(), mfsim=res["mfsim"].data_ptr(), stage_cos=res["stage_cos"].data_ptr())
-    load_native().cuda_ddim_score(x0_hat.data_ptr(), rows, dim, cos_eps=float(cos_eps), cuda_stream=_stream(dev), **kw)
+    load_native().cuda_ddim_score(x0_hat.data_ptr(), rows, dim, cos_eps=float(cos_eps), cuda_stream=_stream(dev),
+                                  device=dev.index, **kw)
     return res
 
 

@@ -263,6 +263,10 @@ def test_every_kernel_compiles_for_every_architecture(name, tmp_path):
                 for ins in instrs:
                     assert (ins in body) == (int(arch) >= 80), \
                         f"{name} compute_{arch} {n}: {ins} {'missing' if int(arch) >= 80 else 'present below sm_80'}"
+                # below sm_80 mma_kernel is __trap() only (what lfdn/cuda_arch.h keeps from being offered, even
+                # when such PTX is JIT-compiled on an sm_80+ GPU); stream_kernel has a real pre-sm_80 path
+                assert ("trap;" in body) == (kernel == "mma_kernel" and int(arch) < 80), \
+                    f"{name} compute_{arch} {n}: trap {'missing' if int(arch) < 80 else 'present'}"
         ptx_file = tmp_path / f"k_{arch}.ptx"
         ptx_file.write_text(ptx)
         t1 = time.perf_counter()

@@ -27,6 +27,7 @@ from lfdn_edge.runtime.backends.native_backend import NativeBackend  # noqa: E40
 
 LAYOUT = (16, 24, 40, 112, 320)  # in_dim 512
 WRONG = "cpu.test.drop_last_kblock"
+CRASH = "cpu.test.crash"  # aborts its process: only an isolated selection may run it (tests/test_tactic_isolation.py)
 FAST = dict(warmup=0, samples=2)  # selection options that keep the tests quick
 
 
@@ -75,7 +76,7 @@ def test_tactic_table_has_a_default_per_usable_isa_and_one_test_only_wrong_tacti
         defaults_ = [t for t in table if t["isa"] == isa and t["default"]]
         assert len(defaults_) == 1, isa
         assert len(_isa_tactics(isa)) >= 3, isa  # blocking variants beside the default
-    assert [t["name"] for t in table if t["test_only"]] == [WRONG]
+    assert [t["name"] for t in table if t["test_only"]] == [WRONG, CRASH]
 
 
 @pytest.mark.parametrize("wdtype", [np.float32, np.float16])

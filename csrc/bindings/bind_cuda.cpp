@@ -8,6 +8,7 @@
 
 #include "bindings/common.h"
 #include "bindings/spec.h"
+#include "lfdn/cuda_device.h"
 #include "lfdn/cuda_tactics.h"
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
@@ -26,8 +27,21 @@ T* ptr(Ptr p) {
 }
 lfdn::Stream stream_of(Ptr s) { return reinterpret_cast<lfdn::Stream>(s); }
 
+// Every op-level entry point runs on the device of its tensors (lfdn/cuda_device.h): set for the call, the
+// caller's current device restored after it. device -1: the current device as it is.
+using DeviceScope = lfdn::CudaDeviceScope;
+
+// Runs op() with `device` current (GIL released); its status, or the scope's error.
+template <typename F>
+int on_device(int device, F op) {
+  py::gil_scoped_release nogil;
+  DeviceScope scope(device);
+  if (scope.status() != lfdn::kOk) return scope.status();
+  return op();
+}
+
 void noise_inject(Ptr out, int64_t rows, int64_t dim, uint64_t seed, uint32_t stream, float a, float b, Ptr z0,
-                  Ptr keys, Ptr eps_row, Ptr cuda_stream) {
+                  Ptr keys, Ptr eps_row, Ptr cuda_stream, int device) {
   lfdn::NoiseParams p;
   p.out = ptr<float>(out);
   p.z0 = ptr<const float>(z0);
@@ -40,7 +54,7 @@ void noise_inject(Ptr out, int64_t rows, int64_t dim, uint64_t seed, uint32_t st
   p.a = a;
   p.b = b;
   p.cuda_stream = stream_of(cuda_stream);
-  check(lfdn::noise_inject_cuda(p), "cuda_noise_inject");
+  check(on_device(device, [&] { return lfdn::noise_inject_cuda(p); }), "cuda_noise_inject");
 }
 
 py::array_t<uint16_t> pack_linear(py::object w_obj) {
@@ -74,14 +88,15 @@ lfdn::FusedLinearParams linear_params(Ptr x, Ptr out, Ptr weight, int64_t rows, 
 }
 
 void fused_linear(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias, Ptr residual,
-                  Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr cuda_stream) {
-  check(lfdn::fused_linear_cuda(linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
-                                              prologue, gn_eps, cuda_stream)),
-        "cuda_fused_linear");
+                  Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr cuda_stream, int device) {
+  const lfdn::FusedLinearParams p =
+      linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
+  check(on_device(device, [&] { return lfdn::fused_linear_cuda(p); }), "cuda_fused_linear");
 }
 
 void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_obj, Ptr noise, Ptr z0,
-                py::object offsets_obj, float cos_eps, Ptr mse, Ptr mfsim, Ptr stage_cos, Ptr cuda_stream) {
+                py::object offsets_obj, float cos_eps, Ptr mse, Ptr mfsim, Ptr stage_cos, Ptr cuda_stream,
+                int device) {
   lfdn::DdimScoreParams p;
   p.x0_hat = ptr<const float>(x0_hat);
   p.rows = rows;
@@ -111,7 +126,7 @@ void ddim_score(Ptr x0_hat, int64_t rows, int64_t dim, Ptr x, py::object coef_ob
     p.mfsim = ptr<float>(mfsim);
     p.stage_cos = ptr<float>(stage_cos);
   }
-  check(lfdn::ddim_score_cuda(p), "cuda_ddim_score");
+  check(on_device(device, [&] { return lfdn::ddim_score_cuda(p); }), "cuda_ddim_score");
 }
 
 // Selection errors (a forced tactic failing, none passing, unknown names) are kBadArgument with the reason
@@ -152,33 +167,56 @@ py::list tactic_list() {
 // zero-filled before its first use (cuda_tactic_workspace_init), or 0 for cuda.legacy_tile.
 void tactic_run(const std::string& name, Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                 Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr workspace,
-                size_t workspace_bytes, Ptr cuda_stream) {
+                size_t workspace_bytes, Ptr cuda_stream, int device) {
   const lfdn::LinearTactic* t = lfdn::cuda_tactic_by_name(name);
   if (t == nullptr) throw py::value_error("unknown CUDA tactic '" + name + "'");
   lfdn::FusedLinearParams p =
       linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
   p.workspace = ptr<void>(workspace);
   p.workspace_bytes = workspace_bytes;
-  if (!t->applies(p)) throw py::value_error("CUDA tactic " + name + " does not apply to this problem on this device");
-  int rc;
-  {
-    py::gil_scoped_release nogil;
-    rc = t->run(p);
-  }
+  bool applies = false;
+  int rc = on_device(device, [&] {  // `applies` reads the capabilities of the current device: set it first
+    applies = t->applies(p);
+    return applies ? t->run(p) : static_cast<int>(lfdn::kOk);
+  });
   check(rc, name);
+  if (!applies) throw py::value_error("CUDA tactic " + name + " does not apply to this problem on this device");
+}
+
+lfdn::ResidualMode parse_residual_mode(const std::string& m) {
+  if (m == "none") return lfdn::ResidualMode::kNone;
+  if (m == "separate") return lfdn::ResidualMode::kSeparate;
+  if (m == "in_place") return lfdn::ResidualMode::kInPlace;
+  throw py::value_error("residual mode must be 'none', 'separate' or 'in_place', got '" + m + "'");
 }
 
 py::list tactic_select(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim, Ptr bias,
                        Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, int iters,
                        const std::vector<std::string>& test_only, const std::vector<std::string>& only,
-                       Ptr cuda_stream) {
-  lfdn::FusedLinearParams p =
-      linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
+                       Ptr cuda_stream, const std::vector<std::string>& modes, Ptr x_extreme,
+                       const std::vector<std::string>& exclude, int device) {
+  lfdn::CudaSelectRequest req;
+  req.p = linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps,
+                        cuda_stream);
+  req.x_extreme = ptr<const float>(x_extreme);
+  req.modes.clear();
+  for (const std::string& m : modes) req.modes.push_back(parse_residual_mode(m));
+  if (req.modes.empty()) req.modes.push_back(residual ? lfdn::ResidualMode::kSeparate : lfdn::ResidualMode::kNone);
+  req.iters = iters;
+  req.test_only = test_only;
+  req.only = only;
+  req.exclude = exclude;
   std::vector<lfdn::CudaTacticRecord> recs;
   int best = -1, rc;
   {
     py::gil_scoped_release nogil;
-    rc = lfdn::cuda_select_linear(p, iters, test_only, only, &recs, &best);
+    DeviceScope scope(device);
+    rc = scope.status() != lfdn::kOk ? scope.status() : lfdn::cuda_select_linear(req, &recs, &best);
+  }
+  if (rc == lfdn::kCudaError && !recs.empty()) {  // a candidate's CUDA error: say which one
+    for (const lfdn::CudaTacticRecord& r : recs)
+      if (r.status == lfdn::kCudaError)
+        throw std::runtime_error("cuda_tactic_select: candidate " + r.name + " failed: " + r.error);
   }
   check(rc, "cuda_tactic_select");
   py::list l;
@@ -232,13 +270,26 @@ class PyCudaEngine {
     check(rc, "CudaEngine.score");
   }
 
-  py::list select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters) {
+  py::list select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters,
+                          const std::vector<std::string>& exclude, const std::string& journal) {
     std::vector<lfdn::CudaEngine::TacticSelection> sel;
+    lfdn::CudaEngine::SelectHooks hooks;
+    hooks.exclude = exclude;
+    if (!journal.empty())
+      hooks.on_event = [journal](const char* ev, const std::string& key, int64_t b,
+                                 const lfdn::TacticCandidateResult& r) {
+        journal_append(journal, ev, key, b, r.name, r.status, r.passed, r.note);
+      };
     int rc;
     {
       py::gil_scoped_release nogil;
-      rc = engine_->select_tactics(bucket, test_only, iters, &sel);
+      rc = engine_->select_tactics(bucket, test_only, iters, &sel, hooks);
     }
+    if (rc == lfdn::kCudaError)
+      for (const auto& x : sel)
+        if (x.record.status == lfdn::kCudaError)  // the candidate that failed, with its CUDA error
+          throw std::runtime_error("CudaEngine.select_tactics: candidate " + x.record.name + " on " + x.key +
+                                   " failed: " + x.record.error);
     check_tactic(rc, "CudaEngine.select_tactics");
     py::list l;
     for (const auto& s : sel) {
@@ -291,57 +342,88 @@ class PyCudaEngine {
   int64_t in_dim_ = 0, num_stages_ = 0;
 };
 
+// A recording stand-in for the CUDA device API (tests): every get / set is logged, no GPU needed.
+std::vector<std::pair<std::string, int>> g_device_log;
+int g_recorded_current = 0;
+int recorded_get(int* d) {
+  *d = g_recorded_current;
+  g_device_log.emplace_back("get", g_recorded_current);
+  return 0;
+}
+int recorded_set(int d) {
+  g_device_log.emplace_back("set", d);
+  g_recorded_current = d;
+  return 0;
+}
+const lfdn::CudaDeviceApi kRecordedApi{recorded_get, recorded_set};
+
 }  // namespace
 
 void bind_cuda(py::module_& m) {
+  m.def("_cuda_device_recorder", [](bool on, int current) {
+          g_device_log.clear();
+          g_recorded_current = current;
+          lfdn::set_cuda_device_api(on ? &kRecordedApi : nullptr);
+        }, py::arg("on"), py::arg("current") = 0,
+        "Tests: replace the CUDA device API of the entry points by a recorder whose current device is `current` "
+        "(on=False: the CUDA runtime again); _cuda_device_log() returns the calls.");
+  m.def("_cuda_device_log", []() { return g_device_log; }, "Tests: [('get' | 'set', device), ...] recorded.");
   m.def("cuda_device_count", &lfdn::cuda_device_count, "Visible CUDA devices (0 without a driver or GPU).");
   m.def("cuda_device_error", &lfdn::cuda_device_error,
         "Why cuda_device_count() is 0 ('' when a device is visible): the CUDA error of cudaGetDeviceCount and "
         "what it means (no driver, a driver older than this module's CUDA runtime, no device).");
   m.def("cuda_noise_inject", &noise_inject, py::arg("out"), py::arg("rows"), py::arg("dim"), py::arg("seed"),
         py::arg("stream"), py::arg("a") = 0.0f, py::arg("b") = 1.0f, py::arg("z0") = 0, py::arg("image_keys") = 0,
-        py::arg("eps_row") = 0, py::arg("cuda_stream") = 0, "Op 1 on device pointers.");
+        py::arg("eps_row") = 0, py::arg("cuda_stream") = 0, py::arg("device") = -1,
+        "Op 1 on device pointers (device: their CUDA device, made current for the call; -1: the current one).");
   m.def("cuda_pack_linear", &pack_linear, py::arg("weight"),
         "Host packing of a (out, in) float32/float16 weight for cuda_fused_linear: FP16 (out_pad, in_pad).");
   m.def("cuda_fused_linear", &fused_linear, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
         py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
         py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0,
-        "Op 2 on device pointers (weight packed by cuda_pack_linear).");
+        py::arg("device") = -1, "Op 2 on device pointers (weight packed by cuda_pack_linear) on `device`.");
   m.def("cuda_ddim_score", &ddim_score, py::arg("x0_hat"), py::arg("rows"), py::arg("dim"), py::arg("x") = 0,
         py::arg("coef") = py::none(), py::arg("noise") = 0, py::arg("z0") = 0, py::arg("stage_offsets") = py::none(),
         py::arg("cos_eps") = 1e-8f, py::arg("mse") = 0, py::arg("mfsim") = 0, py::arg("stage_cos") = 0,
-        py::arg("cuda_stream") = 0, "Op 3 on device pointers.");
+        py::arg("cuda_stream") = 0, py::arg("device") = -1, "Op 3 on device pointers on `device`.");
   m.def("cuda_linear_tactics", &tactic_list, "The CUDA tactics of op 2 (name, test_only), in table order.");
   m.def("cuda_tactic_workspace_bytes", &lfdn::cuda_tactic_workspace_bytes, py::arg("rows"), py::arg("in_dim"),
         py::arg("out_dim"), "Workspace bytes every CUDA tactic can run with for this problem.");
   m.def("cuda_tactic_tolerance", &lfdn::cuda_tactic_tolerance, py::arg("in_dim"),
         "Relative tolerance of the verification: |y - ref| <= tol * (sum|a||w| + |bias| + |residual|).");
-  m.def("cuda_tactic_workspace_init", [](Ptr ws, size_t bytes, Ptr s) {
-          check(lfdn::cuda_tactic_workspace_init(ptr<void>(ws), bytes, stream_of(s)), "cuda_tactic_workspace_init");
-        }, py::arg("workspace"), py::arg("bytes"), py::arg("cuda_stream") = 0, "Zero-fill a tactic workspace.");
+  m.def("cuda_tactic_workspace_init", [](Ptr ws, size_t bytes, Ptr s, int device) {
+          check(on_device(device, [&] { return lfdn::cuda_tactic_workspace_init(ptr<void>(ws), bytes, stream_of(s)); }),
+                "cuda_tactic_workspace_init");
+        }, py::arg("workspace"), py::arg("bytes"), py::arg("cuda_stream") = 0, py::arg("device") = -1,
+        "Zero-fill a tactic workspace.");
   m.def("cuda_tactic_run", &tactic_run, py::arg("name"), py::arg("x"), py::arg("out"), py::arg("weight"),
         py::arg("rows"), py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0,
         py::arg("gamma") = 0, py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f,
-        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("cuda_stream") = 0,
-        "Op 2 with one named CUDA tactic on device pointers (weight packed by cuda_pack_linear).");
+        py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("cuda_stream") = 0, py::arg("device") = -1,
+        "Op 2 with one named CUDA tactic on device pointers (weight packed by cuda_pack_linear) on `device`.");
   m.def("cuda_tactic_select", &tactic_select, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
         py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
         py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("iters") = 20,
         py::arg("test_only") = std::vector<std::string>(), py::arg("only") = std::vector<std::string>(),
-        py::arg("cuda_stream") = 0,
-        "Run every CUDA tactic on this problem (out is scratch, residual must not alias it), verify against the "
-        "reference kernel, time the passing ones; one record per candidate (name, applies, status, max_abs_err, "
-        "tolerance, worst_ratio, passed, median_us, error, chosen).");
+        py::arg("cuda_stream") = 0, py::arg("modes") = std::vector<std::string>(), py::arg("x_extreme") = 0,
+        py::arg("exclude") = std::vector<std::string>(), py::arg("device") = -1,
+        "Run every CUDA tactic on this problem (out is scratch; residual: the residual values, never aliased to "
+        "out), verify against the reference kernel in every residual mode of `modes` ('none', 'separate', "
+        "'in_place': the output prefilled with the residual and added to in place; default: 'separate' with a "
+        "residual, else 'none') with the inputs x and, when given, x_extreme; time the passing ones on CUDA-graph "
+        "replays; one record per candidate (name, applies, status, max_abs_err, tolerance, worst_ratio, passed, "
+        "median_us, error, chosen). A candidate's CUDA error raises RuntimeError naming it.");
   m.def("cuda_reference_linear", [](Ptr x, Ptr ref, Ptr bound, Ptr weight, int64_t rows, int64_t in_dim,
                                     int64_t out_dim, Ptr bias, Ptr residual, Ptr gamma, Ptr beta,
-                                    const std::string& prologue, float gn_eps, Ptr s) {
+                                    const std::string& prologue, float gn_eps, Ptr s, int device) {
           lfdn::FusedLinearParams p = linear_params(x, 0, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
                                                     prologue, gn_eps, s);
           p.out = ptr<float>(ref);  // not written; satisfies the parameter check
-          check(lfdn::fused_linear_cuda_reference(p, ptr<float>(ref), ptr<float>(bound)), "cuda_reference_linear");
+          check(on_device(device, [&] { return lfdn::fused_linear_cuda_reference(p, ptr<float>(ref), ptr<float>(bound)); }),
+                "cuda_reference_linear");
         }, py::arg("x"), py::arg("ref"), py::arg("bound"), py::arg("weight"), py::arg("rows"), py::arg("in_dim"),
         py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0, py::arg("beta") = 0,
-        py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0,
+        py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0, py::arg("device") = -1,
         "The reference kernel (one thread per output, FP32): ref and bound = sum|a||w| + |bias| + |residual|.");
   m.def("cublaslt_available", &lfdn::cublaslt_available, "Whether libcublasLt could be dlopen'ed here.");
   m.def("cublaslt_info", &lfdn::cublaslt_info, "Which libcublasLt file was loaded (and its version), or why none.");
@@ -354,9 +436,13 @@ void bind_cuda(py::module_& m) {
            "Score rows of z0 (device pointer, float32 (rows, in_dim)) into device outputs, ordered on cuda_stream.")
       .def("select_tactics", &PyCudaEngine::select_tactics, py::arg("bucket"),
            py::arg("test_only") = std::vector<std::string>(), py::arg("iters") = 20,
+           py::arg("exclude") = std::vector<std::string>(), py::arg("journal") = "",
            "Run, verify and time every CUDA tactic for every layer key at this batch bucket (its upper bound rows) "
            "and store the fastest passing one per key; returns one record per (key, candidate): key, bucket, "
-           "name, applies, status, max_abs_err, tolerance, worst_ratio, passed, median_us, error, chosen.")
+           "name, applies, status, max_abs_err, tolerance, worst_ratio, passed, median_us, error, chosen. "
+           "exclude: candidates never offered; journal: a file that gets one JSON line per candidate event "
+           "('start' / 'done'), so a crash names the candidate (runtime/tactic_isolation.py). A candidate's CUDA "
+           "error ends the selection with a RuntimeError naming it (the context may be lost).")
       .def("set_tactic", &PyCudaEngine::set_tactic, py::arg("key"), py::arg("bucket"), py::arg("name"),
            "Store a choice (e.g. from a tactic cache) after verifying it on this device; ValueError when the key, "
            "bucket or name is unknown, or the tactic does not apply or fails verification.")

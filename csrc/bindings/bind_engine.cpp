@@ -87,7 +87,8 @@ class PyCpuEngine {
 
   py::dict select_tactic(int bucket, int kind, const std::string& forced, const std::vector<std::string>& test_only,
                          const std::map<std::string, double>& fake_times, int warmup, int samples, int inner,
-                         double baseline_margin, bool cold_cache, int first_samples, int finalists) const {
+                         double baseline_margin, bool cold_cache, int first_samples, int finalists,
+                         const std::vector<std::string>& exclude, const std::string& journal) const {
     check_slot(bucket, kind);
     if (warmup < 0 || samples < 1 || inner < 0) throw py::value_error("warmup >= 0, samples >= 1, inner >= 0 required");
     lfdn::TacticSelectOptions o;
@@ -100,6 +101,13 @@ class PyCpuEngine {
     if (first_samples < 0 || finalists < 1) throw py::value_error("first_samples >= 0 and finalists >= 1 required");
     o.first_samples = first_samples;
     o.finalists = finalists;
+    o.exclude = exclude;
+    if (!journal.empty()) {
+      const std::string key = "kind" + std::to_string(kind);
+      o.on_event = [journal, key, bucket](const char* ev, const lfdn::TacticCandidateResult& r) {
+        journal_append(journal, ev, key, bucket, r.name, r.status, r.passed, r.note);
+      };
+    }
     lfdn::TacticSelection sel;
     // test hook: with fake_times the named tactics report these seconds per run and every other one 1 s per run
     // (not measured), so a test can make any tactic "fastest" and prove that verification, not speed, decides
@@ -206,6 +214,7 @@ void bind_engine(py::module_& m) {
            py::arg("fake_times") = std::map<std::string, double>{}, py::arg("warmup") = 2, py::arg("samples") = 9,
            py::arg("inner") = 0, py::arg("baseline_margin") = 0.02, py::arg("cold_cache") = true,
            py::arg("first_samples") = 3, py::arg("finalists") = 4,
+           py::arg("exclude") = std::vector<std::string>{}, py::arg("journal") = "",
            "Verify and time every applicable CPU tactic of this engine's ISA on the (bucket, kind) problem; "
            "returns {'chosen': name or None, 'error', 'results': [...]} without applying it (set_tactic does). "
            "forced: only that tactic (ValueError when unknown, of another ISA or not applicable). test_only: "
@@ -213,7 +222,9 @@ void bind_engine(py::module_& m) {
            "unnamed tactics then report 1 s. cold_cache: each timed sample is one run after a cache flush (as "
            "in a pass, whose weights stream from DRAM); False: back-to-back runs, weights cache-resident. Two rounds: "
            "first_samples samples each, then `samples` more for the `finalists` fastest and the default "
-           "(first_samples 0: one round of `samples`).")
+           "(first_samples 0: one round of `samples`). exclude: tactics never offered (note 'excluded'). journal: "
+           "a file that gets one JSON line per candidate event ('start' before it runs, 'done' after), written "
+           "before the next step, so a crash of this process names the candidate (runtime/tactic_isolation.py).")
       .def("set_tactic", &PyCpuEngine::set_tactic, py::arg("bucket"), py::arg("kind"), py::arg("name"),
            py::kw_only(), py::arg("allow_test_only") = false,
            "Run tactic `name` (None: the default blocking) for that bucket and layer kind.")

@@ -1,6 +1,9 @@
 // Python entry points of the single ops on the CPU (numpy in, numpy out), for tests and for users who
 // compose their own pipelines. The engine (bind_engine.cpp) is what scoring uses.
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <vector>
 #include <string>
 
 #include "bindings/common.h"
@@ -193,6 +196,128 @@ py::dict ddim_score(py::object x0_obj, py::object x_obj, py::object coef_obj, py
 
 }  // namespace
 
+// ---- test hook: select_tactic_cases on the CPU with stand-in tactics that are wrong in exactly one way
+namespace {
+int run_correct(const lfdn::FusedLinearParams& p) { return lfdn::fused_linear_cpu(p); }
+int run_wrong_in_place(const lfdn::FusedLinearParams& p) {  // right with a separate residual, wrong in place
+  if (p.residual != nullptr && p.residual == p.out) {
+    std::memset(p.out, 0, sizeof(float) * static_cast<size_t>(p.rows * p.out_dim));  // clobbers the residual
+  }
+  return lfdn::fused_linear_cpu(p);
+}
+int run_wrong_on_extreme_rows(const lfdn::FusedLinearParams& p) {  // drops rows above 2^20 (as a missing guard)
+  const int rc = lfdn::fused_linear_cpu(p);
+  for (int64_t r = 0; r < p.rows; ++r) {
+    float m = 0.0f;
+    for (int64_t k = 0; k < p.in_dim; ++k) m = std::max(m, std::fabs(p.x[r * p.in_dim + k]));
+    if (m > 1048576.0f)
+      for (int64_t n = 0; n < p.out_dim; ++n) p.out[r * p.out_dim + n] = 0.0f;
+  }
+  return rc;
+}
+int run_nan_first(const lfdn::FusedLinearParams& p) {  // a NaN where the reference is finite
+  const int rc = lfdn::fused_linear_cpu(p);
+  p.out[0] = std::nanf("");
+  return rc;
+}
+bool always(const lfdn::FusedLinearParams&) { return true; }
+const lfdn::LinearTactic kStandIns[] = {
+    {"stand_in.correct", run_correct, always, false},
+    {"stand_in.wrong_in_place", run_wrong_in_place, always, false},
+    {"stand_in.wrong_on_extreme_rows", run_wrong_on_extreme_rows, always, false},
+    {"stand_in.nan_output", run_nan_first, always, false},
+};
+}  // namespace
+
+py::list select_stand_ins(int64_t rows, int64_t in_dim, int64_t out_dim, uint64_t seed) {
+  std::vector<float> x(static_cast<size_t>(rows * in_dim)), xe, res(static_cast<size_t>(rows * out_dim)),
+      out(res.size()), w(static_cast<size_t>(in_dim * out_dim)), bias(static_cast<size_t>(out_dim));
+  uint64_t st = seed * 2862933555777941757ull + 3037000493ull;
+  auto u = [&]() {
+    st = st * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>((static_cast<double>(st >> 11) / 9007199254740992.0) * 2.0 - 1.0);
+  };
+  for (float& v : x) v = u();
+  for (float& v : res) v = u();
+  for (float& v : w) v = u() * 0.1f;
+  for (float& v : bias) v = u();
+  xe = x;
+  for (int64_t k = 0; k < in_dim; ++k) xe[static_cast<size_t>((rows - 1) * in_dim + k)] *= 1099511627776.0f;
+  std::vector<float> packed(lfdn::packed_linear_cpu_bytes(in_dim, out_dim, lfdn::WeightType::kF32) / sizeof(float));
+  check(lfdn::pack_linear_cpu(w.data(), lfdn::WeightType::kF32, in_dim, out_dim, packed.data()), "pack");
+  lfdn::FusedLinearParams p;
+  p.out = out.data();
+  p.weight = packed.data();
+  p.bias = bias.data();
+  p.prologue = lfdn::Prologue::kSilu;
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.threads = 1;
+  std::vector<char> ws(lfdn::fused_linear_cpu_workspace_bytes(rows, in_dim, out_dim, 1) + 64);
+  p.workspace = ws.data();
+  p.workspace_bytes = ws.size();
+  // cases: (no residual, in place) x (normal rows, extreme last row), references in float64
+  struct Case { const float* x; bool in_place; std::vector<double> ref, scale; };
+  std::vector<Case> cases = {{x.data(), false, {}, {}}, {x.data(), true, {}, {}}, {xe.data(), false, {}, {}},
+                             {xe.data(), true, {}, {}}};
+  std::vector<lfdn::TacticReference> refs;
+  for (Case& c : cases) {
+    lfdn::FusedLinearParams q = p;
+    q.x = c.x;
+    q.residual = c.in_place ? res.data() : nullptr;
+    c.ref.resize(out.size());
+    c.scale.resize(out.size());
+    check(lfdn::fused_linear_cpu_reference(q, c.ref.data(), c.scale.data()), "reference");
+    lfdn::TacticReference t;
+    t.ref = c.ref.data();
+    t.scale = c.scale.data();
+    t.n = static_cast<int64_t>(out.size());
+    t.tol = lfdn::tactic_tolerance(lfdn::WeightType::kF32);
+    t.label = std::string(c.in_place ? "in-place residual" : "no residual") + (c.x == xe.data() ? ", extreme rows" : "");
+    refs.push_back(t);
+  }
+  lfdn::TacticRunner runner;
+  runner.poison = [&] { std::fill(out.begin(), out.end(), std::nanf("")); };
+  runner.prepare = [&](int c) {
+    p.x = cases[static_cast<size_t>(c)].x;
+    p.residual = nullptr;
+    if (cases[static_cast<size_t>(c)].in_place) {
+      std::copy(res.begin(), res.end(), out.begin());
+      p.residual = out.data();
+    }
+    return static_cast<int>(lfdn::kOk);
+  };
+  runner.run = [&](const lfdn::LinearTactic& t) { return t.run(p); };
+  runner.fetch = [&](float* host, int64_t n) {
+    std::memcpy(host, out.data(), sizeof(float) * static_cast<size_t>(n));
+    return static_cast<int>(lfdn::kOk);
+  };
+  runner.time = [](const lfdn::LinearTactic&, int reps, double* s) {
+    *s = 1e-3 * reps;
+    return static_cast<int>(lfdn::kOk);
+  };
+  lfdn::TacticSelectOptions o;
+  o.warmup = 0;
+  o.samples = 1;
+  o.first_samples = 0;
+  o.inner = 1;
+  lfdn::TacticSelection sel;
+  const int rc = lfdn::select_tactic_cases(kStandIns, 4, p, refs, runner, o, &sel);
+  if (rc != lfdn::kOk && rc != lfdn::kUnsupported) check(rc, "select_tactic_cases");
+  py::list l;
+  for (const auto& r : sel.results) {
+    py::dict d;
+    d["name"] = r.name;
+    d["passed"] = r.passed;
+    d["max_err_ratio"] = r.max_err_ratio;
+    d["note"] = r.note;
+    d["chosen"] = r.name == sel.chosen_name;
+    l.append(d);
+  }
+  return l;
+}
+
 void bind_ops(py::module_& m) {
   m.def("fp16_row_scale", &lfdn::fp16_row_scale, py::arg("max_abs"),
         "The CUDA fused linear's FP16 range guard (lfdn/fp16_guard.h), the same function the kernel runs: the "
@@ -207,6 +332,31 @@ void bind_ops(py::module_& m) {
         "GroupNorm(1) statistics of one row by the rule every kernel shares (lfdn/gn_stats.h): (inv_scale, mean, "
         "rstd), normalised value (x * inv_scale - mean) * rstd. inv_scale is 1 for rows with max |x| <= 2^32 "
         "(or non-finite), else the power of two bringing max |x| into [0.5, 1).");
+  m.def("_select_stand_ins", &select_stand_ins, py::arg("rows") = 3, py::arg("in_dim") = 40,
+        py::arg("out_dim") = 24, py::arg("seed") = 1,
+        "Tests: select_tactic_cases (the selection every engine uses) on a CPU problem with four verification "
+        "cases (no residual / in place x normal / extreme last row) and stand-in tactics that are wrong in "
+        "exactly one way; their records.");
+  m.def("tactic_error_ratio", [](py::object got_obj, py::object ref_obj, py::object scale_obj, double rtol,
+                                  double atol, double srel) {
+          F32 got = as_f32(got_obj, "got");
+          py::array_t<double, py::array::c_style | py::array::forcecast> ref(ref_obj), scale(scale_obj);
+          if (got.size() != ref.size() || scale.size() != ref.size())
+            throw py::value_error("got, ref and scale must have the same number of elements");
+          lfdn::TacticReference tr;
+          tr.ref = ref.data();
+          tr.scale = scale.data();
+          tr.n = static_cast<int64_t>(ref.size());
+          tr.tol.rtol = rtol;
+          tr.tol.atol = atol;
+          tr.tol.srel = srel;
+          int64_t worst = -1;
+          const double q = lfdn::tactic_error_ratio(got.data(), tr, &worst);
+          return py::make_tuple(q, worst);
+        }, py::arg("got"), py::arg("ref"), py::arg("scale"), py::arg("rtol"), py::arg("atol"), py::arg("srel"),
+        "The verification rule of every tactic selection (lfdn/tactic_select.h): (max_i |got - ref| / allowed_i, "
+        "worst i), allowed_i = atol + rtol |ref_i| + srel scale_i; inf where the non-finite outputs are not exactly "
+        "the reference's (NaN where it is NaN, the same infinity where it is infinite, finite elsewhere).");
   m.def("noise_inject", &noise_inject, py::arg("z0"), py::arg("seed"), py::arg("stream"), py::arg("a") = 0.0f,
         py::arg("b") = 1.0f, py::arg("dim") = -1, py::arg("image_keys") = py::none(),
         "Op 1 (CPU): out = a * z0 + b * eps, eps ~ Philox-4x32-10/Box-Muller keyed by (seed, stream, image key, "

@@ -1,3 +1,5 @@
+#include <fcntl.h>
+#include <unistd.h>
 #include "bindings/common.h"
 
 #include "cpu/kernels.h"
@@ -7,6 +9,37 @@
 #endif
 
 namespace lfdn_py {
+
+namespace {
+std::string json_str(const std::string& v) {
+  std::string o = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') {
+      o += '\\';
+      o += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      o += ' ';
+    } else {
+      o += c;
+    }
+  }
+  return o + "\"";
+}
+}  // namespace
+
+void journal_append(const std::string& path, const char* event, const std::string& key, int64_t bucket,
+                    const std::string& name, int status, bool passed, const std::string& note) {
+  if (path.empty()) return;
+  const std::string line = "{\"event\": " + json_str(event) + ", \"key\": " + json_str(key) +
+                           ", \"bucket\": " + std::to_string(bucket) + ", \"name\": " + json_str(name) +
+                           ", \"status\": " + std::to_string(status) + ", \"passed\": " +
+                           (passed ? "true" : "false") + ", \"note\": " + json_str(note) + "}\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return;  // a journal that cannot be written only loses the crash attribution, never the run
+  const ssize_t w = ::write(fd, line.data(), line.size());
+  (void)w;
+  ::close(fd);
+}
 
 std::string precision_name(lfdn::WeightType t) {
   return t == lfdn::WeightType::kF16 ? "fp16" : t == lfdn::WeightType::kBF16 ? "bf16" : "fp32";

@@ -52,6 +52,12 @@ py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, in
 py::array as_weight_2d(py::handle obj, const std::string& name, int64_t* out_dim, int64_t* in_dim,
                        lfdn::WeightType* wtype);
 
+// A selection journal (lfdn_edge/runtime/tactic_isolation.py reads it): one JSON line per candidate event,
+// {"event", "key", "bucket", "name", "status", "passed", "note"}, appended with a single write(2) on a file
+// opened for that line, so every line before a crash of this process is on disk. Empty path: no journal.
+void journal_append(const std::string& path, const char* event, const std::string& key, int64_t bucket,
+                    const std::string& name, int status, bool passed, const std::string& note);
+
 // "none" | "silu" | "gn_silu" -> the fused-linear prologue; ValueError otherwise.
 lfdn::Prologue parse_prologue(const std::string& s);
 

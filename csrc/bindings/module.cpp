@@ -21,6 +21,10 @@
 
 namespace py = pybind11;
 
+namespace lfdn_py {
+void bind_arch(py::module_& m);  // bind_arch.cpp: lfdn/cuda_arch.h, in every build
+}  // namespace lfdn_py
+
 namespace {
 
 py::list split_list(const std::string& s) {
@@ -90,6 +94,7 @@ PYBIND11_MODULE(_C, m) {
   m.def("build_info", &build_info, "What was compiled: version, CPU kernel tables, threads, CUDA and its architectures");
   lfdn_py::bind_ops(m);
   lfdn_py::bind_engine(m);
+  lfdn_py::bind_arch(m);
 #if defined(LFDN_WITH_CUDA)
   lfdn_py::bind_cuda(m);
 #endif

@@ -8,6 +8,7 @@
 // offers the selection only the tactics of its own table (its numerics class) for every bucket: choosing per
 // bucket can never make a row's scores depend on the batch size.
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -29,42 +30,46 @@ struct CpuTacticSpec {
   int64_t kc, mc;
   int np;
   bool pack_a, panel_major, drop_last, is_default;
+  bool crash;  // TEST ONLY: aborts the process (the isolated selection must survive it, runtime/tactic_isolation.py)
 };
 
 // The first entry of each ISA is its default: the fixed blocking of the engine before tactics (mr = the
 // table's mr_max, the table-default k-block, row block kMC, one panel, packed activations, row-block-major).
 constexpr CpuTacticSpec kSpecs[] = {
-    {"cpu.scalar.mr6.kc256.mc96", "scalar", 6, 256, 96, 1, true, false, false, true},
-    {"cpu.scalar.mr4.kc256.mc96", "scalar", 4, 256, 96, 1, true, false, false, false},
-    {"cpu.scalar.mr6.kc512.mc96", "scalar", 6, 512, 96, 1, true, false, false, false},
-    {"cpu.avx2.mr6.kc256.mc96", "avx2", 6, 256, 96, 1, true, false, false, true},
-    {"cpu.avx2.mr4.kc256.mc96", "avx2", 4, 256, 96, 1, true, false, false, false},
-    {"cpu.avx2.mr6.kc512.mc96", "avx2", 6, 512, 96, 1, true, false, false, false},
-    {"cpu.avx2.mr6.kc128.mc96", "avx2", 6, 128, 96, 1, true, false, false, false},
-    {"cpu.avx2.mr6.kc256.mc192", "avx2", 6, 256, 192, 1, true, false, false, false},
-    {"cpu.avx2.mr6.kc256.mc96.pm", "avx2", 6, 256, 96, 1, true, true, false, false},
-    {"cpu.avx2.mr6.kc256.mc96.rowa", "avx2", 6, 256, 96, 1, false, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc96", "avx512", 12, 128, 96, 1, true, false, false, true},
-    {"cpu.avx512.mr12.kc256.mc96", "avx512", 12, 256, 96, 1, true, false, false, false},
-    {"cpu.avx512.mr8.kc192.mc96", "avx512", 8, 192, 96, 1, true, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc192", "avx512", 12, 128, 192, 1, true, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc96.pm", "avx512", 12, 128, 96, 1, true, true, false, false},
-    {"cpu.avx512.mr12.kc128.mc96.rowa", "avx512", 12, 128, 96, 1, false, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc96.np2", "avx512", 12, 128, 96, 2, true, false, false, false},
-    {"cpu.avx512.mr12.kc64.mc96.np2", "avx512", 12, 64, 96, 2, true, false, false, false},
-    {"cpu.avx512.mr8.kc128.mc96.np2", "avx512", 8, 128, 96, 2, true, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc192.np2", "avx512", 12, 128, 192, 2, true, false, false, false},
-    {"cpu.avx512.mr6.kc256.mc96.np2", "avx512", 6, 256, 96, 2, true, false, false, false},
-    {"cpu.avx512.mr12.kc128.mc96.np2.pm", "avx512", 12, 128, 96, 2, true, true, false, false},
-    {"cpu.avx512.mr14.kc128.mc96.np2", "avx512", 14, 128, 96, 2, true, false, false, false},
-    {"cpu.avx512.mr14.kc96.mc112.np2", "avx512", 14, 96, 112, 2, true, false, false, false},
-    {"cpu.avx512.mr14.kc128.mc224.np2.pm", "avx512", 14, 128, 224, 2, true, true, false, false},
-    {"cpu.neon.mr6.kc256.mc96", "neon", 6, 256, 96, 1, true, false, false, true},
-    {"cpu.neon.mr4.kc256.mc96", "neon", 4, 256, 96, 1, true, false, false, false},
-    {"cpu.neon.mr6.kc512.mc96", "neon", 6, 512, 96, 1, true, false, false, false},
-    {"cpu.neon.mr6.kc256.mc192", "neon", 6, 256, 192, 1, true, false, false, false},
+    {"cpu.scalar.mr6.kc256.mc96", "scalar", 6, 256, 96, 1, true, false, false, true, false},
+    {"cpu.scalar.mr4.kc256.mc96", "scalar", 4, 256, 96, 1, true, false, false, false, false},
+    {"cpu.scalar.mr6.kc512.mc96", "scalar", 6, 512, 96, 1, true, false, false, false, false},
+    {"cpu.avx2.mr6.kc256.mc96", "avx2", 6, 256, 96, 1, true, false, false, true, false},
+    {"cpu.avx2.mr4.kc256.mc96", "avx2", 4, 256, 96, 1, true, false, false, false, false},
+    {"cpu.avx2.mr6.kc512.mc96", "avx2", 6, 512, 96, 1, true, false, false, false, false},
+    {"cpu.avx2.mr6.kc128.mc96", "avx2", 6, 128, 96, 1, true, false, false, false, false},
+    {"cpu.avx2.mr6.kc256.mc192", "avx2", 6, 256, 192, 1, true, false, false, false, false},
+    {"cpu.avx2.mr6.kc256.mc96.pm", "avx2", 6, 256, 96, 1, true, true, false, false, false},
+    {"cpu.avx2.mr6.kc256.mc96.rowa", "avx2", 6, 256, 96, 1, false, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc96", "avx512", 12, 128, 96, 1, true, false, false, true, false},
+    {"cpu.avx512.mr12.kc256.mc96", "avx512", 12, 256, 96, 1, true, false, false, false, false},
+    {"cpu.avx512.mr8.kc192.mc96", "avx512", 8, 192, 96, 1, true, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc192", "avx512", 12, 128, 192, 1, true, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc96.pm", "avx512", 12, 128, 96, 1, true, true, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc96.rowa", "avx512", 12, 128, 96, 1, false, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc96.np2", "avx512", 12, 128, 96, 2, true, false, false, false, false},
+    {"cpu.avx512.mr12.kc64.mc96.np2", "avx512", 12, 64, 96, 2, true, false, false, false, false},
+    {"cpu.avx512.mr8.kc128.mc96.np2", "avx512", 8, 128, 96, 2, true, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc192.np2", "avx512", 12, 128, 192, 2, true, false, false, false, false},
+    {"cpu.avx512.mr6.kc256.mc96.np2", "avx512", 6, 256, 96, 2, true, false, false, false, false},
+    {"cpu.avx512.mr12.kc128.mc96.np2.pm", "avx512", 12, 128, 96, 2, true, true, false, false, false},
+    {"cpu.avx512.mr14.kc128.mc96.np2", "avx512", 14, 128, 96, 2, true, false, false, false, false},
+    {"cpu.avx512.mr14.kc96.mc112.np2", "avx512", 14, 96, 112, 2, true, false, false, false, false},
+    {"cpu.avx512.mr14.kc128.mc224.np2.pm", "avx512", 14, 128, 224, 2, true, true, false, false, false},
+    {"cpu.neon.mr6.kc256.mc96", "neon", 6, 256, 96, 1, true, false, false, true, false},
+    {"cpu.neon.mr4.kc256.mc96", "neon", 4, 256, 96, 1, true, false, false, false, false},
+    {"cpu.neon.mr6.kc512.mc96", "neon", 6, 512, 96, 1, true, false, false, false, false},
+    {"cpu.neon.mr6.kc256.mc192", "neon", 6, 256, 192, 1, true, false, false, false, false},
     // TEST ONLY: the active table's default blocking without the last k-block; verification must reject it.
-    {"cpu.test.drop_last_kblock", "", 0, 0, 96, 1, true, false, true, false},
+    {"cpu.test.drop_last_kblock", "", 0, 0, 96, 1, true, false, true, false, false},
+    // TEST ONLY: a candidate that takes its process down (std::abort), as a faulting CUDA candidate takes its
+    // context down; offered only when a test names it, and then only to an isolated selection.
+    {"cpu.test.crash", "", 0, 0, 96, 1, true, false, false, false, true},
 };
 constexpr int kNumSpecs = static_cast<int>(sizeof(kSpecs) / sizeof(kSpecs[0]));
 
@@ -104,6 +109,7 @@ int spec_run(const CpuTacticSpec& s, const FusedLinearParams& p) {
   if (rc != kOk) return rc;
   if (p.rows == 0) return kOk;
   if (!spec_applies(s, p)) return kUnsupported;
+  if (s.crash) std::abort();
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace == nullptr) return kNullPointer;
   if (p.workspace_bytes < cpu::linear_workspace_bytes(p.rows, p.in_dim, nt)) return kWorkspaceTooSmall;
@@ -124,7 +130,7 @@ bool applies_i(const FusedLinearParams& p) {
 template <int... I>
 struct Table {
   static const LinearTactic* get() {
-    static const LinearTactic t[] = {{kSpecs[I].name, &run_i<I>, &applies_i<I>, kSpecs[I].drop_last}...};
+    static const LinearTactic t[] = {{kSpecs[I].name, &run_i<I>, &applies_i<I>, kSpecs[I].drop_last || kSpecs[I].crash}...};
     return t;
   }
 };

@@ -44,7 +44,7 @@ struct CudaEngine::Impl {
   // (callers hold mutex and have the engine's device current)
   int select_locked(int64_t bucket, const std::string& key, const std::vector<std::string>& only,
                     const std::vector<std::string>& test_only, int iters,
-                    std::vector<CudaEngine::TacticSelection>* out);
+                    std::vector<CudaEngine::TacticSelection>* out, const CudaEngine::SelectHooks& hooks);
   int ensure_bucket(int64_t bucket);
   CudaPassPlan plan_for(int64_t bucket) const;
   void drop_graph(int64_t bucket) {
@@ -83,6 +83,7 @@ struct LayerRef {
   Prologue pro = Prologue::kNone;
   const void* w = nullptr;
   const float *bias = nullptr, *gamma = nullptr, *beta = nullptr;
+  bool in_place = false;  // some layer of this key adds its residual in place (fc2: h = h + fc2(...))
 };
 
 std::string layer_key(int64_t in, int64_t out, Prologue pro) {
@@ -92,17 +93,20 @@ std::string layer_key(int64_t in, int64_t out, Prologue pro) {
 std::vector<LayerRef> layer_refs(const LfdnModelView& v) {
   std::vector<LayerRef> r;
   auto add = [&](int64_t in, int64_t out, Prologue pro, const void* w, const float* b, const float* g,
-                 const float* be) {
+                 const float* be, bool in_place) {
     const std::string k = layer_key(in, out, pro);
-    for (const LayerRef& x : r)
-      if (x.key == k) return;
-    r.push_back(LayerRef{k, in, out, pro, w, b, g, be});
+    for (LayerRef& x : r)
+      if (x.key == k) {
+        x.in_place = x.in_place || in_place;
+        return;
+      }
+    r.push_back(LayerRef{k, in, out, pro, w, b, g, be, in_place});
   };
-  add(v.in_dim, v.width, Prologue::kSilu, v.inp_w, v.inp_b, nullptr, nullptr);
-  if (v.depth > 0)  // fc1 and fc2 share the key (the residual is only in the epilogue)
+  add(v.in_dim, v.width, Prologue::kSilu, v.inp_w, v.inp_b, nullptr, nullptr, false);
+  if (v.depth > 0)  // fc1 (no residual) and fc2 (residual added in place) share the key: both are verified
     add(v.width, v.width, Prologue::kGroupNormSilu, v.blocks[0].fc1_w, v.fc1_bias, v.blocks[0].gn1_g,
-        v.blocks[0].gn1_b);
-  add(v.width, v.in_dim, Prologue::kGroupNormSilu, v.out_w, v.out_bias, v.out_g, v.out_b);
+        v.blocks[0].gn1_b, true);
+  add(v.width, v.in_dim, Prologue::kGroupNormSilu, v.out_w, v.out_bias, v.out_g, v.out_b, false);
   return r;
 }
 
@@ -326,7 +330,8 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
 
 int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, const std::vector<std::string>& only,
                                     const std::vector<std::string>& test_only, int iters,
-                                    std::vector<CudaEngine::TacticSelection>* out) {
+                                    std::vector<CudaEngine::TacticSelection>* out,
+                                    const CudaEngine::SelectHooks& hooks) {
   const std::vector<std::string> forced = only.empty() ? cuda_forced_tactics() : std::vector<std::string>();
   for (const LayerRef& l : layer_refs(view)) {
     if (!key.empty() && l.key != key) continue;
@@ -334,17 +339,23 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
     std::vector<float> hx(static_cast<size_t>(R * l.in)), hres(static_cast<size_t>(R * l.out));
     fill_normal(&hx, 1000003ull * static_cast<uint64_t>(l.in) + static_cast<uint64_t>(l.out) * 7 + R);
     fill_normal(&hres, 998244353ull + static_cast<uint64_t>(R));
-    DevFree dx, dres, dy;
+    // the extreme input set: the same rows, the last one scaled by 2^40 (SiLU layer: activations ~1e12 that
+    // need the FP16 range guard; GroupNorm layers: a row above 2^32 that takes the rescaled statistics)
+    std::vector<float> hext(hx);
+    for (int64_t k = 0; k < l.in; ++k) hext[static_cast<size_t>((R - 1) * l.in + k)] *= 1099511627776.0f;
+    DevFree dx, dext, dres, dy;
     LFDN_CUDA_TRY(cudaMalloc(&dx.p, sizeof(float) * hx.size()));
+    LFDN_CUDA_TRY(cudaMalloc(&dext.p, sizeof(float) * hext.size()));
     LFDN_CUDA_TRY(cudaMalloc(&dres.p, sizeof(float) * hres.size()));
     LFDN_CUDA_TRY(cudaMalloc(&dy.p, sizeof(float) * hres.size()));
     LFDN_CUDA_TRY(cudaMemcpyAsync(dx.p, hx.data(), sizeof(float) * hx.size(), cudaMemcpyHostToDevice, stream));
+    LFDN_CUDA_TRY(cudaMemcpyAsync(dext.p, hext.data(), sizeof(float) * hext.size(), cudaMemcpyHostToDevice, stream));
     LFDN_CUDA_TRY(cudaMemcpyAsync(dres.p, hres.data(), sizeof(float) * hres.size(), cudaMemcpyHostToDevice, stream));
     LFDN_CUDA_TRY(cudaStreamSynchronize(stream));
     FusedLinearParams p;
     p.x = static_cast<const float*>(dx.p);
     p.out = static_cast<float*>(dy.p);
-    p.residual = static_cast<const float*>(dres.p);  // every tactic's residual path is verified
+    p.residual = static_cast<const float*>(dres.p);  // the values of the in-place cases
     p.weight = l.w;
     p.wtype = WeightType::kF16;
     p.bias = l.bias;
@@ -358,10 +369,31 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
     p.workspace = tac_ws;
     p.workspace_bytes = tac_ws_bytes;
     p.cuda_stream = stream;
+    // verified as the pass runs it: without a residual, and in place where a layer of this key adds one
+    CudaSelectRequest req;
+    req.p = p;
+    req.x_extreme = static_cast<const float*>(dext.p);
+    req.modes = l.in_place ? std::vector<ResidualMode>{ResidualMode::kNone, ResidualMode::kInPlace}
+                           : std::vector<ResidualMode>{ResidualMode::kNone};
+    req.iters = iters;
+    req.test_only = test_only;
+    req.only = only.empty() ? forced : only;
+    req.exclude = hooks.exclude;
+    if (hooks.on_event) {
+      const std::string k = l.key;
+      req.on_event = [&hooks, k, bucket](const char* ev, const TacticCandidateResult& r) {
+        hooks.on_event(ev, k, bucket, r);
+      };
+    }
     std::vector<CudaTacticRecord> recs;
     int best = -1;
-    const std::vector<std::string>& restrict_to = only.empty() ? forced : only;
-    int rc = cuda_select_linear(p, iters, test_only, restrict_to, &recs, &best);
+    auto keep_records = [&]() {
+      if (out)
+        for (size_t i = 0; i < recs.size(); ++i)
+          out->push_back(CudaEngine::TacticSelection{l.key, bucket, recs[i], static_cast<int>(i) == best});
+    };
+    int rc = cuda_select_linear(req, &recs, &best);
+    if (rc == kCudaError) keep_records();  // which candidate failed, and its CUDA error
     if (rc != kOk) return rc;
     if (best < 0 && !forced.empty() && only.empty()) {
       for (const CudaTacticRecord& r : recs)
@@ -370,7 +402,10 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
                           std::to_string(R) + ": " + r.error);
           return kBadArgument;
         }
-      if ((rc = cuda_select_linear(p, iters, test_only, {}, &recs, &best)) != kOk) return rc;  // none applies
+      req.only.clear();  // none of the forced ones applies here: every candidate
+      rc = cuda_select_linear(req, &recs, &best);
+      if (rc == kCudaError) keep_records();
+      if (rc != kOk) return rc;
     }
     if (best < 0) {
       std::string msg = "no CUDA tactic passed verification for " + l.key + " at bucket " + std::to_string(R) + ":";
@@ -380,9 +415,7 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
     }
     choice[{l.key, bucket}] = cuda_tactic_by_name(recs[best].name);
     drop_graph(bucket);
-    if (out)
-      for (size_t i = 0; i < recs.size(); ++i)
-        out->push_back(CudaEngine::TacticSelection{l.key, bucket, recs[i], static_cast<int>(i) == best});
+    keep_records();
   }
   return kOk;
 }
@@ -390,7 +423,7 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
 int CudaEngine::Impl::ensure_bucket(int64_t bucket) {
   for (const LayerRef& l : layer_refs(view))
     if (choice.find({l.key, bucket}) == choice.end()) {
-      const int rc = select_locked(bucket, l.key, {}, {}, 9, nullptr);
+      const int rc = select_locked(bucket, l.key, {}, {}, 9, nullptr, CudaEngine::SelectHooks());
       if (rc != kOk) return rc;
     }
   return kOk;
@@ -411,13 +444,13 @@ CudaPassPlan CudaEngine::Impl::plan_for(int64_t bucket) const {
 }
 
 int CudaEngine::select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters,
-                               std::vector<TacticSelection>* out) {
+                               std::vector<TacticSelection>* out, const SelectHooks& hooks) {
   Impl& im = *impl_;
   std::lock_guard<std::mutex> lock(im.mutex);
   if (std::find(im.buckets.begin(), im.buckets.end(), bucket) == im.buckets.end()) return kBadSize;
   cuda::DeviceGuard guard(device_);
   if (!guard.ok()) return kCudaError;
-  return im.select_locked(bucket, "", {}, test_only, iters, out);
+  return im.select_locked(bucket, "", {}, test_only, iters, out, hooks);
 }
 
 int CudaEngine::set_tactic(const std::string& key, int64_t bucket, const std::string& name) {
@@ -437,7 +470,7 @@ int CudaEngine::set_tactic(const std::string& key, int64_t bucket, const std::st
   std::vector<TacticSelection> sel;
   std::vector<std::string> test_only;
   if (t->test_only) test_only.push_back(name);
-  return im.select_locked(bucket, key, {name}, test_only, 3, &sel);  // stores it only when it passed
+  return im.select_locked(bucket, key, {name}, test_only, 3, &sel, SelectHooks());  // stores it only when it passed
 }
 
 std::string CudaEngine::tactic(const std::string& key, int64_t bucket) const {

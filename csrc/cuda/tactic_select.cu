@@ -1,7 +1,8 @@
 // Selection of a CUDA tactic for one fused-linear problem on the device (lfdn/cuda_tactics.h): every
-// candidate runs on the same inputs, is checked against the reference kernel with the FP16 tolerance rule
-// and, when it passes, timed with cudaEvents (median of `iters` samples of back-to-back runs), through the
-// device-agnostic select_tactic of lfdn/tactic_select.h. Host code only (the reference kernel
+// candidate runs on the same inputs in every verification case (residual modes, extreme rows), is checked
+// against the reference kernel with the FP16 tolerance rule and, when it passes, timed with cudaEvents around
+// replays of a CUDA graph of back-to-back runs (median of `iters` samples), through the device-agnostic
+// select_tactic_cases of lfdn/tactic_select.h. Host code only (the reference kernel
 // is launched by tactics_launch.cu). COMPILED ONLY, NEVER RUN (no GPU on the development machine).
 #include <cuda_runtime.h>
 
@@ -54,19 +55,21 @@ std::vector<std::string> cuda_forced_tactics() {
   return out;
 }
 
-// Drives the device-agnostic select_tactic (lfdn/tactic_select.h, the same machinery as the CPU engine's)
-// with a cudaEvent runner and the reference kernel's output as the reference.
-int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector<std::string>& test_only,
-                       const std::vector<std::string>& only, std::vector<CudaTacticRecord>* records, int* best) {
+// Drives the device-agnostic select_tactic_cases (lfdn/tactic_select.h, the same machinery as the CPU
+// engine's) with a CUDA-graph runner and the reference kernel's output as the reference of each case.
+int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecord>* records, int* best) {
   if (records == nullptr || best == nullptr) return kNullPointer;
   records->clear();
   *best = -1;
+  const FusedLinearParams& p0 = req.p;
   int rc = check_fused_linear_params(p0);
   if (rc != kOk) return rc;
   if (p0.wtype != WeightType::kF16) return kBadArgument;
-  if (p0.rows < 1) return kBadSize;
-  if (p0.residual != nullptr && p0.residual == p0.out) return kBadArgument;  // repeated runs must not accumulate
-  if (iters < 1) iters = 1;
+  if (p0.rows < 1 || req.modes.empty()) return kBadSize;
+  if (p0.residual != nullptr && p0.residual == p0.out) return kBadArgument;  // the values must stay intact
+  for (ResidualMode m : req.modes)
+    if (m != ResidualMode::kNone && p0.residual == nullptr) return kNullPointer;
+  const int iters = req.iters < 1 ? 1 : req.iters;
   FusedLinearParams p = p0;
   const cudaStream_t s = reinterpret_cast<cudaStream_t>(p.cuda_stream);
   const size_t n_out = static_cast<size_t>(p.rows * p.out_dim);
@@ -79,33 +82,83 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
     p.workspace = ws.p;
     if ((rc = cuda_tactic_workspace_init(p.workspace, p.workspace_bytes, p.cuda_stream)) != kOk) return rc;
   }
-  if ((rc = fused_linear_cuda_reference(p, static_cast<float*>(ref.p), static_cast<float*>(bound.p))) != kOk)
-    return rc;
+
+  // the verification cases: every residual mode with each input set; references from the reference kernel
+  // (the residual always from its separate buffer: the reference never runs in place)
+  struct Case {
+    ResidualMode mode;
+    const float* x;
+    std::vector<double> ref, scale;
+  };
+  std::vector<Case> cases;
+  std::vector<const float*> inputs{p0.x};
+  if (req.x_extreme != nullptr) inputs.push_back(req.x_extreme);
+  for (const float* x : inputs)
+    for (ResidualMode m : req.modes) cases.push_back(Case{m, x, {}, {}});
   std::vector<float> h_ref(n_out), h_bound(n_out);
-  LFDN_CUDA_TRY(cudaMemcpyAsync(h_ref.data(), ref.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
-  LFDN_CUDA_TRY(cudaMemcpyAsync(h_bound.data(), bound.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
-  LFDN_CUDA_TRY(cudaStreamSynchronize(s));
-  std::vector<double> d_ref(h_ref.begin(), h_ref.end()), d_scale(h_bound.begin(), h_bound.end());
-  TacticReference tref;
-  tref.ref = d_ref.data();
-  tref.scale = d_scale.data();
-  tref.n = static_cast<int64_t>(n_out);
-  tref.tol.rtol = 0.0;
-  tref.tol.atol = 1e-30;  // (outputs whose bound is 0 must be exact)
-  tref.tol.srel = cuda_tactic_tolerance(p.in_dim);
+  std::vector<TacticReference> refs;
+  for (Case& c : cases) {
+    FusedLinearParams q = p;
+    q.x = c.x;
+    q.residual = c.mode == ResidualMode::kNone ? nullptr : p0.residual;
+    if ((rc = fused_linear_cuda_reference(q, static_cast<float*>(ref.p), static_cast<float*>(bound.p))) != kOk)
+      return rc;
+    LFDN_CUDA_TRY(cudaMemcpyAsync(h_ref.data(), ref.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
+    LFDN_CUDA_TRY(cudaMemcpyAsync(h_bound.data(), bound.p, sizeof(float) * n_out, cudaMemcpyDeviceToHost, s));
+    LFDN_CUDA_TRY(cudaStreamSynchronize(s));
+    c.ref.assign(h_ref.begin(), h_ref.end());
+    c.scale.assign(h_bound.begin(), h_bound.end());
+  }
+  for (const Case& c : cases) {
+    TacticReference tref;
+    tref.ref = c.ref.data();
+    tref.scale = c.scale.data();
+    tref.n = static_cast<int64_t>(n_out);
+    tref.tol.rtol = 0.0;
+    tref.tol.atol = 1e-30;  // (outputs whose bound is 0 must be exact)
+    tref.tol.srel = cuda_tactic_tolerance(p.in_dim);
+    tref.label = std::string(c.mode == ResidualMode::kNone       ? "no residual"
+                             : c.mode == ResidualMode::kSeparate ? "separate residual"
+                                                                 : "in-place residual") +
+                 (c.x == req.x_extreme ? ", extreme rows" : "");
+    refs.push_back(tref);
+  }
 
   cudaEvent_t e0 = nullptr, e1 = nullptr;
-  struct EventsFree {
+  struct Cleanup {
     cudaEvent_t *a, *b;
-    ~EventsFree() {
+    std::vector<cudaGraphExec_t> graphs;
+    ~Cleanup() {
+      for (cudaGraphExec_t g : graphs) cudaGraphExecDestroy(g);
       if (*a) cudaEventDestroy(*a);
       if (*b) cudaEventDestroy(*b);
     }
-  } ev_free{&e0, &e1};
+  } cleanup{&e0, &e1, {}};
   LFDN_CUDA_TRY(cudaEventCreate(&e0));
   LFDN_CUDA_TRY(cudaEventCreate(&e1));
+  // the case the problem is set up as (inputs, residual aliasing); the output is prefilled for in-place
+  int poison_rc = kOk;
+  auto setup = [&](int c) -> int {
+    if (poison_rc != kOk) {  // the output could not be poisoned: this run's verification would not be sound
+      const int r = poison_rc;
+      poison_rc = kOk;
+      return r;
+    }
+    const Case& cs = cases[static_cast<size_t>(c)];
+    p.x = cs.x;
+    if (cs.mode == ResidualMode::kInPlace) {
+      p.residual = p.out;
+      return cuda::record(cudaMemcpyAsync(p.out, p0.residual, sizeof(float) * n_out, cudaMemcpyDeviceToDevice, s),
+                          "cudaMemcpyAsync(in-place residual)");
+    }
+    p.residual = cs.mode == ResidualMode::kSeparate ? p0.residual : nullptr;
+    return kOk;
+  };
   TacticRunner runner;
-  runner.poison = [&]() { cudaMemsetAsync(p.out, 0xFF, sizeof(float) * n_out, s); };  // NaN
+  runner.poison = [&]() {  // NaN: a tactic that leaves outputs unwritten fails (a failed memset fails the run)
+    poison_rc = cuda::record(cudaMemsetAsync(p.out, 0xFF, sizeof(float) * n_out, s), "cudaMemsetAsync(poison)");
+  };
+  runner.prepare = setup;
   runner.run = [&](const LinearTactic& t) {
     const int r = t.run(p);
     return r != kOk ? r : cuda::record(cudaStreamSynchronize(s), "cudaStreamSynchronize(tactic)");
@@ -114,9 +167,35 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
     return cuda::record(cudaMemcpy(host, p.out, sizeof(float) * static_cast<size_t>(n), cudaMemcpyDeviceToHost),
                         "cudaMemcpy(tactic output)");
   };
+  // Timing as the engine runs it: `reps` runs captured once into a graph (per candidate and reps), each sample
+  // one graph launch between two events. Capture failures are recorded like any CUDA error.
+  std::string graph_of;
+  int graph_reps = 0;
+  cudaGraphExec_t exec = nullptr;
   runner.time = [&](const LinearTactic& t, int reps, double* seconds) {
+    if (exec == nullptr || graph_of != t.name || graph_reps != reps) {
+      LFDN_CUDA_TRY(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+      int r = kOk;
+      for (int i = 0; i < reps && r == kOk; ++i) r = t.run(p);
+      cudaGraph_t graph = nullptr;
+      const int end_rc = cuda::record(cudaStreamEndCapture(s, &graph), "cudaStreamEndCapture(tactic timing)");
+      if (r != kOk || end_rc != kOk) {
+        if (graph) cudaGraphDestroy(graph);
+        if (r == kOk) return end_rc;
+        cuda::set_error("capturing " + std::string(t.name) + " into a CUDA graph failed: " + cuda_last_error());
+        return r;
+      }
+      cudaGraphExec_t g = nullptr;
+      const int inst = cuda::record(cudaGraphInstantiateWithFlags(&g, graph, 0), "cudaGraphInstantiateWithFlags");
+      cudaGraphDestroy(graph);
+      if (inst != kOk) return inst;
+      cleanup.graphs.push_back(g);
+      exec = g;
+      graph_of = t.name;
+      graph_reps = reps;
+    }
     int r = cuda::record(cudaEventRecord(e0, s), "cudaEventRecord");
-    for (int i = 0; i < reps && r == kOk; ++i) r = t.run(p);
+    if (r == kOk) r = cuda::record(cudaGraphLaunch(exec, s), "cudaGraphLaunch(tactic timing)");
     if (r == kOk) r = cuda::record(cudaEventRecord(e1, s), "cudaEventRecord");
     if (r == kOk) r = cuda::record(cudaEventSynchronize(e1), "cudaEventSynchronize");
     float ms = 0.0f;
@@ -127,15 +206,17 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
   TacticSelectOptions opt;
   opt.warmup = 2;
   opt.samples = iters;
-  opt.inner = 0;           // back-to-back runs per sample until a sample lasts >= 0.5 ms (<= 1000 runs)
+  opt.inner = 0;           // runs per sample (per graph) until a sample lasts >= 0.5 ms (<= 1000 runs)
   opt.min_sample_s = 5e-4;
-  opt.test_only = test_only;
-  if (!only.empty()) opt.filter = [&](const LinearTactic& t) { return contains(only, t.name); };
+  opt.test_only = req.test_only;
+  opt.exclude = req.exclude;
+  opt.on_event = req.on_event;
+  opt.fatal_status = kCudaError;
+  if (!req.only.empty()) opt.filter = [&](const LinearTactic& t) { return contains(req.only, t.name); };
   int n = 0;
   const LinearTactic* table = cuda_linear_tactics(&n);
   TacticSelection sel;
-  rc = select_tactic(table, n, p, tref, runner, opt, &sel);
-  if (rc != kOk && rc != kUnsupported) return rc;  // kUnsupported: none passed, the records say why
+  rc = select_tactic_cases(table, n, p, refs, runner, opt, &sel);
   for (const TacticCandidateResult& c : sel.results) {
     CudaTacticRecord r;
     r.name = c.name;
@@ -144,7 +225,7 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
     r.passed = c.passed;
     r.worst_ratio = c.max_err_ratio;
     if (c.worst_index >= 0) {
-      r.tolerance = tref.tol.atol + tref.tol.srel * d_scale[static_cast<size_t>(c.worst_index)];
+      r.tolerance = refs[0].tol.atol + refs[0].tol.srel * cases[0].scale[static_cast<size_t>(c.worst_index)];
       r.max_abs_err = std::isfinite(c.max_err_ratio) ? c.max_err_ratio * r.tolerance
                                                      : std::numeric_limits<double>::infinity();
     }
@@ -153,6 +234,8 @@ int cuda_select_linear(const FusedLinearParams& p0, int iters, const std::vector
     if (sel.chosen >= 0 && sel.chosen_name == c.name) *best = static_cast<int>(records->size());
     records->push_back(r);
   }
+  if (rc == kCudaError) return rc;                  // a candidate's CUDA error: its record says which
+  if (rc != kOk && rc != kUnsupported) return rc;   // kUnsupported: none passed, the records say why
   return kOk;
 }
 

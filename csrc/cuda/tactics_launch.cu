@@ -12,6 +12,7 @@
 #include "cuda/kernels/tactics.cuh"
 #include "cuda/tactics_internal.h"
 #include "cuda/util.cuh"
+#include "lfdn/cuda_arch.h"
 #include "lfdn/cuda_tactics.h"
 
 namespace lfdn {
@@ -38,7 +39,7 @@ Layout layout(int64_t rows, int64_t in_dim, int64_t out_dim) {
 
 // Per device: compute capability, SMs, and the architecture of the binary each arch-specific kernel runs as
 struct DeviceCaps {
-  int cc = 0, sms = 0, mma_binary = 0;
+  int cc = 0, sms = 0, mma_ptx = 0, mma_binary = 0;
   bool ok = false;
 };
 DeviceCaps caps_of_current_device() {
@@ -60,7 +61,12 @@ DeviceCaps caps_of_current_device() {
       cudaDeviceGetAttribute(&c.sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess &&
       cudaFuncGetAttributes(&attr, tac::mma_kernel<64, false>) == cudaSuccess) {
     c.cc = major * 10 + minor;
-    c.mma_binary = attr.binaryVersion;  // e.g. 80 for sm_80 SASS; what this device will execute
+    // binaryVersion: the architecture of the binary this device runs (for PTX JIT-compiled here: the device's
+    // own); ptxVersion: the virtual architecture the code was generated from, i.e. the __CUDA_ARCH__ the
+    // kernel body was compiled with. Both decide (lfdn/cuda_arch.h): compute_75 PTX JIT-compiled on an sm_80
+    // device reports binary 80 but runs mma_kernel's __trap() body.
+    c.mma_ptx = attr.ptxVersion;
+    c.mma_binary = attr.binaryVersion;
     c.ok = true;
   }
   cudaGetLastError();
@@ -88,7 +94,8 @@ template <int MAXR, int NW>
 bool stream_applies(const FusedLinearParams& p) {
   if (!basic_ok(p) || p.rows > MAXR) return false;
   const DeviceCaps c = caps_of_current_device();
-  return c.ok && c.cc >= 72 && cuda_padded_out(p.out_dim) / (4 * NW) <= kCounterInts;
+  return c.ok && stream_tactics_usable(c.mma_ptx, c.mma_binary, c.cc) &&
+         cuda_padded_out(p.out_dim) / (4 * NW) <= kCounterInts;
 }
 
 // Split count from the shape and the device only (never from rows: a row's result does not depend on the batch)
@@ -134,7 +141,8 @@ bool mma_applies(const FusedLinearParams& p) {
                 (cuda_padded_out(p.out_dim) / tac::kMmaBN) * ((p.rows + BM - 1) / BM) > kCounterInts))
     return false;
   const DeviceCaps c = caps_of_current_device();
-  return c.ok && c.cc >= 80 && c.mma_binary >= 80;  // cp.async + mma.sync.m16n8k16 compiled for this device
+  // cp.async + mma.sync.m16n8k16 compiled (PTX >= compute_80) into the binary this device runs
+  return c.ok && tensor_core_tactics_usable(c.mma_ptx, c.mma_binary, c.cc);
 }
 
 template <int BM, bool SPLIT>

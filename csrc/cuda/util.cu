@@ -1,6 +1,7 @@
 #include <string>
 
 #include "cuda/util.cuh"
+#include "lfdn/cuda_device.h"
 #include "lfdn/engine.h"
 
 namespace lfdn {
@@ -53,6 +54,37 @@ std::string device_status(int* count) {
 }
 
 }  // namespace cuda
+
+namespace {
+int runtime_get(int* d) { return static_cast<int>(cudaGetDevice(d)); }
+int runtime_set(int d) { return static_cast<int>(cudaSetDevice(d)); }
+const CudaDeviceApi kRuntimeApi{runtime_get, runtime_set};
+const CudaDeviceApi* g_device_api = &kRuntimeApi;
+}  // namespace
+
+void set_cuda_device_api(const CudaDeviceApi* api) { g_device_api = api ? api : &kRuntimeApi; }
+
+CudaDeviceScope::CudaDeviceScope(int device) {
+  if (device < 0) return;
+  const CudaDeviceApi& api = *g_device_api;
+  int rc = api.get(&saved_);
+  if (rc != 0) {
+    status_ = cuda::record(static_cast<cudaError_t>(rc), "cudaGetDevice");
+    return;
+  }
+  if (saved_ == device) return;
+  rc = api.set(device);
+  if (rc != 0) {
+    status_ = cuda::record(static_cast<cudaError_t>(rc),
+                           ("cudaSetDevice(" + std::to_string(device) + ")").c_str());
+    return;
+  }
+  restore_ = true;
+}
+
+CudaDeviceScope::~CudaDeviceScope() {
+  if (restore_) g_device_api->set(saved_);
+}
 
 std::string cuda_last_error() { return g_last_error.empty() ? std::string("no CUDA error recorded") : g_last_error; }
 

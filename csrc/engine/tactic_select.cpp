@@ -22,17 +22,24 @@ TacticTolerance tactic_tolerance(WeightType wtype) {
 }
 
 double tactic_error_ratio(const float* got, const TacticReference& ref, int64_t* worst) {
+  const double kInf = std::numeric_limits<double>::infinity();
   double w = 0.0;
   int64_t wi = -1;
   for (int64_t i = 0; i < ref.n; ++i) {
-    const double g = got[i];
+    const double g = got[i], r = ref.ref[i];
+    if (!std::isfinite(r)) {  // the reference signals NaN or an infinity: the output must signal the same
+      const bool same = std::isnan(r) ? std::isnan(g) : g == r;
+      if (same) continue;
+      if (worst) *worst = i;
+      return kInf;
+    }
     if (!std::isfinite(g)) {
       if (worst) *worst = i;
-      return std::numeric_limits<double>::infinity();
+      return kInf;
     }
-    const double allowed = ref.tol.atol + ref.tol.rtol * std::fabs(ref.ref[i]) +
-                           (ref.scale ? ref.tol.srel * ref.scale[i] : 0.0);
-    const double q = std::fabs(g - ref.ref[i]) / allowed;
+    double allowed = ref.tol.atol + ref.tol.rtol * std::fabs(r) + (ref.scale ? ref.tol.srel * ref.scale[i] : 0.0);
+    if (!(allowed >= 0.0)) allowed = kInf;  // a NaN bound: no finite limit to hold the output to
+    const double q = allowed == kInf ? 0.0 : std::fabs(g - r) / allowed;
     if (q > w || wi < 0) {
       w = q;
       wi = i;
@@ -74,9 +81,23 @@ bool named(const std::vector<std::string>& names, const char* name) {
 
 int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& problem, const TacticReference& ref,
                   const TacticRunner& runner, const TacticSelectOptions& opt, TacticSelection* out) {
-  if (out == nullptr || (table == nullptr && n > 0) || ref.ref == nullptr) return kNullPointer;
+  return select_tactic_cases(table, n, problem, std::vector<TacticReference>{ref}, runner, opt, out);
+}
+
+int select_tactic_cases(const LinearTactic* table, int n, const FusedLinearParams& problem,
+                        const std::vector<TacticReference>& refs, const TacticRunner& runner,
+                        const TacticSelectOptions& opt, TacticSelection* out) {
+  if (out == nullptr || (table == nullptr && n > 0) || refs.empty()) return kNullPointer;
   if (!runner.run || !runner.fetch || !runner.time) return kNullPointer;
-  if (ref.n != problem.rows * problem.out_dim) return kBadSize;
+  if (refs.size() > 1 && !runner.prepare) return kNullPointer;
+  for (const TacticReference& ref : refs) {
+    if (ref.ref == nullptr) return kNullPointer;
+    if (ref.n != problem.rows * problem.out_dim) return kBadSize;
+  }
+  const TacticReference& ref = refs[0];
+  auto event = [&](const char* what, const TacticCandidateResult& r) {
+    if (opt.on_event) opt.on_event(what, r);
+  };
   *out = TacticSelection();
   const bool forcing = !opt.forced.empty();
   if (forcing) {
@@ -108,32 +129,62 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
     TacticCandidateResult r;
     r.name = t.name;
     r.test_only = t.test_only;
+    if (named(opt.exclude, t.name)) {
+      r.note = "excluded";
+      out->results.push_back(r);
+      continue;
+    }
     r.applies = t.applies(problem);
     if (!r.applies) {
       r.note = "does not apply";
       out->results.push_back(r);
       continue;
     }
-    // verification: one run on the shared inputs, output poisoned first so that a tactic writing nothing fails
-    if (runner.poison) runner.poison();
-    r.status = runner.run(t);
-    if (r.status == kOk) r.status = runner.fetch(got.data(), ref.n);
+    event("start", r);
+    // verification: one run per case on the shared inputs, output poisoned first so that a tactic writing
+    // nothing fails; the worst case decides
+    r.max_err_ratio = 0.0;
+    std::string failed_case;
+    for (size_t c = 0; c < refs.size() && r.status == kOk; ++c) {
+      if (runner.poison) runner.poison();
+      if (runner.prepare) r.status = runner.prepare(static_cast<int>(c));
+      if (r.status == kOk) r.status = runner.run(t);
+      if (r.status == kOk) r.status = runner.fetch(got.data(), refs[c].n);
+      if (r.status != kOk) {
+        failed_case = refs[c].label;
+        break;
+      }
+      int64_t wi = -1;
+      const double q = tactic_error_ratio(got.data(), refs[c], &wi);
+      if (!(q <= r.max_err_ratio)) {  // (also NaN, which the rule never returns)
+        r.max_err_ratio = q;
+        r.worst_index = wi;
+        if (q > 1.0) failed_case = refs[c].label;
+      }
+    }
+    const std::string in_case = failed_case.empty() ? std::string() : " (case: " + failed_case + ")";
     if (r.status != kOk) {
-      r.note = "run failed with status " + std::to_string(r.status);
+      r.note = "run failed with status " + std::to_string(r.status) + in_case;
       out->results.push_back(r);
+      event("done", r);
+      if (opt.fatal_status != 0 && r.status == opt.fatal_status) {
+        out->error = "candidate " + r.name + " failed with status " + std::to_string(r.status) + "; selection stopped";
+        return r.status;
+      }
       continue;
     }
-    r.max_err_ratio = tactic_error_ratio(got.data(), ref, &r.worst_index);
     r.passed = r.max_err_ratio <= 1.0;
     if (!r.passed) {
-      r.note = std::isfinite(r.max_err_ratio) ? "output outside the tolerance (max error " +
-                                                    std::to_string(r.max_err_ratio) + " x the allowed)"
-                                              : "output not finite";
+      r.note = (std::isfinite(r.max_err_ratio) ? "output outside the tolerance (max error " +
+                                                     std::to_string(r.max_err_ratio) + " x the allowed)"
+                                               : std::string("output not finite where the reference is, or the "
+                                                             "reverse")) + in_case;
       out->results.push_back(r);
+      event("done", r);
       continue;
     }
-    // timing, round 1: warm-up, then samples of `inner` runs, median per run
-    int status = kOk;
+    // timing, round 1 (on case 0): warm-up, then samples of `inner` runs, median per run
+    int status = runner.prepare ? runner.prepare(0) : kOk;
     for (int w = 0; w < opt.warmup && status == kOk; ++w) status = runner.run(t);
     int inner = opt.inner;
     if (status == kOk && inner <= 0) {
@@ -153,12 +204,19 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
     }
     if (status != kOk) {
       r.passed = false;
+      r.status = status;
       r.note = "timing run failed with status " + std::to_string(status);
       out->results.push_back(r);
+      event("done", r);
+      if (opt.fatal_status != 0 && status == opt.fatal_status) {
+        out->error = "candidate " + r.name + " failed with status " + std::to_string(status) + "; selection stopped";
+        return status;
+      }
       continue;
     }
     r.median_s = median(r.samples_s);
     out->results.push_back(r);
+    event("done", r);
     inners.push_back(inner);
     timed.push_back(static_cast<int>(out->results.size()) - 1);
     table_index.push_back(i);
@@ -181,7 +239,8 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
         continue;
       }
       const LinearTactic& t = table[table_index[j]];
-      int status = kOk;
+      event("start", r);
+      int status = runner.prepare ? runner.prepare(0) : kOk;
       for (int s = 0; s < std::max(1, opt.samples) && status == kOk; ++s) {
         double sec = 0.0;
         status = runner.time(t, inners[j], &sec);
@@ -189,11 +248,18 @@ int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& pro
       }
       if (status != kOk) {
         r.passed = false;
+        r.status = status;
         r.note = "timing run failed with status " + std::to_string(status);
+        event("done", r);
+        if (opt.fatal_status != 0 && status == opt.fatal_status) {
+          out->error = "candidate " + r.name + " failed with status " + std::to_string(status) + "; selection stopped";
+          return status;
+        }
         continue;
       }
       r.median_s = median(r.samples_s);
       r.note = "finalist";
+      event("done", r);
     }
   }
   for (size_t j = 0; j < timed.size(); ++j) {

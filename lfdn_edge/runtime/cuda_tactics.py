@@ -1,7 +1,9 @@
 """Tactic selection of the native CUDA engine and its cache (docs/NATIVE.md "CUDA tactics").
 
 NEVER RUN ON A GPU YET: the development machine has no GPU; the logic is tested against a stand-in engine
-(tests/test_cuda_tactics.py) and tools/gpu_check.sh runs it on a lent GPU.
+(tests/test_cuda_tactics.py), the isolation on the CPU engine (tests/test_tactic_isolation.py), and
+tools/gpu_check.sh runs it on a lent GPU. The first selection of an engine that has a file runs in a child
+process (runtime/tactic_isolation.py): a faulting candidate is rejected there and never runs in the caller.
 
 The CUDA engine (``_C.CudaEngine``) chooses a tactic per (layer key, batch bucket) on its device: every
 candidate runs on the engine's weights at the bucket's upper bound rows, is checked against the reference
@@ -104,13 +106,16 @@ def store_cuda_cache(path: Path, fingerprint: dict, slots, choices: dict, record
     write_cache(path, FORMAT, FORMAT_VERSION, fingerprint, entries, pass_checks=dict(pass_checks or {}))
 
 
-def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool = True):
-    """Select every bucket now; returns ({slot: name}, {slot: records}, rejected). Raises ValueError (from
-    the engine) when a forced tactic fails or no candidate passes."""
+def select_cuda_tactics(engine, *, test_only=(), iters: int = 20, progress: bool = True, exclude=(),
+                        journal: str = ""):
+    """Select every bucket now, in this process; returns ({slot: name}, {slot: records}, rejected). Raises
+    ValueError (from the engine) when a forced tactic fails or no candidate passes, RuntimeError naming the
+    candidate whose CUDA error ended the selection. exclude / journal: see runtime/tactic_isolation.py."""
     choices, records, rejected = {}, {}, []
     buckets = list(engine.buckets)
+    extra = {"exclude": list(exclude), "journal": journal} if (exclude or journal) else {}
     for b in (bar(buckets, desc="CUDA tactics", unit="bucket", min_items=2) if progress else buckets):
-        for r in engine.select_tactics(int(b), list(test_only), int(iters)):
+        for r in engine.select_tactics(int(b), list(test_only), int(iters), **extra):
             s = slot(r["key"], int(r["bucket"]))
             records.setdefault(s, []).append(dict(r))
             if r["applies"] and not r["passed"]:
@@ -189,13 +194,36 @@ def confirm_against_cublaslt(engine, choices: dict, *, pass_timer=None, scorer=N
     return final, checks
 
 
+def select_cuda_tactics_isolated(engine, engine_path, *, progress: bool = True):
+    """The first selection in a child process (runtime/tactic_isolation.py): a candidate that faults there is
+    rejected and never runs here; the child's choices are applied with ``set_tactic`` (verified again on this
+    device). Returns ({slot: name}, {slot: records}, rejected) like :func:`select_cuda_tactics`."""
+    from .tactic_isolation import select_isolated
+
+    dev = int(getattr(engine, "device", 0))
+    if progress:
+        log.info("CUDA tactics: selecting in a child process (cuda:%d)", dev)
+    sel = select_isolated(engine_path, device=f"cuda:{dev}", max_batch=int(engine.max_batch))
+    for s_, name in sel.choices.items():
+        bucket, key = s_[1:].split(".", 1)
+        engine.set_tactic(key, int(bucket), name)
+    rejected = [{"slot": r["slot"], "name": r["name"], "error": r["why"], "worst_ratio": None} for r in sel.rejected]
+    for s_, recs in sel.records.items():
+        for r in recs:
+            if r["applies"] and not r["passed"]:
+                rejected.append({"slot": s_, "name": r["name"], "error": r["error"], "worst_ratio": r["worst_ratio"]})
+    return dict(sel.choices), dict(sel.records), rejected
+
+
 def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, progress: bool = True,
                           cache: bool = True, scorer=None, pass_timer=None,
-                          cublaslt: bool | None = None) -> TacticReport:
+                          cublaslt: bool | None = None, isolate: bool | None = None) -> TacticReport:
     """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now (then
     checked on whole passes against cuBLASLt, :func:`confirm_against_cublaslt`, when ``scorer`` (the
     NativeCudaEngine wrapping ``engine``) or ``pass_timer`` is given and cuBLASLt loaded; ``cublaslt``
-    overrides that availability, for tests)."""
+    overrides that availability, for tests). ``isolate`` (default: whenever the engine has a file): the first
+    selection runs in a child process, so a candidate that faults cannot take this process down
+    (runtime/tactic_isolation.py); an engine without a file selects in this process."""
     t0 = time.perf_counter()
     m = tactics_mode(mode)
     forced = forced_tactics("cuda")
@@ -219,7 +247,12 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
                                 fingerprint=fp)
         except ValueError as exc:
             warnings.warn(f"CUDA tactic cache {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=2)
-    choices, records, rejected = select_cuda_tactics(engine, progress=progress)
+    if isolate is None:
+        isolate = engine_path is not None
+    if isolate:
+        choices, records, rejected = select_cuda_tactics_isolated(engine, engine_path, progress=progress)
+    else:
+        choices, records, rejected = select_cuda_tactics(engine, progress=progress)
     choices, checks = confirm_against_cublaslt(engine, choices, pass_timer=pass_timer, scorer=scorer,
                                                available=cublaslt)
     if path is not None:

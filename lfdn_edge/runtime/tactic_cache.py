@@ -255,10 +255,12 @@ def store_cache(path: Path, fingerprint: dict, slots, choices: dict, results: di
 
 def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_times=None,
                        warmup: int | None = None, samples: int | None = None, inner: int = 0,
-                       progress: bool = True):
+                       progress: bool = True, exclude=(), journal: str = ""):
     """Run the selection for every slot of ``engine``; returns ({slot: name}, {slot: results}, rejected).
     Does not apply the choices. Raises ValueError when the forced tactic is unusable or fails verification,
-    RuntimeError when no candidate of a slot passes (a broken build: never silently the wrong numbers)."""
+    RuntimeError when no candidate of a slot passes (a broken build: never silently the wrong numbers).
+    exclude / journal: candidates never offered, and the crash journal (runtime/tactic_isolation.py)."""
+    extra = {"exclude": list(exclude), "journal": journal} if (exclude or journal) else {}
     slots = _slots(engine)
     choices, results, rejected = {}, {}, []
     # the bar only on a terminal: captured output (subprocesses, logs) gets no progress characters
@@ -270,7 +272,7 @@ def select_cpu_tactics(engine, *, forced: str | None = None, test_only=(), fake_
                                  samples=defaults.TACTIC_SAMPLES if samples is None else samples, inner=inner,
                                  baseline_margin=defaults.TACTIC_BASELINE_MARGIN,
                                  first_samples=defaults.TACTIC_FIRST_SAMPLES, finalists=defaults.TACTIC_FINALISTS,
-                                 cold_cache=defaults.TACTIC_COLD_CACHE)
+                                 cold_cache=defaults.TACTIC_COLD_CACHE, **extra)
         name = slot_name(b, k)
         results[name] = r["results"]
         for c in r["results"]:

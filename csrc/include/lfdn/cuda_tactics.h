@@ -28,8 +28,9 @@
 // leaves them 0 again).
 //
 // Verification: the reference kernel (one thread per output, FP32 activations and accumulation) also
-// returns bound[r, n] = sum_k |a[r,k]| |w[n,k]| + |bias[n]| + |residual[r, n]|. A tactic passes when every
-// output is finite where the reference is, and |y - ref| <= cuda_tactic_tolerance(K) * bound, where
+// returns bound[r, n] = sum_k |a[r,k]| |w[n,k]| + |bias[n]| + |residual[r, n]|. A tactic passes when its
+// non-finite outputs are exactly the reference's (tactic_error_ratio's rule), and |y - ref| <=
+// cuda_tactic_tolerance(K) * bound elsewhere, in every verification case (CudaSelectRequest), where
 // cuda_tactic_tolerance(K) = 2 x (2^-11 + (K + 2) 2^-24): the FP16 rounding of the activations (unit
 // roundoff 2^-11, FP16 weights are exact in both) plus FP32 accumulation of K terms in each, with a factor 2.
 #pragma once
@@ -37,7 +38,10 @@
 #include <string>
 #include <vector>
 
+#include <functional>
+
 #include "lfdn/linear.h"
+#include "lfdn/tactic_select.h"
 #include "lfdn/tactics.h"
 
 namespace lfdn {
@@ -62,15 +66,39 @@ struct CudaTacticRecord {
   double worst_ratio = 0;   // max |y - ref| / tol (<= 1 passes); inf for a non-finite output, -1 not run
   bool passed = false;
   double median_us = 0;     // median per run of `iters` samples timed with cudaEvents (0 when not passed)
-  std::string error;        // why it did not pass
+  std::string error;        // why it did not pass (a CUDA error: its name and text)
 };
 
-// Runs (through select_tactic, lfdn/tactic_select.h) every applicable candidate on p (device pointers; p.out is scratch and p.residual must not alias it;
-// p.workspace may be null: the harness allocates one), verifies each against the reference and times those
-// that pass. Candidates: every non-test tactic plus the test-only ones named in `test_only`; with `only`
-// non-empty just those names. *best: index into *records of the fastest passing one, -1 when none passed.
-int cuda_select_linear(const FusedLinearParams& p, int iters, const std::vector<std::string>& test_only,
-                       const std::vector<std::string>& only, std::vector<CudaTacticRecord>* records, int* best);
+// How the residual of a verification case is given to the tactic: none, a separate buffer, or the output
+// itself (the in-place add of the pass's fc2 layers: out = out + Linear(prologue(x)) + bias).
+enum class ResidualMode : int { kNone = 0, kSeparate = 1, kInPlace = 2 };
+
+// One selection problem. p: device pointers; p.x the inputs, p.out scratch, p.residual the residual VALUES
+// (read-only, never aliased to p.out; may be null when no mode uses it); p.workspace may be null (the harness
+// allocates one). Every candidate is verified in every mode of `modes` with each input set (p.x, and
+// x_extreme when given: rows that need the FP16 guard and the GroupNorm rescaling), the in-place mode by
+// copying the residual into the output first; it is timed in modes[0] with p.x. Timing: each sample
+// replays a CUDA graph of `reps` back-to-back runs captured once per candidate (the way the engine runs the
+// pass), so launch and host overhead outside a graph is not measured; a candidate that cannot be captured is
+// rejected (the engine could not run it).
+struct CudaSelectRequest {
+  FusedLinearParams p;
+  const float* x_extreme = nullptr;
+  std::vector<ResidualMode> modes{ResidualMode::kNone};
+  int iters = 9;
+  std::vector<std::string> test_only;  // test-only tactics to offer
+  std::vector<std::string> only;       // non-empty: just these names
+  std::vector<std::string> exclude;    // never these (e.g. they took an isolated selection process down)
+  // progress per candidate (lfdn/tactic_select.h TacticSelectOptions::on_event); a candidate that returns a
+  // CUDA error ends the selection (kCudaError returned, records so far kept): the context may be lost.
+  std::function<void(const char* event, const TacticCandidateResult& r)> on_event;
+};
+
+// Runs (through select_tactic_cases, lfdn/tactic_select.h) every applicable candidate, verifies each against
+// the reference kernel and times those that pass. *best: index into *records of the fastest passing one, -1
+// when none passed. kOk, kCudaError (a candidate's CUDA error stopped it: its record says which and why), or
+// another error of the harness itself.
+int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecord>* records, int* best);
 
 // The names forced by $LFDN_EDGE_TACTIC (comma-separated; the "cuda." entries), empty when unset.
 std::vector<std::string> cuda_forced_tactics();

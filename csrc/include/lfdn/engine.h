@@ -157,8 +157,16 @@ class CudaEngine {
     CudaTacticRecord record;
     bool chosen = false;
   };
+  // exclude: candidates never offered; on_event: per candidate "start" / "done" (lfdn/tactic_select.h), for a
+  // journal that names the candidate when this process dies during the selection. A candidate's CUDA error
+  // ends the selection with kCudaError; *out then holds the records up to it (that record names the error).
+  struct SelectHooks {
+    std::vector<std::string> exclude;
+    std::function<void(const char* event, const std::string& key, int64_t bucket, const TacticCandidateResult& r)>
+        on_event;
+  };
   int select_tactics(int64_t bucket, const std::vector<std::string>& test_only, int iters,
-                     std::vector<TacticSelection>* out);
+                     std::vector<TacticSelection>* out, const SelectHooks& hooks = SelectHooks());
   int set_tactic(const std::string& key, int64_t bucket, const std::string& name);
   std::string tactic(const std::string& key, int64_t bucket) const;
   std::vector<int64_t> buckets() const;

@@ -20,7 +20,7 @@
 // gn_normalize. gn_row_stats is the sequential reference of the whole rule.
 #pragma once
 
-#include <stdint.h>
+#include <cstdint>  // (NVRTC: the toolchain test's shim)
 #if !defined(__CUDACC_RTC__)
 #include <math.h>
 #endif

@@ -40,6 +40,7 @@ struct TacticReference {
   const double* scale = nullptr;
   int64_t n = 0;
   TacticTolerance tol;
+  std::string label;  // what this verification case is (e.g. "in-place residual"), for the notes
 };
 
 // The device part. All three are required.
@@ -47,6 +48,10 @@ struct TacticRunner {
   // Optional: called before each candidate's verification run; fills the output with NaN so that a tactic
   // that leaves outputs unwritten fails.
   std::function<void()> poison;
+  // Optional, with several verification cases (select_tactic_cases): set the problem up as case i (its inputs,
+  // whether the residual aliases the output, ...); called after poison, before each verification run, and with
+  // i = 0 before the timing runs. Returns a status code.
+  std::function<int(int case_index)> prepare;
   // Run tactic t once on the prepared problem (the caller's params: same inputs for every candidate);
   // returns a status code (kOk on success).
   std::function<int(const LinearTactic& t)> run;
@@ -56,6 +61,8 @@ struct TacticRunner {
   // clock around the runs; CUDA: events on the stream, synchronised). Tests replace it by a fake timer.
   std::function<int(const LinearTactic& t, int reps, double* seconds)> time;
 };
+
+struct TacticCandidateResult;
 
 struct TacticSelectOptions {
   int warmup = 2;              // untimed runs before the samples (after the verification run)
@@ -78,6 +85,16 @@ struct TacticSelectOptions {
   // faster by more than baseline_margin (relative), so timing noise cannot pick a slower tactic over it.
   std::string baseline;
   double baseline_margin = 0.02;
+  // Never offered (recorded with the note "excluded"): e.g. candidates that took an earlier, isolated selection
+  // process down (lfdn_edge/runtime/tactic_isolation.py).
+  std::vector<std::string> exclude;
+  // Progress of each candidate, for a journal that survives a crash of this process: "start" before the
+  // candidate runs at all (verification, then again before its second timing round), "done" once its result
+  // for that stage is final. A crash between the two names the candidate that caused it.
+  std::function<void(const char* event, const TacticCandidateResult& r)> on_event;
+  // A candidate status that ends the selection at once (returned, the candidate recorded): a CUDA error may
+  // have destroyed the context, so nothing after it could be trusted. 0: none.
+  int fatal_status = 0;
 };
 
 struct TacticCandidateResult {
@@ -102,11 +119,21 @@ struct TacticSelection {
 
 // Returns kOk with out->chosen >= 0, or kBadArgument (forced tactic unusable: out->error says why) or
 // kUnsupported (no candidate applies or none passed; out->results say why).
+// (and opt.fatal_status when a candidate returned it: the selection stopped there).
 int select_tactic(const LinearTactic* table, int n, const FusedLinearParams& problem, const TacticReference& ref,
                   const TacticRunner& runner, const TacticSelectOptions& opt, TacticSelection* out);
+// The same with several verification cases (runner.prepare sets each up): a candidate passes only when it
+// passes every case; its max_err_ratio is the worst over the cases, the note names the case that failed.
+int select_tactic_cases(const LinearTactic* table, int n, const FusedLinearParams& problem,
+                        const std::vector<TacticReference>& refs, const TacticRunner& runner,
+                        const TacticSelectOptions& opt, TacticSelection* out);
 
-// Verification only: max_i |got - ref| / allowed_i over the n outputs (inf when a value is NaN/Inf),
-// *worst the index of the maximum.
+// Verification only: max_i |got - ref| / allowed_i over the n outputs, *worst the index of the maximum.
+// Non-finite values, the explicit rule: where the reference is NaN the output must be NaN, where it is +-inf
+// the output must be the same infinity (the tactic must signal what the reference signals, neither more nor
+// less); where the reference is finite the output must be finite and within the tolerance. A broken rule
+// gives inf at that element. An allowed error that is itself not finite (a bound that overflowed) allows any
+// finite output there.
 double tactic_error_ratio(const float* got, const TacticReference& ref, int64_t* worst);
 
 // Batch buckets shared by the engines: bucket b covers rows in (bound(b-1), bound(b)] with the bounds
