@@ -10,6 +10,7 @@
 
 #include "lfdn/fp16_guard.h"
 #include "lfdn/gn_stats.h"
+#include "cuda/kernels/tile_map.h"
 
 namespace lfdn {
 namespace cuda {
@@ -350,13 +351,15 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
   auto load_tile = [&](int stage, int kt) {
     const int64_t k0 = static_cast<int64_t>(kt0 + kt) * kMmaBK;
     for (int c = tid; c < BM * (kMmaBK / 8); c += kMmaThreads) {  // A: BM rows x 4 chunks of 8 halves
-      const int r = c / (kMmaBK / 8), c8 = (c % (kMmaBK / 8)) * 8;
+      int r, c8;
+      tile_chunk(c, &r, &c8);  // conflict-free 16-byte stores (tile_map.h)
       const int64_t gr = row0 + r;
       const bool in = gr < rows;
       cp_async16(&sa[stage][r * kMmaPitch + c8], p.a + (in ? gr : 0) * p.Kp + k0 + c8, in ? 16 : 0);
     }
     for (int c = tid; c < kMmaBN * (kMmaBK / 8); c += kMmaThreads) {  // W: 64 rows (zero-padded to Np)
-      const int n = c / (kMmaBK / 8), c8 = (c % (kMmaBK / 8)) * 8;
+      int n, c8;
+      tile_chunk(c, &n, &c8);
       cp_async16(&sb[stage][n * kMmaPitch + c8], p.w + (col0 + n) * p.Kp + k0 + c8, 16);
     }
   };
