@@ -63,10 +63,12 @@ def test_tolerance_rule_and_workspace_sizes():
     for k in (1, 720, 1440):  # 2 x (2^-11 + (K + 2) 2^-24)
         assert _C.cuda_tactic_tolerance(k) == pytest.approx(2 * (2.0 ** -11 + (k + 2) * 2.0 ** -24), rel=1e-12)
     # counters (16 KiB) + A (rows x Kp halves) + scales + partials (max(16 min(rows,128), rows) x Np floats)
+    # + cuBLASLt's workspace
     def expect(rows, k, n):
         up = lambda b: (b + 255) // 256 * 256
         kp, np_ = (k + 31) // 32 * 32, (n + 63) // 64 * 64
-        return up(4 * 4096) + up(2 * rows * kp) + up(4 * rows) + up(4 * max(16 * min(rows, 128), rows) * np_)
+        return (up(4 * 4096) + up(2 * rows * kp) + up(4 * rows) + up(4 * max(16 * min(rows, 128), rows) * np_)
+                + (32 << 20))  # cuBLASLt's workspace (32 MiB: NVIDIA's size for Hopper)
     for rows, k, n in [(1, 1440, 1440), (64, 720, 1440), (1024, 1440, 720), (3, 5, 7)]:
         assert _C.cuda_tactic_workspace_bytes(rows, k, n) == expect(rows, k, n)
     assert _C.cuda_tactic_workspace_bytes(0, 8, 8) == 0
@@ -138,7 +140,7 @@ def test_selected_then_cached_then_reused(tmp_path, caplog, monkeypatch):
     engine_file = tmp_path / "m.lfdn"
     e = FakeCudaEngine()
     with caplog.at_level(logging.WARNING, logger="lfdn_edge.tactics"):
-        rep = ct.configure_cuda_engine(e, engine_file, progress=False)
+        rep = ct.configure_cuda_engine(e, engine_file, progress=False, isolate=False)
     assert rep.source == "selected" and e.selected == [1, 2, 4]
     assert set(rep.choices.values()) == {"cuda.stream_r8"} and len(rep.choices) == 9
     assert {r["name"] for r in rep.rejected} == {"cuda.mma_m64"} and len(rep.rejected) == 9
@@ -151,7 +153,7 @@ def test_selected_then_cached_then_reused(tmp_path, caplog, monkeypatch):
         "cuda.legacy_tile", "cuda.stream_r8", "cuda.mma_m64"}
 
     e2 = FakeCudaEngine()
-    rep2 = ct.configure_cuda_engine(e2, engine_file, progress=False)
+    rep2 = ct.configure_cuda_engine(e2, engine_file, progress=False, isolate=False)
     assert rep2.source == "cache" and e2.selected == []
     assert sorted(e2.set_calls) == sorted((k, b, "cuda.stream_r8") for b in e2.buckets for k in e2.layer_keys)
 
@@ -159,9 +161,9 @@ def test_selected_then_cached_then_reused(tmp_path, caplog, monkeypatch):
 def test_fingerprint_change_rebuilds(tmp_path, monkeypatch):
     monkeypatch.delenv("LFDN_EDGE_TACTIC", raising=False)
     f = tmp_path / "m.lfdn"
-    ct.configure_cuda_engine(FakeCudaEngine(driver=12040), f, progress=False)
+    ct.configure_cuda_engine(FakeCudaEngine(driver=12040), f, progress=False, isolate=False)
     e = FakeCudaEngine(driver=12080)  # a driver update
-    rep = ct.configure_cuda_engine(e, f, progress=False)
+    rep = ct.configure_cuda_engine(e, f, progress=False, isolate=False)
     assert rep.source == "selected" and e.selected == [1, 2, 4]
     assert json.loads((tmp_path / "m.lfdn.cuda-tactics.json").read_text())["fingerprint"]["driver"] == 12080
 
@@ -170,7 +172,7 @@ def test_fingerprint_change_rebuilds(tmp_path, monkeypatch):
 def test_untrusted_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch, damage):
     monkeypatch.delenv("LFDN_EDGE_TACTIC", raising=False)
     f = tmp_path / "m.lfdn"
-    ct.configure_cuda_engine(FakeCudaEngine(), f, progress=False)
+    ct.configure_cuda_engine(FakeCudaEngine(), f, progress=False, isolate=False)
     path = tmp_path / "m.lfdn.cuda-tactics.json"
     data = json.loads(path.read_text())
     if damage == "garbage":
@@ -185,29 +187,29 @@ def test_untrusted_cache_is_ignored_and_rebuilt(tmp_path, monkeypatch, damage):
         path.write_text(json.dumps(data))
     e = FakeCudaEngine()
     with pytest.warns(TacticCacheWarning):
-        rep = ct.configure_cuda_engine(e, f, progress=False)
+        rep = ct.configure_cuda_engine(e, f, progress=False, isolate=False)
     assert rep.source == "selected" and e.selected == [1, 2, 4]
 
 
 def test_cached_tactic_refused_by_the_device_is_rebuilt(tmp_path, monkeypatch):
     monkeypatch.delenv("LFDN_EDGE_TACTIC", raising=False)
     f = tmp_path / "m.lfdn"
-    ct.configure_cuda_engine(FakeCudaEngine(), f, progress=False)
+    ct.configure_cuda_engine(FakeCudaEngine(), f, progress=False, isolate=False)
     e = FakeCudaEngine(refuse={"cuda.stream_r8"})  # e.g. it fails verification on this device now
     with pytest.warns(TacticCacheWarning, match="failed verification"):
-        rep = ct.configure_cuda_engine(e, f, progress=False)
+        rep = ct.configure_cuda_engine(e, f, progress=False, isolate=False)
     assert rep.source == "selected" and e.selected == [1, 2, 4]
 
 
 def test_off_uses_the_legacy_kernel_and_forced_is_not_cached(tmp_path, monkeypatch):
     monkeypatch.delenv("LFDN_EDGE_TACTIC", raising=False)
     e = FakeCudaEngine()
-    rep = ct.configure_cuda_engine(e, tmp_path / "a.lfdn", mode="off", progress=False)
+    rep = ct.configure_cuda_engine(e, tmp_path / "a.lfdn", mode="off", progress=False, isolate=False)
     assert rep.source == "off" and set(rep.choices.values()) == {"cuda.legacy_tile"} and e.selected == []
     assert len(e.set_calls) == 9 and not (tmp_path / "a.lfdn.cuda-tactics.json").exists()
     monkeypatch.setenv("LFDN_EDGE_TACTIC", "cpu.avx2.mr6,cuda.stream_r8")
     e = FakeCudaEngine()
-    rep = ct.configure_cuda_engine(e, tmp_path / "b.lfdn", progress=False)
+    rep = ct.configure_cuda_engine(e, tmp_path / "b.lfdn", progress=False, isolate=False)
     assert rep.source == "forced" and e.selected == [1, 2, 4]
     assert not (tmp_path / "b.lfdn.cuda-tactics.json").exists()
 
@@ -238,7 +240,7 @@ def test_whole_pass_check_against_cublaslt_keeps_the_faster_set(tmp_path, monkey
             return sel_s[bucket] if variant == "selected" else blt_s[bucket]
         return t
 
-    rep = ct.configure_cuda_engine(e, tmp_path / "m.lfdn", progress=False, pass_timer=fake_timer, cublaslt=True)
+    rep = ct.configure_cuda_engine(e, tmp_path / "m.lfdn", progress=False, pass_timer=fake_timer, cublaslt=True, isolate=False)
     assert rep.source == "selected"
     assert {b: c["kept"] for b, c in rep.pass_checks.items()} == {"b1": True, "b2": False, "b4": True}
     for b in (1, 2, 4):

@@ -25,8 +25,13 @@ from lfdn_edge.cli import bench  # noqa: E402
 from lfdn_edge.reference import ScoreConfig  # noqa: E402
 from lfdn_edge.runtime import tactic_isolation as iso  # noqa: E402
 
-CRASH = "cpu.test.crash"
+CRASH = "cpu.test.crash"  # aborts its process when $LFDN_EDGE_TEST_CRASH is 1 (else it only fails)
 LAYOUT = (8, 16, 24)
+
+
+@pytest.fixture(autouse=True)
+def _armed(monkeypatch):
+    monkeypatch.setenv("LFDN_EDGE_TEST_CRASH", "1")  # the children inherit it
 
 
 @pytest.fixture(scope="module")
@@ -103,3 +108,16 @@ def test_a_candidates_cuda_error_reported_by_the_child_is_excluded_next_time(mon
     assert seen == [[], ["cuda.mma_m64"]]
     assert sel.rejected[0]["name"] == "cuda.mma_m64" and "IllegalAddress" in sel.rejected[0]["why"]
     assert sel.choices == {"b1.k8.n8.gn": "cuda.stream_r8"}
+
+
+def test_the_crash_stand_in_is_harmless_unless_armed(monkeypatch):
+    """Named by mistake (LFDN_EDGE_TACTIC, a cache), it fails like an unsupported tactic instead of aborting."""
+    import numpy as np
+
+    from lfdn_edge.native_core import load_native
+
+    monkeypatch.delenv("LFDN_EDGE_TEST_CRASH", raising=False)
+    x = np.ones((2, 8), np.float32)
+    w = np.ones((4, 8), np.float32)
+    with pytest.raises(RuntimeError):
+        load_native().fused_linear(x, w, tactic=CRASH)

@@ -5,12 +5,18 @@
 // loads the nvidia-cublas wheel's copy, which dlopen then finds by soname); the directories in
 // $LFDN_EDGE_CUBLASLT_DIRS (':'-separated, e.g. site-packages/nvidia/cublas/lib); the CUDA toolkit / JetPack
 // directories (/usr/local/cuda/lib64, /usr/local/cuda/targets/*/lib, /usr/lib/*-linux-gnu).
-// Host code only (no kernel launches). COMPILED ONLY, NEVER RUN (no GPU on the development machine).
+// Each (device, rows, Kp, N) gets its descriptors, layouts and the heuristic's best algorithm once (a plan),
+// with a workspace of NVIDIA's recommended size (32 MiB on Hopper, 4 MiB before) in the tactic workspace: a
+// call then only enqueues the GEMM, so a timed or captured call measures what the CUDA graph will run, not
+// descriptor creation and a heuristic query per call. The structs and enum values used are declared below from
+// cublasLt.h (CUDA 11-13). Host code only (no kernel launches). COMPILED ONLY, NEVER RUN (no GPU here).
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 
 #include <cstdint>
 #include <cstdlib>
+#include <map>
+#include <tuple>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -35,6 +41,18 @@ constexpr int kCudaR32F = 0;             // CUDA_R_32F
 constexpr int kDescTransA = 3;           // cublasLtMatmulDescAttributes_t CUBLASLT_MATMUL_DESC_TRANSA
 constexpr int kDescTransB = 4;           // CUBLASLT_MATMUL_DESC_TRANSB
 constexpr int32_t kOpN = 0, kOpT = 1;    // cublasOperation_t
+constexpr int kPrefMaxWorkspaceBytes = 1;  // cublasLtMatmulPreferenceAttributes_t CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES (uint64_t)
+using cublasLtMatmulPreference_t = void*;
+struct cublasLtMatmulAlgo_t {            // opaque, 8 x uint64_t
+  uint64_t data[8];
+};
+struct cublasLtMatmulHeuristicResult_t {  // cublasLt.h
+  cublasLtMatmulAlgo_t algo;
+  size_t workspaceSize;
+  cublasStatus_t state;
+  float wavesCount;
+  int reserved[4];
+};
 
 struct Api {
   cublasStatus_t (*create)(cublasLtHandle_t*);
@@ -48,6 +66,21 @@ struct Api {
                            const void* C, cublasLtMatrixLayout_t, void* D, cublasLtMatrixLayout_t,
                            const void* algo, void* workspace, size_t workspace_bytes, cudaStream_t);
   size_t (*get_version)();
+  cublasStatus_t (*pref_create)(cublasLtMatmulPreference_t*);
+  cublasStatus_t (*pref_set)(cublasLtMatmulPreference_t, int, const void*, size_t);
+  cublasStatus_t (*pref_destroy)(cublasLtMatmulPreference_t);
+  cublasStatus_t (*heuristic)(cublasLtHandle_t, cublasLtMatmulDesc_t, cublasLtMatrixLayout_t, cublasLtMatrixLayout_t,
+                              cublasLtMatrixLayout_t, cublasLtMatrixLayout_t, cublasLtMatmulPreference_t, int,
+                              cublasLtMatmulHeuristicResult_t*, int*);
+};
+
+// One prepared GEMM: descriptors, layouts and the heuristic's algorithm for (device, rows, Kp, N), built on the
+// first call (outside any capture: the engine's warm-up pass, the selection's verification run) and reused.
+struct Plan {
+  cublasLtMatmulDesc_t desc = nullptr;
+  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
+  cublasLtMatmulHeuristicResult_t heur{};
+  bool ok = false;
 };
 
 struct Lib {
@@ -56,8 +89,9 @@ struct Lib {
   Api api{};
   bool ok = false;
   std::string info;
-  std::mutex mu;  // handles per device
+  std::mutex mu;  // handles and plans per device
   std::vector<std::pair<int, cublasLtHandle_t>> handles;
+  std::map<std::tuple<int, uint64_t, uint64_t, uint64_t>, Plan> plans;  // (device, rows, Kp, N); never freed
 };
 Lib& lib() {
   static Lib l;
@@ -105,7 +139,11 @@ void load() {
                      sym(h, "cublasLtMatmulDescDestroy", &a.desc_destroy) &&
                      sym(h, "cublasLtMatrixLayoutCreate", &a.layout_create) &&
                      sym(h, "cublasLtMatrixLayoutDestroy", &a.layout_destroy) &&
-                     sym(h, "cublasLtMatmul", &a.matmul) && sym(h, "cublasLtGetVersion", &a.get_version);
+                     sym(h, "cublasLtMatmul", &a.matmul) && sym(h, "cublasLtGetVersion", &a.get_version) &&
+                     sym(h, "cublasLtMatmulPreferenceCreate", &a.pref_create) &&
+                     sym(h, "cublasLtMatmulPreferenceSetAttribute", &a.pref_set) &&
+                     sym(h, "cublasLtMatmulPreferenceDestroy", &a.pref_destroy) &&
+                     sym(h, "cublasLtMatmulAlgoGetHeuristic", &a.heuristic);
     if (!all) {
       dlclose(h);
       continue;
@@ -136,7 +174,7 @@ cublasLtHandle_t handle_for_current_device() {
 
 }  // namespace
 
-int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d) {
+int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d, void* workspace) {
   Lib& l = lib();
   std::call_once(l.once, load);
   if (!l.ok) return kUnsupported;
@@ -145,26 +183,46 @@ int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d) {
     record(cudaErrorUnknown, "cublasLtCreate failed");
     return kCudaError;
   }
+  int dev = 0, major = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) !=
+                                                cudaSuccess)
+    return record(cudaGetLastError(), "cudaGetDevice (cuBLASLt plan)");
   const uint64_t kp = static_cast<uint64_t>(cuda_padded_in(p.in_dim));
   const uint64_t n = static_cast<uint64_t>(p.out_dim), m = static_cast<uint64_t>(p.rows);
-  // Column-major view: D (n x m, ld n) = op(W) (n x kp) * A (kp x m), where W row-major (Np, Kp) is the
-  // column-major kp x Np matrix with ld kp (transposed: op T), and A row-major (rows, Kp) is kp x m, ld kp.
-  cublasLtMatmulDesc_t desc = nullptr;
-  cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
-  int st = l.api.desc_create(&desc, kCublasCompute32F, kCudaR32F);
-  if (st == 0) st = l.api.desc_set(desc, kDescTransA, &kOpT, sizeof(kOpT));
-  if (st == 0) st = l.api.desc_set(desc, kDescTransB, &kOpN, sizeof(kOpN));
-  if (st == 0) st = l.api.layout_create(&la, kCudaR16F, kp, n, static_cast<int64_t>(kp));
-  if (st == 0) st = l.api.layout_create(&lb, kCudaR16F, kp, m, static_cast<int64_t>(kp));
-  if (st == 0) st = l.api.layout_create(&ld, kCudaR32F, n, m, static_cast<int64_t>(n));
+  // NVIDIA's recommended workspace: 32 MiB on Hopper (cc 9.x), 4 MiB before (cuBLAS docs, cublasSetWorkspace)
+  const uint64_t ws_bytes = major >= 9 ? kCublasLtWorkspaceBytes : (uint64_t{4} << 20);
+  Plan* plan = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(l.mu);
+    Plan& pl = l.plans[std::make_tuple(dev, m, kp, n)];
+    if (!pl.ok) {
+      // Column-major view: D (n x m, ld n) = op(W) (n x kp) * A (kp x m), where W row-major (Np, Kp) is the
+      // column-major kp x Np matrix with ld kp (transposed: op T), and A row-major (rows, Kp) is kp x m, ld kp.
+      int st = pl.desc ? 0 : l.api.desc_create(&pl.desc, kCublasCompute32F, kCudaR32F);
+      if (st == 0) st = l.api.desc_set(pl.desc, kDescTransA, &kOpT, sizeof(kOpT));
+      if (st == 0) st = l.api.desc_set(pl.desc, kDescTransB, &kOpN, sizeof(kOpN));
+      if (st == 0 && !pl.la) st = l.api.layout_create(&pl.la, kCudaR16F, kp, n, static_cast<int64_t>(kp));
+      if (st == 0 && !pl.lb) st = l.api.layout_create(&pl.lb, kCudaR16F, kp, m, static_cast<int64_t>(kp));
+      if (st == 0 && !pl.ld) st = l.api.layout_create(&pl.ld, kCudaR32F, n, m, static_cast<int64_t>(n));
+      cublasLtMatmulPreference_t pref = nullptr;
+      if (st == 0) st = l.api.pref_create(&pref);
+      if (st == 0) st = l.api.pref_set(pref, kPrefMaxWorkspaceBytes, &ws_bytes, sizeof(ws_bytes));
+      int found = 0;
+      if (st == 0) st = l.api.heuristic(h, pl.desc, pl.la, pl.lb, pl.ld, pl.ld, pref, 1, &pl.heur, &found);
+      if (pref) l.api.pref_destroy(pref);
+      if (st != 0 || found < 1) {
+        record(cudaErrorUnknown, ("cuBLASLt plan (descriptors / heuristic) status " + std::to_string(st) +
+                                  ", algorithms found " + std::to_string(found)).c_str());
+        return kCudaError;
+      }
+      pl.ok = true;
+    }
+    plan = &pl;  // std::map nodes are stable; a plan is never modified once ok
+  }
   const float alpha = 1.0f, beta = 0.0f;
-  if (st == 0)
-    st = l.api.matmul(h, desc, &alpha, p.weight, la, a, lb, &beta, d, ld, d, ld, nullptr, nullptr, 0,
-                      reinterpret_cast<cudaStream_t>(p.cuda_stream));
-  if (ld) l.api.layout_destroy(ld);
-  if (lb) l.api.layout_destroy(lb);
-  if (la) l.api.layout_destroy(la);
-  if (desc) l.api.desc_destroy(desc);
+  const int st = l.api.matmul(h, plan->desc, &alpha, p.weight, plan->la, a, plan->lb, &beta, d, plan->ld, d, plan->ld,
+                              &plan->heur.algo, workspace, workspace ? ws_bytes : 0,
+                              reinterpret_cast<cudaStream_t>(p.cuda_stream));
   if (st != 0) {
     record(cudaErrorUnknown, ("cublasLtMatmul status " + std::to_string(st)).c_str());
     return kCudaError;

@@ -23,7 +23,7 @@ namespace {
 size_t up256(size_t n) { return (n + 255) / 256 * 256; }
 
 struct Layout {
-  size_t a, scale, partial, end;
+  size_t a, scale, partial, cublaslt, end;
 };
 Layout layout(int64_t rows, int64_t in_dim, int64_t out_dim) {
   const size_t kp = static_cast<size_t>(cuda_padded_in(in_dim)), np = static_cast<size_t>(cuda_padded_out(out_dim));
@@ -33,7 +33,8 @@ Layout layout(int64_t rows, int64_t in_dim, int64_t out_dim) {
   l.a = up256(sizeof(int) * kCounterInts);
   l.scale = l.a + up256(2 * r * kp);
   l.partial = l.scale + up256(sizeof(float) * r);
-  l.end = l.partial + up256(sizeof(float) * part_rows * np);
+  l.cublaslt = l.partial + up256(sizeof(float) * part_rows * np);
+  l.end = l.cublaslt + kCublasLtWorkspaceBytes;
   return l;
 }
 
@@ -184,7 +185,7 @@ int cublaslt_run(const FusedLinearParams& p) {
   if (!cublaslt_applies(p)) return kUnsupported;
   const TacticWorkspace ws = tactic_workspace(p);
   if ((rc = launch_prologue(p, ws)) != kOk) return rc;
-  if ((rc = cublaslt_gemm(p, ws.a, ws.partial)) != kOk) return rc;
+  if ((rc = cublaslt_gemm(p, ws.a, ws.partial, ws.cublaslt)) != kOk) return rc;
   return launch_epilogue(p, ws, ws.partial);
 }
 
@@ -222,6 +223,7 @@ TacticWorkspace tactic_workspace(const FusedLinearParams& p) {
   w.a = b + l.a;
   w.scale = reinterpret_cast<float*>(b + l.scale);
   w.partial = reinterpret_cast<float*>(b + l.partial);
+  w.cublaslt = b + l.cublaslt;
   return w;
 }
 

@@ -221,7 +221,7 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
     """Give a ``_C.CudaEngine`` its tactics: forced, off (legacy kernel), from the cache, or selected now (then
     checked on whole passes against cuBLASLt, :func:`confirm_against_cublaslt`, when ``scorer`` (the
     NativeCudaEngine wrapping ``engine``) or ``pass_timer`` is given and cuBLASLt loaded; ``cublaslt``
-    overrides that availability, for tests). ``isolate`` (default: whenever the engine has a file): the first
+    overrides that availability, for tests). ``isolate`` (default: whenever ``engine_path`` is the engine's file): the first
     selection runs in a child process, so a candidate that faults cannot take this process down
     (runtime/tactic_isolation.py); an engine without a file selects in this process."""
     t0 = time.perf_counter()
@@ -247,8 +247,8 @@ def configure_cuda_engine(engine, engine_path=None, *, mode: str | None = None, 
                                 fingerprint=fp)
         except ValueError as exc:
             warnings.warn(f"CUDA tactic cache {path} ignored and rebuilt: {exc}", TacticCacheWarning, stacklevel=2)
-    if isolate is None:
-        isolate = engine_path is not None
+    if isolate is None:  # the child builds its engine from the file: only an engine that has one is isolated
+        isolate = engine_path is not None and Path(engine_path).is_file()
     if isolate:
         choices, records, rejected = select_cuda_tactics_isolated(engine, engine_path, progress=progress)
     else:
