@@ -55,8 +55,8 @@ def test_culprit_is_the_last_start_without_done():
 
 def test_the_stand_in_really_crashes_a_selection_in_process(engine_file):
     """Without isolation the crashing candidate takes the selecting process down (SIGABRT)."""
-    code = ("import sys; from lfdn_edge.runtime import tactic_isolation as i; "
-            "sys.exit(i._child(sys.argv[1]))")
+    code = ("import sys; from lfdn_edge.runtime import tactic_worker as w; "
+            "sys.exit(w.run_request(sys.argv[1]))")
     req = engine_file.parent / "req-inprocess.json"
     req.write_text(json.dumps({"engine": str(engine_file), "device": "cpu", "max_batch": 8, "threads": 1,
                                "test_only": [CRASH], "exclude": [], "iters": 3,

@@ -3,7 +3,7 @@
 Tactic selection runs every candidate kernel. On a GPU an illegal address or a ``__trap`` in one candidate
 destroys the CUDA context: every later CUDA call of the process fails, the engine with it, and so would the
 user's robot process or a pytest session. So the first selection of an engine runs here, in a child process
-(``python -m lfdn_edge.runtime.tactic_isolation REQUEST``) that builds its own engine from the engine file:
+(``python -m lfdn_edge.runtime.tactic_worker REQUEST``) that builds its own engine from the engine file:
 
 * the child selects every (layer, batch bucket) slot with a journal (one JSON line per candidate event,
   written with one ``write`` before the candidate runs and after its result, lfdn/tactic_select.h), and writes
@@ -116,7 +116,7 @@ def select_isolated(engine_file, *, device: str, max_batch: int, threads: int | 
             env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2])] +
                                                 ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
             try:
-                proc = subprocess.run([sys.executable, "-m", "lfdn_edge.runtime.tactic_isolation", str(req_path)],
+                proc = subprocess.run([sys.executable, "-m", "lfdn_edge.runtime.tactic_worker", str(req_path)],
                                       capture_output=True, text=True, timeout=timeout_s, env=env)
                 rc, err = proc.returncode, proc.stderr
             except subprocess.TimeoutExpired as exc:
@@ -148,53 +148,3 @@ def select_isolated(engine_file, *, device: str, max_batch: int, threads: int | 
             log.warning("tactic %s rejected (%s): %s; selecting again without it", name, slot, why)
         raise TacticIsolationError(f"no isolated selection completed in {limit} attempts; rejected: "
                                    f"{[r['name'] for r in rejected]}")
-
-
-# ------------------------------------------------------------------------------------------- child
-def _child(request_path: str) -> int:
-    req = json.loads(Path(request_path).read_text())
-    from ..artifact.file import read_engine
-    from ..artifact.native_layout import unpack_spec
-    from ..native_core import load_native
-
-    C = load_native()
-    art = read_engine(req["engine"])
-    spec = unpack_spec(art.header.get("native"), art.payload, req["engine"])
-    result_path = Path(req["result"])
-
-    def write(obj) -> None:
-        tmp = result_path.with_name(result_path.name + ".tmp")
-        tmp.write_text(json.dumps(obj))
-        os.replace(tmp, result_path)
-
-    device = req["device"]
-    if device == "cpu":
-        from .tactic_cache import select_cpu_tactics
-
-        threads = req.get("threads")
-        engine = C.CpuEngine(spec, req["max_batch"], 0 if threads is None else int(threads))
-        choices, records, _ = select_cpu_tactics(engine, test_only=req["test_only"], exclude=req["exclude"],
-                                                 journal=req["journal"], progress=False)
-    else:
-        from .cuda_tactics import select_cuda_tactics
-
-        index = int(device.split(":", 1)[1]) if ":" in device else 0
-        engine = C.CudaEngine(spec, req["max_batch"], index)
-        try:
-            choices, records, _ = select_cuda_tactics(engine, test_only=req["test_only"], iters=req["iters"],
-                                                      exclude=req["exclude"], journal=req["journal"],
-                                                      progress=False)
-        except RuntimeError as exc:  # a candidate's CUDA error (the binding names it): the context may be lost
-            msg = str(exc)
-            marker = "candidate "
-            if marker in msg:
-                name = msg.split(marker, 1)[1].split(" ", 1)[0]
-                write({"fatal": {"name": name, "error": msg}})
-                return STATUS_CUDA_ERROR_EXIT
-            raise
-    write({"choices": choices, "records": records})
-    return 0
-
-
-if __name__ == "__main__":  # the child: python -m lfdn_edge.runtime.tactic_isolation REQUEST.json
-    sys.exit(_child(sys.argv[1]))
