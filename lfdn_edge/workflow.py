@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 from .checkpoint import Checkpoint
-from .data import load_benchmark
+from .data import load_benchmark, resolve_split
 from .diffusion import DiffusionConfig
 from . import defaults
 from .evaluate import Evaluation, evaluate_features
@@ -23,7 +23,7 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
                     model_width: int = defaults.WIDTH, model_depth: int = defaults.DEPTH,
                     emb_dim: int = defaults.EMB_DIM, train_config: TrainConfig = TrainConfig(),
                     score_config: ScoreConfig = ScoreConfig(), diffusion_config: DiffusionConfig = DiffusionConfig(),
-                    n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
+                    n_train: int | None = None, n_cal: int | None = None, n_test: int | None = None,
                     data_seed: int = defaults.DATA_SEED, tpr: float = defaults.TPR,
                     cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
                     dist=None) -> Checkpoint:
@@ -32,10 +32,13 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
     ``dist`` (a :class:`lfdn_edge.distributed.DistContext`, under torchrun): every rank extracts a shard of the
     features and trains with DDP; rank 0 writes ``out``.
 
-    ``n_test`` is only recorded here: for a user folder the train / cal / test split depends on all three
-    counts, and evaluation must split the same way so that test images never overlap training images.
+    A count left as None is the data's own (:func:`lfdn_edge.data.resolve_split`: the offline benchmark's split,
+    e.g. digits-ood 1500/300/700). The counts are recorded as resolved (``requested_n_*``). ``n_test`` is only
+    recorded here: for a user folder the train / cal / test split depends on all three counts, and evaluation
+    must split the same way so that test images never overlap training images.
     """
     check_scoring_setup(diffusion_config, score_config, tpr)  # before minutes of features and training
+    n_train, n_cal, n_test = resolve_split(data, n_train, n_cal, n_test)
     if dist is not None and not dist.is_main:
         dist.barrier()  # rank 0 fetches and unpacks the data into the cache first
     bench = load_benchmark(data, size=feature_config.input_size, n_train=n_train, n_cal=n_cal, n_test=n_test,
@@ -64,14 +67,31 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
 def checkpoint_benchmark(ckpt: Checkpoint, spec: str, ood=(), n_test: int | None = None,
                          n_ood: int = defaults.N_OOD, progress: bool = True):
     """``spec`` split as it was at training time (the counts and seed recorded in the checkpoint), so that test
-    images never overlap training images; ``n_test`` None: the recorded count."""
+    images never overlap training images; ``n_test`` None: the recorded count. Another source than the one the
+    checkpoint was trained on is split by its own counts (the recorded ones describe the training source)."""
     info = ckpt.data.get("data") or {}
-    if n_test is None:
-        n_test = int(info.get("requested_n_test", defaults.N_TEST))
-    return load_benchmark(spec, list(ood or ()), size=ckpt.feature_config.input_size,
-                          n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
-                          n_cal=int(info.get("requested_n_cal", defaults.N_CAL)), n_test=n_test,
-                          n_ood=n_ood, seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+    n_train, n_cal, recorded_test = recorded_split(info) if spec == info.get("spec") else (None, None, None)
+    return load_benchmark(spec, list(ood or ()), size=ckpt.feature_config.input_size, n_train=n_train, n_cal=n_cal,
+                          n_test=recorded_test if n_test is None else n_test, n_ood=n_ood,
+                          seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
+
+
+# What checkpoints written before the split counts defaulted to None recorded for a digits-ood run left at the
+# defaults: the global counts, which then meant digits-ood's own split. digits-ood rejects them now (they do
+# not fit its 2500 ID digits), so no newer checkpoint records them for it.
+_LEGACY_DEFAULT_COUNTS = (6000, 1000, 2000)
+_LEGACY_OWN_SPLIT = ("digits-ood",)
+
+
+def recorded_split(info: dict) -> tuple[int | None, int | None, int | None]:
+    """The ``(n_train, n_cal, n_test)`` a checkpoint's data record (``ckpt.data["data"]``) was trained with; None
+    (the data's own count) where it records none, and for a checkpoint of an older version that recorded the
+    global defaults for digits-ood (which meant its own split then)."""
+    counts = tuple(None if info.get(k) is None else int(info[k])
+                   for k in ("requested_n_train", "requested_n_cal", "requested_n_test"))
+    if info.get("spec") in _LEGACY_OWN_SPLIT and counts == _LEGACY_DEFAULT_COUNTS:
+        return None, None, None
+    return counts
 
 
 def evaluate_on_data(ckpt: Checkpoint, data: str | None = None, ood=(), n_test: int | None = None,

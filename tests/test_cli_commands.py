@@ -69,19 +69,20 @@ def test_defaults_come_from_one_place(monkeypatch):
     from lfdn_edge import defaults
     from lfdn_edge.cli import build as build_cli
     from lfdn_edge.cli import train as train_cli
-    from lfdn_edge.data import load_benchmark
+    from lfdn_edge.data import load_benchmark, resolve_split
     from lfdn_edge.model import LFDNConfig
     from lfdn_edge.train import TrainConfig
     from lfdn_edge.workflow import train_from_data
 
     args = train_cli.build_parser().parse_args(["--out", "x.pt"])
-    assert (args.width, args.depth, args.epochs, args.lr, args.t, args.input_size, args.n_train) == \
-        (defaults.WIDTH, defaults.DEPTH, defaults.EPOCHS, defaults.LR, defaults.T, defaults.INPUT_SIZE,
-         defaults.N_TRAIN)
+    assert (args.width, args.depth, args.epochs, args.lr, args.t, args.input_size) == \
+        (defaults.WIDTH, defaults.DEPTH, defaults.EPOCHS, defaults.LR, defaults.T, defaults.INPUT_SIZE)
+    assert args.n_train is None  # the data's own split (lfdn_edge.data.resolve_split, from defaults)
     cfg, tc = LFDNConfig(in_dim=8), TrainConfig()
     assert (cfg.width, cfg.depth, cfg.emb_dim) == (args.width, args.depth, args.emb_dim)
     assert (tc.epochs, tc.lr, tc.batch_size, tc.ema_decay) == (args.epochs, args.lr, args.batch_size, args.ema_decay)
-    assert inspect.signature(load_benchmark).parameters["n_train"].default == defaults.N_TRAIN
+    assert inspect.signature(load_benchmark).parameters["n_train"].default is None
+    assert resolve_split("fmnist-ood")[0] == resolve_split("/a/folder")[0] == defaults.N_TRAIN
     assert inspect.signature(train_from_data).parameters["model_width"].default == defaults.WIDTH
     b = build_cli.build_parser().parse_args(["c.pt"])
     assert b.batch == defaults.ENGINE_BATCH and b.opset == defaults.ONNX_OPSET

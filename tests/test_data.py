@@ -20,6 +20,7 @@ from lfdn_edge.data import (Benchmark, ImageSet, cache_dir, fetch_debian_package
                             load_benchmark, load_image_source, to_rgb_square)
 from lfdn_edge.data import debian
 from lfdn_edge.data import fmnist_ood as fmnist_ood_module
+from lfdn_edge.data import offline_common
 from lfdn_edge.data.fashion_mnist import fashion_mnist
 from lfdn_edge.data.idx import parse_idx, read_idx
 
@@ -165,7 +166,7 @@ def test_cache_roundtrip(monkeypatch, tmp_path):
 
     def no_build(*a, **k):
         raise AssertionError("should come from the cache")
-    monkeypatch.setattr(fmnist_ood_module.flags, "build", no_build)
+    monkeypatch.setattr(offline_common.PACKAGED["flags"], "build", no_build)
     cached = fmnist_ood_module.full_set("flags", 24)
     np.testing.assert_array_equal(built.images, cached.images)
     assert cached.name == "flags" and cached.images.shape == (262, 24, 24, 3)

@@ -3,11 +3,13 @@ far = Fashion-MNIST and fmnist-ood's far sets other than its digits."""
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 import pytest
 
 from lfdn_edge import defaults
-from lfdn_edge.data import BENCHMARKS, load_benchmark, load_digits_ood, load_image_source
+from lfdn_edge.data import BENCHMARKS, load_benchmark, load_digits_ood, load_image_source, resolve_split
 from lfdn_edge.data import digits_ood
 from lfdn_edge.data import fmnist_ood
 from lfdn_edge.data.assemble import _known_far
@@ -32,10 +34,86 @@ def test_registry_and_help():
     assert _known_far("fmnist-ood:digits") and not _known_far("digits-ood:digits")
 
 
-def test_default_counts_mean_the_benchmarks_own_split():
-    assert digits_ood.split_counts(defaults.N_TRAIN, defaults.N_CAL, defaults.N_TEST) == defaults.DIGITS_OOD_SPLIT
-    assert sum(defaults.DIGITS_OOD_SPLIT) <= 2500
+def test_counts_left_out_mean_the_benchmarks_own_split():
+    """None (the CLI's and the loaders' default) is the benchmark's own count; a given count is kept as given,
+    fmnist-ood's 6000/1000/2000 included (no silent mapping: digits-ood rejects them, see below)."""
+    assert digits_ood.DEFAULT_SPLIT == defaults.DIGITS_OOD_SPLIT and sum(defaults.DIGITS_OOD_SPLIT) <= 2500
+    assert digits_ood.split_counts(None, None, None) == defaults.DIGITS_OOD_SPLIT
+    assert digits_ood.split_counts(None, 20, None) == (1500, 20, 700)
     assert digits_ood.split_counts(10, 20, 30) == (10, 20, 30)
+    assert digits_ood.split_counts(6000, 1000, 2000) == (6000, 1000, 2000)
+    assert resolve_split("digits-ood") == defaults.DIGITS_OOD_SPLIT
+    assert resolve_split("fmnist-ood") == fmnist_ood.DEFAULT_SPLIT == (defaults.N_TRAIN, defaults.N_CAL,
+                                                                       defaults.N_TEST)
+    assert resolve_split("/some/folder", n_cal=5) == (defaults.N_TRAIN, 5, defaults.N_TEST)
+    assert resolve_split("digits-ood", 100, None, 50) == (100, 300, 50)
+    with pytest.raises(ValueError, match=">= 0"):
+        resolve_split("digits-ood", -1)
+    for load in (load_digits_ood, fmnist_ood.load_fmnist_ood, load_benchmark):
+        params = inspect.signature(load).parameters
+        assert all(params[k].default is None for k in ("n_train", "n_cal", "n_test")), load
+
+
+def test_cli_defaults_reach_the_loader_as_the_benchmarks_own_split(monkeypatch, tmp_path, capsys):
+    """`lfdn-edge train --data digits-ood` trains on 1500/300/700 and records those counts; explicit counts are
+    passed on unchanged (and ones that do not fit are a clear error)."""
+    import lfdn_edge.workflow as workflow
+    from lfdn_edge.cli import train as train_cli
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_load_benchmark(data, **kw):
+        seen.append((data, kw["n_train"], kw["n_cal"], kw["n_test"]))
+        raise Stop
+
+    monkeypatch.setattr(workflow, "load_benchmark", fake_load_benchmark)
+    args = train_cli.build_parser().parse_args(["--out", "x.pt"])
+    assert (args.n_train, args.n_cal, args.n_test) == (None, None, None)
+    for argv, want in ((["--data", "digits-ood"], ("digits-ood", 1500, 300, 700)),
+                       (["--data", "digits-ood", "--n-cal", "200"], ("digits-ood", 1500, 200, 700)),
+                       ([], ("fmnist-ood", 6000, 1000, 2000)),
+                       (["--data", "digits-ood", "--n-train", "6000", "--n-cal", "1000", "--n-test", "2000"],
+                        ("digits-ood", 6000, 1000, 2000))):
+        with pytest.raises(Stop):
+            train_cli.main(argv + ["--out", str(tmp_path / "c.pt")])
+        assert seen[-1] == want, argv
+    help_text = " ".join(train_cli.build_parser().format_help().split())
+    assert "1500 for digits-ood" in help_text and "6000 for fmnist-ood" in help_text
+
+
+def test_recorded_split_of_old_and_new_checkpoints():
+    from lfdn_edge.workflow import recorded_split
+
+    new = {"spec": "digits-ood", "requested_n_train": 1500, "requested_n_cal": 300, "requested_n_test": 700}
+    assert recorded_split(new) == (1500, 300, 700)
+    # written before the counts defaulted to None: the global defaults, which then meant digits-ood's own split
+    old = {"spec": "digits-ood", "requested_n_train": 6000, "requested_n_cal": 1000, "requested_n_test": 2000}
+    assert recorded_split(old) == (None, None, None)
+    assert recorded_split({**old, "spec": "fmnist-ood"}) == (6000, 1000, 2000)
+    assert recorded_split({"spec": "digits-ood"}) == (None, None, None)
+
+
+def test_checkpoint_benchmark_splits_as_trained_or_by_the_sources_own(monkeypatch):
+    """The training source is split by the recorded counts; another source by its own split (a fmnist-ood
+    checkpoint evaluated on digits-ood does not ask digits-ood for 6000 training images)."""
+    from types import SimpleNamespace
+
+    import lfdn_edge.workflow as workflow
+
+    seen = []
+    monkeypatch.setattr(workflow, "load_benchmark",
+                        lambda spec, ood, **kw: seen.append((spec, kw["n_train"], kw["n_cal"], kw["n_test"])))
+    ckpt = SimpleNamespace(feature_config=SimpleNamespace(input_size=SIZE),
+                           data={"data": {"spec": "fmnist-ood", "requested_n_train": 6000, "requested_n_cal": 1000,
+                                          "requested_n_test": 2000, "seed": 0}})
+    workflow.checkpoint_benchmark(ckpt, "fmnist-ood")
+    workflow.checkpoint_benchmark(ckpt, "digits-ood")
+    workflow.checkpoint_benchmark(ckpt, "digits-ood", n_test=100)
+    assert seen == [("fmnist-ood", 6000, 1000, 2000), ("digits-ood", None, None, None),
+                    ("digits-ood", None, None, 100)]
 
 
 @pytest.mark.data
@@ -55,17 +133,21 @@ def test_structure_classes_and_sizes(bench):
 
 @pytest.mark.data
 def test_default_split_sizes_and_disjointness():
-    tr, ca, te = digits_ood.id_split_indices(defaults.N_TRAIN, defaults.N_CAL, defaults.N_TEST, seed=0, size=SIZE)
+    tr, ca, te = digits_ood.id_split_indices(seed=0, size=SIZE)
     assert (len(tr), len(ca), len(te)) == (1500, 300, 700)
     assert not (set(tr) & set(ca)) and not (set(tr) & set(te)) and not (set(ca) & set(te))
     labels = fmnist_ood.full_set("digits", SIZE).labels
     for part in (tr, ca, te):
         assert set(labels[part]) <= set(range(5))
         assert np.all(np.diff(part) > 0)  # sorted, unique
-    b = load_benchmark("digits-ood", ["near"], size=SIZE, progress=False)  # the global defaults: the own split
+    b = load_benchmark("digits-ood", ["near"], size=SIZE, progress=False)  # no counts given: the own split
     assert (len(b.train), len(b.cal), len(b.test)) == (1500, 300, 700)
     with pytest.raises(ValueError, match="only 2500 ID digits"):
         digits_ood.id_split_indices(2000, 300, 700, size=SIZE)
+    # fmnist-ood's split given explicitly is not silently replaced by digits-ood's own: it does not fit
+    with pytest.raises(ValueError, match="6000 \\+ 1000 \\+ 2000 but there are only 2500 ID digits"):
+        load_benchmark("digits-ood", ["near"], size=SIZE, n_train=defaults.N_TRAIN, n_cal=defaults.N_CAL,
+                       n_test=defaults.N_TEST, progress=False)
 
 
 @pytest.mark.data

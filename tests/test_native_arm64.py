@@ -5,7 +5,9 @@ cross-compiled with CMake and Debian's aarch64-linux-gnu-g++ and run under qemu-
 (FP32 and FP16 weights) on every kernel table the target supports (scalar and NEON there) against reference
 outputs this module writes with the Python reference on the host, the NEON table against the scalar one, and
 row stability bit for bit; the tolerances are stated in cpu_selftest.cpp's header. The same program is also
-built for the host and run natively (scalar, AVX2, AVX-512 here), which checks the fixtures and the program.
+built for the host and run natively (scalar, AVX2, AVX-512 here), which checks the fixtures and the program; on the
+host it also runs the BF16 checks where the CPU reports AVX512_BF16 (BF16 op against FP32 operands under the BF16
+rule, the pass with BF16 weights), and elsewhere checks that BF16 is refused and the skip says why.
 
 Without the cross compiler or qemu-aarch64 the AArch64 test skips with the reason, unless
 $LFDN_EDGE_REQUIRE_TOOLCHAINS (comma-separated, set by .ci/run) names ``aarch64``: then it fails.
@@ -177,7 +179,7 @@ def _tables_line(out: str) -> str:
     return next(ln.strip() for ln in out.splitlines() if ln.startswith("kernel tables:"))
 
 
-def _check_report(out: str, tables: list[str]) -> None:
+def _check_report(out: str, tables: list[str], bf16_tables: list[str] = ()) -> None:
     lines = out.splitlines()
     assert not [ln for ln in lines if ln.startswith("FAIL")], out
     for t in tables:  # each table really ran every op and both passes
@@ -189,6 +191,26 @@ def _check_report(out: str, tables: list[str]) -> None:
             assert any(ln.startswith(f"PASS {t} {what}") for ln in lines), (t, what, out)
         if t != "scalar":
             assert any(ln.startswith(f"PASS {t} pass fp32 mse vs scalar table") for ln in lines), out
+        if t in bf16_tables:  # BF16 ops and pass ran on this table
+            for what in ("bf16: the tactic rule is this program's", "bf16: f32_to_bf16 = round to nearest even",
+                         "bf16 fused_linear[gn_b37] vs FP32 operands", "bf16 fused_linear[none_b5] vs FP32 operands",
+                         "bf16 fused_linear[gn_b3_fp16] vs FP32 operands", "bf16 fused_linear[gn_b37] 1 vs 2 threads",
+                         "pass bf16 mse vs PyTorch", "pass bf16 stage cosines vs PyTorch",
+                         "pass bf16 row stability"):
+                assert any(ln.startswith(f"PASS {t} {what}") for ln in lines), (t, what, out)
+        else:  # refused, and skipped with the reason
+            assert f"PASS {t} bf16: fused_linear and the engine refuse BF16 (kUnsupported) without BF16 kernels" \
+                in lines, (t, out)
+            assert any(ln.startswith(f"SKIP {t} bf16 ops and pass: ") for ln in lines), (t, out)
+
+
+def _host_bf16_tables(build: Path) -> list[str]:
+    """["avx512"] where this CPU reports AVX512_BF16 and the build compiled the BF16 kernels (the compiler has
+    -mavx512bf16, CMakeCache LFDN_CXX_HAS_AVX512BF16), else []."""
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+    cache = (build / "CMakeCache.txt").read_text()
+    return ["avx512"] if "avx512_bf16" in flags and "LFDN_CXX_HAS_AVX512BF16:INTERNAL=1" in cache else []
 
 
 def test_selftest_program_on_the_host(fixtures, tmp_path):
@@ -200,7 +222,7 @@ def test_selftest_program_on_the_host(fixtures, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     tables = _tables_line(proc.stdout).split(":", 1)[1].split("(")[0].split()
     assert "scalar" in tables and len(tables) >= 1
-    _check_report(proc.stdout, tables)
+    _check_report(proc.stdout, tables, [t for t in _host_bf16_tables(tmp_path / "host") if t in tables])
 
 
 def _aarch64_tools() -> tuple[bool, str]:

@@ -109,6 +109,24 @@ def test_cpu_only_build_is_portable_and_imports(tmp_path):
                 assert name.startswith(f"lfdn::cpu::{isa}_"), f"kernels_{isa}.cpp.o exports {name}"
 
 
+def test_shared_isa_loops_are_included_with_internal_linkage():
+    """csrc/cpu/kernels_isa.inl (the loops the SIMD tables share) is text for one ISA file's anonymous namespace:
+    each table includes it there, and it includes nothing and uses no standard-library template, so no function
+    of it can be emitted as a shared (weak) symbol that the linker might pick for another ISA's callers. (The
+    symbol check above sees only what the compiler emitted; an inline function it inlined everywhere would pass
+    it even outside the namespace.)"""
+    inl = (ROOT / "csrc" / "cpu" / "kernels_isa.inl").read_text()
+    code = "\n".join(ln for ln in inl.splitlines() if not ln.lstrip().startswith("//"))
+    assert "#include" not in code and "std::" not in code and "#pragma once" not in code
+    for isa in ("avx2", "avx512", "neon"):
+        src = (ROOT / "csrc" / "cpu" / f"kernels_{isa}.cpp").read_text()
+        inc = src.index('#include "cpu/kernels_isa.inl"')
+        opened, closed = src.rfind("namespace {", 0, inc), src.find("}  // namespace", inc)
+        assert opened >= 0 and closed > inc, f"kernels_{isa}.cpp includes kernels_isa.inl outside its anonymous namespace"
+        between = "\n".join(ln.split("//")[0] for ln in src[opened + len("namespace {"):inc].splitlines())
+        assert between.count("{") == between.count("}"), f"kernels_{isa}.cpp closes its anonymous namespace first"
+
+
 def _nvcc_version() -> str:
     out = _run([shutil.which(NVCC), "--version"]).stdout
     return re.search(r"release \d+\.\d+, V(\d+\.\d+\.\d+)", out).group(1)

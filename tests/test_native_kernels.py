@@ -288,6 +288,9 @@ def test_ddim_score_rejects_bad_arguments():
         _C.ddim_score(y, z0=y, stage_offsets=[0, 2, 5])
     with pytest.raises(ValueError, match="invalid argument"):  # neither update nor scores
         _C.ddim_score(y)
+    # an argument of the wrong type: cast_arg's TypeError naming it, not pybind11's RuntimeError "Unable to cast"
+    with pytest.raises(TypeError, match="stage_offsets must be a sequence of int, got str"):
+        _C.ddim_score(y, z0=y, stage_offsets="0,2,6")
 
 
 # ------------------------------------------------------------------------------------------------ CUDA

@@ -34,12 +34,12 @@ def load_sets(ckpt: Checkpoint, cache_dir, progress: bool) -> dict[str, np.ndarr
     from lfdn_edge.data import load_benchmark
     from lfdn_edge.feature_cache import cached_features
     from lfdn_edge.features import MultiLayerFeatures
+    from lfdn_edge.workflow import recorded_split
 
     info = ckpt.data.get("data") or {}
+    n_train, n_cal, n_test = recorded_split(info)
     bench = load_benchmark(info.get("spec", "fmnist-ood"), size=ckpt.feature_config.input_size,
-                           n_train=int(info.get("requested_n_train", defaults.N_TRAIN)),
-                           n_cal=int(info.get("requested_n_cal", defaults.N_CAL)),
-                           n_test=int(info.get("requested_n_test", defaults.N_TEST)),
+                           n_train=n_train, n_cal=n_cal, n_test=n_test,
                            seed=int(info.get("seed", defaults.DATA_SEED)), progress=progress)
     extractor = MultiLayerFeatures(ckpt.feature_config)
     sets = {"id_test": bench.test, **bench.ood}

@@ -3,6 +3,9 @@
 // AVX-512: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma -mf16c) and is used only when the CPU reports
 // those features, so the rest of the library stays at the portable baseline. On AArch64 the NEON table
 // needs no flags (Advanced SIMD is part of the base architecture) and is chosen when HWCAP reports it.
+// The loops the SIMD tables share (micro-kernels, FP16 widening, moments, GroupNorm-SiLU, SiLU, the FMA probe)
+// are written once in kernels_isa.inl over a per-ISA vector-ops trait; each table's file includes it inside its
+// anonymous namespace, so every instantiation has internal linkage and that file's ISA flags only.
 #pragma once
 #include <cstddef>
 #include <cstdint>

@@ -16,6 +16,14 @@
 // the test-only wrong tactic outside the tolerance, the engine's selection (verify + time) choosing a passing
 // tactic of the table even when a fake timer makes the wrong one fastest, and a pass with a different tactic per
 // bucket bit-identical to the default blocking for every batch split.
+// BF16 (weights and activations rounded to BF16, FP32 accumulation; only a table with BF16 kernels, i.e. avx512
+// where the CPU reports AVX512_BF16): the table's f32_to_bf16 bit-identical to round to nearest even (ties,
+// infinities, odd-length padding, in place); every linear case (its FP32 or FP16 weights rounded to BF16) against
+// a float64 reference with the unrounded FP32 operands under the BF16 rule of lfdn/tactic_select.h,
+// |got - ref| <= 1e-5 + 2^-7 x 1.01 x (sum_k |a_k w_k| + |bias| + |residual|), and 1 vs 2 threads bit for bit;
+// the pass with BF16 weights against the PyTorch FP32 reference at the FP16 tolerances x 8 (mse rtol 1.6e-2,
+// cosines and mfsim atol 1.6e-2) and row stability. A table without BF16 kernels must refuse BF16 (kUnsupported
+// from the op and the engine); its BF16 checks are skipped with the reason (a "SKIP" line).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -31,6 +39,7 @@
 #include "cpu/kernels.h"
 #include "lfdn/ddim_score.h"
 #include "lfdn/engine.h"
+#include "lfdn/half.h"
 #include "lfdn/linear.h"
 #include "lfdn/tactic_select.h"
 #include "lfdn/tactics.h"
@@ -137,6 +146,36 @@ int64_t ulp_distance(float a, float b) {
   return oa > ob ? oa - ob : ob - oa;
 }
 
+// BF16 bits of x rounded to nearest even (the rule of vcvtne2ps2bf16 and of lfdn_edge's f32_to_bf16_bits), for
+// finite x and infinities; NaN stays a quiet NaN.
+uint16_t bf16_rne(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  if ((b & 0x7FFFFFFFu) > 0x7F800000u) return static_cast<uint16_t>((b >> 16) | 0x40u);
+  return static_cast<uint16_t>((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+}
+
+float bf16_value(uint16_t h) {
+  const uint32_t b = static_cast<uint32_t>(h) << 16;
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+std::vector<uint16_t> to_bf16(const float* x, int64_t n) {
+  std::vector<uint16_t> out(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_rne(x[i]);
+  return out;
+}
+
+// A linear fixture's weights as FP32 values (FP16 fixtures: their FP16 values).
+std::vector<float> weights_f32(const Array& w) {
+  std::vector<float> out(static_cast<size_t>(w.numel()));
+  for (int64_t i = 0; i < w.numel(); ++i)
+    out[i] = w.dtype == "u16" ? lfdn::half_to_float(w.as<uint16_t>()[i]) : w.as<float>()[i];
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------------- ops
 void check_noise(const std::string& isa) {
   const Array& keys = arr("noise.keys");
@@ -165,14 +204,22 @@ void check_noise(const std::string& isa) {
   expect(buf, worst <= 1);
 }
 
+// bf16: the case's weights rounded to BF16 (lfdn::WeightType::kBF16; the op rounds the activations too).
+// *status (optional): what fused_linear_cpu / the tactic returned.
 std::vector<float> run_linear(const std::string& c, int threads, const lfdn::LinearTactic* tactic = nullptr,
-                              bool* applied = nullptr) {
+                              bool* applied = nullptr, bool bf16 = false, int* status = nullptr) {
   const Array& x = arr("lin." + c + ".x");
   const Array& w = arr("lin." + c + ".w");
   const int64_t rows = x.shape[0], k = x.shape[1], n = w.shape[0];
-  const lfdn::WeightType wt = w.dtype == "u16" ? lfdn::WeightType::kF16 : lfdn::WeightType::kF32;
+  const lfdn::WeightType wt =
+      bf16 ? lfdn::WeightType::kBF16 : w.dtype == "u16" ? lfdn::WeightType::kF16 : lfdn::WeightType::kF32;
   std::vector<char> packed(lfdn::packed_linear_cpu_bytes(k, n, wt));
-  lfdn::pack_linear_cpu(w.bytes.data(), wt, k, n, packed.data());
+  if (bf16) {
+    const std::vector<float> wf = weights_f32(w);
+    lfdn::pack_linear_cpu(to_bf16(wf.data(), w.numel()).data(), wt, k, n, packed.data());
+  } else {
+    lfdn::pack_linear_cpu(w.bytes.data(), wt, k, n, packed.data());
+  }
   std::vector<float> out(static_cast<size_t>(rows * n));
   std::vector<char> ws(lfdn::fused_linear_cpu_workspace_bytes(rows, k, n, threads));
   lfdn::FusedLinearParams p;
@@ -198,7 +245,9 @@ std::vector<float> run_linear(const std::string& c, int threads, const lfdn::Lin
     if (!tactic->applies(p) || tactic->run(p) != lfdn::kOk) out.assign(out.size(), NAN);
     return out;
   }
-  if (lfdn::fused_linear_cpu(p) != lfdn::kOk) out.assign(out.size(), NAN);
+  const int rc = lfdn::fused_linear_cpu(p);
+  if (status) *status = rc;
+  if (rc != lfdn::kOk) out.assign(out.size(), NAN);
   return out;
 }
 
@@ -265,6 +314,7 @@ void check_ddim(const std::string& isa) {
 // ---------------------------------------------------------------------------------------------------- pass
 struct SpecHolder {
   lfdn::EngineSpec spec;
+  std::vector<std::vector<uint16_t>> bf16;  // the BF16 weights of a "bf16" spec (converted from the FP32 ones)
 };
 
 std::unique_ptr<SpecHolder> make_spec(const std::string& prec) {
@@ -275,14 +325,21 @@ std::unique_ptr<SpecHolder> make_spec(const std::string& prec) {
   s.width = static_cast<int64_t>(scalar(p + "width"));
   s.depth = static_cast<int64_t>(scalar(p + "depth"));
   s.steps = static_cast<int32_t>(scalar(p + "steps"));
-  s.wtype = prec == "fp16" ? lfdn::WeightType::kF16 : lfdn::WeightType::kF32;
-  const std::string w = "spec." + prec + ".";
-  s.inp_w = arr(w + "inp_w").bytes.data();
+  s.wtype = prec == "fp16" ? lfdn::WeightType::kF16 : prec == "bf16" ? lfdn::WeightType::kBF16 : lfdn::WeightType::kF32;
+  const std::string w = "spec." + (prec == "bf16" ? std::string("fp32") : prec) + ".";
+  h->bf16.reserve(static_cast<size_t>(2 * s.depth + 2));  // no reallocation: the spec keeps pointers into it
+  auto weight = [&](const std::string& name) -> const void* {
+    const Array& a = arr(w + name);
+    if (prec != "bf16") return a.bytes.data();
+    h->bf16.push_back(to_bf16(a.as<float>(), a.numel()));
+    return h->bf16.back().data();
+  };
+  s.inp_w = weight("inp_w");
   s.inp_b = f32(p + "inp_b");
   for (int64_t i = 0; i < s.depth; ++i) {
     const std::string k = "." + std::to_string(i);
-    s.fc1_w.push_back(arr(w + "fc1_w" + k).bytes.data());
-    s.fc2_w.push_back(arr(w + "fc2_w" + k).bytes.data());
+    s.fc1_w.push_back(weight("fc1_w" + k));
+    s.fc2_w.push_back(weight("fc2_w" + k));
     s.gn1_g.push_back(f32(p + "gn1_g" + k));
     s.gn1_b.push_back(f32(p + "gn1_b" + k));
     s.gn2_g.push_back(f32(p + "gn2_g" + k));
@@ -292,7 +349,7 @@ std::unique_ptr<SpecHolder> make_spec(const std::string& prec) {
   if (s.depth > 0) s.fc1_bias = f32(p + "fc1_bias");
   s.out_g = f32(p + "out_g");
   s.out_b = f32(p + "out_b");
-  s.out_w = arr(w + "out_w").bytes.data();
+  s.out_w = weight("out_w");
   s.out_bias = f32(p + "out_bias");
   s.gn_eps = static_cast<float>(scalar(p + "gn_eps"));
   s.cos_eps = static_cast<float>(scalar(p + "cos_eps"));
@@ -336,7 +393,9 @@ void check_pass(const std::string& isa, const std::string& prec, std::map<std::s
   if (!ok) return;
   const Scores full = score(*e2, z.as<float>(), rows, stages);
   const std::string t = isa + " pass " + prec;
-  const double mse_rtol = prec == "fp16" ? 2e-3 : 1e-4, cos_atol = prec == "fp16" ? 2e-3 : 1e-5;
+  // BF16: the FP16 tolerances x 8 = 2^(11-8), the ratio of the two formats' unit roundoffs (test_native_bf16.py)
+  const double mse_rtol = prec == "bf16" ? 1.6e-2 : prec == "fp16" ? 2e-3 : 1e-4;
+  const double cos_atol = prec == "bf16" ? 1.6e-2 : prec == "fp16" ? 2e-3 : 1e-5;
   expect_close(t + " mse vs PyTorch reference", full.mse.data(), f32("pass.want_mse"), rows, mse_rtol, 0);
   expect_close(t + " stage cosines vs PyTorch", full.cos.data(), f32("pass.want_cos"), rows * stages, 0, cos_atol);
   expect_close(t + " mfsim vs PyTorch reference", full.mfsim.data(), f32("pass.want_mfsim"), rows, 0, cos_atol);
@@ -351,6 +410,7 @@ void check_pass(const std::string& isa, const std::string& prec, std::map<std::s
            std::memcmp(part.cos.data(), full.cos.data() + a * stages, 4 * (b - a) * stages) == 0;
   }
   expect(t + " row stability (batch 1/7/13/rest, 1 vs 2 threads): bit-identical", same);
+  if (prec == "bf16") return;  // one table computes BF16: no other table to compare with
   if (isa == "scalar") {
     (*scalar_out)[prec] = full;
   } else {
@@ -439,6 +499,139 @@ void check_tactics(const std::string& isa) {
   expect(isa + " tactics: pass with a tactic per bucket bit-identical to the default, every batch split", stable);
 }
 
+// ---------------------------------------------------------------------------------------------------- BF16
+// Why the active table has no BF16 kernels (printed with the skip).
+std::string bf16_unavailable(const std::string& isa) {
+  if (isa != "avx512") return "the " + isa + " table has no BF16 kernels (only AVX512_BF16's vdpbf16ps computes BF16)";
+#if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+  __builtin_cpu_init();
+  if (!__builtin_cpu_supports("avx512bf16")) return "this CPU does not report AVX512_BF16";
+#endif
+  return "the BF16 kernels are not compiled in (the compiler lacks -mavx512bf16)";
+}
+
+// float64 reference of linear case c with FP32 operands (the unrounded activations after the prologue and the
+// case's weights), and per output the scale of the BF16 rule: sum_k |a_k w_k| + |bias| (+ |residual|).
+void linear_reference_f64(const std::string& c, std::vector<double>* ref, std::vector<double>* scale) {
+  const Array& xa = arr("lin." + c + ".x");
+  const Array& wa = arr("lin." + c + ".w");
+  const int64_t rows = xa.shape[0], K = xa.shape[1], N = wa.shape[0];
+  const std::vector<float> w = weights_f32(wa);
+  const float* b = f32("lin." + c + ".b");
+  const int prologue = static_cast<int>(scalar("lin." + c + ".prologue"));
+  const float* res = g_arrays.count("lin." + c + ".res") ? f32("lin." + c + ".res") : nullptr;
+  const double eps = lfdn::FusedLinearParams().gn_eps;
+  auto silu = [](double v) { return v / (1.0 + std::exp(-v)); };
+  ref->assign(static_cast<size_t>(rows * N), 0.0);
+  scale->assign(static_cast<size_t>(rows * N), 0.0);
+  std::vector<double> a(static_cast<size_t>(K));
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* x = xa.as<float>() + r * K;
+    double mean = 0.0, var = 0.0;
+    for (int64_t k = 0; k < K; ++k) mean += x[k];
+    mean /= static_cast<double>(K);
+    for (int64_t k = 0; k < K; ++k) var += (x[k] - mean) * (x[k] - mean);
+    const double rstd = 1.0 / std::sqrt(var / static_cast<double>(K) + eps);
+    for (int64_t k = 0; k < K; ++k)
+      a[k] = prologue == 2 ? silu((x[k] - mean) * rstd * f32("lin." + c + ".g")[k] + f32("lin." + c + ".be")[k])
+             : prologue == 1 ? silu(x[k])
+                             : static_cast<double>(x[k]);
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = b[n], mag = std::fabs(static_cast<double>(b[n]));
+      for (int64_t k = 0; k < K; ++k) {
+        acc += a[k] * w[n * K + k];
+        mag += std::fabs(a[k] * w[n * K + k]);
+      }
+      if (res) {
+        acc += res[r * N + n];
+        mag += std::fabs(static_cast<double>(res[r * N + n]));
+      }
+      (*ref)[r * N + n] = acc;
+      (*scale)[r * N + n] = mag;
+    }
+  }
+}
+
+// The BF16 rule (lfdn/tactic_select.h, test_native_bf16.py): |got - ref| <= 1e-5 + 2^-7 x 1.01 x scale.
+constexpr double kBf16Atol = 1e-5, kBf16Srel = 1.01 / 128.0;
+
+void expect_bf16_rule(const std::string& what, const float* got, const std::vector<double>& ref,
+                      const std::vector<double>& scale) {
+  double worst = 0.0, max_abs = 0.0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(got[i]) - ref[i]);
+    const double q = d / (kBf16Atol + kBf16Srel * scale[i]);
+    if (!(q <= worst)) worst = q;  // NaN propagates
+    if (d > max_abs) max_abs = d;
+  }
+  const bool ok = worst <= 1.0;
+  ++g_checks;
+  if (!ok) ++g_failures;
+  std::printf("%s %-44s max abs err %.3e (%.2f of tolerance 1e-5 + 2^-7 x 1.01 x sum|a w|)\n", ok ? "PASS" : "FAIL",
+              what.c_str(), max_abs, worst);
+}
+
+// BF16 weights and activations (FP32 accumulation) on the active table: the conversion kernel against the
+// scalar round-to-nearest-even, every linear case against the float64 FP32-operand reference under the BF16
+// rule, 1 vs 2 threads, and the whole pass with BF16 weights against the PyTorch FP32 reference. A table
+// without BF16 kernels must refuse BF16 (kUnsupported: never computed another way); the checks then skip with
+// the reason.
+void check_bf16(const std::string& isa) {
+  const lfdn::cpu::Kernels& t = lfdn::cpu::kernels();
+  if (t.gemm_bf16 == nullptr) {
+    int rc = lfdn::kOk;
+    run_linear(linear_cases().front(), 2, nullptr, nullptr, true, &rc);
+    std::unique_ptr<SpecHolder> h = make_spec("bf16");
+    std::unique_ptr<lfdn::CpuEngine> e;
+    const int rc_engine = lfdn::CpuEngine::create(h->spec, 4, 1, &e);
+    expect(isa + " bf16: fused_linear and the engine refuse BF16 (kUnsupported) without BF16 kernels",
+           rc == lfdn::kUnsupported && rc_engine == lfdn::kUnsupported);
+    std::printf("SKIP %s bf16 ops and pass: %s\n", isa.c_str(), bf16_unavailable(isa).c_str());
+    return;
+  }
+  const lfdn::TacticTolerance tol = lfdn::tactic_tolerance(lfdn::WeightType::kBF16);
+  expect(isa + " bf16: the tactic rule is this program's (rtol 0, atol 1e-5, srel 2^-7 x 1.01)",
+         tol.rtol == 0.0 && tol.atol == kBf16Atol && tol.srel == kBf16Srel);
+
+  // conversion: ties, signed zeros, infinities, FLT_MAX (rounds to inf), tails of every length class, odd
+  // lengths (dst[n] = 0, the k-pair padding) and in place
+  std::vector<float> v = {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 1.0f + 0x1p-8f + 0x1p-20f, -2.5f, 0.0f, -0.0f,
+                          INFINITY, -INFINITY, 3.4028235e38f, -1.0f - 0x1p-8f, 65504.0f, 1e-30f};
+  uint32_t st = 12345;
+  while (v.size() < 75) {
+    st = st * 1664525u + 1013904223u;
+    v.push_back((static_cast<float>(st >> 8) / 16777216.0f - 0.5f) * std::ldexp(1.0f, static_cast<int>(st % 40) - 20));
+  }
+  bool conv_ok = true;
+  for (int64_t n : {1, 2, 15, 16, 17, 31, 32, 33, 64, 75}) {
+    std::vector<uint16_t> got(static_cast<size_t>(n + 1), 0xFFFFu);
+    t.f32_to_bf16(v.data(), n, got.data());
+    std::vector<float> inplace(v.begin(), v.begin() + n + (n % 2));
+    t.f32_to_bf16(inplace.data(), n, reinterpret_cast<uint16_t*>(inplace.data()));
+    const uint16_t* ip = reinterpret_cast<const uint16_t*>(inplace.data());
+    for (int64_t i = 0; i < n; ++i) conv_ok = conv_ok && got[i] == bf16_rne(v[i]) && ip[i] == got[i];
+    if (n % 2) conv_ok = conv_ok && got[n] == 0 && ip[n] == 0;
+  }
+  expect(isa + " bf16: f32_to_bf16 = round to nearest even, padding, in place (bit-identical)", conv_ok);
+
+  for (const std::string& c : linear_cases()) {
+    int rc = -1;
+    const std::vector<float> got = run_linear(c, 2, nullptr, nullptr, true, &rc);
+    const std::vector<float> one = run_linear(c, 1, nullptr, nullptr, true);
+    std::vector<double> ref, sc;
+    linear_reference_f64(c, &ref, &sc);
+    expect_bf16_rule(isa + " bf16 fused_linear[" + c + "] vs FP32 operands", got.data(), ref, sc);
+    expect_equal(isa + " bf16 fused_linear[" + c + "] 1 vs 2 threads", one.data(), got.data(),
+                 static_cast<int64_t>(got.size()));
+    // the rule is not met by accident: these are the BF16 products (the FP32 op gives other bits)
+    const std::vector<float> f32op = run_linear(c, 2);
+    expect(isa + " bf16 fused_linear[" + c + "]: status ok, BF16 arithmetic (differs from the FP32 op)",
+           rc == lfdn::kOk && std::memcmp(got.data(), f32op.data(), 4 * got.size()) != 0);
+  }
+  std::map<std::string, Scores> unused;
+  check_pass(isa, "bf16", &unused);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -476,6 +669,7 @@ int main(int argc, char** argv) {
     check_pass(isa, "fp32", &pass_scalar);
     check_pass(isa, "fp16", &pass_scalar);
     check_tactics(isa);
+    check_bf16(isa);
   }
   std::printf("%d of %d checks passed\n", g_checks - g_failures, g_checks);
   return g_failures == 0 ? 0 : 1;

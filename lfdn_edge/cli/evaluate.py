@@ -28,7 +28,8 @@ def build_parser(prog: str = "lfdn-edge evaluate"):
                    help="OOD source (repeatable): a folder, cifar10:ROOT, svhn:ROOT, ...; with fmnist-ood or digits-ood, "
                         "a subset of its set names")
     p.add_argument("--n-test", type=int, default=None,
-                   help="ID test images (default: the count recorded in the checkpoint)")
+                   help="ID test images (default: the count recorded in the checkpoint; for another source than "
+                        "the checkpoint's, that source's own split)")
     p.add_argument("--n-ood", type=int, default=defaults.N_OOD, help="images per OOD set, at most (default: %(default)s)")
     p.add_argument("--knn-k", type=int, default=defaults.KNN_K, help="k of the kNN baseline (default: %(default)s)")
     p.add_argument("--json", default=None, help="write the report here")

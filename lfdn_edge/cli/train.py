@@ -23,21 +23,21 @@ from .common import add_common_options, check_output_path, check_positive, parse
 def build_parser(prog: str = "lfdn-edge train"):
     p = parser(prog, __doc__)
     p.add_argument("--data", default=defaults.DATA,
-                   help="ID data: 'fmnist-ood' or 'digits-ood' (offline benchmarks; digits-ood splits its 2500 ID digits "
-                        "1500/300/700 when --n-train/--n-cal/--n-test are left at their defaults), an image folder, "
-                        "cifar10:ROOT, cifar100:ROOT, "
-                        "svhn:ROOT (default: %(default)s)")
+                   help="ID data: 'fmnist-ood' or 'digits-ood' (offline benchmarks), an image folder, cifar10:ROOT, "
+                        "cifar100:ROOT, svhn:ROOT (default: %(default)s)")
     p.add_argument("--out", required=True, help="checkpoint path to write (resumed if it exists)")
     g = p.add_argument_group("features")
     g.add_argument("--backbone", default=defaults.BACKBONE, choices=sorted(BACKBONES), help="(default: %(default)s)")
     g.add_argument("--backbone-weights", default=None, help="state-dict file (required for torchvision backbones)")
     g.add_argument("--input-size", type=int, default=defaults.INPUT_SIZE,
                    help="square input size in pixels (default: %(default)s)")
-    g.add_argument("--n-train", type=int, default=defaults.N_TRAIN, help="ID training images (default: %(default)s)")
-    g.add_argument("--n-cal", type=int, default=defaults.N_CAL,
-                   help="held-out ID images for the threshold (default: %(default)s)")
-    g.add_argument("--n-test", type=int, default=defaults.N_TEST,
-                   help="ID test images kept out of training for evaluation (default: %(default)s)")
+    counts = ((defaults.N_TRAIN, defaults.N_CAL, defaults.N_TEST), defaults.DIGITS_OOD_SPLIT)
+    for i, (opt, what) in enumerate((("--n-train", "ID training images"),
+                                     ("--n-cal", "held-out ID images for the threshold"),
+                                     ("--n-test", "ID test images kept out of training for evaluation"))):
+        g.add_argument(opt, type=int, default=None,
+                       help=f"{what} (default: the data's own split: {counts[0][i]} for fmnist-ood and any other "
+                            f"source, {counts[1][i]} for digits-ood)")
     g.add_argument("--data-seed", type=int, default=defaults.DATA_SEED,
                    help="seed of the data subsampling (default: %(default)s)")
     g = p.add_argument_group("model (paper: width %(width)d, depth %(depth)d, emb %(emb_dim)d)" % defaults.PAPER_MODEL)

@@ -6,7 +6,7 @@ The offline benchmarks ``fmnist-ood`` and ``digits-ood`` are built from Debian p
 :func:`cache_dir` (``$LFDN_EDGE_CACHE`` or ``~/.cache/lfdn-edge``).
 """
 
-from .assemble import load_benchmark
+from .assemble import load_benchmark, resolve_split
 from .cache import cache_dir
 from .debian import fetch_debian_packages
 from .folder import image_folder
@@ -18,4 +18,5 @@ from .containers import Benchmark, ImageSet
 from .specs import load_image_source
 
 __all__ = ["BENCHMARKS", "Benchmark", "ImageSet", "FAR_OOD", "OOD_SETS", "cache_dir", "fetch_debian_packages",
-           "image_folder", "load_digits_ood", "load_fmnist_ood", "load_benchmark", "load_image_source", "to_rgb_square"]
+           "image_folder", "load_digits_ood", "load_fmnist_ood", "load_benchmark", "load_image_source", "resolve_split",
+           "to_rgb_square"]

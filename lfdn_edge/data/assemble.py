@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from .offline import BENCHMARKS
+from .offline_common import resolve_split as resolve_offline_split
 from .containers import Benchmark
 from .specs import load_image_source, open_source
 from .subsample import rng_for
@@ -15,6 +16,16 @@ from .. import defaults
 from ..progress import progress_enabled
 
 FALLBACK_FRACTIONS = (0.7, 0.1, 0.2)  # train / cal / test when a source is smaller than the counts
+
+
+def resolve_split(data: str, n_train: int | None = None, n_cal: int | None = None,
+                  n_test: int | None = None) -> tuple[int, int, int]:
+    """The train / cal / test counts asked of ``data``: a count left as None is the data's own, that is the
+    offline benchmark's ``DEFAULT_SPLIT`` (fmnist-ood 6000/1000/2000, digits-ood 1500/300/700) or, for any
+    other source, ``defaults.N_TRAIN``/``N_CAL``/``N_TEST``; a given count is kept as it is."""
+    own = BENCHMARKS[data][0].DEFAULT_SPLIT if data in BENCHMARKS else (defaults.N_TRAIN, defaults.N_CAL,
+                                                                        defaults.N_TEST)
+    return resolve_offline_split(data, own, n_train, n_cal, n_test)
 
 
 def split_counts(n_total: int, n_train: int, n_cal: int, n_test: int, name: str = "the source") -> list[int]:
@@ -53,7 +64,7 @@ def _unique_name(name: str, spec: str, taken: dict) -> str:
 
 
 def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPUT_SIZE,
-                   n_train: int = defaults.N_TRAIN, n_cal: int = defaults.N_CAL, n_test: int = defaults.N_TEST,
+                   n_train: int | None = None, n_cal: int | None = None, n_test: int | None = None,
                    n_ood: int = defaults.N_OOD, seed: int = defaults.DATA_SEED,
                    with_ood: bool = True, progress: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
@@ -65,6 +76,9 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
     images are decoded. Each ``ood`` spec becomes one OOD set of at most ``n_ood`` images, keyed by its
     name (a folder's name; the spec itself if that name is taken). All OOD sets of a custom benchmark
     are far-OOD only if they are an offline benchmark's far sets (``fmnist-ood:digits``, ``digits-ood:fashion``, ...): a user's folder may be near. ``with_ood=False`` loads no OOD set at all (training needs only the ID splits).
+    A count left as None is the data's own (:func:`resolve_split`: the offline benchmark's split, else
+    ``defaults.N_TRAIN``/``N_CAL``/``N_TEST``); a given count is honoured or, where the offline benchmark
+    cannot honour it, rejected with a ``ValueError``.
     ``progress``: show the loaders' progress bars (downloads, decoding).
     """
     with progress_enabled(progress):
@@ -82,6 +96,7 @@ def _load_benchmark(data, ood, size, n_train, n_cal, n_test, n_ood, seed, with_o
                              f"(or give none for all)")
         return load(size, n_train, n_cal, n_test, n_ood, seed, sets=(list(ood) or None) if with_ood else [])
 
+    n_train, n_cal, n_test = resolve_split(data, n_train, n_cal, n_test)
     source = open_source(data, size)
     counts = split_counts(source.count, n_train, n_cal, n_test, source.name)
     tr, ca, te = split_positions(source.count, counts, seed, f"benchmark/{source.key}")

@@ -1,7 +1,9 @@
 """The offline benchmarks by name: ``fmnist-ood`` (the default) and ``digits-ood`` (the second one, issue 16).
 
-Each entry is a module with ``BENCHMARK``, ``OOD_SETS``, ``FAR_OOD`` and ``ood_source(name, size)``, and its
-loader ``load(size, n_train, n_cal, n_test, n_ood, seed, sets, progress)``; ``--data NAME`` and the source spec
+Each entry is a module with ``BENCHMARK``, ``OOD_SETS``, ``FAR_OOD``, ``DEFAULT_SPLIT`` (its own train / cal /
+test counts, used for every count left as None) and ``ood_source(name, size)``, and its loader
+``load(size, n_train, n_cal, n_test, n_ood, seed, sets, progress)``; what they share is
+:mod:`lfdn_edge.data.offline_common`; ``--data NAME`` and the source spec
 ``NAME:SET`` work the same way for every one.
 """
 
