@@ -19,7 +19,7 @@ from .backbones import DEFAULT_BACKBONE, get_backbone
 
 STANDARDISE_DELTA = 1e-5
 
-# The stage outputs of the feature call under way in this thread (or asyncio task): (extractor, list). Per call,
+# The list of stage outputs of the feature call under way in this thread (or asyncio task). Per call,
 # not on the module, so that several threads can extract with one MultiLayerFeatures at once (issue 29: with the
 # list on the module a second call replaced the first one's list and both appended to one).
 _STAGE_CAPTURE: contextvars.ContextVar = contextvars.ContextVar("lfdn_edge_stage_capture", default=None)
@@ -107,9 +107,9 @@ class MultiLayerFeatures(nn.Module):
             p.requires_grad_(False)
 
     def _capture(self, module, inputs, output):
-        call = _STAGE_CAPTURE.get()
-        if call is not None and call[0] is self:  # the trunk run outside forward() captures nothing
-            call[1].append(output)
+        stages = _STAGE_CAPTURE.get()
+        if stages is not None:  # the trunk run outside forward() captures nothing
+            stages.append(output)
 
     def train(self, mode: bool = True):  # the backbone is frozen: BatchNorm stays in eval mode
         return super().train(False)
@@ -135,7 +135,7 @@ class MultiLayerFeatures(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images)
         stages: list[torch.Tensor] = []
-        token = _STAGE_CAPTURE.set((self, stages))
+        token = _STAGE_CAPTURE.set(stages)
         try:
             self.trunk(x)
         finally:
