@@ -6,6 +6,7 @@ mean and (population) variance taken over the channels of one stage of one sampl
 
 from __future__ import annotations
 
+import contextvars
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,6 +18,11 @@ from . import defaults
 from .backbones import DEFAULT_BACKBONE, get_backbone
 
 STANDARDISE_DELTA = 1e-5
+
+# The list of stage outputs of the feature call under way in this thread (or asyncio task). Per call,
+# not on the module, so that several threads can extract with one MultiLayerFeatures at once (issue 29: with the
+# list on the module a second call replaced the first one's list and both appended to one).
+_STAGE_CAPTURE: contextvars.ContextVar = contextvars.ContextVar("lfdn_edge_stage_capture", default=None)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,9 @@ class MultiLayerFeatures(nn.Module):
 
     Preprocessing inside the module (so it exports with the model): to float, bilinear resize (antialiased)
     to ``input_size`` if needed, (x - mean) / std of the backbone.
+
+    Safe to call from several threads at once: each call collects its own stage outputs (the forward hooks
+    append to the list of the call under way in their thread); the frozen backbone is only read.
     """
 
     def __init__(self, config: FeatureConfig = FeatureConfig()):
@@ -91,7 +100,6 @@ class MultiLayerFeatures(nn.Module):
         self.trunk, stage_modules = spec.build(config.backbone_weights, int(config.input_size))
         self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
-        self._captured: list[torch.Tensor] = []
         for module in stage_modules:
             module.register_forward_hook(self._capture)
         self.eval()
@@ -99,7 +107,9 @@ class MultiLayerFeatures(nn.Module):
             p.requires_grad_(False)
 
     def _capture(self, module, inputs, output):
-        self._captured.append(output)
+        stages = _STAGE_CAPTURE.get()
+        if stages is not None:  # the trunk run outside forward() captures nothing
+            stages.append(output)
 
     def train(self, mode: bool = True):  # the backbone is frozen: BatchNorm stays in eval mode
         return super().train(False)
@@ -124,9 +134,12 @@ class MultiLayerFeatures(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         x = self.preprocess(images)
-        self._captured = []
-        self.trunk(x)
-        stages, self._captured = self._captured, []
+        stages: list[torch.Tensor] = []
+        token = _STAGE_CAPTURE.set(stages)
+        try:
+            self.trunk(x)
+        finally:
+            _STAGE_CAPTURE.reset(token)
         if len(stages) != self.layout.num_stages:
             raise RuntimeError(f"backbone produced {len(stages)} stage outputs, expected {self.layout.num_stages}")
         pooled = [standardise(s.mean(dim=(2, 3))) for s in stages]

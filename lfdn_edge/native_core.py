@@ -144,6 +144,23 @@ def cuda_fused_linear(x, packed_weight, out_dim: int, bias=None, *, prologue: st
     return out
 
 
+MAX_STAGES = 64  # lfdn/ddim_score.h kMaxStages
+
+
+def _stage_offsets_list(offsets) -> list:
+    """stage_offsets as a list of int, with the binding's rule (csrc/bindings/common.cpp): a numpy array must be
+    1-D integer (TypeError) and at most MAX_STAGES + 1 entries (ValueError), both checked before any entry is
+    converted, so a huge view (a (2**28, 1) broadcast array, an expanded tensor) is refused at once instead of
+    being converted entry by entry for minutes."""
+    if isinstance(offsets, np.ndarray) and (offsets.ndim != 1 or offsets.dtype.kind not in "iu"):
+        raise TypeError(f"stage_offsets must be a sequence of int, got a {offsets.ndim}-D ndarray of dtype {offsets.dtype}")
+    if isinstance(offsets, (str, bytes)) or not hasattr(offsets, "__len__"):
+        raise TypeError(f"stage_offsets must be a sequence of int, got {type(offsets).__name__}")
+    if len(offsets) > MAX_STAGES + 1:
+        raise ValueError(f"stage_offsets has {len(offsets)} entries, at most {MAX_STAGES + 1} ({MAX_STAGES} stages)")
+    return [int(o) for o in offsets]
+
+
 def cuda_ddim_score(x0_hat, *, x=None, coef=None, noise=None, z0=None, stage_offsets=None, cos_eps: float = 1e-8):
     """Op 3 on the GPU; returns a dict like lfdn_edge._C.ddim_score ('x' is a new tensor)."""
     torch = _torch()
@@ -162,10 +179,11 @@ def cuda_ddim_score(x0_hat, *, x=None, coef=None, noise=None, z0=None, stage_off
     if z0 is not None or stage_offsets is not None:
         if z0 is None or stage_offsets is None:
             raise ValueError("scores need both z0 and stage_offsets")
+        stage_offsets = _stage_offsets_list(stage_offsets)
         m = len(stage_offsets) - 1
         res.update(mse=torch.empty(rows, device=dev), mfsim=torch.empty(rows, device=dev),
                    stage_cos=torch.empty((rows, m), device=dev))
-        kw.update(z0=_check(z0, "z0", dev, (rows, dim)).data_ptr(), stage_offsets=[int(o) for o in stage_offsets],
+        kw.update(z0=_check(z0, "z0", dev, (rows, dim)).data_ptr(), stage_offsets=stage_offsets,
                   mse=res["mse"].data_ptr(), mfsim=res["mfsim"].data_ptr(), stage_cos=res["stage_cos"].data_ptr())
     load_native().cuda_ddim_score(x0_hat.data_ptr(), rows, dim, cos_eps=float(cos_eps), cuda_stream=_stream(dev),
                                   device=dev.index, **kw)

@@ -39,3 +39,33 @@ def test_temporaries_of_dead_writers_are_removed_by_the_next_write(tmp_path):
     atomic_write(target, lambda p: p.write_bytes(b"new"))
     assert target.read_bytes() == b"new"
     assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_a_writer_that_fails_half_way_leaves_the_old_file_intact(tmp_path):
+    """atomic_write: a writer that raises (an error or Ctrl-C) after writing part of the new contents leaves
+    the previous file byte for byte, or no file where there was none, and no temporary."""
+    import pytest
+
+    from lfdn_edge._atomic import atomic_write
+
+    old = b"the previous engine, intact\n" * 1000
+
+    def half_then(exc):
+        def writer(p):
+            with open(p, "wb") as fh:
+                fh.write(b"the new one, half wr")
+                fh.flush()
+                raise exc
+        return writer
+
+    target = tmp_path / "model.engine"
+    for exc in (OSError(28, "No space left on device"), KeyboardInterrupt()):
+        target.write_bytes(old)
+        with pytest.raises(type(exc)):
+            atomic_write(target, half_then(exc))
+        assert target.read_bytes() == old
+        assert [f.name for f in tmp_path.iterdir()] == ["model.engine"]
+    target.unlink()
+    with pytest.raises(OSError):
+        atomic_write(target, half_then(OSError(5, "Input/output error")))
+    assert list(tmp_path.iterdir()) == []

@@ -115,3 +115,89 @@ def test_native_bindings(fixture, worker):
     huge = [f for f in r["findings"] if f["outcome"] == "huge_allocation"]
     assert all(f["case"]["replace"].get("z0") == "arr_huge_rows_view" or
                "arr_huge_rows_view" in f["case"]["replace"].values() for f in huge), huge
+
+
+_HUGE_OFFSETS = r"""
+import json, os, sys, time
+import numpy as np
+import torch
+sys.path.insert(0, sys.argv[1])
+from reliability_common import harness
+from lfdn_edge.native_core import load_native
+
+H = harness()
+_C = load_native()
+x = np.ones((4, 16), np.float32)
+values = {  # no memory behind any of them
+    "numpy_rows_view": np.broadcast_to(np.ones(1, np.float32), (2 ** 28, 1)),  # rows are ints under numpy 1.x
+    "torch_rows_view": torch.ones(1).expand(2 ** 28, 1),  # not a sequence for pybind11: refused at once
+    "range": range(2 ** 31),  # its entries are ints under any numpy
+}
+calls = {
+    "ddim_score": lambda v: _C.ddim_score(x, z0=x, stage_offsets=v),
+    "spec": lambda v: _C.CpuEngine({**H._native_spec(), "stage_offsets": v}, 8, 1),
+}
+for vn, v in values.items():
+    for cn, call in calls.items():
+        t0 = time.perf_counter()
+        try:
+            call(v)
+            out = {"error": None}
+        except Exception as exc:
+            out = {"error": type(exc).__name__, "message": str(exc)[:300]}
+        print(json.dumps({"value": vn, "call": cn, "seconds": time.perf_counter() - t0, **out}), flush=True)
+"""
+
+
+def test_stage_offsets_are_refused_before_their_entries_are_converted(fixture):
+    """Regression (issue 29): with numpy 1.26 test_native_bindings hung on stage_offsets = a (2**28, 1) broadcast
+    view: pybind11 converted it row by row through Python (a 1-element row is an int under numpy 1.x), 2**28
+    conversions (its worker timed out); a range(2**31) did the same under any numpy. The bindings now refuse an
+    array that is not 1-D integer and any sequence longer than 65 entries (64 stages) before converting an entry.
+    Run in a subprocess so that a regression fails instead of hanging."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if "native" not in fixture[2]:
+        pytest.skip("the native core is not built")
+    env = dict(os.environ, LFDN_FUZZ_NATIVE_ENGINE=str(fixture[2]["native"]))
+    try:
+        p = subprocess.run([sys.executable, "-c", _HUGE_OFFSETS, str(Path(__file__).parent)], env=env,
+                           capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"a huge stage_offsets hangs the binding; finished before it: {exc.stdout!r}")
+    rows = [json.loads(l) for l in p.stdout.splitlines() if l.startswith("{")]
+    assert p.returncode == 0 and len(rows) == 6, (p.returncode, p.stdout, p.stderr[-2000:])
+    for r in rows:
+        assert r["error"] in ("TypeError", "ValueError") and "stage_offsets" in r["message"], r
+        assert r["seconds"] < 5.0, r
+    by = {(r["value"], r["call"]): r["message"] for r in rows}
+    assert "must be a sequence of int, got a 2-D ndarray of dtype float32" in by["numpy_rows_view", "ddim_score"]
+    assert "has 2147483648 entries, at most 65" in by["range", "spec"]
+
+
+def test_cuda_wrapper_checks_stage_offsets_before_converting_them():
+    """The CUDA op wrapper (lfdn_edge.native_core.cuda_ddim_score) converts stage_offsets in Python: the same
+    bound and array rule, checked before any entry is converted (a CPU test of its helper)."""
+    import re
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+
+    from lfdn_edge.native_core import MAX_STAGES, _stage_offsets_list
+
+    header = (Path(__file__).resolve().parents[1] / "csrc" / "include" / "lfdn" / "ddim_score.h").read_text()
+    assert int(re.search(r"kMaxStages = (\d+);", header).group(1)) == MAX_STAGES
+
+    assert _stage_offsets_list([0, 2, np.int64(5)]) == [0, 2, 5]
+    assert _stage_offsets_list(np.array([0, 3, 7], np.int32)) == [0, 3, 7]
+    for bad, exc, msg in ((np.broadcast_to(np.ones(1, np.float32), (2 ** 28, 1)), TypeError, "2-D ndarray"),
+                          (np.array([0.0, 4.0]), TypeError, "dtype float64"),
+                          (torch.ones(1).expand(2 ** 28, 1), ValueError, "268435456 entries, at most 65"),
+                          (range(2 ** 31), ValueError, "at most 65"), ("0,4", TypeError, "got str")):
+        with pytest.raises(exc, match=msg):
+            _stage_offsets_list(bad)

@@ -302,6 +302,35 @@ def test_server_options_are_checked_before_starting(engine):
         ScoreServer(scorer, max_batch=0)
 
 
+def test_requests_merged_into_one_batch_get_their_own_rows_back(engine, monkeypatch):
+    """The model function without a server (runs without PyTriton, so in the main venv too): the requests of
+    one batch are concatenated in order and the outputs split at the same bounds, so each request gets the
+    scores of its own rows (request sizes all differ, so a reversed or shuffled merge or split shows)."""
+    import lfdn_edge.runtime.triton_server as ts
+    from lfdn_edge import Scorer
+
+    monkeypatch.setattr(ts, "pytriton_available", lambda: (True, ""))  # ScoreServer() checks, start() needs it
+    scorer = Scorer(engine)
+    server = ts.ScoreServer(scorer, threshold=THRESHOLD)
+    sizes = (3, 1, 5, 2)
+    requests = [{"features": _features(n, seed=20 + i)} for i, n in enumerate(sizes)]
+    answers = server._infer(requests)
+    assert server.batches == [(len(sizes), sum(sizes))]
+    assert len(answers) == len(requests)
+    for req, ans in zip(requests, answers):
+        n = req["features"].shape[0]
+        want = scorer.explain(req["features"])
+        assert sorted(ans) == sorted(ts.OUTPUTS)
+        assert {k: v.shape for k, v in ans.items()} == {"score": (n, 1), "is_ood": (n, 1), "mse": (n, 1),
+                                                        "mfsim": (n, 1), "stage_cos": (n, 3)}
+        for k in ("score", "mse", "mfsim"):
+            np.testing.assert_allclose(ans[k][:, 0], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
+        np.testing.assert_allclose(ans["stage_cos"], want["stage_cos"], rtol=1e-5, atol=1e-6)
+        assert np.array_equal(ans["is_ood"][:, 0], want["score"] > THRESHOLD)
+    one = server._infer(requests[2:3])[0]  # a batch of one request: no concatenation
+    np.testing.assert_allclose(one["score"][:, 0], scorer.explain(requests[2]["features"])["score"], rtol=1e-5)
+
+
 def test_frames_engine_serves_uint8_images(tmp_path):
     """An engine that includes the backbone: clients send uint8 RGB frames as 'images'."""
     _need_pytriton()

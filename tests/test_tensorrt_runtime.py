@@ -235,6 +235,23 @@ def test_engine_io_is_checked_against_the_header_at_load(fake_runtime, change, m
         tb.TensorRTBackend(EngineArtifact(_header(), b"plan", None), device="cuda:0")
 
 
+@pytest.mark.parametrize("over, problem", [
+    ({"tensorrt_version": "10.0.1.6"}, "TensorRT version 10.0.1.6 != 10.3.0.30"),
+    ({"compute_capability": "9.0"}, "GPU compute capability 8.7 != 9.0"),
+    ({"compute_capability": ["8.0", "8.6"]}, r"GPU compute capability 8.7 is not among the engine's targets"),
+])
+def test_a_plan_built_for_another_device_is_refused_before_tensorrt_sees_it(fake_runtime, over, problem):
+    """The backend compares the header with this machine (TensorRT version of the module, compute capability
+    of device N) before a TensorRT runtime exists: an EngineError saying what differs and "Rebuild on this
+    device", instead of handing TensorRT a foreign plan. The stand-in would deserialise anything."""
+    trt = fake_runtime()
+    with pytest.raises(EngineError, match=problem) as err:
+        tb.TensorRTBackend(EngineArtifact(_header(**over), b"plan", None), device="cuda:1")
+    assert "Rebuild on this device" in str(err.value)
+    assert trt.Runtime.made_on == [] and BUFFERS == []  # refused before any runtime or buffer was made
+    tb.TensorRTBackend(EngineArtifact(_header(), b"plan", None), device="cuda:1")  # the matching header loads
+
+
 # ---------------------------------------------------------------- torch buffer layer: device and streams
 class _Stream:
     def __init__(self, name):

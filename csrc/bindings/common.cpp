@@ -3,6 +3,7 @@
 #include "bindings/common.h"
 
 #include "cpu/kernels.h"
+#include "lfdn/ddim_score.h"
 
 #if defined(LFDN_WITH_CUDA)
 #include "lfdn/engine.h"
@@ -94,6 +95,31 @@ bool shape_ok(const py::array& a, const std::vector<int64_t>& shape) {
 }
 
 }  // namespace
+
+template <>
+std::vector<int32_t> cast_arg<std::vector<int32_t>>(py::handle obj, const std::string& name, const char* expected) {
+  if (py::isinstance<py::array>(obj)) {
+    const auto a = py::reinterpret_borrow<py::array>(obj);
+    const char kind = a.dtype().kind();
+    if (a.ndim() != 1 || (kind != 'i' && kind != 'u'))
+      throw py::type_error(name + " must be " + expected + ", got a " + std::to_string(a.ndim()) +
+                           "-D ndarray of dtype " + std::string(py::str(a.dtype())));
+  }
+  if (PySequence_Check(obj.ptr()) && !py::isinstance<py::str>(obj) && !py::isinstance<py::bytes>(obj)) {
+    const Py_ssize_t n = PySequence_Size(obj.ptr());
+    if (n < 0) PyErr_Clear();  // no len(): the caster below refuses it
+    constexpr Py_ssize_t kMax = lfdn::kMaxStages + 1;
+    if (n > kMax)
+      throw py::value_error(name + " has " + std::to_string(n) + " entries, at most " + std::to_string(kMax) +
+                            " (" + std::to_string(lfdn::kMaxStages) + " stages)");
+  }
+  try {
+    return obj.cast<std::vector<int32_t>>();
+  } catch (const py::cast_error&) {
+    throw py::type_error(name + " must be " + expected + ", got " +
+                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
+  }
+}
 
 F32 as_f32(py::handle obj, const std::string& name) {
   if (obj.is_none()) throw py::type_error(name + " is required, got None");

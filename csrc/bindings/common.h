@@ -34,6 +34,15 @@ T cast_arg(py::handle obj, const std::string& name, const char* expected) {
   }
 }
 
+// The one sequence-of-int argument of the bindings, stage offsets (ddim_score, cuda_ddim_score, the engine spec):
+// at most kMaxStages + 1 entries (ValueError) and, for a numpy array, 1-D with an integer dtype (TypeError), both
+// checked before any entry is converted. pybind11's list caster converts entry by entry through Python after
+// reserving len() entries: with numpy 1.x every 1-element row of a 2-D array converts to an int, so a
+// (2**28, 1) broadcast view (no memory behind it) took 2**28 conversions, minutes (the binding fuzz's hang);
+// a range(2**31) did the same under any numpy.
+template <>
+std::vector<int32_t> cast_arg<std::vector<int32_t>>(py::handle obj, const std::string& name, const char* expected);
+
 std::string shape_str(const py::array& a);
 // "fp32", "fp16", "bf16"
 std::string precision_name(lfdn::WeightType t);
