@@ -3,13 +3,13 @@ the data loaders and every command-line option read their defaults from here, so
 changes it everywhere (and ``--help`` shows it).
 
 The values are chosen so that the README's Quick start (fetch data, extract features, train, evaluate)
-finishes within a few minutes on a 2-core CPU; the measured reasons are in README.md ("Defaults and why").
+finishes within a few minutes on a 2-core CPU; the measured reasons are in docs/QUALITY.md ("Defaults and why").
 """
 
 from __future__ import annotations
 
 # ---------------------------------------------------------------------------------------------- features
-BACKBONE = "efficientnet-lite2"  # decided on two data sets (README "The default, decided on both data sets")
+BACKBONE = "efficientnet-lite2"  # decided on two data sets (docs/QUALITY.md)
 INPUT_SIZE = 64          # 64 px: Lite0 about 400 images/s on 2 cores, Lite2 about 1.3-1.8x its time (224 px: about 11/s)
 
 # ---------------------------------------------------------------------------------------------- data
@@ -41,7 +41,7 @@ TRAIN_SEED = 0
 T = 3                    # noise level of the reconstruction (paper code)
 STEPS = 3                # DDIM steps
 ETA = 1.0
-CONVENTION = "project"   # scoring convention: "project" or "authors" (lfdn_edge.diffusion, README "Defaults and why")
+CONVENTION = "project"   # scoring convention: "project" or "authors" (lfdn_edge.diffusion, docs/QUALITY.md)
 STAGE_WEIGHTS = None     # MFsim stage weights: None (the convention's), "uniform", "skip-first" or a tuple
 NOISE_SEED = 0
 TPR = 0.95               # ID acceptance rate of the calibrated threshold

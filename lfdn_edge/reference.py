@@ -190,7 +190,7 @@ def lr_score(final_mse: torch.Tensor, early_mse: torch.Tensor) -> torch.Tensor:
 
     Why experimental: the direction is data-dependent. On a small user folder (880 training images) the same
     formula gave AUROC below 50 on every OOD set (34.9 on the nearest), i.e. the opposite direction, and how
-    early the snapshot is matters too (README, "The LR score and its sign"). No formulation was found here
+    early the snapshot is matters too (docs/QUALITY.md, "The LR score and its sign"). No formulation was found here
     whose direction holds on both, so training warns, the calibration lists LR as experimental, and engines
     and the Scorer never use it.
     """

@@ -1,4 +1,4 @@
-"""tools/gemm_ceiling.py (the FP32 GEMM ceiling the README's issue-12 bound rests on): its JSON is consistent."""
+"""tools/gemm_ceiling.py (the FP32 GEMM ceiling docs/BENCHMARKS.md's large-batch bound rests on): its JSON is consistent."""
 
 from __future__ import annotations
 

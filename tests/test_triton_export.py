@@ -2,7 +2,7 @@
 schema (tritonclient ships it) and says what the model is; the ONNX model, run with onnxruntime, gives exactly
 the scores of the Scorer on the onnx engine built with the same options; the write is atomic and leaves the
 other models of the repository alone. (Running the repository needs a full Triton with the onnxruntime or
-tensorrt backend, which PyPI does not have; see README "Serving".)"""
+tensorrt backend, which PyPI does not have; see docs/SCALE_OUT.md.)"""
 
 from __future__ import annotations
 

@@ -9,8 +9,8 @@ backend of `lfdn-edge bench`), each best of 5 samples of >= 0.5 s after 3 warm-u
 and divides by the native core's measured FMA peak (lfdn_edge._C.probe_machine, probed before and after, the
 higher reading kept: ``lfdn-edge bench``'s own ``best_probe``). Why: the whole scoring pass at batch 64-256 is
 FMA-bound, so the best single GEMM at that shape bounds what any engine's whole pass (which adds GroupNorm,
-SiLU, the DDIM updates and the scores) can reach. Issue 12's "1.2x onnxruntime FP32 at batch 64 and 256" is checked against this bound in the README
-("Throughput on the CPU (measured)": "What bounds FP32 at batch 64 and 256").
+SiLU, the DDIM updates and the scores) can reach. The goal "1.2x onnxruntime FP32 at batch 64 and 256" is
+checked against this bound in docs/BENCHMARKS.md ("Roofline reading: what bounds each batch size").
 """
 
 from __future__ import annotations

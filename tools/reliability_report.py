@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Reliability harness and report: soak, concurrency, fuzzing (engine files, checkpoints, inputs, native
 bindings), crash safety (kill -9 of train / build) and integrity cost. Used by tests/test_reliability_*.py
-(fast sizes) and run directly for the README figures (long sizes):
+(fast sizes) and run directly for the figures of docs/RELIABILITY.md (long sizes):
 
     python tools/reliability_report.py                     # fast sizes (as CI), prints the figures
     python tools/reliability_report.py --long              # 10,000 soak calls, 1,000 mutations, 20 kill trials

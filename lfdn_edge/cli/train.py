@@ -66,7 +66,7 @@ def build_parser(prog: str = "lfdn-edge train"):
                    help="seed of the counter-based noise (default: %(default)s)")
     g.add_argument("--convention", choices=("project", "authors"), default=defaults.CONVENTION,
                    help="scoring convention: the project's DDIM chain and MFsim over all stages, or the authors' "
-                        "(lfdn_edge.diffusion; README 'Defaults and why') (default: %(default)s)")
+                        "(lfdn_edge.diffusion; docs/QUALITY.md 'Defaults and why') (default: %(default)s)")
     g.add_argument("--stage-weights", choices=("convention", "uniform", "skip-first"),
                    default=defaults.STAGE_WEIGHTS or "convention",
                    help="MFsim stage weights: the convention's (project: uniform, authors: skip-first), 1/M each, "
