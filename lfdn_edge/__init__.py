@@ -29,8 +29,8 @@ _EXPORTS = {
     "ScoreConfig": "reference",
     "TrainConfig": "train",
     "train_lfdn": "train",
-    "build_engine": "build.dispatch",
-    "build_artifact": "build.dispatch",
+    "build_engine": "builder.dispatch",
+    "build_artifact": "builder.dispatch",
 }
 
 __all__ = ["__version__", *_EXPORTS]

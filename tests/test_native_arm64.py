@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lfdn_edge.build.native_payload import native_spec
+from lfdn_edge.builder.native_payload import native_spec
 from lfdn_edge.diffusion import Schedule, ddim_coefficients, ddim_step
 from lfdn_edge.features import FeatureLayout
 from lfdn_edge.noise import gaussian_noise

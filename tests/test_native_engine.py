@@ -25,7 +25,7 @@ from lfdn_edge.diffusion import Schedule
 from lfdn_edge.artifact.file import EngineArtifact, EngineError, read_engine, write_engine
 from lfdn_edge.artifact.header import common_header
 from lfdn_edge.artifact.native_layout import pack_spec, unpack_spec
-from lfdn_edge.build.native_payload import build_native_artifact, native_spec
+from lfdn_edge.builder.native_payload import build_native_artifact, native_spec
 from lfdn_edge.reference import ScoreConfig, score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")

@@ -79,7 +79,7 @@ def make_checkpoint(path, width: int = 32, depth: int = 1, emb_dim: int = 32, se
 
 def make_engines(ckpt_path, out_dir, backends=("onnx", "native", "torch"), batch=(1, 16, 64)) -> dict:
     """{runtime backend name: engine path} for the backends that can build here."""
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.probes import native_usable
 
     out = {}
@@ -1038,7 +1038,7 @@ def integrity_cost(workdir: Path, repeats: int = 3) -> dict:
     import torch
 
     from lfdn_edge.artifact.file import read_engine
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.checkpoint import load_checkpoint_dict, payload_digest, save_checkpoint
     from lfdn_edge.diffusion import DiffusionConfig
     from lfdn_edge.features import FeatureConfig

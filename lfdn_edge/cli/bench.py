@@ -27,7 +27,7 @@ Backends (variants):
                    table, or name one: scalar, avx2, avx512, neon) the auto choice restricted to that ISA; the
                    JSON's native_tactics records per variant the chosen tactic of every (bucket, layer).
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
-                   lfdn_edge.build.dispatch.build_artifact at --precision
+                   lfdn_edge.builder.dispatch.build_artifact at --precision
 Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
 N=16, E=720; 86.7 M parameters) with random weights (every Linear random, the zero-initialised second
 Linear of each block included, GroupNorm affine perturbed), scored with t=3, 3 DDIM steps, eta=1.
@@ -222,7 +222,7 @@ def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str,
     table name (auto selection among that ISA's tactics: the table is made active while the engine loads)."""
     from ..artifact.file import EngineArtifact
     from ..artifact.header import common_header
-    from ..build.native_payload import build_native_artifact
+    from ..builder.native_payload import build_native_artifact
     from ..runtime.backends.native_backend import NativeBackend
 
     batch = (1, max_batch, max_batch)
@@ -315,7 +315,7 @@ def cuda_tactic_runners(ckpt: Checkpoint, max_batch: int, device: str) -> list:
 
 
 def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
-    from ..build.dispatch import build_artifact
+    from ..builder.dispatch import build_artifact
     from ..runtime.backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
     runtime = canonical_name(name)
