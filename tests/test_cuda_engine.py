@@ -23,7 +23,7 @@ LAYOUT = (16, 24, 40, 112, 320)
 
 
 def _bench_module():  # the bench tool's random paper-style model and inputs
-    from lfdn_edge.cli import bench
+    from lfdn_edge import benchmark as bench
 
     return bench
 

@@ -9,7 +9,8 @@ Layers, lowest first (README "Layout"):
     artifact  the engine file format shared by both sides (artifact/)
     builder   checkpoint -> engine (builder/)           } siblings: neither imports the other
     runtime   engine -> scores (runtime/)               }
-    cli       the lfdn-edge commands (cli/)
+    bench     the benchmark behind lfdn-edge bench (benchmark.py): builds engines and runs them, so above both
+    cli       the lfdn-edge commands (cli/): argument parsing and printing over the layers below
     facade    lfdn_edge/__init__.py, __main__.py
 """
 
@@ -27,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "lfdn_edge"
 LEAVES = {"_version", "_atomic", "defaults", "errors", "noise", "file_kinds", "probes", "progress", "native_core",
           "device_power", "_C"}
-RANK = {"leaf": 0, "method": 1, "artifact": 2, "builder": 3, "runtime": 3, "cli": 4, "facade": 5}
+RANK = {"leaf": 0, "method": 1, "artifact": 2, "builder": 3, "runtime": 3, "bench": 4, "cli": 5, "facade": 6}
 SIBLINGS = {frozenset({"builder", "runtime"})}  # same rank, and must not import each other
 
 
@@ -46,6 +47,8 @@ def layer(module: str) -> str:
     top = parts[1]
     if top in LEAVES:
         return "leaf"
+    if top == "benchmark":
+        return "bench"
     if top in ("artifact", "builder", "runtime", "cli"):
         return top
     return "method"
@@ -164,7 +167,7 @@ print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith(("lfd
 """
 TRAINING_STACK = ("lfdn_edge.train", "lfdn_edge.workflow", "lfdn_edge.data", "lfdn_edge.evaluate",
                   "lfdn_edge.plots", "lfdn_edge.feature_cache", "lfdn_edge.baselines", "lfdn_edge.builder",
-                  "lfdn_edge.cli", "lfdn_edge.distributed")
+                  "lfdn_edge.benchmark", "lfdn_edge.cli", "lfdn_edge.distributed")
 SERVING_STACK = ("lfdn_edge.runtime.triton_server", "pytriton", "tritonclient")  # only loaded to serve
 
 

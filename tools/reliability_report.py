@@ -54,7 +54,7 @@ RSS_BOUND_MIB = 8.0  # resident memory after warm-up may grow at most this much 
 # ================================================================================================ fixtures
 def standardised(n: int, seed: int) -> np.ndarray:
     """Random vectors standardised per stage, like real z0 (the bench's generator, at this harness's layout)."""
-    from lfdn_edge.cli.bench import standardised_inputs
+    from lfdn_edge.benchmark import standardised_inputs
 
     return standardised_inputs(n, STAGE_DIMS, seed)
 
