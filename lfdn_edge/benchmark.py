@@ -39,10 +39,10 @@ Timing: per batch size the backends run interleaved: warm-up calls for each, the
 every backend runs in turn (a rotated order each round) until 1/rounds of --min-reps and of --min-time are
 reached, CUDA synchronised after each call, so slow drift of the machine falls on all variants alike.
 items_per_s = batch * reps / total time over all rounds; p50_ms / p99_ms are percentiles of the per-call
-times; round_items_per_s the items/s of each round (their spread is the run-to-run noise). Parity: scores of a fixed batch (random
-standardised vectors, or with --parity-data real feature vectors of a data set) from each backend against the
-torch reference (max relative error of mse, max absolute error of mfsim and of
-the stage cosines). The JSON also records the machine, the load average, the commit and the date.
+times; round_items_per_s the items/s of each round (their spread is the run-to-run noise). Parity: scores of
+a fixed batch (random standardised vectors, or with --parity-data real feature vectors of a data set) from each
+backend against the torch reference (max relative error of mse, max absolute error of mfsim and of the stage
+cosines). The JSON also records the machine, the load average, the commit and the date.
 
 Roofline (--device cpu, unless --no-probe): the native core measures the machine with its own threads
 (lfdn_edge._C.probe_machine: a streaming read of a 512 MiB buffer, best of 3, and the FMA peak of the widest
@@ -209,8 +209,11 @@ class BackendRunner:
 
     def __call__(self, x):
         out = self.backend.run(x)
-        conv = (lambda a: a.float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, np.float32))
-        return {"mse": conv(out.mse), "mfsim": conv(out.mfsim), "stage_cos": conv(out.stage_cos)}
+        return {"mse": _as_numpy(out.mse), "mfsim": _as_numpy(out.mfsim), "stage_cos": _as_numpy(out.stage_cos)}
+
+
+def _as_numpy(a) -> np.ndarray:
+    return a.float().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a, np.float32)
 
 
 def native_runner(ckpt: Checkpoint, precision: str, max_batch: int, device: str, threads: int | None,

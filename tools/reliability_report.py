@@ -695,7 +695,7 @@ def _worker_main() -> int:
     except ImportError:
         pass
     with open("/proc/self/status") as fh:
-        vm = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmSize:"))
+        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
     limit = vm + WORKER_HEADROOM
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     refs: dict = {}
@@ -1101,7 +1101,7 @@ def machine() -> dict:
         commit, dirty = "", ""
     cpu = platform.processor()
     with contextlib.suppress(OSError):
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     return {"commit": commit, "uncommitted_changes": bool(dirty), "date": _dt.date.today().isoformat(), "cpu": cpu,
             "logical_cpus": os.cpu_count(), "python": platform.python_version()}
 

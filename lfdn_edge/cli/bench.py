@@ -47,8 +47,9 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p = parser(prog, HELP)
     p.add_argument("--ckpt", default=None, help="checkpoint to score with (default: the paper-size random model)")
     p.add_argument("--backends", type=parse_list, default=_D.backends,
-                   help="comma-separated: torch (= torch-fp32), torch-fp16, torch-compile-fp16, torch-compile-fp16-ro, native, "
-                        "native-fp32, native-fp16, native-bf16, onnxruntime, tensorrt (default torch,native)")
+                   help="comma-separated: torch (= torch-fp32), torch-fp16, torch-compile-fp16, "
+                        "torch-compile-fp16-ro, native, native-fp32, native-fp16, native-bf16, onnxruntime, tensorrt "
+                        "(default torch,native)")
     p.add_argument("--batch", type=lambda s: parse_list(s, int), default=_D.batch,
                    help=f"batch sizes (default {','.join(map(str, _D.batch))})")
     p.add_argument("--device", default=_D.device, help="cpu or cuda[:N] (default cpu)")
@@ -57,8 +58,9 @@ def build_parser(prog: str = "lfdn-edge bench"):
                         "(default: fp32,fp16 on cpu, fp16 on cuda)")
     p.add_argument("--native-tactics", type=parse_list, default=_D.native_tactics,
                    help="native CPU engine variants per precision: auto (tactics selected at load), fixed (the "
-                        "default blocking, as before tactics; on the same engine instance as auto when both run), isa (auto per usable kernel table), or a table name "
-                        "(scalar, avx2, avx512, neon) (default auto,fixed; cuda: auto)")
+                        "default blocking, as before tactics; on the same engine instance as auto when both run), "
+                        "isa (auto per usable kernel table), or a table name (scalar, avx2, avx512, neon) "
+                        "(default auto,fixed; cuda: auto)")
     p.add_argument("--precision", default=_D.precision, choices=("fp32", "fp16"), help="precision of registry backends")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch and native (default: torch's default, all cores for native)")
