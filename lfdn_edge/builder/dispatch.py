@@ -42,7 +42,7 @@ def choose_backend(backend: str = "auto", include_backbone: bool = False) -> tup
         if backend not in BUILD_BACKENDS:
             raise ValueError(f"backend must be one of {('auto',) + BUILD_BACKENDS}, got {backend!r}")
         return backend, "requested"
-    skipped = []
+    skipped: list[str] = []
     probes = (("tensorrt", tensorrt_usable), ("native", lambda: _native_for(include_backbone)), ("onnx", onnx_usable))
     for name, probe in probes:
         ok, why = probe()
