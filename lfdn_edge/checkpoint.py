@@ -51,7 +51,7 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, foreign, corrupted or from an incompatible format version."""
 
 
-def _feed(h, obj) -> None:
+def _feed(h: Any, obj: Any) -> None:
     """Feed a canonical, typed encoding of ``obj`` into hash ``h`` (dict keys sorted by their encoding)."""
     if isinstance(obj, torch.Tensor):
         t = obj.detach().to("cpu").contiguous()

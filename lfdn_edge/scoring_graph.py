@@ -1,5 +1,5 @@
 """The scoring graph as a plain, export-friendly nn.Module (run by the torch backend, exported to ONNX by
-:mod:`lfdn_edge.build.onnx_export`).
+:mod:`lfdn_edge.builder.onnx_export`).
 
 Two graphs, both built from a :class:`~lfdn_edge.checkpoint.Checkpoint` (EMA weights):
 

@@ -1,11 +1,12 @@
-"""tools/bench.py timing: variants run interleaved in rotated rounds, each with its warm-up once."""
+"""The bench timing (lfdn_edge.benchmark, behind lfdn-edge bench and tools/bench.py): variants run interleaved in
+rotated rounds, each with its warm-up once."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from lfdn_edge.cli import bench
+from lfdn_edge import benchmark as bench
 
 
 class _Recorder:
@@ -51,3 +52,35 @@ def test_one_round_is_the_plain_timing_and_bad_rounds_are_refused():
     assert r["reps"] == 3 and len(log) == 4 and len(r["round_items_per_s"]) == 1
     with pytest.raises(ValueError, match="rounds"):
         bench.time_interleaved([_Recorder("a", log)], np.zeros((1, 2), np.float32), "cpu", 0, 1, 0.0, 10, rounds=0)
+
+
+# ------------------------------------------------------------------------------------------- the library call
+def test_the_command_s_defaults_are_the_settings_defaults():
+    """lfdn-edge bench with no options runs BenchSettings() (one place for the defaults)."""
+    from lfdn_edge.cli import bench as bench_cli
+
+    args = bench_cli.build_parser().parse_args([])
+    assert bench_cli.settings_from(args) == bench.BenchSettings()
+
+
+def test_run_benchmark_is_a_library_call_that_returns_the_report(tmp_path, capsys):
+    """run_benchmark without the command: the report comes back, progress goes to ``log`` (nothing printed),
+    and the commit is the checkout's (git_commit finds the repository from lfdn_edge/benchmark.py)."""
+    from pathlib import Path
+
+    path = tmp_path / "tiny.pt"
+    bench.paper_checkpoint(stage_dims=(4, 8), width=16, depth=2, emb_dim=16).save(path)
+    lines = []
+    settings = bench.BenchSettings(ckpt=str(path), backends=["torch", "torch-fp16"], batch=[2], warmup=0,
+                                   min_reps=1, min_time=0.0, rounds=1, parity_batch=4, probe=False,
+                                   power_interval_ms=0)
+    rep = bench.run_benchmark(settings, log=lines.append)
+    assert capsys.readouterr().out == ""
+    assert [(r["backend"], r["batch"]) for r in rep["results"]] == [("torch", 2), ("torch-fp16", 2)]
+    assert set(rep["parity_vs_torch"]) == {"torch-fp16"} and rep["parity_inputs"] == "4 standardised random vectors"
+    assert rep["settings"]["batch"] == [2] and rep["settings"]["native_precision"] == ["fp32", "fp16"]
+    assert any(s.startswith("model: C=12 W=16") for s in lines) and any("torch-fp16" in s for s in lines)
+    if (Path(bench.__file__).resolve().parents[1] / ".git").exists():
+        assert rep["commit"] and len(rep["commit"]) == 40
+    with pytest.raises(ValueError, match="--rounds must be >= 1"):
+        bench.run_benchmark(bench.BenchSettings(rounds=0))

@@ -90,7 +90,7 @@ def test_defaults_come_from_one_place(monkeypatch):
 
 # ------------------------------------------------------------------------------------------- build
 def test_auto_backend_can_do_what_was_asked(monkeypatch):
-    from lfdn_edge.build import dispatch
+    from lfdn_edge.builder import dispatch
 
     monkeypatch.setattr(dispatch, "tensorrt_usable", lambda: (False, "no CUDA GPU found"))
     monkeypatch.setattr(dispatch, "native_usable", lambda: (True, ""))

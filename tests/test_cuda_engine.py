@@ -23,7 +23,7 @@ LAYOUT = (16, 24, 40, 112, 320)
 
 
 def _bench_module():  # the bench tool's random paper-style model and inputs
-    from lfdn_edge.cli import bench
+    from lfdn_edge import benchmark as bench
 
     return bench
 
@@ -51,7 +51,7 @@ def test_device_count_comes_with_its_reason():
 @pytest.fixture(scope="module")
 def spec_and_inputs():
     from lfdn_edge.diffusion import Schedule
-    from lfdn_edge.build.native_payload import native_spec
+    from lfdn_edge.builder.native_payload import native_spec
     from lfdn_edge.reference import ScoreConfig
 
     bench = _bench_module()

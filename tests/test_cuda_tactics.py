@@ -51,7 +51,7 @@ def test_tactic_table_names_are_stable_and_one_is_test_only():
 
 @needs_cuda_build
 def test_bench_lists_every_non_test_tactic():
-    from lfdn_edge.cli import bench
+    from lfdn_edge import benchmark as bench
 
     assert list(bench.CUDA_TACTICS) == [x["name"] for x in _C.cuda_linear_tactics() if not x["test_only"]]
     names = bench.variant_names([bench.CUDA_TACTIC_VARIANT], ["fp16"], "fp32")
@@ -320,8 +320,8 @@ def test_split_k_tactics_are_deterministic_and_row_stable():
 def test_engine_selects_refuses_the_wrong_tactic_and_keeps_one_graph_per_bucket():
     import torch
 
-    from lfdn_edge.build.native_payload import native_spec
-    from lfdn_edge.cli import bench
+    from lfdn_edge.builder.native_payload import native_spec
+    from lfdn_edge import benchmark as bench
     from lfdn_edge.diffusion import Schedule
     from lfdn_edge.native_core import NativeCudaEngine
 
@@ -349,8 +349,8 @@ def test_engine_selects_refuses_the_wrong_tactic_and_keeps_one_graph_per_bucket(
 def test_real_whole_pass_check_against_cublaslt_on_the_device(tmp_path):
     """On a GPU with cuBLASLt: the engine load times whole passes of each bucket against cuda.cublaslt and
     keeps the faster set, so the chosen pass is never slower than the cuBLASLt pass (as measured then)."""
-    from lfdn_edge.build.native_payload import native_spec
-    from lfdn_edge.cli import bench
+    from lfdn_edge.builder.native_payload import native_spec
+    from lfdn_edge import benchmark as bench
     from lfdn_edge.diffusion import Schedule
     from lfdn_edge.native_core import NativeCudaEngine, load_native
 

@@ -332,10 +332,10 @@ def test_power_environment_reads_the_clocks_from_sysfs_without_root(tmp_path):
 # ---------------------------------------------------------------------------------------------- bench JSON
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
-    from lfdn_edge.cli import bench
+    from lfdn_edge.benchmark import paper_checkpoint
 
     path = tmp_path_factory.mktemp("power") / "tiny.pt"
-    bench.paper_checkpoint(stage_dims=(4, 8), width=16, depth=2, emb_dim=16).save(path)
+    paper_checkpoint(stage_dims=(4, 8), width=16, depth=2, emb_dim=16).save(path)
     return path
 
 

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from lfdn_edge.checkpoint import Checkpoint
-from lfdn_edge.build.onnx_export import export_onnx, onnx_bytes
+from lfdn_edge.builder.onnx_export import export_onnx, onnx_bytes
 from lfdn_edge.scoring_graph import ImageScoringGraph, ScoringGraph, build_graph, resize_matrix
 from lfdn_edge.features import FeatureConfig, FeatureLayout
 from lfdn_edge.model import LFDNConfig

@@ -1,5 +1,5 @@
 """The package's import structure, read from the source (every import statement, including the ones inside
-functions): layers import only downwards, the build side and the run side never import each other, and
+functions): layers import only downwards, the build side (builder/) and the run side never import each other, and
 there are no import cycles. Plus: scoring an engine file does not load the training stack, nor the serving one (PyTriton).
 
 Layers, lowest first (README "Layout"):
@@ -7,9 +7,10 @@ Layers, lowest first (README "Layout"):
     method    the PyTorch method: backbones, features, model, diffusion, reference, checkpoint, train, ...,
               scoring_graph, data/
     artifact  the engine file format shared by both sides (artifact/)
-    build     checkpoint -> engine (build/)             } siblings: neither imports the other
+    builder   checkpoint -> engine (builder/)           } siblings: neither imports the other
     runtime   engine -> scores (runtime/)               }
-    cli       the lfdn-edge commands (cli/)
+    bench     the benchmark behind lfdn-edge bench (benchmark.py): builds engines and runs them, so above both
+    cli       the lfdn-edge commands (cli/): argument parsing and printing over the layers below
     facade    lfdn_edge/__init__.py, __main__.py
 """
 
@@ -27,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "lfdn_edge"
 LEAVES = {"_version", "_atomic", "defaults", "errors", "noise", "file_kinds", "probes", "progress", "native_core",
           "device_power", "_C"}
-RANK = {"leaf": 0, "method": 1, "artifact": 2, "build": 3, "runtime": 3, "cli": 4, "facade": 5}
-SIBLINGS = {frozenset({"build", "runtime"})}  # same rank, and must not import each other
+RANK = {"leaf": 0, "method": 1, "artifact": 2, "builder": 3, "runtime": 3, "bench": 4, "cli": 5, "facade": 6}
+SIBLINGS = {frozenset({"builder", "runtime"})}  # same rank, and must not import each other
 
 
 def module_name(path: Path) -> str:
@@ -46,7 +47,9 @@ def layer(module: str) -> str:
     top = parts[1]
     if top in LEAVES:
         return "leaf"
-    if top in ("artifact", "build", "runtime", "cli"):
+    if top == "benchmark":
+        return "bench"
+    if top in ("artifact", "builder", "runtime", "cli"):
         return top
     return "method"
 
@@ -93,7 +96,7 @@ def violations(g: dict[str, set[str]]) -> list[str]:
         for dep in deps:
             ld = layer(dep)
             if frozenset({lm, ld}) in SIBLINGS:
-                bad.append(f"{mod} ({lm}) imports {dep} ({ld}): build and runtime must not import each other")
+                bad.append(f"{mod} ({lm}) imports {dep} ({ld}): builder and runtime must not import each other")
             elif RANK[ld] > RANK[lm]:
                 bad.append(f"{mod} ({lm}) imports {dep} ({ld}), a higher layer")
     return bad
@@ -126,7 +129,7 @@ def test_the_reader_sees_imports_inside_functions_and_relative_ones(tmp_path):
     g = graph()
     # known edges, one per import style: absolute, relative at module level, relative inside a function
     assert "lfdn_edge.artifact.file" in g["lfdn_edge.runtime.scorer"]
-    assert "lfdn_edge.build.native_payload" in g["lfdn_edge.build.dispatch"]   # lazy, inside build_artifact
+    assert "lfdn_edge.builder.native_payload" in g["lfdn_edge.builder.dispatch"]   # lazy, inside build_artifact
     assert "lfdn_edge.defaults" in g["lfdn_edge.model"]                        # from . import defaults
     assert len(g) > 60
 
@@ -138,7 +141,7 @@ def test_layers_import_only_downwards_and_build_and_runtime_never_each_other():
 def test_a_violation_is_reported():
     """The checker itself: an injected runtime -> build edge and a leaf -> method edge are both caught."""
     g = graph()
-    g["lfdn_edge.runtime.scorer"] = g["lfdn_edge.runtime.scorer"] | {"lfdn_edge.build.dispatch"}
+    g["lfdn_edge.runtime.scorer"] = g["lfdn_edge.runtime.scorer"] | {"lfdn_edge.builder.dispatch"}
     g["lfdn_edge.probes"] = g["lfdn_edge.probes"] | {"lfdn_edge.checkpoint"}
     bad = violations(g)
     assert any("runtime.scorer" in b and "must not import each other" in b for b in bad)
@@ -163,14 +166,14 @@ print(json.dumps({"modules": sorted(m for m in sys.modules if m.startswith(("lfd
                   "n": int(scores.shape[0])}))
 """
 TRAINING_STACK = ("lfdn_edge.train", "lfdn_edge.workflow", "lfdn_edge.data", "lfdn_edge.evaluate",
-                  "lfdn_edge.plots", "lfdn_edge.feature_cache", "lfdn_edge.baselines", "lfdn_edge.build",
-                  "lfdn_edge.cli", "lfdn_edge.distributed")
+                  "lfdn_edge.plots", "lfdn_edge.feature_cache", "lfdn_edge.baselines", "lfdn_edge.builder",
+                  "lfdn_edge.benchmark", "lfdn_edge.cli", "lfdn_edge.distributed")
 SERVING_STACK = ("lfdn_edge.runtime.triton_server", "pytriton", "tritonclient")  # only loaded to serve
 
 
 @pytest.mark.parametrize("backend", ["onnx", "native"])
 def test_scoring_an_engine_does_not_import_the_training_stack(tmp_path, backend):
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.probes import native_usable, onnx_usable
 
     ok, why = (onnx_usable() if backend == "onnx" else native_usable())

@@ -25,7 +25,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lfdn_edge.build.native_payload import native_spec
+from lfdn_edge.builder.native_payload import native_spec
 from lfdn_edge.diffusion import Schedule, ddim_coefficients, ddim_step
 from lfdn_edge.features import FeatureLayout
 from lfdn_edge.noise import gaussian_noise
@@ -123,7 +123,7 @@ def write_fixtures(path: Path) -> Path:
     fx.array("ddim.want_mfsim", ref["mfsim"].numpy().astype(np.float32))
     fx.array("ddim.want_cos", ref["stage_cos"].numpy().astype(np.float32))
     # op 4: the whole pass of a random LFDN (the engine tests' model), FP32 and FP16 weights
-    from lfdn_edge.cli import bench
+    from lfdn_edge import benchmark as bench
 
     ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=192, depth=3, emb_dim=96)
     ck.data["score"] = ScoreConfig(t=5, steps=3, eta=1.0, seed=123).to_dict()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lfdn_edge.build.native_payload import bf16_bits_to_f32, f32_to_bf16_bits
+from lfdn_edge.builder.native_payload import bf16_bits_to_f32, f32_to_bf16_bits
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
@@ -168,7 +168,7 @@ def _run_with_isa(isa: str, code: str) -> subprocess.CompletedProcess:
 REFUSAL = r"""
 import numpy as np
 from lfdn_edge import _C
-from lfdn_edge.build.native_payload import f32_to_bf16_bits
+from lfdn_edge.builder.native_payload import f32_to_bf16_bits
 info = _C.build_info()
 print("active", info["cpu_kernels_active"], info["cpu_bf16_active"])
 w = f32_to_bf16_bits(np.ones((16, 32), np.float32))
@@ -214,7 +214,7 @@ def test_bf16_engine_is_refused_when_the_cpu_lacks_it_or_the_table_is_forced(ckp
 def test_bf16_artifact_round_trip_and_backend(ckpt, z0, tmp_path):
     from lfdn_edge.artifact.file import read_engine, write_engine
     from lfdn_edge.artifact.header import common_header
-    from lfdn_edge.build.native_payload import build_native_artifact
+    from lfdn_edge.builder.native_payload import build_native_artifact
 
     batch = (1, 16, 64)
     extras, payload = build_native_artifact(ckpt, "bf16", batch, False)

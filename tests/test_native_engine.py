@@ -9,7 +9,6 @@ absolute on the cosines for these random models (docs/NATIVE.md lists what the p
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from lfdn_edge.diffusion import Schedule
 from lfdn_edge.artifact.file import EngineArtifact, EngineError, read_engine, write_engine
 from lfdn_edge.artifact.header import common_header
 from lfdn_edge.artifact.native_layout import pack_spec, unpack_spec
-from lfdn_edge.build.native_payload import build_native_artifact, native_spec
+from lfdn_edge.builder.native_payload import build_native_artifact, native_spec
 from lfdn_edge.reference import ScoreConfig, score_terms
 
 _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
@@ -45,16 +44,8 @@ def _bench_command() -> list[str]:
 
 
 def _bench_module():
-    if importlib.util.find_spec("lfdn_edge.cli.bench") is not None:
-        return importlib.import_module("lfdn_edge.cli.bench")
-    spec = importlib.util.spec_from_file_location("lfdn_bench", BENCH_SCRIPT)
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return mod
+    """The benchmark's logic (lfdn_edge.benchmark: paper_checkpoint, standardised_inputs, best_probe, ...)."""
+    return importlib.import_module("lfdn_edge.benchmark")
 
 
 @pytest.fixture(scope="module")
@@ -500,7 +491,7 @@ def test_malformed_native_scalars_give_an_engine_error(ckpt, field, value):
 def test_bench_keeps_the_higher_reading_of_each_machine_limit():
     """A probe disturbed by other load reads low (117 vs 214 GFLOPS seen on a shared VM): the roofline uses the
     higher reading of the two probes per limit, so a backend cannot be reported above 100 % of the peak."""
-    from lfdn_edge.cli.bench import best_probe
+    from lfdn_edge.benchmark import best_probe
 
     before = {"read_bandwidth_gbs": 30.0, "fma_peak_gflops": 117.0, "bf16_peak_gflops": 420.0, "threads": 2}
     after = {"read_bandwidth_gbs": 28.0, "fma_peak_gflops": 214.0, "bf16_peak_gflops": None, "threads": 2}

@@ -74,7 +74,7 @@ def test_version_2_without_or_with_a_wrong_digest_is_refused(ckpt, tmp_path):
 
 
 def _engine(tmp_path, ckpt):
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
 
     return build_engine(ckpt.path, backend="onnx", batch=(1, 8, 16), out=tmp_path / "e.engine")
 

@@ -14,7 +14,7 @@ import torch
 import lfdn_edge
 from lfdn_edge import Scorer
 from lfdn_edge.artifact.file import EngineArtifact, EngineError, read_engine, write_engine
-from lfdn_edge.build.dispatch import build_artifact, build_engine, default_output
+from lfdn_edge.builder.dispatch import build_artifact, build_engine, default_output
 from lfdn_edge.probes import native_usable
 from lfdn_edge.features import FeatureConfig, FeatureLayout
 from lfdn_edge.model import LFDNConfig

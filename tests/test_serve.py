@@ -89,7 +89,7 @@ def engine(tmp_path_factory):
     """A small engine (native if the core is built, else onnx) on random weights, and its Scorer."""
     import torch
 
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.checkpoint import save_checkpoint
     from lfdn_edge.diffusion import DiffusionConfig
     from lfdn_edge.features import FeatureConfig
@@ -339,7 +339,7 @@ def test_frames_engine_serves_uint8_images(tmp_path):
 
     from lfdn_edge import Scorer
     from lfdn_edge.backbones import get_backbone
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.checkpoint import save_checkpoint
     from lfdn_edge.diffusion import DiffusionConfig
     from lfdn_edge.features import FeatureConfig

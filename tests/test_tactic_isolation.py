@@ -20,8 +20,8 @@ pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
 from lfdn_edge.artifact.file import write_engine  # noqa: E402
 from lfdn_edge.artifact.header import common_header  # noqa: E402
-from lfdn_edge.build.native_payload import build_native_artifact  # noqa: E402
-from lfdn_edge.cli import bench  # noqa: E402
+from lfdn_edge.builder.native_payload import build_native_artifact  # noqa: E402
+from lfdn_edge import benchmark as bench  # noqa: E402
 from lfdn_edge.reference import ScoreConfig  # noqa: E402
 from lfdn_edge.runtime import tactic_isolation as iso  # noqa: E402
 

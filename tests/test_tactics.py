@@ -19,8 +19,8 @@ _C = pytest.importorskip("lfdn_edge._C", reason="native module not built")
 
 from lfdn_edge.artifact.file import read_engine, write_engine  # noqa: E402
 from lfdn_edge.artifact.header import common_header  # noqa: E402
-from lfdn_edge.build.native_payload import build_native_artifact  # noqa: E402
-from lfdn_edge.cli import bench  # noqa: E402
+from lfdn_edge.builder.native_payload import build_native_artifact  # noqa: E402
+from lfdn_edge import benchmark as bench  # noqa: E402
 from lfdn_edge.reference import ScoreConfig  # noqa: E402
 from lfdn_edge.runtime import tactic_cache  # noqa: E402
 from lfdn_edge.runtime.backends.native_backend import NativeBackend  # noqa: E402

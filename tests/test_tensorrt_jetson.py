@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-import lfdn_edge.build.tensorrt_builder as tbuild
-from lfdn_edge.build import onnx_export
+import lfdn_edge.builder.tensorrt_builder as tbuild
+from lfdn_edge.builder import onnx_export
 from lfdn_edge.errors import UnavailableError
 
 pytest.importorskip("onnx")

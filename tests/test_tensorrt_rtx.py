@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from lfdn_edge.artifact.file import read_engine
-from lfdn_edge.build.tensorrt_builder import (TensorRTBuildError, build_tensorrt_plan, check_engine_precision,
+from lfdn_edge.builder.tensorrt_builder import (TensorRTBuildError, build_tensorrt_plan, check_engine_precision,
                                                check_network_precision, choose_flavor, engine_layer_precision,
                                                precision_result, tensor_type)
 from lfdn_edge.probes import gpu_present
@@ -30,9 +30,9 @@ DEPTH = 2
 BUILD_SCRIPT = r"""
 import json, sys
 from pathlib import Path
-from lfdn_edge.build.dispatch import build_engine
-from lfdn_edge.build.tensorrt_builder import build_tensorrt_plan, configure_builder
-from lfdn_edge.build.onnx_export import onnx_bytes
+from lfdn_edge.builder.dispatch import build_engine
+from lfdn_edge.builder.tensorrt_builder import build_tensorrt_plan, configure_builder
+from lfdn_edge.builder.onnx_export import onnx_bytes
 
 ckpt, out = sys.argv[1], Path(sys.argv[2])
 results, logs = {}, []

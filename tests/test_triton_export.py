@@ -46,7 +46,7 @@ def parse_config(path: Path):
 def test_config_follows_tritons_schema_and_describes_the_model(ckpt, tmp_path):
     from tritonclient.grpc import model_config_pb2 as pb
 
-    from lfdn_edge.build.triton_repo import export_triton_repository
+    from lfdn_edge.builder.triton_repo import export_triton_repository
 
     model_dir = export_triton_repository(ckpt, tmp_path / "repo", batch=(1, 16, 48), instances=2,
                                          instance_kind="KIND_CPU", max_queue_delay_us=750)
@@ -78,8 +78,8 @@ def test_the_model_scores_exactly_like_the_scorer_on_the_same_onnx_engine(ckpt, 
     import onnxruntime as ort
 
     from lfdn_edge import Scorer
-    from lfdn_edge.build.dispatch import build_artifact
-    from lfdn_edge.build.triton_repo import export_triton_repository
+    from lfdn_edge.builder.dispatch import build_artifact
+    from lfdn_edge.builder.triton_repo import export_triton_repository
 
     model_dir = export_triton_repository(ckpt, tmp_path / "repo", score_type="mse")
     c = parse_config(model_dir / "config.pbtxt")
@@ -106,8 +106,8 @@ def test_frames_model_takes_uint8_images(ckpt, tmp_path):
     from tritonclient.grpc import model_config_pb2 as pb
 
     from lfdn_edge import Scorer
-    from lfdn_edge.build.dispatch import build_artifact
-    from lfdn_edge.build.triton_repo import export_triton_repository
+    from lfdn_edge.builder.dispatch import build_artifact
+    from lfdn_edge.builder.triton_repo import export_triton_repository
 
     # the checkpoint's layout must be the backbone's for a frames model: take Lite0's stage sizes
     from lfdn_edge.checkpoint import Checkpoint, save_checkpoint
@@ -133,7 +133,7 @@ def test_frames_model_takes_uint8_images(ckpt, tmp_path):
 
 
 def test_export_is_atomic_and_leaves_other_models_alone(ckpt, tmp_path, monkeypatch):
-    import lfdn_edge.build.triton_repo as tr
+    import lfdn_edge.builder.triton_repo as tr
 
     repo = tmp_path / "repo"
     other = repo / "other_model" / "1"
@@ -176,7 +176,7 @@ def test_export_is_atomic_and_leaves_other_models_alone(ckpt, tmp_path, monkeypa
 
 
 def test_bad_options_and_the_command(ckpt, tmp_path, capsys):
-    from lfdn_edge.build.triton_repo import export_triton_repository
+    from lfdn_edge.builder.triton_repo import export_triton_repository
     from lfdn_edge.cli import main
 
     with pytest.raises(ValueError, match="model name"):
@@ -196,7 +196,7 @@ def test_bad_options_and_the_command(ckpt, tmp_path, capsys):
 def test_tensorrt_plan_without_tensorrt_and_a_gpu_is_a_clear_error(ckpt, tmp_path):
     from lfdn_edge.errors import USER_ERRORS
     from lfdn_edge.probes import tensorrt_usable
-    from lfdn_edge.build.triton_repo import export_triton_repository
+    from lfdn_edge.builder.triton_repo import export_triton_repository
 
     if tensorrt_usable()[0]:
         model_dir = export_triton_repository(ckpt, tmp_path / "repo", backend="tensorrt")

@@ -13,7 +13,7 @@ import types
 
 def fake_full_tensorrt(monkeypatch, version: str = "10.3.0.30", gpu: bool = True, rtx: bool = False,
                        compute_capability: str = "8.7", driver: str = "12.6") -> list:
-    import lfdn_edge.build.tensorrt_builder as tb
+    import lfdn_edge.builder.tensorrt_builder as tb
     from lfdn_edge.probes import CudaDevice
 
     constructed = []

@@ -51,7 +51,7 @@ def random_engine(folder: Path) -> Path:
 
     from lfdn_edge import defaults
     from lfdn_edge.backbones import get_backbone
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.checkpoint import save_checkpoint
     from lfdn_edge.diffusion import DiffusionConfig
     from lfdn_edge.features import FeatureConfig

@@ -62,7 +62,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from lfdn_edge.cli.bench import best_probe, machine_info
+    from lfdn_edge.benchmark import best_probe, machine_info
     from lfdn_edge.native_core import load_native
 
     core = load_native()

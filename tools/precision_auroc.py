@@ -50,7 +50,7 @@ def load_sets(ckpt: Checkpoint, cache_dir, progress: bool) -> dict[str, np.ndarr
 
 def native_scores(ckpt: Checkpoint, precision: str, feats: dict, batch: int) -> dict:
     from lfdn_edge import _C
-    from lfdn_edge.build.native_payload import spec_from_checkpoint
+    from lfdn_edge.builder.native_payload import spec_from_checkpoint
 
     eng = _C.CpuEngine(spec_from_checkpoint(ckpt, precision), batch, 0)
     out = {}

@@ -77,7 +77,7 @@ class NativeScorer:
 
     def __init__(self, ckpt: Checkpoint, cfg: ScoreConfig, batch: int = 1024):
         from lfdn_edge import _C
-        from lfdn_edge.build.native_payload import native_spec
+        from lfdn_edge.builder.native_payload import native_spec
         from lfdn_edge.diffusion import Schedule
 
         spec = native_spec(ckpt.build_model("ema"), Schedule(ckpt.diffusion_config), cfg, ckpt.layout, "fp32")

@@ -54,7 +54,7 @@ RSS_BOUND_MIB = 8.0  # resident memory after warm-up may grow at most this much 
 # ================================================================================================ fixtures
 def standardised(n: int, seed: int) -> np.ndarray:
     """Random vectors standardised per stage, like real z0 (the bench's generator, at this harness's layout)."""
-    from lfdn_edge.cli.bench import standardised_inputs
+    from lfdn_edge.benchmark import standardised_inputs
 
     return standardised_inputs(n, STAGE_DIMS, seed)
 
@@ -79,7 +79,7 @@ def make_checkpoint(path, width: int = 32, depth: int = 1, emb_dim: int = 32, se
 
 def make_engines(ckpt_path, out_dir, backends=("onnx", "native", "torch"), batch=(1, 16, 64)) -> dict:
     """{runtime backend name: engine path} for the backends that can build here."""
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.probes import native_usable
 
     out = {}
@@ -695,7 +695,7 @@ def _worker_main() -> int:
     except ImportError:
         pass
     with open("/proc/self/status") as fh:
-        vm = next(int(l.split()[1]) * 1024 for l in fh if l.startswith("VmSize:"))
+        vm = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
     limit = vm + WORKER_HEADROOM
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     refs: dict = {}
@@ -1038,7 +1038,7 @@ def integrity_cost(workdir: Path, repeats: int = 3) -> dict:
     import torch
 
     from lfdn_edge.artifact.file import read_engine
-    from lfdn_edge.build.dispatch import build_engine
+    from lfdn_edge.builder.dispatch import build_engine
     from lfdn_edge.checkpoint import load_checkpoint_dict, payload_digest, save_checkpoint
     from lfdn_edge.diffusion import DiffusionConfig
     from lfdn_edge.features import FeatureConfig
@@ -1101,7 +1101,7 @@ def machine() -> dict:
         commit, dirty = "", ""
     cpu = platform.processor()
     with contextlib.suppress(OSError):
-        cpu = next(l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name"))
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     return {"commit": commit, "uncommitted_changes": bool(dirty), "date": _dt.date.today().isoformat(), "cpu": cpu,
             "logical_cpus": os.cpu_count(), "python": platform.python_version()}
 

@@ -1,6 +1,6 @@
 """The native engine payload layout: how a spec (scalars and arrays) becomes header["native"] + bytes.
 
-Written by the build side (:mod:`lfdn_edge.build.native_payload`, which computes the spec from a checkpoint)
+Written by the build side (:mod:`lfdn_edge.builder.native_payload`, which computes the spec from a checkpoint)
 and read by the run side (:mod:`lfdn_edge.runtime.backends.native_backend`); this module is the only one that
 knows the byte layout. Each array is 64-byte aligned, little-endian, in the order of header["native"]
 ["tensors"] (name, dtype, shape, offset, nbytes); per-block arrays are named ``<name>.<block>``.

@@ -70,7 +70,7 @@ def main(argv=None, prog: str = "lfdn-edge build") -> int:
     args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
-        from ..build.dispatch import build_engine
+        from ..builder.dispatch import build_engine
 
         check_output_path(args.output, "-o")
         if args.workspace is not None and args.workspace < 1:

@@ -58,7 +58,7 @@ def main(argv=None, prog: str = "lfdn-edge export-triton") -> int:
     args = build_parser(prog).parse_args(argv)
 
     def body() -> int:
-        from ..build.triton_repo import export_triton_repository
+        from ..builder.triton_repo import export_triton_repository
 
         export_triton_repository(args.ckpt, args.repository, backend=args.backend, name=args.name,
                                  precision=args.precision, batch=args.batch, include_backbone=args.include_backbone,

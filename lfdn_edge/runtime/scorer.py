@@ -41,8 +41,10 @@ import math
 import os
 import threading
 from pathlib import Path
+from typing import Any, Optional, Union, overload
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..artifact.file import EngineArtifact, EngineError, read_engine
@@ -61,15 +63,18 @@ CHECKPOINT_BATCH = (1, 256, 4096)  # batch range of a Scorer made directly from 
 # MFsim: tests/test_reliability_fuzz.py), so the scores would depend on the backend.
 MAX_ABS_FEATURE = 1e6
 
+# What a Scorer loads (typing only)
+EngineSource = Union[EngineArtifact, Checkpoint, str, "os.PathLike[str]"]
 
-def _finite_threshold(value) -> float:
+
+def _finite_threshold(value: float) -> float:
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"threshold must be a finite number, got {value!r}")
     return v
 
 
-def load_artifact(source) -> EngineArtifact:
+def load_artifact(source: EngineSource) -> EngineArtifact:
     """An EngineArtifact from an artifact, an engine file, a Checkpoint or a checkpoint file (a checkpoint
     becomes an in-memory "torch" artifact: the FP32 PyTorch graph on features; see Scorer.from_checkpoint)."""
     if isinstance(source, EngineArtifact):
@@ -125,16 +130,16 @@ def _check_header(h: dict, src: str) -> None:
         raise EngineError(f"{src}: unknown engine payload {h.get('backend')!r} (known: {list(PAYLOAD_RUNTIME)})")
 
 
-def _is_torch(x) -> bool:
+def _is_torch(x: object) -> bool:
     return isinstance(x, torch.Tensor)
 
 
 class Scorer:
     """Score feature vectors or frames with an engine artifact. See the module docstring."""
 
-    def __init__(self, engine_or_path, backend: str = "auto", device: str | None = None, *,
+    def __init__(self, engine_or_path: EngineSource, backend: str = "auto", device: str | None = None, *,
                  threshold: float | None = None, score_type: str | None = None, batch_policy: str = "split",
-                 threads: int | None = None, tactics: str | None = None):
+                 threads: int | None = None, tactics: str | None = None) -> None:
         self.artifact = load_artifact(engine_or_path)
         h = self.artifact.header
         src = str(self.artifact.path or "engine")
@@ -157,22 +162,22 @@ class Scorer:
             raise UnavailableError(f"the {name!r} backend cannot run here: {why}")
         self.backend_name = name
         self._lock = None if getattr(cls, "thread_safe", False) else threading.Lock()
-        kw = {}
+        kw: dict[str, Any] = {}  # options only some backends take
         if tactics is not None:
             if name != "native":
                 raise ValueError(f"tactics= applies to the native backend, not {name!r}")
             kw["tactics"] = tactics
-        if threads is None:
-            self._backend = cls(self.artifact, device, **kw)
-        else:
+        if threads is not None:
             if name not in THREADED_BACKENDS:
                 raise ValueError(f"threads= applies to the {' and '.join(THREADED_BACKENDS)} backends, not {name!r} "
                                  "(torch uses torch.set_num_threads for the whole process)")
             if int(threads) < 1:
                 raise ValueError(f"threads must be >= 1, got {threads}")
-            self._backend = cls(self.artifact, device, threads=int(threads), **kw)
+            kw["threads"] = int(threads)
+        self._backend = cls(self.artifact, device, **kw)
         self.stage_dims = tuple(int(d) for d in h["layout"]["stage_dims"])
         self.includes_backbone = bool(h.get("includes_backbone"))
+        self.input_shape: tuple[int, ...]
         self.batch_range = (int(h["batch"]["min"]), int(h["batch"]["max"]))
         if self.includes_backbone:
             size = h.get("image_size") or [h["feature"]["input_size"]] * 2
@@ -183,7 +188,7 @@ class Scorer:
         if st not in ("mfsim", "mse"):
             raise ValueError(f"score_type must be 'mfsim' or 'mse', got {st!r}")
         self.score_type = st
-        self._threshold = None
+        self._threshold: float | None = None
         if threshold is not None:
             self.threshold = threshold
         else:
@@ -198,7 +203,8 @@ class Scorer:
         return self.artifact.header
 
     @property
-    def device(self):
+    def device(self) -> Any:
+        """The device the backend runs on (as given, or the backend's choice: a string or a torch.device)."""
         return self._backend.device
 
     @property
@@ -221,7 +227,7 @@ class Scorer:
                 f"batch={self.batch_range[0]}..{self.batch_range[1]})")
 
     # ------------------------------------------------------------------ validation
-    def _validate(self, batch):
+    def _validate(self, batch: Any) -> tuple[Any, Optional[torch.device]]:
         """Returns (x, torch_device or None): x a float32 (N, C) / uint8 (N, H, W, 3) numpy array or tensor."""
         is_t = _is_torch(batch)
         x = batch if is_t else np.asarray(batch)
@@ -255,14 +261,14 @@ class Scorer:
         return x, None
 
     # ------------------------------------------------------------------ running
-    def _chunks(self, n: int):
+    def _chunks(self, n: int) -> list[tuple[int, int]]:
         lo, hi = self.batch_range
         if self.batch_policy == "strict" and not lo <= n <= hi:
             raise ValueError(f"batch of {n} is outside the engine's batch range [{lo}, {hi}] "
                              "(batch_policy='strict'); rebuild with --batch MIN,OPT,MAX or use batch_policy='split'")
         return [(s, min(s + hi, n)) for s in range(0, n, hi)]
 
-    def _run(self, batch) -> tuple[dict, object]:
+    def _run(self, batch: Any) -> tuple[dict[str, Any], Optional[torch.device]]:
         x, tdev = self._validate(batch)
         lo = self.batch_range[0]
         parts = []
@@ -281,31 +287,41 @@ class Scorer:
         return res, tdev
 
     @staticmethod
-    def _join(arrays, tdev):
+    def _join(arrays: list[Any], tdev: Optional[torch.device]) -> Any:
         if tdev is not None:
             ts = [a if _is_torch(a) else torch.from_numpy(np.asarray(a)) for a in arrays]
             return torch.cat([t.to(tdev, torch.float32) for t in ts])
         ns = [a.detach().cpu().numpy() if _is_torch(a) else np.asarray(a) for a in arrays]
         return np.concatenate(ns).astype(np.float32, copy=False)
 
-    def score(self, batch):
+    @overload
+    def score(self, batch: torch.Tensor) -> torch.Tensor: ...
+    @overload
+    def score(self, batch: npt.ArrayLike) -> np.ndarray: ...
+
+    def score(self, batch: Any) -> Any:
         """One float per item (higher = more OOD): numpy float32 (N,), or a torch tensor for torch input."""
         res, _ = self._run(batch)
         return res[self.score_type]
 
-    def _require_threshold(self, threshold):
+    def _require_threshold(self, threshold: float | None) -> float:
         t = self._threshold if threshold is None else _finite_threshold(threshold)
         if t is None:
             raise ValueError("this engine has no calibrated threshold (the checkpoint was not calibrated): pass "
                              "threshold=... or set scorer.threshold")
         return t
 
-    def is_ood(self, batch, threshold: float | None = None):
+    @overload
+    def is_ood(self, batch: torch.Tensor, threshold: float | None = None) -> torch.Tensor: ...
+    @overload
+    def is_ood(self, batch: npt.ArrayLike, threshold: float | None = None) -> np.ndarray: ...
+
+    def is_ood(self, batch: Any, threshold: float | None = None) -> Any:
         """score > threshold per item (bool array / tensor); ``threshold`` overrides the stored one."""
         t = self._require_threshold(threshold)
         return self.score(batch) > t
 
-    def explain(self, batch) -> dict:
+    def explain(self, batch: Union[torch.Tensor, npt.ArrayLike]) -> dict[str, Any]:
         """Per-item terms: score, mse, mfsim, stage_cos (N, M, cosine of each stage with its reconstruction;
         mfsim = -mean over stages), plus score_type, stage_dims, threshold and is_ood (None without threshold)."""
         res, _ = self._run(batch)
@@ -315,9 +331,10 @@ class Scorer:
                 "is_ood": None if self._threshold is None else score > self._threshold}
 
     @classmethod
-    def from_checkpoint(cls, ckpt, *, include_backbone: bool = False, precision: str = "fp32",
-                        image_size: tuple[int, int] | None = None, batch: tuple[int, int, int] = CHECKPOINT_BATCH,
-                        device: str | None = None, backend: str = "torch", **kwargs) -> "Scorer":
+    def from_checkpoint(cls, ckpt: Union[Checkpoint, str, "os.PathLike[str]"], *, include_backbone: bool = False,
+                        precision: str = "fp32", image_size: tuple[int, int] | None = None,
+                        batch: tuple[int, int, int] = CHECKPOINT_BATCH, device: str | None = None,
+                        backend: str = "torch", **kwargs: Any) -> Scorer:
         """Score with a checkpoint through the PyTorch scoring graph (torch backend, no file): features, or
         frames with ``include_backbone`` (at ``image_size``), FP32 or FP16 (``precision``), on ``device``.
 

@@ -1,7 +1,7 @@
 """Native backend: runs a native engine artifact through lfdn_edge._C (C++ CPU engine or CUDA engine).
 
 The artifact's payload holds the LFDN weights (FP32 or FP16 storage) with the timestep branch folded into
-one bias per block per DDIM step (lfdn_edge.build.native_payload). Devices:
+one bias per block per DDIM step (lfdn_edge.builder.native_payload). Devices:
     "cpu" (default)   _C.CpuEngine: AVX2/FMA kernels when the CPU has them, a std::thread work-claiming team
                       (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
                       the memory traffic) and compute in FP32. BF16 artifacts (CPUs with AVX512_BF16 only;
@@ -17,7 +17,7 @@ LFDN_EDGE_TACTICS=off: the fixed default blocking; LFDN_EDGE_TACTIC=<name> force
 on their device (lfdn_edge.runtime.cuda_tactics, cache <engine>.cuda-tactics.json; "off": cuda.legacy_tile;
 compiled and tested against a stand-in only, never run on a GPU yet). ``self.tactics`` is the TacticReport of the
 load.
-Native engines score feature vectors only (no backbone inside); see lfdn_edge.build.native_payload.build_native_artifact.
+Native engines score feature vectors only (no backbone inside); see lfdn_edge.builder.native_payload.build_native_artifact.
 """
 
 from __future__ import annotations

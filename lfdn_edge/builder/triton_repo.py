@@ -7,7 +7,7 @@
         1/model.onnx          the scoring graph (onnx, run by Triton's onnxruntime backend), or
         1/model.plan          a full TensorRT plan (run by Triton's tensorrt backend; needs TensorRT and the GPU)
 
-The model is the same scoring graph as the engines of :mod:`lfdn_edge.build.dispatch` (same bytes as the
+The model is the same scoring graph as the engines of :mod:`lfdn_edge.builder.dispatch` (same bytes as the
 payload of an onnx engine built with the same options): input ``features`` (-1, C) float32, or ``images``
 (-1, H, W, 3) uint8 with ``include_backbone``; outputs ``score``, ``mse``, ``mfsim`` (-1,) and ``stage_cos``
 (-1, M), float32. Triton sees the batch axis through ``max_batch_size``; the (N,) outputs are declared as

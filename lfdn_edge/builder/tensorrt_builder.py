@@ -24,6 +24,7 @@ documented API and untested here.
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Callable
@@ -324,7 +325,7 @@ def configure_builder(trt, builder, network, precision: str, input_name: str, in
 
 def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input_tail: tuple[int, ...],
                         batch: tuple[int, int, int], precision: str, flavor: str = "auto",
-                        timing_cache: str | Path | None = None, workspace_mb: int | None = None,
+                        timing_cache: str | os.PathLike | None = None, workspace_mb: int | None = None,
                         compute_capabilities: list[str] | None = None,
                         log: Callable[[str], None] = lambda s: None) -> tuple[bytes, dict]:
     """Parse the ONNX (``onnx_for(precision)`` gives its bytes), build a serialized plan, check its precision.

@@ -1,9 +1,9 @@
 """Build an engine artifact from a checkpoint: the backend dispatcher behind tools/build_engine.py.
 
 Backends (the payload of the artifact):
-    tensorrt  a TensorRT / TensorRT-RTX plan (lfdn_edge.build.tensorrt_builder), run by the tensorrt backend
-    native    packed weights for the C++/CUDA core (lfdn_edge.build.native_payload), run by the native backend
-    onnx      the ONNX model bytes (lfdn_edge.build.onnx_export), run by onnxruntime
+    tensorrt  a TensorRT / TensorRT-RTX plan (lfdn_edge.builder.tensorrt_builder), run by the tensorrt backend
+    native    packed weights for the C++/CUDA core (lfdn_edge.builder.native_payload), run by the native backend
+    onnx      the ONNX model bytes (lfdn_edge.builder.onnx_export), run by onnxruntime
     torch     the checkpoint's scoring tensors, run by the PyTorch reference graph (Python API only)
 ``auto`` picks tensorrt when a TensorRT module is importable and a GPU is present, else native when the
 native core is built, else onnx. Precision defaults to fp16 for tensorrt and fp32 otherwise.
@@ -42,7 +42,7 @@ def choose_backend(backend: str = "auto", include_backbone: bool = False) -> tup
         if backend not in BUILD_BACKENDS:
             raise ValueError(f"backend must be one of {('auto',) + BUILD_BACKENDS}, got {backend!r}")
         return backend, "requested"
-    skipped = []
+    skipped: list[str] = []
     probes = (("tensorrt", tensorrt_usable), ("native", lambda: _native_for(include_backbone)), ("onnx", onnx_usable))
     for name, probe in probes:
         ok, why = probe()
