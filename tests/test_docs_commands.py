@@ -269,7 +269,7 @@ def _script(path, args, file, line, text):
 
 def invocations(path: Path, text: str | None = None, root: Path = ROOT) -> tuple[list[Invocation], list[str]]:
     """Every lfdn-edge / tool invocation shown in one markdown file, and the lines that could not be split."""
-    text = path.read_text() if text is None else text
+    text = path.read_text(encoding="utf-8") if text is None else text
     try:
         rel = str(path.relative_to(root))
     except ValueError:
@@ -342,12 +342,12 @@ def _options_from_source(source: str) -> set[str]:
 def tool_options(tool: str, root: str = str(ROOT)) -> tuple[str, frozenset[str]]:
     """(how they were read, option strings) of tools/X.py: a subcommand wrapper's are the subcommand's."""
     path = Path(root) / tool
-    source = path.read_text()
+    source = path.read_text(encoding="utf-8")
     wrapper = re.search(r"\brun\(\s*[\"']([\w-]+)[\"']", source)
     if wrapper:
         return f"wrapper of lfdn-edge {wrapper.group(1)}", frozenset(cli_options_cached()[wrapper.group(1)])
     try:
-        res = subprocess.run([sys.executable, "-c", CAPTURE, str(path)], cwd=root, capture_output=True, text=True,
+        res = subprocess.run([sys.executable, "-c", CAPTURE, str(path)], cwd=root, capture_output=True, text=True, encoding="utf-8",
                              timeout=300)
         for line in res.stdout.splitlines():
             if line.startswith("@@OPTIONS@@"):
@@ -419,7 +419,7 @@ def check_invocations(invs: list[Invocation], cli: dict[str, frozenset[str]] | N
             if not path.is_file():
                 report(inv, f"no such script {inv.target!r}")
                 continue
-            source = path.read_text()
+            source = path.read_text(encoding="utf-8")
             for flag in _flags(inv.args):
                 if not re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", source):
                     report(inv, f"unknown option {flag!r} of {inv.target} (not in the script)")
@@ -466,7 +466,7 @@ def check_links(files: list[Path], root: Path = ROOT) -> tuple[int, list[str]]:
     """(links checked, problems): every relative link's file exists, and its #anchor is a heading there."""
     errors, count = [], 0
     for f in files:
-        text = f.read_text()
+        text = f.read_text(encoding="utf-8")
         rel = f.relative_to(root)
         _, prose = split_markdown(text)
         # link targets in the prose, code spans removed
@@ -483,7 +483,7 @@ def check_links(files: list[Path], root: Path = ROOT) -> tuple[int, list[str]]:
                 if not dest.exists():
                     errors.append(f"{rel}:{no}: link to a missing file: {target}")
                     continue
-                if anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text()):
+                if anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8")):
                     errors.append(f"{rel}:{no}: link to a missing heading #{anchor} in "
                                   f"{dest.relative_to(root) if dest.is_relative_to(root) else dest}: {target}")
     return count, errors
@@ -512,12 +512,12 @@ def test_every_relative_link_in_the_docs_resolves():
 
 def test_ci_runs_the_readme_tests_command():
     """.ci/run's last line is the command of README.md's Tests section (the contract CI relies on)."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("\n## Tests\n", 1)[1].split("\n## ", 1)[0]
     blocks, _ = split_markdown(section)
     commands = [t for b in blocks if b.lang in SHELL_LANGS for _, t in b.lines if t.strip()]
     assert len(commands) == 1, commands
-    last = [line for line in (ROOT / ".ci" / "run").read_text().splitlines() if line.strip()][-1]
+    last = [line for line in (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines() if line.strip()][-1]
     assert last == commands[0]
 
 
@@ -546,7 +546,7 @@ lfdn-edge score ckpt.engine x.npy --jsn out.json
 def test_the_checker_reports_misspelled_and_unknown_flags(tmp_path):
     """Mutation: a page with misspelled flags, an unknown subcommand and flags no parser has."""
     page = tmp_path / "page.md"
-    page.write_text(SYNTHETIC)
+    page.write_text(SYNTHETIC, encoding="utf-8")
     invs, errors = invocations(page, root=tmp_path)
     errors += check_invocations(invs)   # tools/build_engine.py and tools/train.py: those of this repository
     text = "\n".join(errors)
@@ -568,12 +568,12 @@ def test_the_checker_reports_misspelled_and_unknown_flags(tmp_path):
 
 def test_a_renamed_flag_in_a_copy_of_the_readme_fails(tmp_path):
     """Mutation: the README with one flag renamed (--max-queue-delay-us -> --max-queue-delay) is reported, by line."""
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     target = next(n for n, line in enumerate(readme.split("\n"), 1) if "lfdn-edge serve " in line)
     mutated = readme.replace("lfdn-edge serve ckpt.native.bf16.engine --max-batch 64",
                              "lfdn-edge serve ckpt.native.bf16.engine --max-batch-size 64")
     assert mutated != readme
-    (tmp_path / "README.md").write_text(mutated)
+    (tmp_path / "README.md").write_text(mutated, encoding="utf-8")
     invs, errors = invocations(tmp_path / "README.md", root=tmp_path)
     errors += check_invocations(invs)
     assert len(errors) == 1, errors
@@ -593,7 +593,7 @@ def test_a_flag_renamed_in_the_code_fails_the_docs():
 
 def test_a_broken_link_is_reported(tmp_path):
     (tmp_path / "docs").mkdir()
-    (tmp_path / "docs" / "A.md").write_text("# A page\n\n## Some heading: with `code`, and more\n")
+    (tmp_path / "docs" / "A.md").write_text("# A page\n\n## Some heading: with `code`, and more\n", encoding="utf-8")
     (tmp_path / "README.md").write_text(
         "# R\n\nSee [a](docs/A.md), [b](docs/A.md#some-heading-with-code-and-more), [c](docs/B.md),\n"
         "[d](docs/A.md#no-such-heading), [e](https://example.com/x), `[f](docs/C.md)` and [g](#r).\n")

@@ -61,7 +61,7 @@ def test_the_strict_modules_are_the_public_ones():
         import tomllib
     except ImportError:  # Python < 3.11: mypy depends on tomli there
         import tomli as tomllib
-    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mypy"]["overrides"]
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]["overrides"]
     strict = [set(o["module"]) for o in cfg if o.get("disallow_untyped_defs")]
     want = {p[:-len(".py")].replace("/", ".").removesuffix(".__init__") for p in PUBLIC}
     assert strict == [want]
@@ -71,7 +71,7 @@ def test_the_facade_names_are_visible_to_type_checkers():
     """lfdn_edge/__init__.py imports each lazily exported name under TYPE_CHECKING, from the module it loads."""
     import lfdn_edge
 
-    tree = ast.parse((ROOT / "lfdn_edge" / "__init__.py").read_text())
+    tree = ast.parse((ROOT / "lfdn_edge" / "__init__.py").read_text(encoding="utf-8"))
     seen = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING":
