@@ -54,6 +54,8 @@ def test_each_verification_case_catches_the_stand_in_wrong_in_that_case():
     for name, why in wrong.items():
         assert not recs[name]["passed"] and not recs[name]["chosen"], name
         assert why in recs[name]["note"], recs[name]["note"]
+    assert "in-place" in recs["stand_in.wrong_in_place"]["worst_case"]  # where the worst error was found
+    assert "extreme rows" in recs["stand_in.wrong_on_extreme_rows"]["worst_case"]
 
 
 # ------------------------------------------------------------------------------------------- device scope

@@ -129,19 +129,7 @@ class PyCpuEngine {
     d["chosen"] = sel.chosen >= 0 ? py::object(py::str(sel.chosen_name)) : py::object(py::none());
     d["error"] = sel.error;
     py::list res;
-    for (const auto& r : sel.results) {
-      py::dict e;
-      e["name"] = r.name;
-      e["test_only"] = r.test_only;
-      e["applies"] = r.applies;
-      e["passed"] = r.passed;
-      e["status"] = r.status;
-      e["max_err_ratio"] = r.max_err_ratio;
-      e["median_s"] = r.median_s;
-      e["samples_s"] = r.samples_s;
-      e["note"] = r.note;
-      res.append(e);
-    }
+    for (const auto& r : sel.results) res.append(candidate_dict(r));
     d["results"] = res;
     return d;
   }

@@ -307,12 +307,10 @@ py::list select_stand_ins(int64_t rows, int64_t in_dim, int64_t out_dim, uint64_
   if (rc != lfdn::kOk && rc != lfdn::kUnsupported) check(rc, "select_tactic_cases");
   py::list l;
   for (const auto& r : sel.results) {
-    py::dict d;
-    d["name"] = r.name;
-    d["passed"] = r.passed;
-    d["max_err_ratio"] = r.max_err_ratio;
-    d["note"] = r.note;
+    py::dict d = candidate_dict(r);
     d["chosen"] = r.name == sel.chosen_name;
+    d["worst_case"] = r.worst_case >= 0 ? py::object(py::str(refs[static_cast<size_t>(r.worst_case)].label))
+                                        : py::object(py::none());
     l.append(d);
   }
   return l;

@@ -28,6 +28,20 @@ std::string json_str(const std::string& v) {
 }
 }  // namespace
 
+py::dict candidate_dict(const lfdn::TacticCandidateResult& r) {
+  py::dict e;
+  e["name"] = r.name;
+  e["test_only"] = r.test_only;
+  e["applies"] = r.applies;
+  e["passed"] = r.passed;
+  e["status"] = r.status;
+  e["max_err_ratio"] = r.max_err_ratio;
+  e["median_s"] = r.median_s;
+  e["samples_s"] = r.samples_s;
+  e["note"] = r.note;
+  return e;
+}
+
 void journal_append(const std::string& path, const char* event, const std::string& key, int64_t bucket,
                     const std::string& name, int status, bool passed, const std::string& note) {
   if (path.empty()) return;

@@ -10,6 +10,7 @@
 
 #include "lfdn/common.h"
 #include "lfdn/linear.h"
+#include "lfdn/tactic_select.h"
 
 namespace lfdn_py {
 
@@ -60,6 +61,10 @@ py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, in
 // A Linear weight of any shape: must be 2-D (out_dim, in_dim); both are read from it.
 py::array as_weight_2d(py::handle obj, const std::string& name, int64_t* out_dim, int64_t* in_dim,
                        lfdn::WeightType* wtype);
+
+// One candidate of a selection (lfdn/tactic_select.h) as a dict: name, test_only, applies, passed, status,
+// max_err_ratio, median_s, samples_s, note.
+py::dict candidate_dict(const lfdn::TacticCandidateResult& r);
 
 // A selection journal (lfdn_edge/runtime/tactic_isolation.py reads it): one JSON line per candidate event,
 // {"event", "key", "bucket", "name", "status", "passed", "note"}, appended with a single write(2) on a file

@@ -80,6 +80,7 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t la = nullptr, lb = nullptr, ld = nullptr;
   cublasLtMatmulHeuristicResult_t heur{};
+  uint64_t workspace_bytes = 0;  // offered to the heuristic and to cublasLtMatmul
   bool ok = false;
 };
 
@@ -183,19 +184,21 @@ int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d, void* wor
     record(cudaErrorUnknown, "cublasLtCreate failed");
     return kCudaError;
   }
-  int dev = 0, major = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) !=
-                                                cudaSuccess)
-    return record(cudaGetLastError(), "cudaGetDevice (cuBLASLt plan)");
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess) return record(cudaGetLastError(), "cudaGetDevice (cuBLASLt)");
   const uint64_t kp = static_cast<uint64_t>(cuda_padded_in(p.in_dim));
   const uint64_t n = static_cast<uint64_t>(p.out_dim), m = static_cast<uint64_t>(p.rows);
-  // NVIDIA's recommended workspace: 32 MiB on Hopper (cc 9.x), 4 MiB before (cuBLAS docs, cublasSetWorkspace)
-  const uint64_t ws_bytes = major >= 9 ? kCublasLtWorkspaceBytes : (uint64_t{4} << 20);
   Plan* plan = nullptr;
   {
     std::lock_guard<std::mutex> lock(l.mu);
     Plan& pl = l.plans[std::make_tuple(dev, m, kp, n)];
     if (!pl.ok) {
+      int major = 0;
+      if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess)
+        return record(cudaGetLastError(), "cudaDeviceGetAttribute (cuBLASLt plan)");
+      // NVIDIA's recommended workspace: 32 MiB on Hopper (cc 9.x), 4 MiB before (cuBLAS docs, cublasSetWorkspace)
+      pl.workspace_bytes = major >= 9 ? kCublasLtWorkspaceBytes : (uint64_t{4} << 20);
+      const uint64_t ws_bytes = pl.workspace_bytes;
       // Column-major view: D (n x m, ld n) = op(W) (n x kp) * A (kp x m), where W row-major (Np, Kp) is the
       // column-major kp x Np matrix with ld kp (transposed: op T), and A row-major (rows, Kp) is kp x m, ld kp.
       int st = pl.desc ? 0 : l.api.desc_create(&pl.desc, kCublasCompute32F, kCudaR32F);
@@ -221,7 +224,7 @@ int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d, void* wor
   }
   const float alpha = 1.0f, beta = 0.0f;
   const int st = l.api.matmul(h, plan->desc, &alpha, p.weight, plan->la, a, plan->lb, &beta, d, plan->ld, d, plan->ld,
-                              &plan->heur.algo, workspace, workspace ? ws_bytes : 0,
+                              &plan->heur.algo, workspace, workspace ? plan->workspace_bytes : 0,
                               reinterpret_cast<cudaStream_t>(p.cuda_stream));
   if (st != 0) {
     record(cudaErrorUnknown, ("cublasLtMatmul status " + std::to_string(st)).c_str());

@@ -224,8 +224,9 @@ int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecor
     r.status = c.status;
     r.passed = c.passed;
     r.worst_ratio = c.max_err_ratio;
-    if (c.worst_index >= 0) {
-      r.tolerance = refs[0].tol.atol + refs[0].tol.srel * cases[0].scale[static_cast<size_t>(c.worst_index)];
+    if (c.worst_index >= 0) {  // the tolerance at the worst output, in the case where it was found
+      const size_t wc = static_cast<size_t>(c.worst_case >= 0 ? c.worst_case : 0);
+      r.tolerance = refs[wc].tol.atol + refs[wc].tol.srel * cases[wc].scale[static_cast<size_t>(c.worst_index)];
       r.max_abs_err = std::isfinite(c.max_err_ratio) ? c.max_err_ratio * r.tolerance
                                                      : std::numeric_limits<double>::infinity();
     }

@@ -159,6 +159,7 @@ int select_tactic_cases(const LinearTactic* table, int n, const FusedLinearParam
       if (!(q <= r.max_err_ratio)) {  // (also NaN, which the rule never returns)
         r.max_err_ratio = q;
         r.worst_index = wi;
+        r.worst_case = static_cast<int>(c);
         if (q > 1.0) failed_case = refs[c].label;
       }
     }

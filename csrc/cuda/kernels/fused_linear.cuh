@@ -42,12 +42,10 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// NaN-propagating max (fmaxf would drop a NaN, and the guard must see it to leave the row unscaled)
-__device__ __forceinline__ float nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
 
 __device__ __forceinline__ float warp_max(float v) {
 #pragma unroll
-  for (int o = 16; o > 0; o >>= 1) v = nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  for (int o = 16; o > 0; o >>= 1) v = gn_nan_max(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
 }
 
@@ -87,7 +85,7 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
         float s = 0.0f, mx = 0.0f;
         for (int64_t k = lane; k < a.K; k += 32) {
           s += xr[k];
-          mx = nan_max(mx, fabsf(xr[k]));
+          mx = gn_nan_max(mx, fabsf(xr[k]));
         }
         st.inv_scale = gn_input_scale(warp_max(mx));
         float sum = warp_sum(s);
@@ -104,7 +102,7 @@ __global__ void __launch_bounds__(kThreadsLinear) fused_linear_kernel(LinearArgs
         }
         st.rstd = gn_rstd(warp_sum(q), a.K, a.gn_eps, st.inv_scale);
       }
-      for (int64_t k = lane; k < a.K; k += 32) amax = nan_max(amax, fabsf(prologue_f(a, xr[k], k, st)));
+      for (int64_t k = lane; k < a.K; k += 32) amax = gn_nan_max(amax, fabsf(prologue_f(a, xr[k], k, st)));
       amax = warp_max(amax);
     }
     if (lane == 0) {

@@ -18,7 +18,6 @@ namespace tac {
 
 // ------------------------------------------------------------------------------------------- helpers
 __device__ __forceinline__ float silu(float v) { return v / (1.0f + __expf(-v)); }
-__device__ __forceinline__ float nanmax(float a, float b) { return (a > b || a != a) ? a : b; }
 
 __device__ __forceinline__ unsigned smem_u32(const void* p) {
   return static_cast<unsigned>(__cvta_generic_to_shared(p));
@@ -78,13 +77,13 @@ __device__ __forceinline__ float block_reduce(float v, float* red, bool is_max) 
 #pragma unroll
   for (int o = 16; o > 0; o >>= 1) {
     const float u = __shfl_xor_sync(0xffffffffu, v, o);
-    v = is_max ? nanmax(v, u) : v + u;
+    v = is_max ? gn_nan_max(v, u) : v + u;
   }
   __syncthreads();  // red may still be read by a previous call
   if (lane == 0) red[warp] = v;
   __syncthreads();
   float t = red[0];
-  for (int w = 1; w < kPrologueThreads / 32; ++w) t = is_max ? nanmax(t, red[w]) : t + red[w];
+  for (int w = 1; w < kPrologueThreads / 32; ++w) t = is_max ? gn_nan_max(t, red[w]) : t + red[w];
   return t;
 }
 
@@ -103,7 +102,7 @@ __global__ void __launch_bounds__(kPrologueThreads) prologue_kernel(PrologueArgs
     float s = 0.0f, mx = 0.0f;
     for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) {
       s += xr[k];
-      mx = nanmax(mx, fabsf(xr[k]));
+      mx = gn_nan_max(mx, fabsf(xr[k]));
     }
     st.inv_scale = gn_input_scale(block_reduce(mx, red, true));
     float sum = block_reduce(s, red, false);
@@ -121,7 +120,7 @@ __global__ void __launch_bounds__(kPrologueThreads) prologue_kernel(PrologueArgs
     st.rstd = gn_rstd(block_reduce(q, red, false), a.K, a.gn_eps, st.inv_scale);
   }
   float m = 0.0f;
-  for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) m = nanmax(m, fabsf(prologue_value(a, xr[k], k, st)));
+  for (int64_t k = threadIdx.x; k < a.K; k += kPrologueThreads) m = gn_nan_max(m, fabsf(prologue_value(a, xr[k], k, st)));
   const float sc = fp16_row_scale(block_reduce(m, red, true));
   __half* ar = a.a + r * a.Kp;
   for (int64_t k = threadIdx.x; k < a.Kp; k += kPrologueThreads)

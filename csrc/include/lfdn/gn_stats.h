@@ -41,7 +41,8 @@ struct GnStats {
   float rstd = 0.0f;       // 1 / sqrt(var(x * inv_scale) + eps * inv_scale^2)
 };
 
-// NaN-propagating max of |values| (a NaN anywhere makes the row's max NaN: the row is then left unscaled).
+// NaN-propagating max (fmaxf would drop a NaN; the GroupNorm rescaling and the FP16 range guard must see it to
+// leave the row unscaled). Used by every kernel's max reductions.
 LFDN_GN_HD float gn_nan_max(float a, float b) { return (a > b || a != a) ? a : b; }
 
 // 1, or the power of two that brings max_abs into [0.5, 1) when max_abs > kGnScaleFreeLimit and finite.

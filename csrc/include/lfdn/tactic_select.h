@@ -105,6 +105,7 @@ struct TacticCandidateResult {
   int status = 0;          // of the verification run
   double max_err_ratio = -1.0;  // max_i |got - ref| / allowed_i (<= 1 passes); -1 when not run; inf: NaN/Inf
   int64_t worst_index = -1;
+  int worst_case = -1;     // the verification case (select_tactic_cases) of worst_index
   double median_s = -1.0;  // per run, passing candidates only; -1 when not timed
   std::vector<double> samples_s;  // per run
   std::string note;        // why it was skipped or rejected
