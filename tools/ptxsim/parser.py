@@ -222,7 +222,7 @@ def _line_of(offsets: List[int], pos: int) -> int:
             lo = mid + 1
         else:
             hi = mid
-    return lo
+    return lo + 1  # 1-based
 
 
 def _params(s: str, line: int) -> List[VarDecl]:
