@@ -316,6 +316,50 @@ py::list select_stand_ins(int64_t rows, int64_t in_dim, int64_t out_dim, uint64_
   return l;
 }
 
+// The float64 CPU reference of op 2 (fused_linear_cpu_reference) for a weight given as (out, in) float32 or
+// float16: (ref, scale) of shape (rows, out_dim). The reference every CPU tactic is verified against; the
+// PTX-interpreter tests (tests/test_ptxsim_kernels.py) hold the CUDA kernels to it with the CUDA tolerance.
+py::tuple fused_linear_reference(py::object x_obj, py::object w_obj, py::object bias_obj, py::object residual_obj,
+                                 py::object gamma_obj, py::object beta_obj, const std::string& prologue, float gn_eps) {
+  int64_t out_dim = 0, in_dim = 0;
+  lfdn::WeightType wt;
+  py::array w = as_weight_2d(w_obj, "weight", &out_dim, &in_dim, &wt);
+  if (wt == lfdn::WeightType::kBF16) throw py::type_error("weight must be float32 or float16");
+  F32 x = as_f32(x_obj, "x");
+  if (x.ndim() != 2 || x.shape(1) != in_dim) throw py::value_error("x must be (rows, in_dim)");
+  const int64_t rows = x.shape(0);
+  lfdn::FusedLinearParams p;
+  p.x = x.data();
+  p.rows = rows;
+  p.in_dim = in_dim;
+  p.out_dim = out_dim;
+  p.wtype = wt;
+  p.gn_eps = gn_eps;
+  std::vector<py::object> keep;
+  auto opt = [&](py::object o, const char* name, std::vector<int64_t> shape) -> const float* {
+    if (o.is_none()) return nullptr;
+    F32 a = as_f32_shape(o, name, shape);
+    keep.push_back(a);
+    return a.data();
+  };
+  p.bias = opt(bias_obj, "bias", {out_dim});
+  p.residual = opt(residual_obj, "residual", {rows, out_dim});
+  p.gamma = opt(gamma_obj, "gamma", {in_dim});
+  p.beta = opt(beta_obj, "beta", {in_dim});
+  if (prologue == "none") p.prologue = lfdn::Prologue::kNone;
+  else if (prologue == "silu") p.prologue = lfdn::Prologue::kSilu;
+  else if (prologue == "gn") p.prologue = lfdn::Prologue::kGroupNormSilu;
+  else throw py::value_error("prologue must be 'none', 'silu' or 'gn'");
+  if (p.prologue == lfdn::Prologue::kGroupNormSilu && (!p.gamma || !p.beta))
+    throw py::value_error("prologue 'gn' needs gamma and beta");
+  std::vector<char> packed(lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt));
+  check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.data()), "pack_linear_cpu");
+  p.weight = packed.data();
+  py::array_t<double> ref({rows, out_dim}), scale({rows, out_dim});
+  check(lfdn::fused_linear_cpu_reference(p, ref.mutable_data(), scale.mutable_data()), "fused_linear_cpu_reference");
+  return py::make_tuple(ref, scale);
+}
+
 void bind_ops(py::module_& m) {
   m.def("fp16_row_scale", &lfdn::fp16_row_scale, py::arg("max_abs"),
         "The CUDA fused linear's FP16 range guard (lfdn/fp16_guard.h), the same function the kernel runs: the "
@@ -335,6 +379,11 @@ void bind_ops(py::module_& m) {
         "Tests: select_tactic_cases (the selection every engine uses) on a CPU problem with four verification "
         "cases (no residual / in place x normal / extreme last row) and stand-in tactics that are wrong in "
         "exactly one way; their records.");
+  m.def("fused_linear_reference", &fused_linear_reference, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
+        py::arg("residual") = py::none(), py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
+        py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f,
+        "Op 2's float64 CPU reference (the one CPU tactics are verified against): (ref, scale), each (rows, "
+        "out_dim); scale = sum_k |a_k w_k| + |bias| + |residual|, the magnitude the tolerance rules scale with.");
   m.def("tactic_error_ratio", [](py::object got_obj, py::object ref_obj, py::object scale_obj, double rtol,
                                   double atol, double srel) {
           F32 got = as_f32(got_obj, "got");
