@@ -355,6 +355,8 @@ py::tuple fused_linear_reference(py::object x_obj, py::object w_obj, py::object 
   std::vector<char> packed(lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt));
   check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.data()), "pack_linear_cpu");
   p.weight = packed.data();
+  std::vector<float> unused_out(static_cast<size_t>(rows * out_dim));  // the params check wants an output
+  p.out = unused_out.data();
   py::array_t<double> ref({rows, out_dim}), scale({rows, out_dim});
   check(lfdn::fused_linear_cpu_reference(p, ref.mutable_data(), scale.mutable_data()), "fused_linear_cpu_reference");
   return py::make_tuple(ref, scale);
