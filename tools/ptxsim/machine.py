@@ -509,41 +509,48 @@ def run_chunk(st: State, max_steps: int) -> int:
 
 
 def check_convergence(st: State, op: Op, idx: Idx) -> None:
-    here = np.zeros(st.T, bool)
-    here[idx] = True
+    """synccheck: a barrier needs every thread of each CTA that reaches it; a warp collective needs every lane
+    of its member mask (an .aligned instruction: every lane of the warp) at this instruction."""
+    if not st.dev.synccheck:
+        return
+    th = np.arange(st.T)[idx] if isinstance(idx, slice) else idx
     live = st.pc < EXITED
     if op.barrier:
-        ctas = np.unique(st.cta_local[idx])
-        for c in ctas:
+        counts = np.bincount(st.cta_local[th], minlength=st.ncta)
+        ctas = np.flatnonzero(counts)
+        short = ctas[counts[ctas] != st.nthr]
+        if len(short):
+            c = int(short[0])
+            here = np.zeros(st.T, bool)
+            here[th] = True
             sel = st.cta_local == c
-            missing = sel & ~here
-            if missing.any():
-                k = int(np.flatnonzero(missing)[0])
-                gone = not live[k]
-                raise st.error(SynccheckError, f"barrier reached by {int((sel & here).sum())} of the CTA's "
-                               f"{int(sel.sum())} threads (thread {st.who(k)[1]} "
-                               f"{'has exited' if gone else 'is elsewhere, past the barrier'})",
-                               int(np.flatnonzero(sel & here)[0]))
+            k = int(np.flatnonzero(sel & ~here)[0])
+            raise st.error(SynccheckError, f"barrier reached by {int(counts[c])} of the CTA's {st.nthr} threads "
+                           f"(thread {st.who(k)[1]} {'has exited' if not live[k] else 'is elsewhere, past the barrier'})",
+                           int(th[st.cta_local[th] == c][0]))
         return
-    warps = np.unique(st.gwarp[idx])
-    for w in warps:
-        sel = st.gwarp == w
-        if op.mask_op is not None:
-            mask = op.mask_op(st, idx)
-            mask = np.asarray(mask)
-            # the mask of the first lane of this warp that is here
-            first = int(np.flatnonzero(sel & here)[0])
-            mval = int(mask if mask.ndim == 0 else mask[np.searchsorted(np.arange(st.T)[idx], first)])
-            lanes = st.lane
-            need = sel & ((np.right_shift(np.uint64(mval), lanes.astype(np.uint64)) & np.uint64(1)) == 1)
-        else:
-            need = sel
-        missing = need & ~here
-        if missing.any():
-            k = int(np.flatnonzero(missing)[0])
-            raise st.error(SynccheckError, f"warp collective reached by only part of its participants (lane "
-                           f"{int(st.lane[k])} {'has exited' if not live[k] else 'is elsewhere'})",
-                           int(np.flatnonzero(sel & here)[0]))
+    nw = st.ncta * st.wpc
+    bits = np.left_shift(np.uint64(1), st.lane.astype(np.uint64))
+    present = np.zeros(nw, np.uint64)
+    np.add.at(present, st.gwarp[th], bits[th])
+    if st.nthr % 32 == 0:
+        exist = np.full(nw, np.uint64(0xFFFFFFFF))
+    else:
+        exist = np.zeros(nw, np.uint64)
+        np.add.at(exist, st.gwarp, bits)
+    if op.mask_op is not None:
+        m = np.asarray(op.mask_op(st, idx)).astype(np.uint64)
+        need = np.full(len(th), m) if m.ndim == 0 else m
+    else:
+        need = exist[st.gwarp[th]]
+    missing = need & exist[st.gwarp[th]] & ~present[st.gwarp[th]]
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        mbits = int(missing[i])
+        lane = (mbits & -mbits).bit_length() - 1
+        k = int(th[i] - st.lane[th[i]] + lane)
+        raise st.error(SynccheckError, f"warp collective reached by only part of its participants (lane {lane} "
+                       f"{'has exited' if not live[k] else 'is elsewhere'})", int(th[i]))
 
 
 # ---------------------------------------------------------------------------------------------- device
