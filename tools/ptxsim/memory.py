@@ -85,6 +85,24 @@ class GlobalMemory:
         self.top = off + max(nbytes, 1) + _GAP
         return GLOBAL_BASE + off
 
+    def map(self, addr: int, nbytes: int, name: str = "", initialized: bool = False) -> int:
+        """An allocation at a given address (a memory plan computed elsewhere, e.g. by the engine's C++ code):
+        above every allocation so far, 16-byte aligned."""
+        off = addr - GLOBAL_BASE
+        if off < self.top or addr % 16:
+            raise ValueError(f"cannot map 0x{addr:x}: below the allocations so far (next free 0x"
+                             f"{GLOBAL_BASE + self.top:x}) or not 16-byte aligned")
+        self._grow(off + nbytes + _GAP)
+        self.allocs.append(Allocation(addr, nbytes, name))
+        self._starts = np.append(self._starts, addr)
+        self._ends = np.append(self._ends, addr + nbytes)
+        self.init[off:off + nbytes] = initialized
+        self.top = off + max(nbytes, 1) + _GAP
+        return addr
+
+    def next_free(self, align: int = 1 << 20) -> int:
+        return GLOBAL_BASE + (self.top + align - 1) // align * align
+
     def write(self, addr: int, buf: np.ndarray) -> None:
         b = np.ascontiguousarray(buf).view(np.uint8).ravel()
         self.check_host(addr, b.size)
