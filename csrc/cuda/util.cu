@@ -23,8 +23,15 @@ LaunchCapture* launch_capture() { return g_capture; }
 
 namespace cuda {
 
-void capture_launch(LaunchCapture* c, const std::string& name, dim3 grid, dim3 block, size_t smem,
-                    void* const* args, const size_t* sizes, size_t n) {
+int launch_args(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+                void** args, const size_t* sizes, size_t n) {
+  LaunchCapture* c = launch_capture();
+  if (c == nullptr) {
+    const cudaError_t err = cudaLaunchKernel(func, grid, block, args, smem, s);
+    if (err != cudaSuccess) return record(err, name.c_str());
+    return check_launch(name.c_str());
+  }
+  // recorded, never launched: no CUDA runtime call at all
   CapturedCall call;
   call.kind = "kernel";
   call.kernel = name;
@@ -41,6 +48,7 @@ void capture_launch(LaunchCapture* c, const std::string& name, dim3 grid, dim3 b
     call.args.push_back(std::move(bytes));
   }
   c->calls.push_back(std::move(call));
+  return kOk;
 }
 
 void set_error(const std::string& what) { g_last_error = what; }

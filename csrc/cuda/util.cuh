@@ -22,22 +22,18 @@ void set_error(const std::string& what);
 // After kernel launches: the launch error, if any.
 inline int check_launch(const char* where) { return record(cudaGetLastError(), where); }
 
-// Appends one "kernel" call to the capture c (each argument's bytes copied: args[i], sizes[i] bytes).
-void capture_launch(LaunchCapture* c, const std::string& name, dim3 grid, dim3 block, size_t smem,
-                    void* const* args, const size_t* sizes, size_t n);
+// The untyped part of launch() (util.cu): with a capture installed on this thread, appends a "kernel" call
+// (args[i]: sizes[i] bytes each, copied) and returns kOk without any CUDA runtime call; otherwise
+// cudaLaunchKernel(func, grid, block, args, smem, s) and the launch error (check_launch(name)).
+int launch_args(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+                void** args, const size_t* sizes, size_t n);
 
 template <typename Tuple, size_t... I>
 int launch_tuple(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
                  Tuple& t, std::index_sequence<I...>) {
   void* ptrs[] = {static_cast<void*>(&std::get<I>(t))..., nullptr};
   const size_t sizes[] = {sizeof(std::get<I>(t))..., 0};
-  if (LaunchCapture* c = launch_capture()) {  // recorded, never launched: no CUDA runtime call at all
-    capture_launch(c, name, grid, block, smem, ptrs, sizes, sizeof...(I));
-    return kOk;
-  }
-  const cudaError_t err = cudaLaunchKernel(func, grid, block, ptrs, smem, s);
-  if (err != cudaSuccess) return record(err, name.c_str());
-  return check_launch(name.c_str());
+  return launch_args(func, name, grid, block, smem, s, ptrs, sizes, sizeof...(I));
 }
 
 // THE way every kernel of the project is launched (kernel<<<grid, block, smem, s>>>(args...) otherwise):
