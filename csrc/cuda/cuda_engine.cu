@@ -161,10 +161,13 @@ int cuda_engine_memory_plan(const EngineSpec& s, int64_t max_batch, CudaEngineMe
   pl.small_bytes = pl.small.size() * sizeof(float);
   pl.small_upload_bytes = pl.small_offsets.eps * sizeof(float);
   // ---- the pass's workspace and the engine's input / output buffers for max_batch rows
-  LfdnModelView dims;  // score_pass_cuda_workspace_bytes reads the dimensions only
+  // a view of the dimensions only (no addresses): what score_pass_cuda_workspace_bytes and layer_refs read
+  LfdnBlockView no_block;
+  LfdnModelView dims;
   dims.in_dim = C;
   dims.width = W;
   dims.depth = D;
+  dims.blocks = &no_block;
   pl.workspace_bytes = score_pass_cuda_workspace_bytes(dims, max_batch);
   const size_t rb = sizeof(float) * static_cast<size_t>(max_batch);
   pl.z0_bytes = rb * static_cast<size_t>(C);
@@ -172,10 +175,10 @@ int cuda_engine_memory_plan(const EngineSpec& s, int64_t max_batch, CudaEngineMe
   pl.mse_bytes = rb;
   pl.mfsim_bytes = rb;
   pl.cos_bytes = rb * (s.stage_offsets.size() - 1);
-  // ---- the tactic workspace: every tactic of every layer shape of the pass (layer_refs: inp, fc1/fc2, out)
-  pl.tactic_workspace_bytes = std::max(cuda_tactic_workspace_bytes(max_batch, C, W),
-                                       cuda_tactic_workspace_bytes(max_batch, W, C));
-  if (D > 0) pl.tactic_workspace_bytes = std::max(pl.tactic_workspace_bytes, cuda_tactic_workspace_bytes(max_batch, W, W));
+  // ---- the tactic workspace: every tactic can run with it on every layer key of the pass at max_batch
+  pl.tactic_workspace_bytes = 0;
+  for (const LayerRef& l : layer_refs(dims))
+    pl.tactic_workspace_bytes = std::max(pl.tactic_workspace_bytes, cuda_tactic_workspace_bytes(max_batch, l.in, l.out));
   return kOk;
 }
 
