@@ -79,6 +79,7 @@ void bind_ops(py::module_& m);
 void bind_engine(py::module_& m);
 #if defined(LFDN_WITH_CUDA)
 void bind_cuda(py::module_& m);
+void bind_capture(py::module_& m);  // bind_capture.cpp: the launch capture (lfdn/cuda_launch.h)
 #endif
 
 }  // namespace lfdn_py

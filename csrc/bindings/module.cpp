@@ -97,5 +97,6 @@ PYBIND11_MODULE(_C, m) {
   lfdn_py::bind_arch(m);
 #if defined(LFDN_WITH_CUDA)
   lfdn_py::bind_cuda(m);
+  lfdn_py::bind_capture(m);
 #endif
 }

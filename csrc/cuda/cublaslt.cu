@@ -176,6 +176,21 @@ cublasLtHandle_t handle_for_current_device() {
 }  // namespace
 
 int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d, void* workspace) {
+  if (LaunchCapture* cap = launch_capture()) {  // recorded, not enqueued (no library, no CUDA runtime call)
+    // The GEMM below: D (rows, n) FP32 row-major (leading dimension n = out_dim) = A (rows, kp) FP16 row-major x
+    // W^T, W = p.weight, the packed (Np, kp) FP16 weight with Np = cuda_padded_out(out_dim) >= n: the GEMM
+    // reads only W's first n rows (its padding rows, zeros, are never used) and writes rows x n floats to d.
+    CapturedCall c;
+    c.kind = "cublaslt_gemm";
+    c.a = reinterpret_cast<uint64_t>(a);
+    c.w = reinterpret_cast<uint64_t>(p.weight);
+    c.d = reinterpret_cast<uint64_t>(d);
+    c.rows = p.rows;
+    c.kp = cuda_padded_in(p.in_dim);
+    c.n = p.out_dim;
+    cap->calls.push_back(std::move(c));
+    return kOk;
+  }
   Lib& l = lib();
   std::call_once(l.once, load);
   if (!l.ok) return kUnsupported;
@@ -236,6 +251,7 @@ int cublaslt_gemm(const FusedLinearParams& p, const void* a, float* d, void* wor
 }  // namespace cuda
 
 bool cublaslt_available() {
+  if (launch_capture() != nullptr) return true;  // under a capture cuBLASLt calls are recorded (cublaslt_gemm)
   cuda::Lib& l = cuda::lib();
   std::call_once(l.once, cuda::load);
   return l.ok;

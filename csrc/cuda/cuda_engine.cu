@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "cuda/engine_plan.h"
 #include "cuda/util.cuh"
 #include "lfdn/cuda_tactics.h"
 #include "lfdn/engine.h"
@@ -25,10 +26,7 @@ namespace lfdn {
 struct CudaEngine::Impl {
   cudaStream_t stream = nullptr;
   cudaEvent_t ev_in = nullptr, ev_out = nullptr;
-  void* weights = nullptr;
-  float* small = nullptr;
-  void* workspace = nullptr;
-  float *z0_in = nullptr, *mse = nullptr, *mfsim = nullptr, *cos = nullptr, *recon = nullptr;
+  CudaEngineBuffers buf;  // the device regions of the memory plan (cuda/engine_plan.h)
   std::vector<LfdnBlockView> blocks;
   std::vector<DdimCoefficients> coef;
   std::vector<int32_t> offsets;
@@ -36,8 +34,7 @@ struct CudaEngine::Impl {
   std::map<int64_t, cudaGraphExec_t> graphs;  // per bucket; guarded by mutex (capture, lookup, and graphs())
   mutable std::mutex mutex;
   // tactics: the workspace every tactic can run with at max_batch, the buckets, the choices
-  void* tac_ws = nullptr;
-  size_t tac_ws_bytes = 0;
+  size_t tac_ws_bytes = 0;  // the workspace: buf.tactic_workspace
   std::vector<int64_t> buckets;
   std::map<std::pair<std::string, int64_t>, const LinearTactic*> choice;  // guarded by mutex
 
@@ -57,10 +54,9 @@ struct CudaEngine::Impl {
 
   ~Impl() {
     for (auto& g : graphs) cudaGraphExecDestroy(g.second);
-    for (void* p : {weights, static_cast<void*>(small), workspace, tac_ws, static_cast<void*>(z0_in),
-                    static_cast<void*>(mse), static_cast<void*>(mfsim), static_cast<void*>(cos),
-                    static_cast<void*>(recon)})
-      if (p) cudaFree(p);
+    CudaEngineBuffers b = buf;
+    for (const CudaEngineRegion& r : cuda_engine_regions(CudaEngineMemoryPlan(), &b))
+      if (*r.slot) cudaFree(*r.slot);
     if (ev_in) cudaEventDestroy(ev_in);
     if (ev_out) cudaEventDestroy(ev_out);
     if (stream) cudaStreamDestroy(stream);
@@ -132,6 +128,109 @@ struct DevFree {
 
 }  // namespace
 
+// ---------------------------------------------------------------- the memory plan (cuda/engine_plan.h)
+
+int cuda_engine_memory_plan(const EngineSpec& s, int64_t max_batch, CudaEngineMemoryPlan* out) {
+  CudaEngineMemoryPlan& pl = *out;
+  const int64_t C = s.in_dim, W = s.width, D = s.depth;
+  // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves)
+  const size_t n_inp = round_up(packed_linear_cuda_elems(C, W), 128);
+  const size_t n_blk = round_up(packed_linear_cuda_elems(W, W), 128);
+  const size_t n_out = round_up(packed_linear_cuda_elems(W, C), 128);
+  const size_t n_all = n_inp + 2 * n_blk * static_cast<size_t>(D) + n_out;
+  pl.weights.assign(n_all, 0);
+  pl.weight_offsets.clear();
+  size_t off = 0;
+  auto pack = [&](const void* src, int64_t in, int64_t outd, size_t n) {
+    pl.weight_offsets.push_back(off);
+    const int r = pack_linear_cuda_host(src, s.wtype, in, outd, pl.weights.data() + off);
+    off += n;
+    return r;
+  };
+  int rc;
+  if ((rc = pack(s.inp_w, C, W, n_inp)) != kOk) return rc;
+  for (int64_t i = 0; i < D; ++i) {
+    if ((rc = pack(s.fc1_w[i], W, W, n_blk)) != kOk) return rc;
+    if ((rc = pack(s.fc2_w[i], W, W, n_blk)) != kOk) return rc;
+  }
+  if ((rc = pack(s.out_w, W, C, n_out)) != kOk) return rc;
+  pl.weight_bytes = n_all * sizeof(uint16_t);
+  // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
+  pl.small.clear();
+  pl.small_offsets = pack_small_arrays(s, 64, &pl.small);
+  pl.small_bytes = pl.small.size() * sizeof(float);
+  pl.small_upload_bytes = pl.small_offsets.eps * sizeof(float);
+  // ---- the pass's workspace and the engine's input / output buffers for max_batch rows
+  // a view of the dimensions only (no addresses): what score_pass_cuda_workspace_bytes and layer_refs read
+  LfdnBlockView no_block;
+  LfdnModelView dims;
+  dims.in_dim = C;
+  dims.width = W;
+  dims.depth = D;
+  dims.blocks = &no_block;
+  pl.workspace_bytes = score_pass_cuda_workspace_bytes(dims, max_batch);
+  const size_t rb = sizeof(float) * static_cast<size_t>(max_batch);
+  pl.z0_bytes = rb * static_cast<size_t>(C);
+  pl.recon_bytes = rb * static_cast<size_t>(C);
+  pl.mse_bytes = rb;
+  pl.mfsim_bytes = rb;
+  pl.cos_bytes = rb * (s.stage_offsets.size() - 1);
+  // ---- the tactic workspace: every tactic can run with it on every layer key of the pass at max_batch
+  pl.tactic_workspace_bytes = 0;
+  for (const LayerRef& l : layer_refs(dims))
+    pl.tactic_workspace_bytes = std::max(pl.tactic_workspace_bytes, cuda_tactic_workspace_bytes(max_batch, l.in, l.out));
+  return kOk;
+}
+
+std::vector<CudaEngineRegion> cuda_engine_regions(const CudaEngineMemoryPlan& pl, CudaEngineBuffers* b) {
+  return {
+      {"weights", pl.weight_bytes, &b->weights},
+      {"small", pl.small_bytes, reinterpret_cast<void**>(&b->small)},
+      {"workspace", pl.workspace_bytes, &b->workspace},
+      {"z0", pl.z0_bytes, reinterpret_cast<void**>(&b->z0)},
+      {"recon", pl.recon_bytes, reinterpret_cast<void**>(&b->recon)},
+      {"mse", pl.mse_bytes, reinterpret_cast<void**>(&b->mse)},
+      {"mfsim", pl.mfsim_bytes, reinterpret_cast<void**>(&b->mfsim)},
+      {"cos", pl.cos_bytes, reinterpret_cast<void**>(&b->cos)},
+      {"tactic_workspace", pl.tactic_workspace_bytes, &b->tactic_workspace},
+  };
+}
+
+void cuda_engine_fill_view(const EngineSpec& s, const CudaEngineMemoryPlan& pl, const CudaEngineBuffers& b,
+                           std::vector<DdimCoefficients>* coef, std::vector<int32_t>* offsets,
+                           std::vector<LfdnBlockView>* blocks, LfdnModelView* v) {
+  // addresses only: uintptr_t arithmetic, so that virtual addresses (a launch capture) are never dereferenced
+  const uintptr_t wd = reinterpret_cast<uintptr_t>(b.weights);
+  auto at = [&](size_t halves) { return reinterpret_cast<const void*>(wd + halves * sizeof(uint16_t)); };
+  PackedWeights pw;
+  pw.inp = at(pl.weight_offsets[0]);
+  for (int64_t i = 0; i < s.depth; ++i) {
+    pw.fc1.push_back(at(pl.weight_offsets[1 + 2 * i]));
+    pw.fc2.push_back(at(pl.weight_offsets[2 + 2 * i]));
+  }
+  pw.out = at(pl.weight_offsets.back());
+  *coef = s.coef;
+  *offsets = s.stage_offsets;
+  fill_model_view(s, WeightType::kF16, pw, b.small, pl.small_offsets, *coef, *offsets, blocks, v);
+}
+
+int cuda_engine_init_launches(const EngineSpec& s, const CudaEngineMemoryPlan& pl, const CudaEngineBuffers& b,
+                              Stream stream) {
+  const uintptr_t eps = reinterpret_cast<uintptr_t>(b.small) + pl.small_offsets.eps * sizeof(float);
+  for (int32_t st = 0; st < s.steps; ++st) {  // eps: stream 0; eta noise of DDIM update st: stream st + 1
+    NoiseParams np;
+    np.out = reinterpret_cast<float*>(eps + static_cast<size_t>(st) * static_cast<size_t>(s.in_dim) * sizeof(float));
+    np.rows = 1;
+    np.dim = s.in_dim;
+    np.seed = s.seed;
+    np.stream = static_cast<uint32_t>(st);
+    np.cuda_stream = stream;
+    const int rc = noise_inject_cuda(np);
+    if (rc != kOk) return rc;
+  }
+  return cuda_tactic_workspace_init(b.tactic_workspace, pl.tactic_workspace_bytes, stream);
+}
+
 int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::unique_ptr<CudaEngine>* out) {
   int rc = check_engine_spec(s);
   if (rc != kOk) return rc;
@@ -156,7 +255,6 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   Impl& im = *e->impl_;
   e->max_batch_ = max_batch;
   e->device_ = device;
-  const int64_t C = s.in_dim, W = s.width, D = s.depth;
   LFDN_CUDA_TRY(cudaStreamCreateWithFlags(&im.stream, cudaStreamNonBlocking));
   LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_in, cudaEventDisableTiming));
   LFDN_CUDA_TRY(cudaEventCreateWithFlags(&im.ev_out, cudaEventDisableTiming));
@@ -170,78 +268,25 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   // upload and the noise generation are on im.stream, in that order, the noise region is never copied,
   // and the stream is synchronised before the host buffers are released and the engine is returned.
 
-  // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves)
-  const size_t n_inp = round_up(packed_linear_cuda_elems(C, W), 128);
-  const size_t n_blk = round_up(packed_linear_cuda_elems(W, W), 128);
-  const size_t n_out = round_up(packed_linear_cuda_elems(W, C), 128);
-  const size_t n_all = n_inp + 2 * n_blk * static_cast<size_t>(D) + n_out;
-  std::vector<uint16_t> host(n_all, 0);
-  size_t off = 0;
-  std::vector<size_t> w_off;
-  auto pack = [&](const void* src, int64_t in, int64_t outd, size_t n) {
-    w_off.push_back(off);
-    const int r = pack_linear_cuda_host(src, s.wtype, in, outd, host.data() + off);
-    off += n;
-    return r;
-  };
-  if ((rc = pack(s.inp_w, C, W, n_inp)) != kOk) return rc;
-  for (int64_t i = 0; i < D; ++i) {
-    if ((rc = pack(s.fc1_w[i], W, W, n_blk)) != kOk) return rc;
-    if ((rc = pack(s.fc2_w[i], W, W, n_blk)) != kOk) return rc;
-  }
-  if ((rc = pack(s.out_w, W, C, n_out)) != kOk) return rc;
-  e->weight_bytes_ = n_all * sizeof(uint16_t);
-  LFDN_CUDA_TRY(cudaMalloc(&im.weights, e->weight_bytes_));
-  LFDN_CUDA_TRY(cudaMemcpyAsync(im.weights, host.data(), e->weight_bytes_, cudaMemcpyHostToDevice, im.stream));
-  const uint16_t* wd = static_cast<const uint16_t*>(im.weights);
-
-  // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
-  std::vector<float> sm;
-  const SmallArrayOffsets o = pack_small_arrays(s, 64, &sm);
-  const size_t o_eps = o.eps;
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.small), sm.size() * sizeof(float)));
-  // only [0, eps): the noise tail [eps, eps + steps * C) is written by the kernels below
-  LFDN_CUDA_TRY(cudaMemcpyAsync(im.small, sm.data(), o_eps * sizeof(float), cudaMemcpyHostToDevice, im.stream));
-  for (int32_t st = 0; st < s.steps; ++st) {  // eps: stream 0; eta noise of DDIM update st: stream st + 1
-    NoiseParams np;
-    np.out = im.small + o_eps + static_cast<size_t>(st) * C;
-    np.rows = 1;
-    np.dim = C;
-    np.seed = s.seed;
-    np.stream = static_cast<uint32_t>(st);
-    np.cuda_stream = im.stream;
-    if ((rc = noise_inject_cuda(np)) != kOk) return rc;
-  }
-  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));  // uploads and noise done: host buffers may go
-  host.clear();
-  host.shrink_to_fit();
-
-  PackedWeights pw;
-  pw.inp = wd + w_off[0];
-  for (int64_t i = 0; i < D; ++i) {
-    pw.fc1.push_back(wd + w_off[1 + 2 * i]);
-    pw.fc2.push_back(wd + w_off[2 + 2 * i]);
-  }
-  pw.out = wd + w_off.back();
-  im.coef = s.coef;
-  im.offsets = s.stage_offsets;
+  // ---- the memory plan (cuda/engine_plan.h): packed FP16 weights, small arrays, the device regions' sizes
+  CudaEngineMemoryPlan plan;
+  if ((rc = cuda_engine_memory_plan(s, max_batch, &plan)) != kOk) return rc;
+  for (const CudaEngineRegion& r : cuda_engine_regions(plan, &im.buf))
+    LFDN_CUDA_TRY(cudaMalloc(r.slot, r.bytes));
+  e->weight_bytes_ = plan.weight_bytes;
+  e->workspace_bytes_ = plan.workspace_bytes;
+  im.tac_ws_bytes = plan.tactic_workspace_bytes;
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.buf.weights, plan.weights.data(), plan.weight_bytes, cudaMemcpyHostToDevice,
+                                im.stream));
+  // only [0, eps): the noise tail [eps, eps + steps * C) is written by the noise kernels
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.buf.small, plan.small.data(), plan.small_upload_bytes, cudaMemcpyHostToDevice,
+                                im.stream));
   LfdnModelView& v = im.view;
-  fill_model_view(s, WeightType::kF16, pw, im.small, o, im.coef, im.offsets, &im.blocks, &v);
+  cuda_engine_fill_view(s, plan, im.buf, &im.coef, &im.offsets, &im.blocks, &v);
   if ((rc = check_model_view(v)) != kOk) return rc;
-
-  e->workspace_bytes_ = score_pass_cuda_workspace_bytes(v, max_batch);
-  LFDN_CUDA_TRY(cudaMalloc(&im.workspace, e->workspace_bytes_));
-  const size_t rb = sizeof(float) * static_cast<size_t>(max_batch);
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.z0_in), rb * C));
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.recon), rb * C));
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mse), rb));
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.mfsim), rb));
-  LFDN_CUDA_TRY(cudaMalloc(reinterpret_cast<void**>(&im.cos), rb * v.num_stages));
-  for (const LayerRef& l : layer_refs(v))
-    im.tac_ws_bytes = std::max(im.tac_ws_bytes, cuda_tactic_workspace_bytes(max_batch, l.in, l.out));
-  LFDN_CUDA_TRY(cudaMalloc(&im.tac_ws, im.tac_ws_bytes));
-  if ((rc = cuda_tactic_workspace_init(im.tac_ws, im.tac_ws_bytes, im.stream)) != kOk) return rc;
-  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));
+  // the noise kernels (eps, DDIM eta noise), then the tactic workspace's zero fill, all on im.stream
+  if ((rc = cuda_engine_init_launches(s, plan, im.buf, im.stream)) != kOk) return rc;
+  LFDN_CUDA_TRY(cudaStreamSynchronize(im.stream));  // uploads, noise and memset done: host buffers (plan) may go
   for (int i = 0; tactic_bucket_bound(i) < max_batch; ++i) im.buckets.push_back(tactic_bucket_bound(i));
   im.buckets.push_back(max_batch);  // the shared buckets (lfdn/tactic_select.h) 1, 8, 64, 256, 1024, ... capped
   *out = std::move(e);
@@ -276,21 +321,21 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
   if (rc != kOk) return rc;
   LFDN_CUDA_TRY(cudaEventRecord(im.ev_in, stream));
   LFDN_CUDA_TRY(cudaStreamWaitEvent(im.stream, im.ev_in, 0));
-  LFDN_CUDA_TRY(cudaMemcpyAsync(im.z0_in, z0, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(im.buf.z0, z0, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
   if (bucket > rows)  // the bucket's graph computes `bucket` rows: the rows above the batch are zeros
-    LFDN_CUDA_TRY(cudaMemsetAsync(im.z0_in + rows * C, 0, sizeof(float) * (bucket - rows) * C, im.stream));
+    LFDN_CUDA_TRY(cudaMemsetAsync(im.buf.z0 + rows * C, 0, sizeof(float) * (bucket - rows) * C, im.stream));
 
   auto it = im.graphs.find(bucket);
   if (it == im.graphs.end()) {
     ScorePassParams p;
     p.model = &im.view;
-    p.z0 = im.z0_in;
+    p.z0 = im.buf.z0;
     p.rows = bucket;
-    p.mse = im.mse;
-    p.mfsim = im.mfsim;
-    p.stage_cos = im.cos;
-    p.recon = im.recon;
-    p.workspace = im.workspace;
+    p.mse = im.buf.mse;
+    p.mfsim = im.buf.mfsim;
+    p.stage_cos = im.buf.cos;
+    p.recon = im.buf.recon;
+    p.workspace = im.buf.workspace;
     p.workspace_bytes = workspace_bytes_;
     p.workspace_rows = max_batch_;
     p.cuda_stream = im.stream;
@@ -315,12 +360,12 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
     it = im.graphs.emplace(bucket, exec).first;
   }
   LFDN_CUDA_TRY(cudaGraphLaunch(it->second, im.stream));
-  LFDN_CUDA_TRY(cudaMemcpyAsync(mse, im.mse, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
-  LFDN_CUDA_TRY(cudaMemcpyAsync(mfsim, im.mfsim, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(mse, im.buf.mse, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
+  LFDN_CUDA_TRY(cudaMemcpyAsync(mfsim, im.buf.mfsim, sizeof(float) * rows, cudaMemcpyDeviceToDevice, im.stream));
   LFDN_CUDA_TRY(
-      cudaMemcpyAsync(stage_cos, im.cos, sizeof(float) * rows * M, cudaMemcpyDeviceToDevice, im.stream));
+      cudaMemcpyAsync(stage_cos, im.buf.cos, sizeof(float) * rows * M, cudaMemcpyDeviceToDevice, im.stream));
   if (recon)
-    LFDN_CUDA_TRY(cudaMemcpyAsync(recon, im.recon, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
+    LFDN_CUDA_TRY(cudaMemcpyAsync(recon, im.buf.recon, sizeof(float) * rows * C, cudaMemcpyDeviceToDevice, im.stream));
   LFDN_CUDA_TRY(cudaEventRecord(im.ev_out, im.stream));
   LFDN_CUDA_TRY(cudaStreamWaitEvent(stream, im.ev_out, 0));
   return kOk;
@@ -366,7 +411,7 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
     p.rows = R;
     p.in_dim = l.in;
     p.out_dim = l.out;
-    p.workspace = tac_ws;
+    p.workspace = buf.tactic_workspace;
     p.workspace_bytes = tac_ws_bytes;
     p.cuda_stream = stream;
     // verified as the pass runs it: without a residual, and in place where a layer of this key adds one
@@ -438,7 +483,7 @@ CudaPassPlan CudaEngine::Impl::plan_for(int64_t bucket) const {
   plan.inp = get(view.in_dim, view.width, Prologue::kSilu);
   plan.fc1 = plan.fc2 = get(view.width, view.width, Prologue::kGroupNormSilu);
   plan.out = get(view.width, view.in_dim, Prologue::kGroupNormSilu);
-  plan.workspace = tac_ws;
+  plan.workspace = buf.tactic_workspace;
   plan.workspace_bytes = tac_ws_bytes;
   return plan;
 }

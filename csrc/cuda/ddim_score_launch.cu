@@ -33,8 +33,8 @@ int ddim_score_cuda(const DdimScoreParams& p) {
   a.mse = p.mse;
   a.mfsim = p.mfsim;
   a.stage_cos = p.stage_cos;
-  cuda::ddim_score_kernel<<<static_cast<unsigned int>(p.rows), cuda::kThreadsDdim, 0, p.cuda_stream>>>(a);
-  return cuda::check_launch("ddim_score_kernel");
+  return cuda::launch(cuda::ddim_score_kernel, "lfdn::cuda::ddim_score_kernel", static_cast<unsigned int>(p.rows),
+                      cuda::kThreadsDdim, 0, p.cuda_stream, a);
 }
 
 namespace cuda {

@@ -1,6 +1,8 @@
 // Op 2 launcher (CUDA) and the FP16 weight packing for it.
 #include <cuda_fp16.h>
 
+#include <string>
+
 #include "cuda/kernels/fused_linear.cuh"
 #include "cuda/util.cuh"
 #include "lfdn/half.h"
@@ -33,6 +35,16 @@ int pack_linear_cuda_host(const void* src, WeightType wtype, int64_t in_dim, int
   return kOk;
 }
 
+namespace {
+template <int BM, int BN, int WM, int WN>
+int launch_linear(dim3 grid, Stream s, const cuda::LinearArgs& a) {
+  return cuda::launch(cuda::fused_linear_kernel<BM, BN, WM, WN>,
+                      "lfdn::cuda::fused_linear_kernel<" + std::to_string(BM) + ", " + std::to_string(BN) + ", " +
+                          std::to_string(WM) + ", " + std::to_string(WN) + ">",
+                      grid, cuda::kThreadsLinear, 0, s, a);
+}
+}  // namespace
+
 size_t fused_linear_cuda_workspace_bytes(int64_t, int64_t, int64_t) { return 0; }  // statistics live in smem
 
 int fused_linear_cuda(const FusedLinearParams& p) {
@@ -57,13 +69,10 @@ int fused_linear_cuda(const FusedLinearParams& p) {
   a.Kp = cuda_padded_in(p.in_dim);
   constexpr int BN = 64;
   const unsigned int gx = static_cast<unsigned int>(cuda_padded_out(p.out_dim) / BN);
-  if (p.rows <= 16) {  // small batches: one 16-row strip, four warps side by side over n
-    cuda::fused_linear_kernel<16, BN, 16, 16><<<dim3(gx, 1), cuda::kThreadsLinear, 0, p.cuda_stream>>>(a);
-  } else {
-    const unsigned int gy = static_cast<unsigned int>((p.rows + 63) / 64);
-    cuda::fused_linear_kernel<64, BN, 32, 32><<<dim3(gx, gy), cuda::kThreadsLinear, 0, p.cuda_stream>>>(a);
-  }
-  return cuda::check_launch("fused_linear_kernel");
+  if (p.rows <= 16)  // small batches: one 16-row strip, four warps side by side over n
+    return launch_linear<16, BN, 16, 16>(dim3(gx, 1), p.cuda_stream, a);
+  const unsigned int gy = static_cast<unsigned int>((p.rows + 63) / 64);
+  return launch_linear<64, BN, 32, 32>(dim3(gx, gy), p.cuda_stream, a);
 }
 
 namespace cuda {

@@ -12,9 +12,8 @@ int noise_inject_cuda(const NoiseParams& p) {
   if (n == 0) return kOk;
   constexpr int kThreads = 256;
   const unsigned int blocks = cuda::blocks_for(n, kThreads) < 65535u ? cuda::blocks_for(n, kThreads) : 65535u;
-  cuda::noise_kernel<<<blocks, kThreads, 0, p.cuda_stream>>>(p.z0, p.out, p.image_keys, p.eps_row, p.rows, p.dim,
-                                                              p.seed, p.stream, p.a, p.b);
-  return cuda::check_launch("noise_kernel");
+  return cuda::launch(cuda::noise_kernel, "lfdn::cuda::noise_kernel", blocks, kThreads, 0, p.cuda_stream, p.z0, p.out,
+                      p.image_keys, p.eps_row, p.rows, p.dim, p.seed, p.stream, p.a, p.b);
 }
 
 namespace cuda {

@@ -44,6 +44,15 @@ struct DeviceCaps {
   bool ok = false;
 };
 DeviceCaps caps_of_current_device() {
+  if (const LaunchCapture* cap = launch_capture()) {  // the capture's virtual device; no CUDA runtime call
+    DeviceCaps c;
+    c.cc = cap->device.cc;
+    c.sms = cap->device.sms;
+    c.mma_ptx = cap->device.mma_ptx;
+    c.mma_binary = cap->device.mma_binary;
+    c.ok = true;
+    return c;
+  }
   static std::mutex mu;
   static std::map<int, DeviceCaps> cache;
   int dev = 0;
@@ -129,9 +138,10 @@ int stream_run(const FusedLinearParams& p) {
   a.Np = cuda_padded_out(p.out_dim);
   const int64_t col_blocks = a.Np / (4 * NW);
   stream_split(a.Kp, col_blocks, caps_of_current_device().sms, &a.ks, &a.splits);
-  tac::stream_kernel<MAXR, NW><<<dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(a.splits)),
-                                 tac::kStreamThreads, 0, p.cuda_stream>>>(a);
-  return check_launch("stream_kernel");
+  return launch(tac::stream_kernel<MAXR, NW>,
+                "lfdn::cuda::tac::stream_kernel<" + std::to_string(MAXR) + ", " + std::to_string(NW) + ">",
+                dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(a.splits)), tac::kStreamThreads, 0,
+                p.cuda_stream, a);
 }
 
 // ---- mma.sync tiles
@@ -173,8 +183,9 @@ int mma_run(const FusedLinearParams& p) {
     a.kt_per = (kt_all + s - 1) / s;
     a.splits = (kt_all + a.kt_per - 1) / a.kt_per;
   }
-  tac::mma_kernel<BM, SPLIT><<<dim3(gx, gy, static_cast<unsigned>(a.splits)), tac::kMmaThreads, 0, p.cuda_stream>>>(a);
-  return check_launch("mma_kernel");
+  return launch(tac::mma_kernel<BM, SPLIT>,
+                "lfdn::cuda::tac::mma_kernel<" + std::to_string(BM) + ", " + (SPLIT ? "true" : "false") + ">",
+                dim3(gx, gy, static_cast<unsigned>(a.splits)), tac::kMmaThreads, 0, p.cuda_stream, a);
 }
 
 // ---- cuBLASLt
@@ -249,15 +260,15 @@ int launch_prologue(const FusedLinearParams& p, const TacticWorkspace& ws) {
   a.mode = static_cast<int>(p.prologue);
   a.K = p.in_dim;
   a.Kp = cuda_padded_in(p.in_dim);
-  tac::prologue_kernel<<<static_cast<unsigned>(p.rows), tac::kPrologueThreads, 0, p.cuda_stream>>>(a);
-  return check_launch("prologue_kernel");
+  return launch(tac::prologue_kernel, "lfdn::cuda::tac::prologue_kernel", static_cast<unsigned>(p.rows),
+                tac::kPrologueThreads, 0, p.cuda_stream, a);
 }
 
 int launch_epilogue(const FusedLinearParams& p, const TacticWorkspace& ws, const float* d) {
   const int64_t total = p.rows * p.out_dim;
   const unsigned blocks = static_cast<unsigned>(std::min<int64_t>((total + 255) / 256, 4096));
-  tac::epilogue_kernel<<<blocks, 256, 0, p.cuda_stream>>>(epilogue_args(p, ws), d);
-  return check_launch("epilogue_kernel");
+  return launch(tac::epilogue_kernel, "lfdn::cuda::tac::epilogue_kernel", blocks, 256, 0, p.cuda_stream,
+                epilogue_args(p, ws), d);
 }
 
 int load_tactic_kernels() {
@@ -295,6 +306,15 @@ size_t cuda_tactic_workspace_bytes(int64_t rows, int64_t in_dim, int64_t out_dim
 
 int cuda_tactic_workspace_init(void* workspace, size_t bytes, Stream stream) {
   if (workspace == nullptr) return kNullPointer;
+  if (LaunchCapture* cap = launch_capture()) {  // recorded, not enqueued
+    CapturedCall c;
+    c.kind = "memset";
+    c.ptr = reinterpret_cast<uint64_t>(workspace);
+    c.bytes = bytes;
+    c.value = 0;
+    cap->calls.push_back(std::move(c));
+    return kOk;
+  }
   return cuda::record(cudaMemsetAsync(workspace, 0, bytes, stream), "cudaMemsetAsync(tactic workspace)");
 }
 
@@ -325,8 +345,8 @@ int fused_linear_cuda_reference(const FusedLinearParams& p, float* ref, float* b
   a.bound = bound;
   const int64_t total = p.rows * p.out_dim;
   if ((total + 127) / 128 > 0x7FFFFFFFll) return kBadSize;
-  cuda::tac::reference_kernel<<<static_cast<unsigned>((total + 127) / 128), 128, 0, p.cuda_stream>>>(a);
-  return cuda::check_launch("reference_kernel");
+  return cuda::launch(cuda::tac::reference_kernel, "lfdn::cuda::tac::reference_kernel",
+                      static_cast<unsigned>((total + 127) / 128), 128, 0, p.cuda_stream, a);
 }
 
 }  // namespace lfdn

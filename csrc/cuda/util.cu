@@ -1,3 +1,4 @@
+#include <cstring>
 #include <string>
 
 #include "cuda/util.cuh"
@@ -12,7 +13,43 @@ thread_local std::string g_last_error;
 std::string version_str(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 }  // namespace
 
+namespace {
+// Per thread (lfdn/cuda_launch.h): a capture installed by one thread never affects launches of another.
+thread_local LaunchCapture* g_capture = nullptr;
+}  // namespace
+
+void set_launch_capture(LaunchCapture* c) { g_capture = c; }
+LaunchCapture* launch_capture() { return g_capture; }
+
 namespace cuda {
+
+int launch_args(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+                void** args, const size_t* sizes, size_t n) {
+  LaunchCapture* c = launch_capture();
+  if (c == nullptr) {
+    const cudaError_t err = cudaLaunchKernel(func, grid, block, args, smem, s);
+    if (err != cudaSuccess) return record(err, name.c_str());
+    return check_launch(name.c_str());
+  }
+  // recorded, never launched: no CUDA runtime call at all
+  CapturedCall call;
+  call.kind = "kernel";
+  call.kernel = name;
+  call.grid[0] = grid.x;
+  call.grid[1] = grid.y;
+  call.grid[2] = grid.z;
+  call.block[0] = block.x;
+  call.block[1] = block.y;
+  call.block[2] = block.z;
+  call.smem = smem;
+  for (size_t i = 0; i < n; ++i) {
+    std::vector<uint8_t> bytes(sizes[i]);
+    std::memcpy(bytes.data(), args[i], sizes[i]);
+    call.args.push_back(std::move(bytes));
+  }
+  c->calls.push_back(std::move(call));
+  return kOk;
+}
 
 void set_error(const std::string& what) { g_last_error = what; }
 

@@ -2,9 +2,14 @@
 #pragma once
 #include <cuda_runtime.h>
 
+#include <cstddef>
 #include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
 
 #include "lfdn/common.h"
+#include "lfdn/cuda_launch.h"
 
 namespace lfdn {
 namespace cuda {
@@ -16,6 +21,35 @@ void set_error(const std::string& what);
 
 // After kernel launches: the launch error, if any.
 inline int check_launch(const char* where) { return record(cudaGetLastError(), where); }
+
+// The untyped part of launch() (util.cu): with a capture installed on this thread, appends a "kernel" call
+// (args[i]: sizes[i] bytes each, copied) and returns kOk without any CUDA runtime call; otherwise
+// cudaLaunchKernel(func, grid, block, args, smem, s) and the launch error (check_launch(name)).
+int launch_args(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+                void** args, const size_t* sizes, size_t n);
+
+template <typename Tuple, size_t... I>
+int launch_tuple(const void* func, const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+                 Tuple& t, std::index_sequence<I...>) {
+  void* ptrs[] = {static_cast<void*>(&std::get<I>(t))..., nullptr};
+  const size_t sizes[] = {sizeof(std::get<I>(t))..., 0};
+  return launch_args(func, name, grid, block, smem, s, ptrs, sizes, sizeof...(I));
+}
+
+// THE way every kernel of the project is launched (kernel<<<grid, block, smem, s>>>(args...) otherwise):
+// each argument is converted to its kernel parameter's type (as <<<>>> does), then either launched with
+// cudaLaunchKernel (returns kOk, or kCudaError with the error recorded under `name`) or, while a launch
+// capture is installed on this thread (lfdn/cuda_launch.h), recorded with its configuration and argument bytes.
+// name: the kernel's demangled name as c++filt prints its PTX entry, without "void " and the parameter list
+// (e.g. "lfdn::cuda::tac::stream_kernel<8, 4>").
+template <typename... P, typename... A>
+int launch(void (*kernel)(P...), const std::string& name, dim3 grid, dim3 block, size_t smem, Stream s,
+           A&&... args) {
+  static_assert(sizeof...(P) == sizeof...(A), "one argument per kernel parameter");
+  std::tuple<typename std::decay<P>::type...> vals(std::forward<A>(args)...);
+  return launch_tuple(reinterpret_cast<const void*>(kernel), name, grid, block, smem, s, vals,
+                      std::index_sequence_for<P...>());
+}
 
 inline unsigned int blocks_for(int64_t n, int threads) {
   return static_cast<unsigned int>((n + threads - 1) / threads);
