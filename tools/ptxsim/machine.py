@@ -371,7 +371,8 @@ class State:
     def error(self, cls, what: str, t: Optional[int] = None, address: Optional[int] = None) -> CheckError:
         ins = self.cur.instr if self.cur else None
         cta, thr = self.who(t) if t is not None else (None, None)
-        return cls(what, kernel=self.prog.kernel, line=ins.line if ins else 0, text=ins.text if ins else "",
+        from .cuda import demangle
+        return cls(what, kernel=demangle(self.prog.kernel), line=ins.line if ins else 0, text=ins.text if ins else "",
                    cta=cta, thread=thr, address=address)
 
     # ----------------------------------------------------------------- shared memory checks
