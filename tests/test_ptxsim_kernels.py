@@ -204,9 +204,11 @@ def test_whole_score_pass_against_the_cpu_engine(small_spec, plan):
     """The CUDA engine's creation (eps noise, workspace memset) and one score pass, kernel by kernel in the
     engine's launch order with its memory plan, against the CPU engine with the tolerances of the on-GPU
     engine test (mse rtol 2e-2, stage cosines atol 1e-2)."""
-    spec, z0 = small_spec
+    whole_pass_case(Gpu("compute_80"), *small_spec, plan)
+
+
+def whole_pass_case(gpu: Gpu, spec, z0, plan: dict) -> None:
     rows = len(z0)
-    gpu = Gpu("compute_80")
     d = gpu.dev
     base = d.gmem.next_free()
     cap = _C._cuda_capture_score_pass(spec, rows, rows, plan, base, SM90)

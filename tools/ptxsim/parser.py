@@ -195,11 +195,10 @@ def _parse_var(space: str, rest: str, line: int) -> VarDecl:
     m = re.match(r"\.align\s+(\d+)\s+(.*)$", rest, re.S)
     if m:
         align, rest = int(m.group(1)), m.group(2)
-    init = None
+    init_vals = None
     if "=" in rest:
         rest, init_s = rest.split("=", 1)
-        vals = [v.strip() for v in init_s.strip().strip("{}").split(",") if v.strip()]
-        init = bytes(int(v, 0) & 0xFF for v in vals) if vals else None
+        init_vals = [v.strip() for v in init_s.strip().strip("{}").split(",") if v.strip()]
     m = re.fullmatch(r"\s*\.(\w+)\s+([\w$.]+)\s*(?:\[(\d*)\])?\s*", rest)
     if not m:
         raise PtxParseError(f"line {line}: declaration '.{space} {rest.strip()}' not understood")
@@ -209,9 +208,31 @@ def _parse_var(space: str, rest: str, line: int) -> VarDecl:
         raise PtxParseError(f"line {line}: type .{t} not understood")
     esize = max(1, BITS[t] // 8)
     count = 1 if n is None else (int(n) if n else 0)
-    if init is not None and t != "b8" and t != "u8" and t != "s8":
-        raise PtxParseError(f"line {line}: initialiser of .{t} data is not implemented")
+    init = None
+    if init_vals:
+        init = _pack_init(init_vals, t, esize, line)
+        if count == 0:
+            count = len(init) // esize
     return VarDecl(space, name, t, esize * count, align or esize, init, line)
+
+
+def _pack_init(vals: List[str], t: str, esize: int, line: int) -> bytes:
+    import struct
+    out = bytearray()
+    for v in vals:
+        if v[:2] in ("0f", "0F") and len(v) == 10:
+            bits = int(v[2:], 16)
+        elif v[:2] in ("0d", "0D") and len(v) == 18:
+            bits = int(v[2:], 16)
+        elif t in ("f32", "f64") and re.fullmatch(r"-?[\d.]+(e-?\d+)?", v):
+            bits = int.from_bytes(struct.pack("<f" if t == "f32" else "<d", float(v)), "little")
+        else:
+            try:
+                bits = imm_int(v)
+            except ValueError:
+                raise PtxParseError(f"line {line}: initialiser value '{v}' not understood") from None
+        out += (bits & ((1 << (8 * esize)) - 1)).to_bytes(esize, "little")
+    return bytes(out)
 
 
 def _line_of(offsets: List[int], pos: int) -> int:
