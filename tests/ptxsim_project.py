@@ -6,8 +6,11 @@ in the interpreter."""
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
+import json
+import os
 from pathlib import Path
 from typing import Dict, Optional, Sequence
 
@@ -23,6 +26,7 @@ SOURCES = {"tactics": "csrc/cuda/tactics_launch.cu", "fused_linear": "csrc/cuda/
 # virtual devices: an sm_90 part running the compute_80 PTX (the H100 of the GPU runs), and an sm_75 one
 # running the compute_75 PTX (the fallback paths: no cp.async, no mma.sync)
 SM90 = {"cc": 90, "sms": 132, "mma_ptx": 80, "mma_binary": 90}
+COUNTER_BYTES = 4 * 4096  # kCounterInts ints at the start of the tactic workspace (csrc/cuda/tactics_internal.h)
 SM75 = {"cc": 75, "sms": 40, "mma_ptx": 75, "mma_binary": 75}
 
 
@@ -47,12 +51,53 @@ def parsed(name: str, arch: str, ptx_text: Optional[str] = None):
     return ptxsim.parse(text)
 
 
+_ALL: list = []  # every Gpu of this process (coverage report)
+
+
+def _write_coverage() -> None:
+    """With $LFDN_EDGE_PTX_COVERAGE set: per (source, arch, toolchain, kernel) the static PTX instructions and
+    how many ran, merged over every Gpu of the run, as JSON (tools/ptx_coverage.py runs the tests this way)."""
+    path = os.environ.get("LFDN_EDGE_PTX_COVERAGE")
+    if not path:
+        return
+    merged: dict = {}
+    for gpu in _ALL:
+        for name, mod in gpu._mods.items():
+            src = gpu.label
+            for kernel, prog in mod.programs.items():
+                c = prog.coverage()
+                key = f"{gpu.arch}|{src}|{kernel}"  # one kernel, whichever module instance loaded it
+                m = merged.setdefault(key, {"module": name, "arch": gpu.arch, "ptx": src, "kernel": kernel,
+                                            "instructions": c["instructions"], "hit": set(),
+                                            "thread_instructions": 0, "opcodes": c["opcodes"],
+                                            "opcodes_executed": set()})
+                m["lines_not_executed"] = (set(c["lines_not_executed"]) if "lines_not_executed" not in m else
+                                           m["lines_not_executed"] & set(c["lines_not_executed"]))
+                m["thread_instructions"] += c["thread_instructions"]
+                m["opcodes_executed"] |= set(c["opcodes_executed"])
+    out = []
+    for m in merged.values():
+        out.append({"module": m["module"], "arch": m["arch"], "ptx": m["ptx"], "kernel": m["kernel"],
+                    "instructions": m["instructions"], "executed": m["instructions"] - len(m["lines_not_executed"]),
+                    "thread_instructions": m["thread_instructions"], "opcodes": len(m["opcodes"]),
+                    "opcodes_executed": sorted(m["opcodes_executed"]),
+                    "opcodes_not_executed": sorted(set(m["opcodes"]) - m["opcodes_executed"]),
+                    "lines_not_executed": sorted(m["lines_not_executed"])})
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(sorted(out, key=lambda r: (r["ptx"], r["arch"], r["module"], r["kernel"])), f, indent=1)
+
+
+atexit.register(_write_coverage)
+
+
 class Gpu:
     """An interpreted device with the project's kernels. ptx: {module name: PTX text} overrides the nvcc
     PTX (mutated sources, the NVRTC PTX of another CUDA version)."""
 
-    def __init__(self, arch: str = "compute_80", ptx: Optional[Dict[str, str]] = None, **device_options):
-        self.arch = arch
+    def __init__(self, arch: str = "compute_80", ptx: Optional[Dict[str, str]] = None, label: str = "nvcc",
+                 **device_options):
+        _ALL.append(self)
+        self.arch, self.label = arch, label
         self.dev = ptxsim.Device(**device_options)
         self._ptx = ptx or {}
         self._mods: Dict[str, object] = {}
@@ -110,7 +155,11 @@ class LinearProblem:
         self.pout = d.upload(res, "out") if residual == "in_place" else d.alloc(4 * rows * out_dim, "out",
                                                                                    initialized=False)
         self.ws_bytes = _C.cuda_tactic_workspace_bytes(rows, in_dim, out_dim)
-        self.pws = d.alloc(self.ws_bytes, "workspace")  # zero-filled, as cuda_tactic_workspace_init leaves it
+        # The engine zero-fills the whole tactic workspace once (cuda_tactic_workspace_init): the split-K
+        # counters must start at 0. Everything after them is marked uninitialised here, so that a kernel that
+        # reads activations, scales or partials that no launch of this call wrote is an initcheck finding.
+        self.pws = d.alloc(self.ws_bytes, "workspace")
+        d.gmem.mark_uninitialized(self.pws + COUNTER_BYTES, self.ws_bytes - COUNTER_BYTES)
         self.gpu = gpu
 
     def params(self) -> dict:

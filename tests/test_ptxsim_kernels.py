@@ -63,7 +63,7 @@ def tactic_case(gpu: Gpu, name: str, rows: int) -> None:
     assert ratio <= 1.0, f"{name} rows {rows}: error {ratio:.3g} x the tolerance"
 
 
-@pytest.mark.parametrize("rows", [1, 5, 33, 65])
+@pytest.mark.parametrize("rows", [1, 5, 8, 32, 33, 65])  # 8 and 32: the streaming kernels' largest batches
 @pytest.mark.parametrize("name", TACTICS)
 def test_tactic(gpu80, name, rows):
     tactic_case(gpu80, name, rows)
@@ -77,7 +77,7 @@ def test_tactic_in_place_residual_and_extreme_rows(gpu80, name):
     assert check_tactic(gpu80, name, rows, 24, 40, "none", "none", seed=5) <= 1.0
 
 
-@pytest.mark.parametrize("name", ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32"])
+@pytest.mark.parametrize("name", ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.cublaslt"])
 @pytest.mark.parametrize("rows", [1, 5, 33])
 def test_sm75_fallback_paths(gpu75, name, rows):
     """compute_75 PTX: the streaming kernel's register double buffering (no cp.async), the legacy WMMA tile."""
@@ -110,14 +110,22 @@ def test_split_k_counters_left_zero(gpu80):
 
 
 # ---------------------------------------------------------------------------------------------- the other kernels
+@pytest.fixture(params=["compute_80", "compute_75"])
+def any_gpu(request):
+    """Both PTX architectures (with the matching virtual device) for the kernels without arch-specific code."""
+    return (request.getfixturevalue("gpu80"), SM90) if request.param == "compute_80" else \
+        (request.getfixturevalue("gpu75"), SM75)
+
+
 @pytest.mark.parametrize("rows,K,N", [(1, 100, 70), (33, 40, 24)])
-def test_reference_kernel(gpu80, rows, K, N):
+def test_reference_kernel(any_gpu, rows, K, N):
     """The kernel on-device verification trusts: ref within FP32 accumulation of the float64 reference, bound
     = the reference's scale to FP32 accuracy."""
-    prob = LinearProblem(gpu80, rows, K, N, "gn", "separate", seed=11)
-    d = gpu80.dev
+    gpu, device = any_gpu
+    prob = LinearProblem(gpu, rows, K, N, "gn", "separate", seed=11)
+    d = gpu.dev
     pref, pbound = d.alloc(4 * rows * N, "ref", initialized=False), d.alloc(4 * rows * N, "bound", initialized=False)
-    gpu80.run(captured(_C._cuda_capture_reference(prob.params(), pref, pbound, SM90)))
+    gpu.run(captured(_C._cuda_capture_reference(prob.params(), pref, pbound, device)))
     ref, scale = prob.reference()
     got = d.read(pref, np.float32, rows * N).reshape(rows, N)
     bound = d.read(pbound, np.float32, rows * N).reshape(rows, N)
@@ -134,18 +142,19 @@ def _f32_ulps(a, b):
 
 
 @pytest.mark.parametrize("rows,dim", [(1, 333), (3, 100)])
-def test_noise_kernel(gpu80, rows, dim):
+def test_noise_kernel(any_gpu, rows, dim):
     """Philox + Box-Muller in float64 as the GPU runs it (libdevice's log/cos sequences, the slow-path
     argument reduction, all interpreted): within 1 float32 ulp of the Python generator and almost all
     bit-identical, the criterion of the on-GPU test."""
     from lfdn_edge.noise import gaussian_noise
 
-    d = gpu80.dev
+    gpu, device = any_gpu
+    d = gpu.dev
     z0 = np.random.default_rng(12).standard_normal((rows, dim)).astype(np.float32)
     keys = np.arange(rows, dtype=np.uint64) * 7 + 3
     pz, pk, pout = d.upload(z0), d.upload(keys), d.alloc(4 * rows * dim, "out", initialized=False)
-    gpu80.run(captured(_C._cuda_capture_noise({"z0": pz, "out": pout, "image_keys": pk, "rows": rows, "dim": dim,
-                                                "seed": 2**35 + 9, "stream": 4, "a": 0.5, "b": 2.0}, SM90)))
+    gpu.run(captured(_C._cuda_capture_noise({"z0": pz, "out": pout, "image_keys": pk, "rows": rows, "dim": dim,
+                                              "seed": 2**35 + 9, "stream": 4, "a": 0.5, "b": 2.0}, device)))
     got = d.read(pout, np.float32, rows * dim).reshape(rows, dim)
     want = _C.noise_inject(z0, 2**35 + 9, 4, 0.5, 2.0, image_keys=keys)
     ulps = _f32_ulps(got, want)
@@ -154,7 +163,7 @@ def test_noise_kernel(gpu80, rows, dim):
 
 
 @pytest.mark.parametrize("rows", [1, 5])
-def test_ddim_score_kernel(gpu80, rows):
+def test_ddim_score_kernel(any_gpu, rows):
     from lfdn_edge.features import FeatureLayout
 
     layout = FeatureLayout((16, 24, 40, 112, 320))
@@ -164,14 +173,15 @@ def test_ddim_score_kernel(gpu80, rows):
     coef = dict(sqrt_ab_cur=0.98, sqrt_1m_ab_cur=0.2, c_x0=0.99, c_eps=0.1, sigma=0.05)
     ref = _C.ddim_score(y, x=x, coef=np.array(list(coef.values()), np.float32), noise=noise, z0=z0,
                         stage_offsets=list(layout.offsets))
-    d = gpu80.dev
+    gpu, device = any_gpu
+    d = gpu.dev
     M = len(layout.offsets) - 1
     px, py, pz, pn = d.upload(x), d.upload(y), d.upload(z0), d.upload(noise)
     pmse, pmf, pcos = d.alloc(4 * rows), d.alloc(4 * rows), d.alloc(4 * rows * M)
-    gpu80.run(captured(_C._cuda_capture_ddim_score(
+    gpu.run(captured(_C._cuda_capture_ddim_score(
         {"x": px, "x0_hat": py, "z0": pz, "noise": pn, "rows": rows, "dim": layout.dim, "update": True,
          "scores": True, "stage_offsets": list(layout.offsets), "mse": pmse, "mfsim": pmf, "stage_cos": pcos,
-         **coef}, SM90)))
+         **coef}, device)))
     got = {"x": d.read(px, np.float32, rows * layout.dim).reshape(rows, -1), "mse": d.read(pmse, np.float32, rows),
            "mfsim": d.read(pmf, np.float32, rows), "stage_cos": d.read(pcos, np.float32, rows * M).reshape(rows, M)}
     for k in ("x", "mse", "mfsim", "stage_cos"):

@@ -53,7 +53,7 @@ def test_mutant_is_caught_by_test_tactic(tmp_path, mutant):
     need_nvcc()
     need_capture()
     old, new, caught_by = MUTANTS[mutant]
-    gpu = Gpu("compute_80", ptx={"tactics": mutant_ptx(tmp_path, old, new)})
+    gpu = Gpu("compute_80", ptx={"tactics": mutant_ptx(tmp_path, old, new)}, label=f"mutant {mutant}")
     with pytest.raises(caught_by) as e:
         tactic_case(gpu, "cuda.mma_m32", 33)  # the case of test_tactic[cuda.mma_m32-33]
     if caught_by is AssertionError:

@@ -33,7 +33,7 @@ def nvrtc_ptx(name: str, arch: str, tmp_path_factory) -> str:
 def test_nvrtc_ptx_tactics_and_whole_pass(name, tmp_path_factory, small_spec):  # noqa: F811
     need_capture()
     ptx = nvrtc_ptx(name, "compute_80", tmp_path_factory)
-    gpu = Gpu("compute_80", ptx={k: ptx for k in SOURCES})
+    gpu = Gpu("compute_80", ptx={k: ptx for k in SOURCES}, label=f"nvrtc {name}")
     for tactic, rows in (("cuda.stream_r8", 5), ("cuda.stream_r32", 33), ("cuda.mma_m64", 65), ("cuda.mma_m32", 33),
                          ("cuda.mma_splitk_m32", 65), ("cuda.legacy_tile", 5), ("cuda.cublaslt", 1)):
         tactic_case(gpu, tactic, rows)
@@ -45,6 +45,6 @@ def test_nvrtc_ptx_tactics_and_whole_pass(name, tmp_path_factory, small_spec):  
 def test_nvrtc_ptx_sm75_fallbacks(name, tmp_path_factory):
     need_capture()
     ptx = nvrtc_ptx(name, "compute_75", tmp_path_factory)
-    gpu = Gpu("compute_75", ptx={k: ptx for k in SOURCES})
+    gpu = Gpu("compute_75", ptx={k: ptx for k in SOURCES}, label=f"nvrtc {name}")
     for tactic in ("cuda.stream_r8", "cuda.legacy_tile"):
         assert check_tactic(gpu, tactic, 5, 100, 70, "gn", "in_place", device=SM75) <= 1.0

@@ -291,3 +291,34 @@ def test_launch_checks_parameter_block(dev, mod):
         dev.launch(mod, "block_sum", 1, 32, [dev.alloc(4)])
     with pytest.raises(ptxsim.LaunchError, match="2 bytes given"):
         dev.launch(mod, "block_sum", 1, 32, [dev.alloc(4), dev.alloc(4), b"\0\0"])
+
+
+def test_cp_async_groups_wait_all_and_too_weak_wait(dev, mod):
+    x = np.arange(256, dtype=np.float32)
+    ptrs = [dev.upload(x), dev.alloc(128)]
+    dev.launch(mod, "two_groups_wait_all", 1, 32, ptrs)
+    np.testing.assert_array_equal(dev.read(ptrs[1], np.float32, 32), x[0:128:4] + x[128:256:4])
+    with pytest.raises(ptxsim.InitcheckError):  # wait_group 1: the second group may still be in flight
+        dev.launch(mod, "broken_weak_cp_async_wait", 1, 32, ptrs)
+    quiet = ptxsim.Device(initcheck=False)
+    m2 = quiet.load(mod.module)
+    p2 = [quiet.upload(x), quiet.alloc(128)]
+    quiet.launch(m2, "broken_weak_cp_async_wait", 1, 32, p2)
+    np.testing.assert_array_equal(quiet.read(p2[1], np.float32, 32), x[0:128:4])  # the second half: stale zeros
+
+
+def _f64_ulps(a, b):
+    ia, ib = a.view(np.int64), b.view(np.int64)
+    ia = np.where(ia < 0, -(ia & 0x7FFFFFFFFFFFFFFF), ia)
+    ib = np.where(ib < 0, -(ib & 0x7FFFFFFFFFFFFFFF), ib)
+    return np.abs(ia - ib)
+
+
+def test_double_cosine_slow_path_call_local_memory_and_carries(dev, mod):
+    """cos() of huge doubles runs libdevice's argument reduction (a called .func, local memory, add.cc/madc
+    chains): CUDA documents 2 ulp for double cos; glibc is within 1 ulp; so within 3 ulp of numpy."""
+    x = np.array([0.5, 3.0, 1e6, 123456789.0, 1e22, -5e17, 1e300, 2.0 ** 1000, 6.0e4, 1e15], np.float64)
+    px, py = dev.upload(x), dev.alloc(8 * len(x))
+    dev.launch(mod, "big_cos", 1, 32, [px, py, len(x)])
+    got = dev.read(py, np.float64, len(x))
+    assert _f64_ulps(got, np.cos(x)).max() <= 3, (got, np.cos(x))

@@ -184,3 +184,30 @@ extern "C" __global__ void broken_partial_shuffle(const int* in, int* out) {
   const int t = threadIdx.x;
   if (t < 16) out[t] = __shfl_xor_sync(0xffffffffu, in[t], 1);
 }
+
+// Two commit groups; wait_group<WAIT_KEEP> lets the newest WAIT_KEEP groups stay in flight. With 1 (too weak for
+// reading the second group) the read of the second half sees shared memory before its copies land.
+template <int WAIT_KEEP>
+__device__ void two_groups_body(const float* x, float* out) {
+#if __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) float s[256];
+  const int t = threadIdx.x;  // 32 threads
+  const unsigned d0 = (unsigned)__cvta_generic_to_shared(s + 4 * t);
+  const unsigned d1 = (unsigned)__cvta_generic_to_shared(s + 128 + 4 * t);
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(d0), "l"(x + 4 * t) : "memory");
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 16;\n" ::"r"(d1), "l"(x + 128 + 4 * t) : "memory");
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(WAIT_KEEP) : "memory");
+  out[t] = s[4 * t] + s[128 + 4 * t];  // this thread's own copies: no barrier needed
+#endif
+}
+extern "C" __global__ void two_groups_wait_all(const float* x, float* out) { two_groups_body<0>(x, out); }
+extern "C" __global__ void broken_weak_cp_async_wait(const float* x, float* out) { two_groups_body<1>(x, out); }
+
+// Double-precision cosine of huge arguments: libdevice's Payne-Hanek slow path (a .func call with .param
+// arguments, local memory, carry-chain integer multiplies)
+extern "C" __global__ void big_cos(const double* x, double* y, int n) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = cos(x[i]);
+}

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
 from . import memory as M
 from .errors import (CheckError, HangError, InitcheckError, LaunchError, MemcheckError, RacecheckError,
                      SynccheckError, UnsupportedInstruction)
-from .parser import Addr, Function, Imm, Instr, Module, Neg, Pair, Reg, Sym, Vec, VarDecl, imm_int
+from .parser import Function, Imm, Instr, Module, Neg, Reg, Sym, imm_int
 from .ptxtypes import BITS, UINT, raw_to, to_raw
 
 ALL = slice(None)
@@ -47,6 +47,7 @@ class Op:
     barrier: bool = False      # CTA-wide: all live threads of each CTA must be here
     warp_all: bool = False     # .aligned warp-wide: all lanes of each participating warp must be here
     mask_op: Optional[object] = None  # operand of a member mask (shfl.sync, vote.sync, bar.warp.sync)
+    synthetic: bool = False    # the op after a call (copies the results back): not a PTX instruction
 
 
 @dataclass
@@ -72,6 +73,18 @@ class Program:
     thread_params: Dict[str, int]             # per-thread .param variables (call arguments): name -> size
     functions: Dict[str, int]                 # function name -> start
     reg_bits: Dict[str, int]
+    hits: Optional[np.ndarray] = None         # per op: threads that issued it (coverage)
+
+    def coverage(self) -> dict:
+        """Static PTX instructions of this entry (and the functions it calls) and how many were issued by at
+        least one thread; the opcodes (with modifiers) of each group."""
+        real = [i for i, op in enumerate(self.ops) if not op.synthetic]
+        hit = [i for i in real if self.hits is not None and self.hits[i] > 0]
+        opcode = lambda i: ".".join((self.ops[i].instr.opcode,) + self.ops[i].instr.mods)  # noqa: E731
+        return {"instructions": len(real), "executed": len(hit),
+                "thread_instructions": int(self.hits.sum()) if self.hits is not None else 0,
+                "opcodes": sorted({opcode(i) for i in real}), "opcodes_executed": sorted({opcode(i) for i in hit}),
+                "lines_not_executed": [self.ops[i].instr.line for i in real if i not in set(hit)]}
 
 
 class Compiler:
@@ -178,7 +191,7 @@ class FnContext:
 
     def after_call(self, ins: Instr) -> Op:
         from .ops_control import after_call
-        op = Op(ins, self.fn.name, None)
+        op = Op(ins, self.fn.name, None, synthetic=True)
         op.run = after_call(ins, self, op)
         return op
 
@@ -472,6 +485,9 @@ def run_chunk(st: State, max_steps: int) -> int:
     ops = st.prog.ops
     end = len(ops)
     pc = st.pc
+    if st.prog.hits is None:
+        st.prog.hits = np.zeros(end, np.int64)
+    hits = st.prog.hits
     executed = 0
     while True:
         m = int(pc.min())
@@ -489,6 +505,7 @@ def run_chunk(st: State, max_steps: int) -> int:
             n = len(idx)
         op = ops[m]
         st.cur = op
+        hits[m] += n
         if op.barrier or op.warp_all or op.mask_op is not None:
             check_convergence(st, op, idx)
         act: Idx = idx
@@ -567,7 +584,7 @@ class LaunchStats:
 
 
 class LoadedModule:
-    def __init__(self, dev: "Device", module: Module, handlers: Dict[str, Callable]):
+    def __init__(self, dev, module: Module, handlers: Dict[str, Callable]):  # dev: device.Device
         self.dev, self.module = dev, module
         self.global_addr: Dict[str, int] = {}
         for v in module.globals:

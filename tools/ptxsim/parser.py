@@ -337,6 +337,10 @@ def parse(text: str) -> Module:
 def _parse_body(name: str, is_entry: bool, params: List[VarDecl], returns: List[VarDecl], src: str, start: int,
                 end: int, nl: List[int], line0: int) -> Function:
     fn = Function(name, is_entry, params, returns, {}, {}, [], [], {}, line=line0)
+    # Registers declared in a nested { } scope (inline asm blocks, call sequences) shadow the function's
+    # registers of the same name: they get a name of their own (name$scope) for the rest of that scope.
+    scopes: List[Dict[str, str]] = [{}]
+    counter = [0]
     pos = start
     while pos < end:
         m = re.compile(r"\S").search(src, pos, end)
@@ -344,7 +348,15 @@ def _parse_body(name: str, is_entry: bool, params: List[VarDecl], returns: List[
             break
         pos = m.start()
         ch = src[pos]
-        if ch in "{}":
+        if ch == "{":
+            scopes.append({})
+            counter[0] += 1
+            pos += 1
+            continue
+        if ch == "}":
+            if len(scopes) == 1:
+                raise PtxParseError(f"line {_line_of(nl, pos)}: unbalanced '}}'")
+            scopes.pop()
             pos += 1
             continue
         lm = re.compile(r"([\w$.]+)\s*:").match(src, pos)
@@ -367,7 +379,13 @@ def _parse_body(name: str, is_entry: bool, params: List[VarDecl], returns: List[
                 for item in rm.group(2).split(","):
                     item = item.strip()
                     im = re.fullmatch(r"(%[\w$]+)<(\d+)>", item)
-                    if im:
+                    if len(scopes) > 1:  # a nested scope: fresh names
+                        names = [f"{im.group(1)}{i}" for i in range(int(im.group(2)))] if im else [item]
+                        for nm in names:
+                            fresh = f"{nm}${counter[0]}"
+                            scopes[-1][nm] = fresh
+                            fn.regs[fresh] = t
+                    elif im:
                         fn.reg_ranges[im.group(1)] = (t, int(im.group(2)))
                     else:
                         fn.regs[item] = t
@@ -383,8 +401,44 @@ def _parse_body(name: str, is_entry: bool, params: List[VarDecl], returns: List[
             if re.match(r"\.(pragma|loc|file)\b", stmt):
                 continue
             raise PtxParseError(f"line {line}: directive '{stmt[:60]}' not understood")
-        fn.body.append(_parse_instr(stmt, line))
+        ins = _parse_instr(stmt, line)
+        if len(scopes) > 1 and any(scopes[1:]):
+            ins = _rename(ins, scopes)
+        fn.body.append(ins)
     return fn
+
+
+def _lookup(name: str, scopes: List[Dict[str, str]]) -> str:
+    for sc in reversed(scopes):
+        if name in sc:
+            return sc[name]
+    return name
+
+
+def _rename_op(o, scopes):
+    if isinstance(o, Reg):
+        return Reg(_lookup(o.name, scopes))
+    if isinstance(o, Sym):
+        new = _lookup(o.name, scopes)
+        return Reg(new) if new != o.name else o
+    if isinstance(o, Vec):
+        return Vec(tuple(_rename_op(x, scopes) for x in o.items))
+    if isinstance(o, Group):
+        return Group(tuple(_rename_op(x, scopes) for x in o.items))
+    if isinstance(o, Pair):
+        return Pair(_rename_op(o.first, scopes), _rename_op(o.second, scopes))
+    if isinstance(o, Neg):
+        return Neg(_rename_op(o.item, scopes))
+    if isinstance(o, Addr):
+        b = _rename_op(o.base, scopes)
+        return Addr(b, o.offset)
+    return o
+
+
+def _rename(ins: Instr, scopes) -> Instr:
+    ops = tuple(_rename_op(o, scopes) for o in ins.operands)
+    guard = _lookup(ins.guard, scopes) if ins.guard else None
+    return Instr(ins.line, ins.text, ins.opcode, ins.mods, ops, guard, ins.guard_neg)
 
 
 def _parse_instr(stmt: str, line: int) -> Instr:
