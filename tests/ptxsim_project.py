@@ -32,7 +32,11 @@ SM75 = {"cc": 75, "sms": 40, "mma_ptx": 75, "mma_binary": 75}
 
 def need_capture() -> None:
     if not hasattr(_C, "_cuda_capture_tactic"):
-        pytest.skip("lfdn_edge._C was built without CUDA: no launch capture")
+        from ptxsim_common import REQUIRED
+        msg = "lfdn_edge._C was built without CUDA: no launch capture to replay"
+        if "nvcc" in REQUIRED:
+            pytest.fail(msg + " (required: LFDN_EDGE_REQUIRE_TOOLCHAINS has nvcc)")
+        pytest.skip(msg)
 
 
 def module_of(kernel: str) -> str:

@@ -239,3 +239,20 @@ def whole_pass_case(gpu: Gpu, spec, z0, plan: dict) -> None:
     ref = _C.CpuEngine(spec, rows, 0).score(z0)
     np.testing.assert_allclose(mse, ref["mse"], rtol=2e-2)
     np.testing.assert_allclose(cos, ref["stage_cos"], atol=1e-2)
+
+
+def test_compute_75_mma_body_traps(gpu75):
+    """The decision of lfdn/cuda_arch.h executed: compute_75 PTX of mma_kernel (JIT-compiled on an sm_80+
+    device) is the __trap() body, so `applies` must refuse it; launched anyway, it traps."""
+    import ptxsim
+
+    prob = LinearProblem(gpu75, 5, 64, 64)
+    calls = captured(_C._cuda_capture_tactic("cuda.mma_m32", prob.params(), SM90))
+    with pytest.raises(ptxsim.TrapError, match="mma_kernel<32, false>"):
+        gpu75.run(calls)
+
+
+def test_test_only_wrong_tactic_is_caught_by_the_rule(gpu80):
+    """cuda.test_no_bias (the legacy kernel without its bias, wrong on purpose): the interpreter runs it
+    cleanly and the verification rule rejects its output."""
+    assert check_tactic(gpu80, "cuda.test_no_bias", 5, 100, 70, "gn", "none") > 1.0

@@ -1,7 +1,8 @@
 // CudaEngine: FP16 weights packed for the tensor-core kernels, folded biases and Philox noise on the device,
 // a workspace for max_batch rows, the tactic chosen per (layer key, batch bucket), and one CUDA graph per
-// batch bucket (captured after a warm-up pass on first use). The tactic parts are COMPILED ONLY, NEVER RUN
-// (no GPU on the development machine).
+// batch bucket (captured after a warm-up pass on first use). Never run on a GPU: the creation's launches and a
+// whole score pass (cuda_engine_memory_plan, captured) run kernel by kernel in the PTX interpreter in CI
+// (tests/test_ptxsim_kernels.py); graphs, streams, events and the selection's timing are not interpreted.
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -1,6 +1,7 @@
 // The CUDA tactic table (lfdn/cuda_tactics.h): launchers, `applies` (checked against the device's compute
 // capability and the architecture of the binary the runtime picked for it), the workspace layout and the
-// reference kernel's launcher. COMPILED ONLY, NEVER RUN (no GPU on the development machine).
+// reference kernel's launcher. Never run on a GPU; every launch here is captured (lfdn/cuda_launch.h) and
+// replayed by the PTX interpreter in CI (tests/test_ptxsim_kernels.py).
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 

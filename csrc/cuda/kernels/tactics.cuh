@@ -2,7 +2,8 @@
 // split-K kernel, the mma.sync tile kernel, the epilogue kernel of cuBLASLt and the reference kernel.
 // Compiled for sm_72 .. sm_90; the sm_80-only instructions (cp.async, mma.sync m16n8k16) are guarded by
 // __CUDA_ARCH__ and the launchers' `applies` checks the device and the compiled binary at run time.
-// COMPILED ONLY, NEVER RUN (no GPU on the development machine).
+// Never run on a GPU (none has been lent); executed in CI by the project's PTX interpreter (tools/ptxsim,
+// tests/test_ptxsim_kernels.py) with the launches the launchers make, against the CPU reference.
 #pragma once
 #include <cuda_fp16.h>
 

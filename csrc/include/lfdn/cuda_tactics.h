@@ -1,8 +1,10 @@
 // CUDA tactics of op 2 (the fused linear) and their selection on the device (see lfdn/tactics.h).
 //
 // STATUS: compiled for every architecture and toolchain of the CI matrix (nvcc 13.0, CUDA 11.8 and 12.2
-// through NVRTC + ptxas), NEVER RUN: the development machine has no GPU. tools/gpu_check.sh runs the
-// selection, each tactic's parity against the reference kernel and its time on a lent GPU.
+// through NVRTC + ptxas); NEVER RUN ON A GPU (none lent so far). Every tactic's kernels run in CI under the
+// project's PTX interpreter (tools/ptxsim; docs/PTX_INTERPRETER.md) with the launches captured from the
+// launchers below, checked against the CPU reference with the rule below and by memcheck / initcheck /
+// racecheck / synccheck. tools/gpu_check.sh runs the selection, parity and timing on a lent GPU.
 //
 // Tactics (names are stable; cuda_linear_tactics() lists them in this order):
 //   cuda.legacy_tile   the first kernel (WMMA 16x16x16, 16x64 / 64x64 tiles, GroupNorm per CTA), sm_72+
