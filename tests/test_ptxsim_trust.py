@@ -322,3 +322,65 @@ def test_double_cosine_slow_path_call_local_memory_and_carries(dev, mod):
     dev.launch(mod, "big_cos", 1, 32, [px, py, len(x)])
     got = dev.read(py, np.float64, len(x))
     assert _f64_ulps(got, np.cos(x)).max() <= 3, (got, np.cos(x))
+
+
+def test_dynamic_shared_memory_and_constant_bank(dev, mod):
+    n = 64
+    x = np.arange(n, dtype=np.float32)
+    dev.write(mod.global_addr["c_scale"], np.array([1, 2, 3, 4], np.float32))
+    px, py = dev.upload(x), dev.alloc(4 * n)
+    dev.launch(mod, "dyn_shared_const", 1, n, [px, py, n], smem=4 * n)
+    want = x * np.array([1, 2, 3, 4], np.float32)[np.arange(n) % 4]
+    np.testing.assert_array_equal(dev.read(py, np.float32, n), want[(np.arange(n) + 1) % n])
+    with pytest.raises(ptxsim.MemcheckError, match="outside the CTA's 252 bytes of shared memory"):
+        dev.launch(mod, "dyn_shared_const", 1, n, [px, py, n], smem=4 * (n - 1))  # one float short
+
+
+def test_atomics_serialise(dev, mod):
+    c, olds, pw, mx = dev.upload(np.zeros(1, np.uint32)), dev.alloc(4 * 128), dev.upload(np.zeros(4, np.uint32)), \
+        dev.upload(np.array([-5], np.int32))
+    dev.launch(mod, "atomics", 2, 64, [c, olds, pw, mx])
+    assert dev.read(c, np.uint32, 1)[0] == 128
+    assert sorted(dev.read(olds, np.uint32, 128).tolist()) == list(range(128))
+    np.testing.assert_array_equal(dev.read(pw, np.uint32, 4), np.arange(128).reshape(4, 32).sum(1))
+    assert dev.read(mx, np.int32, 1)[0] == max(t * 7 % 101 for t in range(128))
+
+
+def _bf16_bits(v):
+    return (np.asarray(v, np.float32).view(np.uint32) >> 16).astype(np.uint32)  # exact for these small integers
+
+
+def test_mma_bf16_fragments_by_the_isa_layout(dev, mod):
+    """Fragments built here from the PTX ISA's m16n8k16 tables (groupID = lane / 4, tig = lane % 4)."""
+    rng = np.random.default_rng(7)
+    A = rng.integers(-3, 4, (16, 16)).astype(np.float32)
+    B = rng.integers(-3, 4, (16, 8)).astype(np.float32)
+    C = rng.integers(-9, 10, (16, 8)).astype(np.float32)
+    a, b, c = np.zeros((32, 4), np.uint32), np.zeros((32, 2), np.uint32), np.zeros((32, 4), np.float32)
+    for lane in range(32):
+        g, t = lane // 4, lane % 4
+        for i in range(8):  # a0..a7 -> register i // 2, half i % 2
+            row = g if i < 2 or 4 <= i < 6 else g + 8
+            col = t * 2 + (i & 1) + (8 if i >= 4 else 0)
+            a[lane, i // 2] |= _bf16_bits(A[row, col]) << (16 * (i % 2))
+        for i in range(4):  # b0..b3
+            b[lane, i // 2] |= _bf16_bits(B[t * 2 + (i & 1) + (8 if i >= 2 else 0), g]) << (16 * (i % 2))
+        for i in range(4):
+            c[lane, i] = C[g if i < 2 else g + 8, t * 2 + (i & 1)]
+    ptrs = [dev.upload(a), dev.upload(b), dev.upload(c), dev.alloc(32 * 4 * 4)]
+    dev.launch(mod, "mma_bf16", 1, 32, ptrs)
+    d = dev.read(ptrs[3], np.float32, 128).reshape(32, 4)
+    D = A @ B + C
+    for lane in range(32):
+        g, t = lane // 4, lane % 4
+        for i in range(4):
+            assert d[lane, i] == D[g if i < 2 else g + 8, t * 2 + (i & 1)]
+
+
+def test_cp_async_4_and_8_bytes_with_partial_fill(dev, mod):
+    x = np.arange(1, 97, dtype=np.float32)
+    px, po = dev.upload(x), dev.alloc(128)
+    dev.launch(mod, "cp_async_small", 1, 32, [px, po])
+    t = np.arange(32)
+    second = np.where(t % 2 == 1, x[33 + 2 * t], 0)
+    np.testing.assert_array_equal(dev.read(po, np.float32, 32), x[t] + 10 * x[32 + 2 * t] + 100 * second)

@@ -211,3 +211,49 @@ extern "C" __global__ void big_cos(const double* x, double* y, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) y[i] = cos(x[i]);
 }
+
+// Dynamic shared memory (extern __shared__, sized by the launch) and a __constant__ table
+__constant__ float c_scale[4];
+extern "C" __global__ void dyn_shared_const(const float* x, float* y, int n) {
+  extern __shared__ float buf[];
+  buf[threadIdx.x] = x[threadIdx.x] * c_scale[threadIdx.x % 4];
+  __syncthreads();
+  y[threadIdx.x] = buf[(threadIdx.x + 1) % n];
+}
+
+// Atomics from every thread on one counter (each old value exactly once) and on per-warp counters
+extern "C" __global__ void atomics(unsigned* counter, unsigned* olds, unsigned* per_warp, int* maxv) {
+  const unsigned t = blockIdx.x * blockDim.x + threadIdx.x;
+  olds[t] = atomicAdd(counter, 1u);
+  atomicAdd(&per_warp[t / 32], t);
+  atomicMax(maxv, static_cast<int>(t * 7 % 101));
+}
+
+// mma.m16n8k16 with BF16 inputs: fragments loaded straight from global memory in the ISA's layout
+extern "C" __global__ void mma_bf16(const unsigned* a_frag, const unsigned* b_frag, const float* c_frag, float* d_frag) {
+#if __CUDA_ARCH__ >= 800
+  const int l = threadIdx.x;
+  float acc[4] = {c_frag[4 * l], c_frag[4 * l + 1], c_frag[4 * l + 2], c_frag[4 * l + 3]};
+  asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+               "{%0,%1,%2,%3};\n"
+               : "+f"(acc[0]), "+f"(acc[1]), "+f"(acc[2]), "+f"(acc[3])
+               : "r"(a_frag[4 * l]), "r"(a_frag[4 * l + 1]), "r"(a_frag[4 * l + 2]), "r"(a_frag[4 * l + 3]),
+                 "r"(b_frag[2 * l]), "r"(b_frag[2 * l + 1]));
+  for (int i = 0; i < 4; ++i) d_frag[4 * l + i] = acc[i];
+#endif
+}
+
+// cp.async.ca of 4 and 8 bytes, with a partial src-size (zero fill of the rest)
+extern "C" __global__ void cp_async_small(const float* x, float* out) {
+#if __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) float s[96];
+  const int t = threadIdx.x;  // 32 threads
+  const unsigned d4 = (unsigned)__cvta_generic_to_shared(s + t);
+  const unsigned d8 = (unsigned)__cvta_generic_to_shared(s + 32 + 2 * t);
+  const int part = t % 2 ? 8 : 4;  // odd threads copy both floats, even ones the first and a zero
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 4;\n" ::"r"(d4), "l"(x + t) : "memory");
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8, %2;\n" ::"r"(d8), "l"(x + 32 + 2 * t), "r"(part) : "memory");
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+  out[t] = s[t] + 10.0f * s[32 + 2 * t] + 100.0f * s[33 + 2 * t];
+#endif
+}

@@ -142,7 +142,9 @@ class Compiler:
                 for v in list(f.params) + list(f.returns):
                     prog.thread_params[f.name + ":" + v.name] = v.size
         for v in self.module.globals:
-            if v.space == "shared":
+            if v.space == "shared" and v.size == 0:  # extern .shared x[]: the launch's dynamic shared memory
+                prog.dynamic_shared = v.name
+            elif v.space == "shared":
                 soff = (soff + v.align - 1) // v.align * v.align
                 prog.shared_vars[v.name] = (soff, v.size)
                 soff += v.size
