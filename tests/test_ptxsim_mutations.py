@@ -19,9 +19,10 @@ from test_ptxsim_kernels import tactic_case
 HEADER = "csrc/cuda/kernels/tactics.cuh"
 
 MUTANTS = {
-    # the mma epilogue's row bound: row `rows` (one past the last) is stored
+    # the mma epilogue's row bound: row `rows` (one past the last) is stored; its guard scale, which the
+    # prologue never wrote, is read first (initcheck; without initcheck the store past `out` is a memcheck error)
     "off_by_one_tile_bound": ("} else if (r < rows && n < p.e.N) {", "} else if (r <= rows && n < p.e.N) {",
-                              ptxsim.MemcheckError),
+                              ptxsim.InitcheckError),
     # the barrier between a k-tile's cp.async landing and the other warps' ldmatrix reads
     "removed_syncthreads": ("    __syncthreads();  // tile kt visible to every warp; every warp is done with tile kt - 1\n",
                             "\n", ptxsim.RacecheckError),
@@ -60,3 +61,14 @@ def test_mutant_is_caught_by_test_tactic(tmp_path, mutant):
         assert "x the tolerance" in str(e.value)
     else:
         assert "mma_kernel" in str(e.value)
+
+
+def test_off_by_one_also_caught_by_memcheck_alone(tmp_path):
+    """With initcheck off, the same off-by-one mutant's store past the end of `out` is a memcheck error."""
+    need_nvcc()
+    need_capture()
+    old, new, _ = MUTANTS["off_by_one_tile_bound"]
+    gpu = Gpu("compute_80", ptx={"tactics": mutant_ptx(tmp_path, old, new)}, label="mutant off_by_one",
+              initcheck=False)
+    with pytest.raises(ptxsim.MemcheckError, match="just past allocation 'out'"):
+        tactic_case(gpu, "cuda.mma_m32", 33)
