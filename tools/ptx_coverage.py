@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="write the per-kernel coverage JSON here")
+    ap.add_argument("--lines", action="store_true", help="keep the PTX line numbers never executed in the JSON")
     ap.add_argument("--tests", nargs="*", default=["tests/test_ptxsim_kernels.py", "tests/test_ptxsim_toolchains.py"])
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -47,7 +48,14 @@ def main(argv=None) -> int:
         print(f"{src} {arch}: {k} kernels, {e} of {n} static PTX instructions executed ({100.0 * e / max(n, 1):.1f}%);"
               f" opcodes never executed: {', '.join(sorted(never)) or 'none'}")
     if a.out:
-        Path(a.out).write_text(json.dumps(rows, indent=1), encoding="utf-8")
+        if not a.lines:
+            for row in rows:
+                row.pop("lines_not_executed", None)
+        import platform
+        meta = {"machine": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                "command": "python tools/ptx_coverage.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "kernels": rows}
+        Path(a.out).write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return r.returncode
 
 
