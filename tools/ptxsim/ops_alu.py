@@ -214,7 +214,6 @@ def h_binop(ins, ctx, op):
         rnd = next((m for m in ins.mods if m in ROUND), "rn")
         appr = ("approx" in mods or "full" in mods) and name == "div"
         nan_prop = "NaN" in mods
-        mode = ctx.prog  # noqa: F841
 
         def runf(st, idx):
             x, y = np.asarray(ra(st, idx)), np.asarray(rb(st, idx))
@@ -229,9 +228,8 @@ def h_binop(ins, ctx, op):
                     r = x - y
                 elif name == "div":
                     r = x / y
-                    if appr:
-                        r = approx("rcp.f32", r.astype(np.float32), x, st.dev.approx) if t == "f32" else r
-                        r = np.asarray(r) * (1 + 0)  # div.full: 2 ulp, modelled with the rcp bound
+                    if appr and t == "f32":  # div.approx / div.full: 2 ulp
+                        r = approx("div.f32", np.asarray(r, np.float32), x, st.dev.approx)
                 elif name in ("min", "max"):
                     f = np.fmin if name == "min" else np.fmax
                     r = f(x, y)

@@ -179,6 +179,7 @@ APPROX_REL = {
     "ex2.f32": 2.0 ** -22,     # ex2.approx.f32: 2 ulp over the full range (ftz or not)
     "lg2.f32": 2.0 ** -22,     # lg2.approx.f32: absolute 2^-22 near 1, relative elsewhere (both modelled)
     "rcp.f32": 2.0 ** -23,     # rcp.approx.f32: 1 ulp
+    "div.f32": 2.0 ** -22,     # div.approx.f32 / div.full.f32: 2 ulp
     "rsqrt.f32": 2.0 ** -22,   # rsqrt.approx.f32: 2^-22.9 relative
     "sqrt.f32": 2.0 ** -23,    # sqrt.approx.f32: 2^-23 relative
     "sin.f32": 2.0 ** -20.5,   # sin/cos.approx.f32: absolute 2^-20.5 in [-pi, pi]
