@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from .alerts import AlertConfig
+from .synthetic import SyntheticConfig
 from .uri import SourceSpec, parse_fps, parse_uri
 
 CAMERA_KEYS = ("uri", "name", "fps", "live", "threshold", "off_threshold", "hold", "cooldown", "min_frames")
@@ -49,6 +50,8 @@ def camera(source: Union[str, int, SourceSpec, CameraConfig, dict], defaults: Op
     if "uri" not in d:
         raise ValueError("camera settings: every camera needs a uri")
     spec = parse_uri(d["uri"])
+    if spec.kind == "test":   # a bad test:// option fails here, before any thread starts
+        SyntheticConfig.from_spec(spec)
     if "name" in d:
         spec = replace(spec, name=str(d["name"]))
     if d.get("fps") is not None and spec.fps is None:   # the URI's own ?fps= wins over a default

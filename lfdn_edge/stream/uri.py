@@ -186,10 +186,7 @@ def parse_uri(uri: Any) -> SourceSpec:
         return _make("csi", sensor, uri, query, True)
     if scheme == "test":
         gen = (parts.netloc or parts.path.strip("/")) or "pattern"
-        spec = _make("test", gen, uri, query, True)
-        from .synthetic import SyntheticConfig   # validate now: a bad test:// URI fails before any thread starts
-        SyntheticConfig.from_spec(spec)
-        return spec
+        return _make("test", gen, uri, query, True)   # options checked by synthetic.SyntheticConfig
     raise ValueError(f"{redact(uri)}: unknown scheme {scheme!r}; known: a webcam index, v4l2://, rtsp://, "
                      "http(s)://, file:// or a path, csi://, gst://, test://")
 
