@@ -171,7 +171,7 @@ class SyntheticSource:
             fault = cfg.fault_at(k)
             kind = fault[0] if fault else ""
             if kind in ("drop", "stall", "error"):
-                lo, hi = fault[1], fault[2]
+                hi = fault[2]
                 self.next = hi + 1
                 if kind == "error":
                     raise SourceError(f"test://{cfg.generator}: injected connection error at frame {k}")

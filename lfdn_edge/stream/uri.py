@@ -13,7 +13,10 @@ Query parameters common to every scheme (taken out of the URI before it is opene
 name in results; default cam0, cam1, ...), ``fps`` (target fps: a live source is thinned to it, a file is paced
 at it), ``live`` (1/0: keep only the newest frame vs. never drop; default 1 for cameras and streams, 0 for files
 and image sequences), ``drop`` (1: a file source drops frames too, like a live one). Every other parameter
-belongs to the scheme (``transport`` for RTSP, ``size``, ``format``, the test:// options ...).
+belongs to the scheme: ``transport`` (tcp/udp), ``codec`` (h264/h265, for the Jetson pipeline), ``latency``
+(ms, Jetson) and ``decoder`` (pyav/gstreamer) for RTSP; ``format`` and ``decoder`` for HTTP (any other query
+parameter of an rtsp:// or http(s):// URI is the server's and stays in the URL); ``size``, ``input_format``
+for V4L2; ``codec`` for files on a Jetson; the test:// options (lfdn_edge.stream.synthetic).
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 SCHEMES = ("webcam", "v4l2", "rtsp", "http", "file", "csi", "gst", "test")
 LIVE_KINDS = ("webcam", "v4l2", "rtsp", "http", "csi", "gst")
 COMMON_KEYS = ("name", "fps", "live", "drop")
+RTSP_KEYS = ("transport", "codec", "latency", "decoder")   # lfdn-edge's, not the server's (the rest stays in the URL)
+HTTP_KEYS = ("format", "decoder")
 _USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^/@\s:]*)(?::(?P<pw>[^/@\s]*))?@")
 _SECRET_KEYS = ("password", "passwd", "pwd", "pass", "token", "key", "secret", "auth", "user-pw", "user_pw")
 _SECRET_QS = re.compile(r"(?P<k>(?:[?&;\s]|^)(?:" + "|".join(re.escape(k) for k in _SECRET_KEYS) +
@@ -173,7 +178,7 @@ def parse_uri(uri: Any) -> SourceSpec:
         if not parts.hostname:
             raise ValueError(f"{redact(uri)}: no host")
         kind = "rtsp" if scheme.startswith("rtsp") else "http"
-        common_keys = set(COMMON_KEYS) | ({"transport"} if kind == "rtsp" else set())
+        common_keys = set(COMMON_KEYS) | set(RTSP_KEYS if kind == "rtsp" else HTTP_KEYS)
         keep = [(k, v) for k, v in query if k not in common_keys]   # the rest belongs to the server's URL
         target = urlunsplit((parts.scheme, parts.netloc, parts.path, "&".join(f"{k}={quote(v, safe='')}"
                                                                              for k, v in keep), ""))
