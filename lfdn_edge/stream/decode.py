@@ -122,7 +122,6 @@ class PyAVSource:
             self.close()
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
-        stream.thread_type = "AUTO"
         self._stream = stream
         self._frames = self.container.decode(stream)
         self._index = 0
