@@ -46,6 +46,9 @@ def build_parser(prog: str = "lfdn-edge stream"):
     p.add_argument("--backend", default="auto", help="runtime backend (default: the one the engine needs)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's default)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the native / onnxruntime backend")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="PyTorch threads of the scoring thread (a features engine's backbone, a checkpoint); "
+                        "more rarely helps a few small frames and is much slower on busy cores (default: %(default)s)")
     add_common_options(p, cache=False)
     return p
 
@@ -75,7 +78,7 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
         summary = None
         with JsonLinesSink(args.out, types=types) as sink, \
                 Stream(cams, scorer, fps=args.fps, alerts=alerts, max_wait=args.max_wait, duration=args.duration,
-                       read_timeout=args.read_timeout) as stream:
+                       read_timeout=args.read_timeout, torch_threads=args.torch_threads) as stream:
             try:
                 for rec in stream:
                     sink.write(rec)

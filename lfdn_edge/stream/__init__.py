@@ -32,5 +32,5 @@ def open(sources: Iterable[Any], scorer: Any, **kwargs: Any) -> Stream:   # noqa
     """A Stream over ``sources`` (URIs, webcam indices, SourceSpec, CameraConfig or camera dicts) scored by
     ``scorer`` (a Scorer, or an engine / checkpoint path). Use it as a context manager and iterate it; keyword
     arguments: fps, alerts (AlertConfig), health (HealthConfig), max_wait, duration, read_timeout, backoff,
-    retries, seed (see Stream)."""
+    retries, seed, torch_threads (see Stream)."""
     return Stream(sources, scorer, **kwargs)

@@ -30,11 +30,21 @@ JOIN_TIMEOUT_S = 5.0
 
 class FrameScorer:
     """Frames (any size, uint8 RGB) -> scores with a Scorer: resized for a backbone engine, or through the
-    engine's backbone in PyTorch for a features engine; chunks of at most the engine's max batch."""
+    engine's backbone in PyTorch for a features engine; chunks of at most the engine's max batch.
 
-    def __init__(self, scorer: Any):
+    ``torch_threads``: PyTorch's intra-op thread count while scoring (the backbone of a features engine, and a
+    checkpoint's PyTorch graph), set for the calling thread only and restored after the call (default 1). A
+    frame or two at a small input size gains nothing from more threads, and an OpenMP team that shares the
+    cores with the reader threads or another process waits at every layer for a descheduled thread: on 2 busy
+    cores, 1 frame of Lite0 at 64 px took 170-290 ms with 2 threads and 6-7 ms with 1 (docs/STREAMS.md).
+    None leaves torch's setting as it is."""
+
+    def __init__(self, scorer: Any, torch_threads: Optional[int] = 1):
+        if torch_threads is not None and int(torch_threads) < 1:
+            raise ValueError(f"torch_threads must be >= 1 or None, got {torch_threads}")
         self.scorer = scorer
         self.max_batch = int(scorer.batch_range[1])
+        self.torch_threads = None if torch_threads is None else int(torch_threads)
         self.calls = 0
         self._extractor: Any = None
         if scorer.includes_backbone:
@@ -55,17 +65,24 @@ class FrameScorer:
         return np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
 
     def __call__(self, images: list[np.ndarray]) -> np.ndarray:
-        out = []
-        for s in range(0, len(images), self.max_batch):
-            x = np.stack([self._resize(i) for i in images[s:s + self.max_batch]])
-            if self._extractor is not None:
-                import torch
+        import torch
 
-                with torch.inference_mode():
-                    x = self._extractor(torch.from_numpy(x)).numpy()
-            out.append(np.asarray(self.scorer.score(x), dtype=np.float64))
-            self.calls += 1
-        return np.concatenate(out) if out else np.zeros(0)
+        prev = torch.get_num_threads()
+        if self.torch_threads is not None and self.torch_threads != prev:
+            torch.set_num_threads(self.torch_threads)
+        try:
+            out = []
+            for s in range(0, len(images), self.max_batch):
+                x = np.stack([self._resize(i) for i in images[s:s + self.max_batch]])
+                if self._extractor is not None:
+                    with torch.inference_mode():
+                        x = self._extractor(torch.from_numpy(x)).numpy()
+                out.append(np.asarray(self.scorer.score(x), dtype=np.float64))
+                self.calls += 1
+            return np.concatenate(out) if out else np.zeros(0)
+        finally:
+            if torch.get_num_threads() != prev:
+                torch.set_num_threads(prev)
 
 
 def make_scorer(scorer: Any, **kwargs: Any) -> Any:
@@ -83,7 +100,8 @@ class Stream:
     def __init__(self, sources: Iterable[Union[str, int, Any]], scorer: Any, *, fps: Optional[float] = None,
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
-                 backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0):
+                 backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
+                 torch_threads: Optional[int] = 1):
         defaults: dict[str, Any] = {} if fps is None else {"fps": fps}
         cams = [camera(s, defaults) for s in sources]
         if not cams:
@@ -94,7 +112,7 @@ class Stream:
         for c in cams:   # fail now, in the caller's thread, when a decoder is not installed
             _check_decoder(c.spec)
         self.scorer = make_scorer(scorer)
-        self.frame_scorer = FrameScorer(self.scorer)
+        self.frame_scorer = FrameScorer(self.scorer, torch_threads)
         self.cameras = {c.spec.name: c for c in cams}
         self.alerts = {n: AlertTracker(n, c.alerts.resolved(self.scorer.threshold)) for n, c in self.cameras.items()}
         self.health_config = health
