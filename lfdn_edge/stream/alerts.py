@@ -50,6 +50,7 @@ class Event:
     frames: int             # frames of the incident so far (scored, above off or within the hold)
     end_time: Optional[float] = None
     reason: str = ""
+    type: str = "event"     # the record type, as Result, Status and Summary have one
 
 
 class AlertTracker:

@@ -168,6 +168,10 @@ class Reader:
                         anchor = self._hand_on(raw, anchor)
                     return
                 except (SourceError, OSError) as exc:
+                    # a source may say where it goes on after a failure (test:// lost frames A..B: B+1)
+                    resume = getattr(src, "resume_at", None)
+                    if resume is not None:
+                        self._next = max(self._next, int(resume))
                     if isinstance(exc, FileNotFoundError) and self.state == "starting":
                         self.stats.last_error = redact(str(exc))
                         self._status("dead", self.stats.last_error)

@@ -203,6 +203,12 @@ class SyntheticSource:
             self._last = img
             return RawFrame(k, img, k / cfg.fps, cap)
 
+    @property
+    def resume_at(self) -> int:
+        """The frame the source goes on at when the reader reopens it after an error or a stall (the lost
+        frames are not generated again)."""
+        return self.next
+
     def close(self) -> None:
         pass
 
