@@ -232,6 +232,26 @@ def test_batches_respect_the_engines_max_batch(ckpt):
     assert sum(isinstance(r, ls.Result) for r in recs) == 30 and max(s.calls) == 2
 
 
+def test_scoring_runs_with_one_torch_thread_and_leaves_the_callers_setting(scorer):
+    """With 2 PyTorch threads on 2 busy cores one 64 px frame took 170-290 ms, with 1 thread 6-10 ms
+    (docs/STREAMS.md); the setting is the scoring thread's only while it scores."""
+    import torch
+
+    seen = []
+    probe = SlowScorer(scorer)
+    probe.score = lambda x: (seen.append(torch.get_num_threads()), scorer.score(x))[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recs = run(["test://pattern?live=0&size=96x72&frames=4"], probe)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert sum(isinstance(r, ls.Result) for r in recs) == 4 and seen and set(seen) == {1}
+    with pytest.raises(ValueError, match="torch_threads"):
+        ls.open(["test://pattern"], scorer, torch_threads=0)
+
+
 def test_stream_command_writes_versioned_json_lines(ckpt, on, tmp_path):
     out = tmp_path / "r.jsonl"
     cfg = tmp_path / "cams.json"
