@@ -272,7 +272,9 @@ def test_stream_command_writes_versioned_json_lines(ckpt, on, tmp_path):
     assert "cfgcam: 20 frames" in p.stderr
     bad = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", "nope.mp4", "--engine", str(ckpt)],
                          capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 0 and "no such video file" in bad.stdout  # a dead source is a status, not a crash
+    dead = [json.loads(x) for x in bad.stdout.splitlines() if '"status"' in x]   # a status, not a crash
+    assert bad.returncode == 0 and [x["status"] for x in dead if x["type"] == "status"] == ["dead"]
+    assert "no such video file" in dead[0]["detail"]
     pr = subprocess.run([sys.executable, "-m", "lfdn_edge", "probe", "test://pattern?size=96x72", "--json"],
                         capture_output=True, text=True, timeout=300)
     assert pr.returncode == 0 and json.loads(pr.stdout)["decoder"] == "synthetic"
