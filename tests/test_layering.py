@@ -10,6 +10,7 @@ Layers, lowest first (README "Layout"):
     builder   checkpoint -> engine (builder/)           } siblings: neither imports the other
     runtime   engine -> scores (runtime/)               }
     bench     the benchmark behind lfdn-edge bench (benchmark.py): builds engines and runs them, so above both
+    stream    live cameras (stream/): sources, readers, batcher over the Scorer; run side, never imports builder/
     cli       the lfdn-edge commands (cli/): argument parsing and printing over the layers below
     facade    lfdn_edge/__init__.py, __main__.py
 """
@@ -28,8 +29,10 @@ ROOT = Path(__file__).resolve().parent.parent
 PKG = ROOT / "lfdn_edge"
 LEAVES = {"_version", "_atomic", "defaults", "errors", "noise", "file_kinds", "probes", "progress", "native_core",
           "device_power", "_C"}
-RANK = {"leaf": 0, "method": 1, "artifact": 2, "builder": 3, "runtime": 3, "bench": 4, "cli": 5, "facade": 6}
-SIBLINGS = {frozenset({"builder", "runtime"})}  # same rank, and must not import each other
+RANK = {"leaf": 0, "method": 1, "artifact": 2, "builder": 3, "runtime": 3, "bench": 4, "stream": 4, "cli": 5,
+        "facade": 6}
+# must not import each other: builder and runtime (same rank); stream is the run side above runtime
+SIBLINGS = {frozenset({"builder", "runtime"}), frozenset({"builder", "stream"})}
 
 
 def module_name(path: Path) -> str:
@@ -49,7 +52,7 @@ def layer(module: str) -> str:
         return "leaf"
     if top == "benchmark":
         return "bench"
-    if top in ("artifact", "builder", "runtime", "cli"):
+    if top in ("artifact", "builder", "runtime", "stream", "cli"):
         return top
     return "method"
 
@@ -96,7 +99,8 @@ def violations(g: dict[str, set[str]]) -> list[str]:
         for dep in deps:
             ld = layer(dep)
             if frozenset({lm, ld}) in SIBLINGS:
-                bad.append(f"{mod} ({lm}) imports {dep} ({ld}): builder and runtime must not import each other")
+                bad.append(f"{mod} ({lm}) imports {dep} ({ld}): {' and '.join(sorted({lm, ld}))} must not import "
+                           "each other")
             elif RANK[ld] > RANK[lm]:
                 bad.append(f"{mod} ({lm}) imports {dep} ({ld}), a higher layer")
     return bad
@@ -145,6 +149,11 @@ def test_a_violation_is_reported():
     g["lfdn_edge.probes"] = g["lfdn_edge.probes"] | {"lfdn_edge.checkpoint"}
     bad = violations(g)
     assert any("runtime.scorer" in b and "must not import each other" in b for b in bad)
+    g["lfdn_edge.stream.pipeline"] = g["lfdn_edge.stream.pipeline"] | {"lfdn_edge.builder.dispatch"}
+    g["lfdn_edge.runtime.scorer"] = g["lfdn_edge.runtime.scorer"] | {"lfdn_edge.stream.pipeline"}
+    bad = violations(g)
+    assert any("stream.pipeline (stream)" in b and "must not import each other" in b for b in bad)
+    assert any("lfdn_edge.runtime.scorer (runtime) imports lfdn_edge.stream.pipeline (stream)" in b for b in bad)
     assert any("lfdn_edge.probes (leaf) imports lfdn_edge.checkpoint (method)" in b for b in bad)
 
 

@@ -1,4 +1,4 @@
-"""The ``lfdn-edge`` command: ``lfdn-edge train | evaluate | build | bench | score | serve | export-triton [options]``.
+"""The ``lfdn-edge`` command: ``lfdn-edge train | evaluate | build | bench | score | serve | export-triton | stream | probe [options]``.
 
 Each subcommand is a module of this package with ``main(argv, prog)``; ``lfdn-edge SUB --help`` shows its
 options. tools/*.py are thin wrappers around the same functions (``python tools/build_engine.py ckpt.pt``).
@@ -19,6 +19,8 @@ COMMANDS = {
     "score": ("score", "score images or feature arrays with an engine and flag OOD items"),
     "serve": ("serve", "serve an engine over HTTP/gRPC through NVIDIA Triton (PyTriton), with dynamic batching"),
     "export-triton": ("export_triton", "write a Triton model repository (ONNX model or TensorRT plan + config)"),
+    "stream": ("stream", "score cameras, streams, videos and test:// sources; JSON lines of results and events"),
+    "probe": ("probe", "say what a source is (codec, size, fps) and which decoder would open it"),
 }
 
 

@@ -1,0 +1,99 @@
+"""Score live cameras, streams, video files and test:// sources with an engine; write JSON lines.
+
+Every frame gives a result record (score, health, capture/receive times, latency), alerts give event records
+(start, update, end with the peak score), camera faults status records, and the end a summary
+(docs/STREAMS.md). Sources: a webcam index, v4l2:///dev/videoN, rtsp://..., http(s)://... MJPEG, file:// or a
+path (videos, image sequences), csi://N, gst://<pipeline>, test://pattern?...
+
+Examples:
+    lfdn-edge stream "test://pattern?anomaly=30-45&frames=150" --engine runs/demo/ckpt.pt
+    lfdn-edge stream rtsp://user:pw@10.0.0.5/s1 cam2.mp4 --engine cam.native.fp32.engine --fps 5 --out r.jsonl
+    lfdn-edge stream --config cameras.yaml --engine cam.onnx.fp32.engine --duration 60 --events-only
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from .common import add_common_options, check_output_path, parser, run_cli
+
+
+def build_parser(prog: str = "lfdn-edge stream"):
+    p = parser(prog, __doc__)
+    p.add_argument("sources", nargs="*", help="source URIs (see above); more in --config")
+    p.add_argument("--engine", default=None,
+                   help="engine file (lfdn-edge build) or checkpoint (lfdn-edge train); or `engine:` in --config")
+    p.add_argument("--config", default=None, help="cameras file (.yaml, .yml or .json; docs/STREAMS.md)")
+    p.add_argument("--out", default="-", help="JSON lines output file, appended to (default: stdout)")
+    p.add_argument("--events-only", action="store_true", help="write event, status and summary records only")
+    p.add_argument("--fps", type=float, default=None, help="target fps of every camera without its own")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds (default: at the end "
+                   "of the sources; live sources never end)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="alert on-threshold (default: the engine's calibrated threshold)")
+    p.add_argument("--off-threshold", type=float, default=None, help="alert off-threshold (default: = on)")
+    p.add_argument("--hold", type=float, default=1.0,
+                   help="seconds at or below the off-threshold before an event ends (default: %(default)s)")
+    p.add_argument("--cooldown", type=float, default=0.0,
+                   help="seconds after an event during which no new one starts (default: %(default)s)")
+    p.add_argument("--min-frames", type=int, default=1,
+                   help="scores above the on-threshold in a row to start an event (default: %(default)s)")
+    p.add_argument("--max-wait", type=float, default=0.02,
+                   help="seconds the batcher waits for the other cameras after a first frame (default: %(default)s)")
+    p.add_argument("--read-timeout", type=float, default=5.0,
+                   help="seconds without a frame before a source is reconnected (default: %(default)s)")
+    p.add_argument("--backend", default="auto", help="runtime backend (default: the one the engine needs)")
+    p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's default)")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads of the native / onnxruntime backend")
+    p.add_argument("--torch-threads", type=int, default=1,
+                   help="PyTorch threads of the scoring thread (a features engine's backbone, a checkpoint); "
+                        "more rarely helps a few small frames and is much slower on busy cores (default: %(default)s)")
+    add_common_options(p, cache=False)
+    return p
+
+
+def main(argv=None, prog: str = "lfdn-edge stream") -> int:
+    args = build_parser(prog).parse_args(argv)
+
+    def body() -> int:
+        from ..runtime.scorer import Scorer
+        from ..stream import AlertConfig, JsonLinesSink, load_config, to_dict
+        from ..stream.config import camera
+        from ..stream.pipeline import Stream
+
+        check_output_path(None if args.out == "-" else args.out, "--out")
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+        cfg = load_config(args.config) if args.config else {"engine": None, "cameras": []}
+        engine = args.engine or cfg["engine"]
+        if engine is None:
+            raise ValueError("no engine: pass --engine ENGINE (or `engine:` in --config)")
+        defaults = {} if args.fps is None else {"fps": args.fps}
+        cams = [camera(s, defaults) for s in args.sources] + cfg["cameras"]
+        if not cams:
+            raise ValueError("no sources: give source URIs or --config")
+        scorer = Scorer(engine, args.backend, args.device, threads=args.threads)
+        alerts = AlertConfig(args.threshold, args.off_threshold, args.hold, args.cooldown, args.min_frames)
+        types = {"event", "status", "summary"} if args.events_only else None
+        summary = None
+        with JsonLinesSink(args.out, types=types) as sink, \
+                Stream(cams, scorer, fps=args.fps, alerts=alerts, max_wait=args.max_wait, duration=args.duration,
+                       read_timeout=args.read_timeout, torch_threads=args.torch_threads) as stream:
+            try:
+                for rec in stream:
+                    sink.write(rec)
+                    if rec.type == "summary":
+                        summary = to_dict(rec)
+            except KeyboardInterrupt:
+                print("interrupted", file=sys.stderr)
+        if summary is not None and not args.quiet:
+            for name, c in summary["cameras"].items():
+                print(f"{name}: {c['frames']} frames, {c['scored']} scored, {c['events']} events, "
+                      f"dropped {sum(c['dropped'].values())}, health {c['health']}, {c['state']}", file=sys.stderr)
+        return 0
+
+    return run_cli(args, body)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Live cameras: sources -> readers -> a deadline batcher -> the Scorer -> health, alerts -> records.
+
+    import lfdn_edge.stream as ls
+    with ls.open(["rtsp://cam1/stream", "test://pattern?anomaly=30-45"], scorer="runs/demo/ckpt.pt") as s:
+        for rec in s:                      # Result, Event, Status, and one Summary at the end
+            print(ls.to_dict(rec))
+
+docs/STREAMS.md describes sources (lfdn_edge.stream.uri), scheduling (reader, pipeline), health, alerts and
+the JSON lines records.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from .alerts import AlertConfig, Event
+from .config import CameraConfig, load_config
+from .health import HealthConfig
+from .output import JsonLinesSink
+from .pipeline import Stream
+from .probe import probe
+from .reader import Backoff
+from .records import SCHEMA, Result, Status, Summary, to_dict
+from .uri import SourceSpec, parse_uri, redact
+
+__all__ = ["open", "Stream", "probe", "parse_uri", "redact", "SourceSpec", "CameraConfig", "load_config",
+           "AlertConfig", "HealthConfig", "Backoff", "JsonLinesSink", "Result", "Event", "Status", "Summary",
+           "to_dict", "SCHEMA"]
+
+
+def open(sources: Iterable[Any], scorer: Any, **kwargs: Any) -> Stream:   # noqa: A001 (the API's name)
+    """A Stream over ``sources`` (URIs, webcam indices, SourceSpec, CameraConfig or camera dicts) scored by
+    ``scorer`` (a Scorer, or an engine / checkpoint path). Use it as a context manager and iterate it; keyword
+    arguments: fps, alerts (AlertConfig), health (HealthConfig), max_wait, duration, read_timeout, backoff,
+    retries, seed, torch_threads (see Stream)."""
+    return Stream(sources, scorer, **kwargs)

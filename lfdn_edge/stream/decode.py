@@ -1,0 +1,173 @@
+"""Decoders: a source spec -> an object with open(), read() -> RawFrame (None at the end) and close().
+
+PyAV (FFmpeg) decodes on the CPU every scheme except csi:// and gst:// (GStreamer, lfdn_edge.stream.gst): files
+and image sequences, RTSP (TCP or UDP), HTTP(S) MJPEG, V4L2 devices and webcam indices. It gives presentation
+timestamps, so capture times are PTS-derived (anchored at the receive time of the first frame). PyAV is
+optional: ``pip install 'lfdn-edge[stream]'``; without it opening such a source raises an ImportError naming it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import threading
+from typing import Any, Optional
+
+from .frames import RawFrame, SourceError, SourceTimeout
+from .uri import SourceSpec, parse_size
+
+PYAV_HINT = "PyAV is not installed: pip install 'lfdn-edge[stream]' (the package av) to decode videos and streams"
+DEFAULT_SEQUENCE_FPS = 25.0
+
+
+def import_av() -> Any:
+    try:
+        import av
+    except ImportError as exc:
+        raise ImportError(f"{PYAV_HINT} ({exc})") from exc
+    return av
+
+
+def decoder_name(spec: SourceSpec, jetson: Optional[bool] = None) -> str:
+    """Which decoder opens ``spec``: 'synthetic', 'pyav' or 'gstreamer' (csi://, gst://, and on a Jetson
+    rtsp:// and video files, whose H.264/H.265 the Jetson decodes in hardware through nvv4l2decoder)."""
+    from .gst import is_jetson
+
+    if spec.kind == "test":
+        return "synthetic"
+    if spec.kind in ("csi", "gst"):
+        return "gstreamer"
+    forced = spec.options.get("decoder")
+    if forced in ("pyav", "gstreamer"):
+        return forced
+    if (is_jetson() if jetson is None else jetson) and spec.kind in ("rtsp", "file") and not spec.is_sequence:
+        return "gstreamer"
+    return "pyav"
+
+
+def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, dict[str, Any]]:
+    """(file, keyword arguments of av.open) for a spec: pure, unit-tested."""
+    o = spec.options
+    kw: dict[str, Any] = {"options": {}}
+    if spec.kind == "file":
+        if spec.is_sequence:
+            kw["format"] = "image2"
+            kw["options"]["framerate"] = str(spec.fps or DEFAULT_SEQUENCE_FPS)
+            if any(c in spec.target for c in "*?["):
+                kw["options"]["pattern_type"] = "glob"
+        return spec.target, kw
+    if spec.kind == "rtsp":
+        kw["options"].update({"rtsp_transport": o.get("transport", "tcp"),
+                              "timeout": str(int(read_timeout * 1e6))})   # socket timeout, microseconds
+        kw["timeout"] = (read_timeout, read_timeout)
+        return spec.target, kw
+    if spec.kind == "http":
+        if "format" in o:
+            kw["format"] = o["format"]
+        kw["timeout"] = (read_timeout, read_timeout)
+        return spec.target, kw
+    if spec.kind in ("v4l2", "webcam"):
+        kw["format"] = "v4l2"
+        if "size" in o:
+            w, h = parse_size(o["size"])
+            kw["options"]["video_size"] = f"{w}x{h}"
+        if spec.fps:
+            kw["options"]["framerate"] = f"{spec.fps:g}"
+        if "input_format" in o:
+            kw["options"]["input_format"] = o["input_format"]
+        return spec.target, kw
+    raise ValueError(f"{spec.display}: PyAV does not open {spec.kind} sources")
+
+
+class PyAVSource:
+    """One video stream of a container opened with PyAV, decoded to RGB frames."""
+
+    def __init__(self, spec: SourceSpec, start: int = 0, read_timeout: float = 5.0,
+                 stop: Optional[threading.Event] = None):
+        self.spec = spec
+        self.start = start
+        self.read_timeout = read_timeout
+        self.container: Any = None
+        self._frames: Any = None
+        self._index = 0
+        self._av: Any = None
+
+    def _check_exists(self) -> None:
+        s = self.spec
+        if s.kind == "file":
+            if s.is_sequence:
+                pat = s.target if any(c in s.target for c in "*?[") else re.sub(r"%0?\d*d", "*", s.target)
+                if not glob.glob(pat):
+                    raise FileNotFoundError(f"no image matches {s.display}")
+            elif not os.path.isfile(s.target):
+                raise FileNotFoundError(f"no such video file: {s.display}")
+        if s.kind in ("v4l2", "webcam"):
+            if "v4l2" not in self._av.formats_available:
+                raise ImportError(f"{s.display}: this PyAV build has no v4l2 input (its FFmpeg was built without "
+                                  "libavdevice's v4l2); install PyAV from source against a system FFmpeg with "
+                                  "v4l2, or read the camera through gst://v4l2src device=...")
+            if not os.path.exists(s.target):
+                raise FileNotFoundError(f"no such camera device: {s.target}")
+
+    def open(self) -> None:
+        self._av = import_av()
+        self._check_exists()
+        file, kw = pyav_open_args(self.spec, self.read_timeout)
+        try:
+            self.container = self._av.open(file, mode="r", **kw)
+        except self._av.FFmpegError as exc:
+            raise SourceError(f"{self.spec.display}: cannot open: {_msg(exc)}") from None
+        if not self.container.streams.video:
+            self.close()
+            raise SourceError(f"{self.spec.display}: no video stream")
+        stream = self.container.streams.video[0]
+        self._stream = stream
+        self._frames = self.container.decode(stream)
+        self._index = 0
+
+    def read(self) -> Optional[RawFrame]:
+        av = self._av
+        while True:
+            try:
+                frame = next(self._frames)
+            except StopIteration:
+                return None
+            except av.error.ExitError as exc:   # FFmpeg's interrupt callback: the read timeout
+                raise SourceTimeout(f"{self.spec.display}: no data for {self.read_timeout:g} s ({_msg(exc)})") \
+                    from None
+            except av.InvalidDataError as exc:   # one undecodable packet: report it, go on
+                k = self._index
+                self._index += 1
+                if k >= self.start:
+                    return RawFrame(k, None, None, None, f"undecodable: {_msg(exc)}")
+                continue
+            except (av.FFmpegError, OSError) as exc:
+                raise SourceError(f"{self.spec.display}: {_msg(exc)}") from None
+            k = self._index
+            self._index += 1
+            if k < self.start:   # after a reconnect to a file: the frames already handed on
+                continue
+            return RawFrame(k, frame.to_ndarray(format="rgb24"), None if frame.time is None else float(frame.time))
+
+    def close(self) -> None:
+        if self.container is not None:
+            try:
+                self.container.close()
+            finally:
+                self.container = None
+
+    def describe(self) -> dict:
+        st = self._stream
+        cc = st.codec_context
+        rate = st.average_rate or st.guessed_rate
+        return {"decoder": "pyav", "format": self.container.format.name, "codec": cc.name, "width": cc.width,
+                "height": cc.height, "fps": float(rate) if rate else None, "frames": st.frames or None,
+                "duration_s": float(st.duration * st.time_base) if st.duration and st.time_base else None,
+                "pixel_format": cc.format.name if cc.format else None}
+
+
+def _msg(exc: BaseException) -> str:
+    from .uri import redact
+
+    return redact(str(exc))

@@ -1,0 +1,280 @@
+"""The stream end to end with a real (small) trained checkpoint: H.264 and MJPEG files written with PyAV and
+test:// sources with known anomalous segments go through readers, the batcher, the Scorer, health and alerts.
+
+The checkpoint: a small LFDN trained on EfficientNet-Lite0 features (64 px) of the test:// scene's normal
+frames and calibrated on more of them (the camera's own normal view is the ID data); the injected checkerboard
+is far from it. Every test checks that no reader thread is left.
+
+The alert on-threshold (``on``) is set from the calibration frames' scores, mean + 6 standard deviations: the
+engine's calibrated threshold accepts 95 % of normal frames by construction (calibration_tpr 0.95), so with it
+about 1 normal frame in 20 is above it and starts an event; the MJPEG files' normal frames (a codec with
+its own artefacts) scored at or just above it (12 of 65 flagged in one run). How well the scores separate is
+checked on its own (every injected frame scores above every normal frame)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import lfdn_edge.stream as ls
+from lfdn_edge.stream.synthetic import SyntheticConfig, render
+
+av = pytest.importorskip("av", reason="PyAV (the [stream] extra) decodes the video files")
+
+SIZE = (96, 72)
+
+
+def reader_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("lfdn-stream-reader")]
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_threads():
+    yield
+    assert reader_threads() == []
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """(checkpoint path, MFsim scores of the held-out normal calibration frames)."""
+    import torch
+
+    from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
+    from lfdn_edge.model import LFDNConfig
+    from lfdn_edge.runtime.scorer import Scorer
+    from lfdn_edge.train import TrainConfig, train_lfdn
+
+    fc = FeatureConfig(backbone="efficientnet-lite0", input_size=64)
+    ex = MultiLayerFeatures(fc).eval()
+    raw = [render(SyntheticConfig(size=SIZE, seed=11), k) for k in range(0, 300, 3)]
+    tmp = tmp_path_factory.mktemp("train-videos")
+    coded = []   # the same scene through both codecs: compression is part of the camera's normal view
+    for codec, ext, seed in (("libx264", "mp4", 12), ("mjpeg", "avi", 13)):
+        with av.open(str(write_video(tmp / f"t.{ext}", codec, 200, [], seed=seed))) as c:
+            coded += [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    frames = np.stack(raw + coded[::2])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as the stream scores (FrameScorer): much faster on 2 busy cores
+    try:
+        with torch.inference_mode():
+            z = ex(torch.from_numpy(frames)).numpy()
+        rng = np.random.default_rng(0)
+        z = z[rng.permutation(len(z))]
+        path = train_lfdn(z[:240], ex.layout, fc, tmp_path_factory.mktemp("stream") / "ckpt.pt",
+                          LFDNConfig(in_dim=ex.layout.dim, width=64, depth=2, emb_dim=32),
+                          TrainConfig(epochs=6, batch_size=32, lr=1e-3, seed=0, early_epoch=1),
+                          cal_features=z[240:], progress=False).path
+        cal = Scorer(path).score(z[240:])
+    finally:
+        torch.set_num_threads(threads)
+    return path, np.asarray(cal, dtype=np.float64)
+
+
+@pytest.fixture(scope="module")
+def ckpt(trained):
+    return trained[0]
+
+
+@pytest.fixture(scope="module")
+def on(trained):
+    """The alert on-threshold: calibration scores' mean + 6 standard deviations (see the module docstring)."""
+    cal = trained[1]
+    return float(cal.mean() + 6.0 * cal.std())
+
+
+@pytest.fixture(scope="module")
+def scorer(ckpt):
+    from lfdn_edge.runtime.scorer import Scorer
+
+    return Scorer(ckpt)
+
+
+def write_video(path, codec, n, anomalies, fps=15, seed=5):
+    cfg = SyntheticConfig(size=SIZE, anomalies=tuple(anomalies), seed=seed, fps=fps)
+    with av.open(str(path), "w") as out:
+        st = out.add_stream(codec, rate=fps)
+        st.width, st.height = SIZE
+        st.pix_fmt = "yuv420p" if codec == "libx264" else "yuvj420p"
+        for k in range(n):
+            for p in st.encode(av.VideoFrame.from_ndarray(render(cfg, k), format="rgb24")):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    return path
+
+
+def segments(events):
+    return [(e.start_frame, e.end_frame) for e in events]
+
+
+def run(sources, scorer, **kw):
+    with ls.open(sources, scorer, **kw) as s:
+        return list(s)
+
+
+def event_spans(recs, cam):
+    starts = {r.id: r.frame for r in recs if isinstance(r, ls.Event) and r.camera == cam and r.kind == "start"}
+    ends = {r.id: r.frame for r in recs if isinstance(r, ls.Event) and r.camera == cam and r.kind == "end"}
+    return [(starts[i], ends[i]) for i in starts]
+
+
+def match(spans, truth, slack=2):
+    """precision, recall: an event is right when it overlaps a true segment (its end may trail by the hold)."""
+    hit = [any(a <= tb + slack and ta - slack <= b for ta, tb in truth) for a, b in spans]
+    found = [any(a <= tb + slack and ta - slack <= b for a, b in spans) for ta, tb in truth]
+    return (sum(hit) / len(spans) if spans else 0.0), sum(found) / len(truth)
+
+
+@pytest.mark.parametrize("codec,ext", [("libx264", "mp4"), ("mjpeg", "avi")])
+def test_video_files_events_match_the_injected_segments_and_nothing_is_dropped(tmp_path, scorer, on, codec, ext):
+    truth = [(20, 34), (60, 69)]
+    path = write_video(tmp_path / f"cam.{ext}", codec, 90, truth)
+    info = ls.probe(str(path))
+    assert info["decoder"] == "pyav" and info["width"] == SIZE[0] and info["codec"] in ("h264", "mjpeg")
+    recs = run([str(path)], scorer, alerts=ls.AlertConfig(on=on, hold=0.2))
+    results = [r for r in recs if isinstance(r, ls.Result)]
+    assert [r.frame for r in results] == list(range(90))                 # a file drops nothing
+    assert all(r.capture_clock == "pts" and r.health == "ok" for r in results)
+    inside = {k for a, b in truth for k in range(a, b + 1)}
+    s_in = [r.score for r in results if r.frame in inside]
+    s_out = [r.score for r in results if r.frame not in inside]
+    assert min(s_in) > max(s_out), (min(s_in), max(s_out))              # the score separates them
+    assert scorer.threshold < min(s_in)                                  # and so does the calibrated threshold
+    assert {r.frame for r in results if r.is_ood} == inside              # on: exactly the injected frames
+    p, r = match(event_spans(recs, "cam0"), truth)
+    assert (p, r) == (1.0, 1.0), event_spans(recs, "cam0")
+    ends = [e for e in recs if isinstance(e, ls.Event) and e.kind == "end"]
+    assert len(ends) == 2 and all(e.peak_score > on for e in ends)
+    summ = recs[-1]
+    assert isinstance(summ, ls.Summary) and summ.cameras["cam0"]["dropped"] == {"late": 0, "fps": 0}
+
+
+def test_health_faults_are_a_status_not_events(scorer, on):
+    uri = ("test://pattern?live=0&size=96x72&frames=80&seed=5&anomaly=10-19"
+           "&fault=black:30-39,frozen:45-54,corrupt:60-64")
+    recs = run([uri], scorer, alerts=ls.AlertConfig(on=on, hold=0.1))
+    res = {r.frame: r for r in recs if isinstance(r, ls.Result)}
+    assert all(res[k].health == "black" and res[k].score is None for k in range(30, 40))
+    assert all(res[k].health == "frozen" and res[k].score is None for k in range(47, 55))   # 3rd repeat on
+    assert all(res[k].health == "undecodable" for k in range(60, 65))
+    assert event_spans(recs, "cam0") and all(a <= 21 and b <= 24 for a, b in event_spans(recs, "cam0"))
+    assert not any(res[k].is_ood for k in range(25, 80)), "a camera fault became an OOD result"
+
+
+def test_a_stalled_camera_does_not_delay_the_others_and_reconnects(scorer):
+    good = "test://pattern?size=96x72&fps=20&seed=1&name=good"
+    stalled = "test://pattern?size=96x72&fps=20&seed=2&name=stuck&fault=stall:5-400"
+    t0 = time.monotonic()
+    recs = run([good, stalled], scorer, duration=3.0, read_timeout=0.6, backoff=ls.Backoff(0.05, 0.2),
+               health=ls.HealthConfig(stall_s=0.3))
+    assert time.monotonic() - t0 < 6.0
+    times = [r.score_time for r in recs if isinstance(r, ls.Result) and r.camera == "good"]
+    gaps = np.diff(times)
+    assert len(times) >= 40 and gaps.max() < 0.35, (len(times), gaps.max())   # 20 fps, never held back
+    st = [(r.camera, r.status) for r in recs if isinstance(r, ls.Status)]
+    assert ("stuck", "stalled") in st and ("stuck", "reconnecting") in st
+    assert recs[-1].cameras["stuck"]["reconnects"] >= 1
+
+
+def test_reconnect_after_a_connection_error_goes_on_without_invented_frames(scorer):
+    uri = "test://pattern?live=0&size=96x72&frames=40&fault=error:15-17"
+    recs = run([uri], scorer, backoff=ls.Backoff(0.05, 0.1))
+    frames = [r.frame for r in recs if isinstance(r, ls.Result)]
+    assert frames == [k for k in range(40) if k not in (15, 16, 17)]
+    assert [r.status for r in recs if isinstance(r, ls.Status)] == ["connected", "reconnecting", "connected",
+                                                                   "ended"]
+    assert recs[-1].cameras["cam0"]["reconnects"] == 1
+
+
+class SlowScorer:
+    """The real scorer, 0.15 s slower per call (a loaded device)."""
+
+    def __init__(self, s):
+        self._s = s
+        self.calls = []
+
+    def __getattr__(self, k):
+        return getattr(self._s, k)
+
+    def score(self, x):
+        self.calls.append(len(x))
+        time.sleep(0.15)
+        return self._s.score(x)
+
+
+def test_live_sources_drop_and_count_when_scoring_is_slower_files_do_not(scorer):
+    slow = SlowScorer(scorer)
+    recs = run(["test://pattern?size=96x72&fps=40&name=live", "test://pattern?size=96x72&live=0&frames=12&name=f"],
+               slow, duration=1.5)
+    s = recs[-1].cameras
+    assert s["live"]["dropped"]["late"] > 10, s["live"]
+    got = [r.frame for r in recs if isinstance(r, ls.Result) and r.camera == "live"]
+    assert len(got) + s["live"]["dropped"]["late"] + 2 >= got[-1] - got[0] + 1   # every lost frame is counted
+    assert [r.frame for r in recs if isinstance(r, ls.Result) and r.camera == "f"] == list(range(min(12, len(
+        [r for r in recs if isinstance(r, ls.Result) and r.camera == "f"]))))
+    assert s["f"]["dropped"] == {"late": 0, "fps": 0}
+    assert max(slow.calls) <= 2 and len(slow.calls) >= 5     # one call per tick, at most one frame per camera
+
+
+def test_batches_respect_the_engines_max_batch(ckpt):
+    from lfdn_edge.runtime.scorer import Scorer
+
+    s = SlowScorer(Scorer.from_checkpoint(ckpt, batch=(1, 2, 2)))
+    s.score = lambda x, _s=s: (_s.calls.append(len(x)), _s._s.score(x))[1]
+    uris = [f"test://pattern?size=96x72&live=0&frames=6&seed={i}" for i in range(5)]
+    recs = run(uris, s, max_wait=0.5)
+    assert sum(isinstance(r, ls.Result) for r in recs) == 30 and max(s.calls) == 2
+
+
+def test_scoring_runs_with_one_torch_thread_and_leaves_the_callers_setting(scorer):
+    """With 2 PyTorch threads on 2 busy cores one 64 px frame took 170-290 ms, with 1 thread 6-10 ms
+    (docs/STREAMS.md); the setting is the scoring thread's only while it scores."""
+    import torch
+
+    seen = []
+    probe = SlowScorer(scorer)
+    probe.score = lambda x: (seen.append(torch.get_num_threads()), scorer.score(x))[1]
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        recs = run(["test://pattern?live=0&size=96x72&frames=4"], probe)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert sum(isinstance(r, ls.Result) for r in recs) == 4 and seen and set(seen) == {1}
+    with pytest.raises(ValueError, match="torch_threads"):
+        ls.open(["test://pattern"], scorer, torch_threads=0)
+
+
+def test_stream_command_writes_versioned_json_lines(ckpt, on, tmp_path):
+    out = tmp_path / "r.jsonl"
+    cfg = tmp_path / "cams.json"
+    cfg.write_text(json.dumps({"cameras": [{"uri": "test://pattern?live=0&size=96x72&frames=20&anomaly=5-12",
+                                            "name": "cfgcam"}]}), encoding="utf-8")
+    p = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", "test://pattern?live=0&size=96x72&frames=10",
+                        "--config", str(cfg), "--engine", str(ckpt), "--out", str(out), "--hold", "0.1",
+                        "--threshold", repr(on)],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
+    assert {x["schema"] for x in lines} == {"lfdn-edge.stream/1"}
+    assert sum(x["type"] == "result" for x in lines) == 30 and lines[-1]["type"] == "summary"
+    ev = [x for x in lines if x["type"] == "event"]   # one incident: start, an update per new peak, end
+    kinds = [x["event"] for x in ev]
+    assert kinds[0] == "start" and kinds[-1] == "end" and set(kinds[1:-1]) <= {"update"}, kinds
+    assert {x["camera"] for x in ev} == {"cfgcam"} and ev[0]["frame"] == 5 and 5 <= ev[-1]["peak_frame"] <= 12
+    assert "cfgcam: 20 frames" in p.stderr
+    bad = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", "nope.mp4", "--engine", str(ckpt)],
+                         capture_output=True, text=True, timeout=300)
+    dead = [json.loads(x) for x in bad.stdout.splitlines() if '"status"' in x]   # a status, not a crash
+    assert bad.returncode == 0 and [x["status"] for x in dead if x["type"] == "status"] == ["dead"]
+    assert "no such video file" in dead[0]["detail"]
+    pr = subprocess.run([sys.executable, "-m", "lfdn_edge", "probe", "test://pattern?size=96x72", "--json"],
+                        capture_output=True, text=True, timeout=300)
+    assert pr.returncode == 0 and json.loads(pr.stdout)["decoder"] == "synthetic"
