@@ -9,6 +9,10 @@ Examples:
     lfdn-edge stream "test://pattern?anomaly=30-45&frames=150" --engine runs/demo/ckpt.pt
     lfdn-edge stream rtsp://user:pw@10.0.0.5/s1 cam2.mp4 --engine cam.native.fp32.engine --fps 5 --out r.jsonl
     lfdn-edge stream --config cameras.yaml --engine cam.onnx.fp32.engine --duration 60 --events-only
+    lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --http 0.0.0.0:8080 --out r.jsonl
+
+With --http the same server gives the preview page (/), Prometheus metrics (/metrics), /api/state,
+/snapshot/CAMERA.jpg and /stream/CAMERA.mjpg; it stops with the stream.
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ def build_parser(prog: str = "lfdn-edge stream"):
     p.add_argument("--torch-threads", type=int, default=1,
                    help="PyTorch threads of the scoring thread (a features engine's backbone, a checkpoint); "
                         "more rarely helps a few small frames and is much slower on busy cores (default: %(default)s)")
+    p.add_argument("--http", default=None, metavar="HOST:PORT",
+                   help="serve a preview page (frames, score plots, events) at /, Prometheus metrics at /metrics, "
+                        "JSON at /api/state and MJPEG at /stream/CAMERA.mjpg while the stream runs (e.g. "
+                        "127.0.0.1:8080; 0.0.0.0:8080 for other machines; port 0 picks a free one)")
     add_common_options(p, cache=False)
     return p
 
@@ -78,7 +86,9 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
         summary = None
         with JsonLinesSink(args.out, types=types) as sink, \
                 Stream(cams, scorer, fps=args.fps, alerts=alerts, max_wait=args.max_wait, duration=args.duration,
-                       read_timeout=args.read_timeout, torch_threads=args.torch_threads) as stream:
+                       read_timeout=args.read_timeout, torch_threads=args.torch_threads, http=args.http) as stream:
+            if stream.http is not None:
+                print(f"preview: {stream.http.url}  metrics: {stream.http.url}metrics", file=sys.stderr, flush=True)
             try:
                 for rec in stream:
                     sink.write(rec)

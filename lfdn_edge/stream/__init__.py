@@ -5,8 +5,8 @@
         for rec in s:                      # Result, Event, Status, and one Summary at the end
             print(ls.to_dict(rec))
 
-docs/STREAMS.md describes sources (lfdn_edge.stream.uri), scheduling (reader, pipeline), health, alerts and
-the JSON lines records.
+docs/STREAMS.md describes sources (lfdn_edge.stream.uri), scheduling (reader, pipeline), health, alerts, the
+JSON lines records, and the HTTP preview page and Prometheus metrics (web, metrics; ``open(..., http=...)``).
 """
 
 from __future__ import annotations
@@ -32,5 +32,7 @@ def open(sources: Iterable[Any], scorer: Any, **kwargs: Any) -> Stream:   # noqa
     """A Stream over ``sources`` (URIs, webcam indices, SourceSpec, CameraConfig or camera dicts) scored by
     ``scorer`` (a Scorer, or an engine / checkpoint path). Use it as a context manager and iterate it; keyword
     arguments: fps, alerts (AlertConfig), health (HealthConfig), max_wait, duration, read_timeout, backoff,
-    retries, seed, torch_threads (see Stream)."""
+    retries, seed, torch_threads (see Stream), and http: ``"HOST:PORT"`` (or (host, port); port 0 = any free
+    one) to serve the preview page, /metrics (Prometheus) and /api/state while the stream runs
+    (lfdn_edge.stream.web; ``stream.http.url`` is the address)."""
     return Stream(sources, scorer, **kwargs)

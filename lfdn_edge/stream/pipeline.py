@@ -101,7 +101,7 @@ class Stream:
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
                  backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
-                 torch_threads: Optional[int] = 1):
+                 torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None):
         defaults: dict[str, Any] = {} if fps is None else {"fps": fps}
         cams = [camera(s, defaults) for s in sources]
         if not cams:
@@ -128,6 +128,16 @@ class Stream:
         self._last_frame = {n: 0.0 for n in self.cameras}
         self._stalled = {n: False for n in self.cameras}
         self._rr = 0
+        self.monitor: Optional[Any] = None
+        self.http: Optional[Any] = None
+        if http is not None:   # the preview page and /metrics (lfdn_edge.stream.web), served while the stream runs
+            from .metrics import StreamMonitor
+            from .web import PreviewServer
+
+            self.monitor = StreamMonitor(
+                {n: (r.spec.display, self.alerts[n].c.on) for n, r in self.readers.items()},
+                lambda: {n: r.stats for n, r in self.readers.items()})
+            self.http = PreviewServer(http, self.monitor)
         self._started = False
         self._closed = False
         self.t_start = 0.0
@@ -143,6 +153,8 @@ class Stream:
     def start(self) -> None:
         if self._started:
             return
+        if self.http is not None:
+            self.http.start()   # binds now: a port in use fails here, before any reader starts
         self._started = True
         self.t_start = time.time()
         for n in self._last_frame:
@@ -151,14 +163,20 @@ class Stream:
             r.start()
 
     def close(self) -> None:
-        """Stop every reader and wait for its thread (bounded)."""
+        """Stop every reader and wait for its thread (bounded); then the HTTP server (the port freed)."""
         if self._closed:
             return
         self._closed = True
+        self._stop_readers()
+        if self.http is not None:
+            self.http.close()
+
+    def _stop_readers(self) -> None:
         for r in self.readers.values():
             r.stop()
         for r in self.readers.values():
-            r.join(JOIN_TIMEOUT_S)
+            if r.thread.ident is not None:   # started (start() fails before the readers when the port is taken)
+                r.join(JOIN_TIMEOUT_S)
 
     def _on_status(self, cam: str, status: str, detail: str) -> None:
         self.status_queue.put(Status(cam, status, time.time(), detail))
@@ -225,6 +243,8 @@ class Stream:
                 out.append(Status(f.camera, "recovered", time.time(), "frames again"))
             h = self.health[f.camera].check(f.image)
             states.append(h)
+            if self.monitor is not None:
+                self.monitor.frame(f.camera, f.index, f.image)
             c = self.counts[f.camera]
             c["frames"] += 1
             c["health"][h] = c["health"].get(h, 0) + 1
@@ -253,7 +273,23 @@ class Stream:
 
     # ----------------------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
+        """The records; the readers are stopped before the last status, event-end and summary records, the HTTP
+        server (when there is one) once the summary has been taken (or the iteration is abandoned)."""
         self.start()
+        records = self._records()
+        try:
+            for rec in records:
+                yield self._seen(rec)
+        finally:
+            records.close()
+            self.close()
+
+    def _seen(self, record: Any) -> Any:
+        if self.monitor is not None:
+            self.monitor.observe(record)
+        return record
+
+    def _records(self) -> Iterator[Any]:
         t_end = None if self.duration is None else time.monotonic() + self.duration
         try:
             while True:
@@ -269,7 +305,7 @@ class Stream:
                         not any(r.buffer.ready() for r in self.readers.values()):
                     break
         finally:
-            self.close()
+            self._stop_readers()
         yield from self._drain_status()
         for n, t in self.alerts.items():
             yield from t.close()
