@@ -394,7 +394,9 @@ def test_the_port_in_use_fails_before_any_reader_starts(scorer):
 
 
 # ----------------------------------------------------------------------------------------------- the page
-def find_chromium():
+@pytest.fixture
+def chromium_binary():
+    """Chromium's path; a skip (or with "chromium" in LFDN_EDGE_REQUIRE_TOOLCHAINS a failure) without it."""
     for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
         path = shutil.which(name)
         if path:
@@ -419,8 +421,8 @@ def png_size(data):
     return struct.unpack(">II", data[16:24])
 
 
-def test_preview_page_in_headless_chromium(scorer, on, tmp_path):
-    binary = find_chromium()
+def test_preview_page_in_headless_chromium(chromium_binary, scorer, on, tmp_path):
+    binary = chromium_binary
     uris = ["test://pattern?live=0&fps=15&size=320x240&frames=90&seed=3&anomaly=25-40&name=door",
             "test://pattern?live=0&fps=15&size=320x240&frames=90&seed=4&name=yard"]
     dom = png = None
