@@ -33,7 +33,7 @@ def test_stream_bench_smoke(tmp_path):
     out = tmp_path / "bench.json"
     p = subprocess.run([sys.executable, str(ROOT / "tools" / "stream_bench.py"), "--engine", str(ckpt), "--cameras", "2",
                         "--duration", "2", "--warmup", "0.5", "--grace", "0.5", "--clips", "1", "--size", "160x120",
-                        "--no-stages", "--workdir", str(tmp_path / "clips"), "--out", str(out)],
+                        "--no-stages", "--asap-cameras", "0", "--workdir", str(tmp_path / "clips"), "--out", str(out)],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr[-3000:]
     res = json.loads(out.read_text())
