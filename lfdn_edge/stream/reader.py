@@ -217,6 +217,11 @@ class Reader:
             cap, clock = anchor + raw.pts, CLOCK_PTS
         else:
             cap, clock = now, CLOCK_RECEIVE
+        if self.spec.kind == "file" and self.spec.live and clock == CLOCK_PTS and cap > now:
+            # a file read as a live camera (drop=1 / live=1): its frames arrive at their presentation times
+            # (real time), not as fast as they decode; a decoder that falls behind hands them on late
+            self.stop_event.wait(cap - now)
+            now = time.time()
         fps = self.spec.fps
         if fps and self.spec.live and self.spec.kind != "test":   # (test:// generates at fps itself)
             if self._last_kept is not None and cap - self._last_kept < 0.999 / fps:
