@@ -264,17 +264,8 @@ py::dict capture_score_pass(const py::dict& spec_dict, int64_t rows, int64_t max
   plan.workspace = b.tactic_workspace;
   plan.workspace_bytes = mp.tactic_workspace_bytes;
 
-  lfdn::ScorePassParams p;  // as CudaEngine::score runs it (rows: the bucket there)
-  p.model = &view;
-  p.z0 = b.z0;
-  p.rows = rows;
-  p.mse = b.mse;
-  p.mfsim = b.mfsim;
-  p.stage_cos = b.cos;
-  p.recon = b.recon;
-  p.workspace = b.workspace;
-  p.workspace_bytes = mp.workspace_bytes;
-  p.workspace_rows = max_batch;
+  // as CudaEngine::score runs it (rows: the bucket there)
+  const lfdn::ScorePassParams p = lfdn::cuda_engine_pass_params(b, mp.workspace_bytes, view, rows, max_batch, nullptr);
   py::dict r = captured(device, [&] {
     const int rc = lfdn::cuda_engine_init_launches(s, mp, b, nullptr);
     return rc != lfdn::kOk ? rc : lfdn::score_pass_cuda_plan(p, plan);

@@ -215,6 +215,23 @@ void cuda_engine_fill_view(const EngineSpec& s, const CudaEngineMemoryPlan& pl, 
   fill_model_view(s, WeightType::kF16, pw, b.small, pl.small_offsets, *coef, *offsets, blocks, v);
 }
 
+ScorePassParams cuda_engine_pass_params(const CudaEngineBuffers& b, size_t workspace_bytes, const LfdnModelView& view,
+                                        int64_t rows, int64_t max_batch, Stream stream) {
+  ScorePassParams p;
+  p.model = &view;
+  p.z0 = b.z0;
+  p.rows = rows;
+  p.mse = b.mse;
+  p.mfsim = b.mfsim;
+  p.stage_cos = b.cos;
+  p.recon = b.recon;
+  p.workspace = b.workspace;
+  p.workspace_bytes = workspace_bytes;
+  p.workspace_rows = max_batch;
+  p.cuda_stream = stream;
+  return p;
+}
+
 int cuda_engine_init_launches(const EngineSpec& s, const CudaEngineMemoryPlan& pl, const CudaEngineBuffers& b,
                               Stream stream) {
   const uintptr_t eps = reinterpret_cast<uintptr_t>(b.small) + pl.small_offsets.eps * sizeof(float);
@@ -328,18 +345,7 @@ int CudaEngine::score(const float* z0, int64_t rows, float* mse, float* mfsim, f
 
   auto it = im.graphs.find(bucket);
   if (it == im.graphs.end()) {
-    ScorePassParams p;
-    p.model = &im.view;
-    p.z0 = im.buf.z0;
-    p.rows = bucket;
-    p.mse = im.buf.mse;
-    p.mfsim = im.buf.mfsim;
-    p.stage_cos = im.buf.cos;
-    p.recon = im.buf.recon;
-    p.workspace = im.buf.workspace;
-    p.workspace_bytes = workspace_bytes_;
-    p.workspace_rows = max_batch_;
-    p.cuda_stream = im.stream;
+    const ScorePassParams p = cuda_engine_pass_params(im.buf, workspace_bytes_, im.view, bucket, max_batch_, im.stream);
     const CudaPassPlan plan = im.plan_for(bucket);
     // warm-up pass outside the capture: first launches, cuBLASLt's handle and heuristics, caches
     if ((rc = score_pass_cuda_plan(p, plan)) != kOk) return rc;

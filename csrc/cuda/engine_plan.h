@@ -59,6 +59,11 @@ void cuda_engine_fill_view(const EngineSpec& s, const CudaEngineMemoryPlan& plan
                            std::vector<DdimCoefficients>* coef, std::vector<int32_t>* offsets,
                            std::vector<LfdnBlockView>* blocks, LfdnModelView* v);
 
+// The parameters of one score pass over the regions b, as CudaEngine::score runs it (rows: the batch bucket;
+// view: the model view of cuda_engine_fill_view; workspace_bytes: the plan's).
+ScorePassParams cuda_engine_pass_params(const CudaEngineBuffers& b, size_t workspace_bytes, const LfdnModelView& view,
+                                        int64_t rows, int64_t max_batch, Stream stream);
+
 // The launches of the creation, after the uploads (weights; small[0, eps)) on the same stream: the noise
 // kernels that fill the eps tail (stream st for step st: eps, then the DDIM eta noise), then the tactic
 // workspace's zero fill. kOk or the error.

@@ -202,8 +202,6 @@ class FnContext:
         if name in SPECIAL:
             return name
         t = self.fn.reg_type(name)
-        if t is None and not name.startswith("%"):
-            t = None
         if t is None:
             raise self.fail(ins, f"register {name} is not declared")
         full = self.prefix + name
@@ -340,6 +338,7 @@ class State:
         self.cur: Optional[Op] = None
         self.dyn_smem = dyn_smem
         self.steps = 0
+        self._special: Dict[str, np.ndarray] = {}
 
     # ----------------------------------------------------------------- registers
     def reg(self, name: str, bits: int) -> np.ndarray:
@@ -350,6 +349,16 @@ class State:
         return r
 
     def special(self, name: str) -> np.ndarray:
+        """A special register's value per thread (constant over a chunk, apart from the clocks: cached)."""
+        hit = self._special.get(name)
+        if hit is not None:
+            return hit
+        v = self._special_value(name)
+        if not name.startswith(("%clock", "%globaltimer")):
+            self._special[name] = v
+        return v
+
+    def _special_value(self, name: str) -> np.ndarray:
         T = self.T
         g, b = self.grid, self.block
         table = {
@@ -411,7 +420,7 @@ class State:
         if self.dev.racecheck:
             self._race(threads, flat, nbytes, write)
         if write:
-            scatter(self.smem, flat, esize, data)
+            M.scatter(self.smem, flat, esize, data)
             self.smem_init[M.byte_index(flat, nbytes).ravel()] = True
             return None
         if self.dev.initcheck and check_init:
@@ -421,7 +430,7 @@ class State:
                 k = int(np.flatnonzero(~ok)[0])
                 raise self.error(InitcheckError, f"read of {nbytes} bytes of shared memory that no thread "
                                  f"has written", threads[k], int(offs[k]))
-        return gather(self.smem, flat, esize, nbytes // esize)
+        return M.gather(self.smem, flat, esize, nbytes // esize)
 
     def _race(self, threads: np.ndarray, flat: np.ndarray, nbytes: int, write: bool) -> None:
         line = self.cur.instr.line if self.cur else 0
@@ -472,14 +481,6 @@ class State:
             s = slice(int(c) * self.smem_stride, (int(c) + 1) * self.smem_stride)
             self.w_warp[s] = -1
             self.r_warp[s] = -1
-
-
-def gather(data, offs, esize, count):
-    return M.gather(data, offs, esize, count)
-
-
-def scatter(data, offs, esize, values):
-    M.scatter(data, offs, esize, values)
 
 
 # ---------------------------------------------------------------------------------------------- scheduler

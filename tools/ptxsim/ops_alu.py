@@ -4,17 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from .opsutil import count, full, registry
 from .ptxtypes import BITS, SINT, UINT, VALUE, approx, bf16_to_f32, f32_to_bf16_rn, f32_to_f16_bits, fma_f32, fma_f64, ftz32
 
-H = {}
-
-
-def handler(*names):
-    def deco(f):
-        for n in names:
-            H[n] = f
-        return f
-    return deco
+H, handler = registry()
 
 
 def _types(ins):
@@ -38,15 +31,7 @@ def _check_mods(ins, ctx, allowed):
             raise ctx.fail(ins, f"modifier .{m} is not implemented for {ins.opcode}")
 
 
-def _n(st, idx):
-    return st.T if isinstance(idx, slice) else len(idx)
-
-
-def _full(v, n, dtype=None):
-    a = np.asarray(v)
-    if a.ndim == 0:
-        return np.full(n, a, dtype=dtype or a.dtype)
-    return a if dtype is None else a.astype(dtype, copy=False)
+_n, _full = count, full
 
 
 # ---------------------------------------------------------------------------------------------- f16/bf16 lanes
@@ -342,7 +327,6 @@ def _int_mul(x, y, t, mode):
             wt = np.int64 if t[0] == "s" else np.uint64
             p = np.asarray(x).astype(wt) * np.asarray(y).astype(wt)
             return (p >> bits).astype(VALUE[t])
-        ux, uy = np.asarray(x).view(np.uint64) if np.asarray(x).ndim else np.uint64(np.asarray(x).astype(np.int64).view(np.uint64)), None
         ux = np.asarray(x).astype(VALUE[t]).view(np.uint64) if np.asarray(x).ndim else np.array([x], VALUE[t]).view(np.uint64)
         uy = np.asarray(y).astype(VALUE[t]).view(np.uint64) if np.asarray(y).ndim else np.array([y], VALUE[t]).view(np.uint64)
         hi = _mulhi_u64(ux, uy)
@@ -818,6 +802,8 @@ def h_cvt(ins, ctx, op):
     dst_t = "b16" if dt in ("f16", "bf16") else dt
     wr = ctx.writer(ins, d, dst_t)
     af, df = at in ("f16", "bf16", "f32", "f64"), dt in ("f16", "bf16", "f32", "f64")
+    if at == "f64" and dt == "f16" and frnd not in (None, "rn"):
+        raise ctx.fail(ins, "f64 -> f16 with directed rounding is not implemented")
 
     def run(st, idx):
         n = _n(st, idx)
@@ -834,10 +820,8 @@ def h_cvt(ins, ctx, op):
                     f = {"rni": np.rint, "rzi": np.trunc, "rmi": np.floor, "rpi": np.ceil}[irnd]
                     x = f(x)
                 if dt == "f16":
-                    r = f32_to_f16_bits(np.asarray(x, np.float32) if at != "f64" else _f64_to_f32_odd(x), frnd or "rn") \
-                        if at != "f64" or (frnd or "rn") == "rn" else None
-                    if at == "f64":
-                        r = np.asarray(x, np.float64).astype(np.float16).view(np.uint16)
+                    r = np.asarray(x, np.float64).astype(np.float16).view(np.uint16) if at == "f64" else \
+                        f32_to_f16_bits(np.asarray(x, np.float32), frnd or "rn")
                     if sat:
                         r = np.asarray(np.clip(np.where(np.isnan(r.view(np.float16)), 0, r.view(np.float16)), 0, 1),
                                        np.float16).view(np.uint16)

@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from .errors import TrapError
+from .opsutil import registry, threads
 from .parser import Group, Imm, Sym, imm_int
 
-H = {}
-
-
-def handler(*names):
-    def deco(f):
-        for n in names:
-            H[n] = f
-        return f
-    return deco
-
-
-def _th(st, idx):
-    return np.arange(st.T)[idx] if isinstance(idx, slice) else idx
+H, handler = registry()
+_th = threads
 
 
 @handler("bra", "brx")

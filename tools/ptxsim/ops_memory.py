@@ -8,9 +8,9 @@ from . import memory as M
 from .errors import InitcheckError, MemcheckError
 from .parser import Addr, Imm, Reg, Sym, Vec
 from .memory import UINT as UB
+from .opsutil import registry, threads
 from .ptxtypes import BITS, VALUE, to_raw
 
-H = {}
 SPACES = ("global", "shared", "local", "param", "const")
 IGNORED = {"weak", "volatile", "relaxed", "acquire", "release", "acq_rel", "sys", "gpu", "cta", "cluster", "ca", "cg",
            "cs", "lu", "cv", "wb", "wt", "nc", "L1::no_allocate", "L1::evict_last", "L1::evict_first",
@@ -18,16 +18,8 @@ IGNORED = {"weak", "volatile", "relaxed", "acquire", "release", "acq_rel", "sys"
            "aligned", "shared::cta", "mmio"}
 
 
-def handler(*names):
-    def deco(f):
-        for n in names:
-            H[n] = f
-        return f
-    return deco
-
-
-def _all_idx(st, idx):
-    return np.arange(st.T)[idx] if isinstance(idx, slice) else idx
+H, handler = registry()
+_all_idx = threads
 
 
 def _space(ins):
@@ -179,17 +171,21 @@ def _check(ins, ctx, extra=()):
             raise ctx.fail(ins, f"modifier .{m} of {ins.opcode} is not implemented")
 
 
-@handler("ld", "ldu")
-def h_ld(ins, ctx, op):
+def _shape(ins, ctx, regs):
+    """ld/st: (type, vector count, element bytes, state space, the register operands)."""
     _check(ins, ctx)
     t = [m for m in ins.mods if m in BITS][-1]
     count = _vec_count(ins, ctx)
-    esize = max(1, BITS[t] // 8)
-    space = _space(ins)
+    items = list(regs.items) if isinstance(regs, Vec) else [regs]
+    if len(items) != count:
+        raise ctx.fail(ins, "vector width and register count differ")
+    return t, count, max(1, BITS[t] // 8), _space(ins), items
+
+
+@handler("ld", "ldu")
+def h_ld(ins, ctx, op):
     d, a = ins.operands
-    dsts = list(d.items) if isinstance(d, Vec) else [d]
-    if len(dsts) != count:
-        raise ctx.fail(ins, "vector width and destination count differ")
+    t, count, esize, space, dsts = _shape(ins, ctx, d)
     wrs = [ctx.writer(ins, x, t) for x in dsts]
     if space == "param" and isinstance(a, Addr) and isinstance(ctx.as_reg(a.base), Reg):
         if not ctx.fn.is_entry:
@@ -243,15 +239,8 @@ def h_ld(ins, ctx, op):
 
 @handler("st")
 def h_st(ins, ctx, op):
-    _check(ins, ctx)
-    t = [m for m in ins.mods if m in BITS][-1]
-    count = _vec_count(ins, ctx)
-    esize = max(1, BITS[t] // 8)
-    space = _space(ins)
     a, s = ins.operands
-    srcs = list(s.items) if isinstance(s, Vec) else [s]
-    if len(srcs) != count:
-        raise ctx.fail(ins, "vector width and source count differ")
+    t, count, esize, space, srcs = _shape(ins, ctx, s)
     rds = [ctx.reader(ins, x, t) for x in srcs]
 
     def values(st, idx, n):

@@ -15,27 +15,12 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import SynccheckError
+from .opsutil import full, registry, threads
 from .parser import Imm, Pair, Vec, imm_int
 from .ptxtypes import VALUE, bf16_to_f32
 
-H = {}
-
-
-def handler(*names):
-    def deco(f):
-        for n in names:
-            H[n] = f
-        return f
-    return deco
-
-
-def _th(st, idx):
-    return np.arange(st.T)[idx] if isinstance(idx, slice) else idx
-
-
-def _full(v, n):
-    v = np.asarray(v)
-    return np.full(n, v) if v.ndim == 0 else v
+H, handler = registry()
+_th, _full = threads, full
 
 
 def warps_of(st, th):
