@@ -32,6 +32,7 @@ import pytest
 import lfdn_edge.stream as ls
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
 from lfdn_edge.stream.web import parse_address
+from stream_common import train_scene_model
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = {t.strip() for t in os.environ.get("LFDN_EDGE_REQUIRE_TOOLCHAINS", "").split(",") if t.strip()}
@@ -53,32 +54,9 @@ def no_leftover_threads():
 def trained(tmp_path_factory):
     """(checkpoint, alert on-threshold): a small LFDN on Lite0 (64 px) features of the test:// scene's normal
     frames (96x72 and 320x240); on = the held-out calibration scores' mean + 6 standard deviations (tests/test_stream_pipeline.py)."""
-    import torch
-
-    from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
-    from lfdn_edge.model import LFDNConfig
-    from lfdn_edge.runtime.scorer import Scorer
-    from lfdn_edge.train import TrainConfig, train_lfdn
-
-    fc = FeatureConfig(backbone="efficientnet-lite0", input_size=64)
-    ex = MultiLayerFeatures(fc).eval()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        z = []
-        for size, seed in ((SIZE, 11), (PAGE_SIZE, 12)):   # the page test's cameras are larger
-            frames = np.stack([render(SyntheticConfig(size=size, seed=seed), k) for k in range(0, 240, 3)])
-            with torch.inference_mode():
-                z.append(ex(torch.from_numpy(frames)).numpy())
-        z = np.concatenate(z)
-        z = z[np.random.default_rng(0).permutation(len(z))]
-        path = train_lfdn(z[:120], ex.layout, fc, tmp_path_factory.mktemp("stream-http") / "ckpt.pt",
-                          LFDNConfig(in_dim=ex.layout.dim, width=64, depth=2, emb_dim=32),
-                          TrainConfig(epochs=6, batch_size=32, lr=1e-3, seed=0, early_epoch=1),
-                          cal_features=z[120:], progress=False).path
-        cal = np.asarray(Scorer(path).score(z[120:]), dtype=np.float64)
-    finally:
-        torch.set_num_threads(threads)
+    frames = np.concatenate([np.stack([render(SyntheticConfig(size=size, seed=seed), k) for k in range(0, 240, 3)])
+                             for size, seed in ((SIZE, 11), (PAGE_SIZE, 12))])  # the page test's cameras are larger
+    path, cal = train_scene_model(frames, tmp_path_factory.mktemp("stream-http"), 120)
     return path, float(cal.mean() + 6.0 * cal.std())
 
 

@@ -24,6 +24,7 @@ import pytest
 
 import lfdn_edge.stream as ls
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
+from stream_common import train_scene_model
 
 av = pytest.importorskip("av", reason="PyAV (the [stream] extra) decodes the video files")
 
@@ -43,37 +44,13 @@ def no_leftover_threads():
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(checkpoint path, MFsim scores of the held-out normal calibration frames)."""
-    import torch
-
-    from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
-    from lfdn_edge.model import LFDNConfig
-    from lfdn_edge.runtime.scorer import Scorer
-    from lfdn_edge.train import TrainConfig, train_lfdn
-
-    fc = FeatureConfig(backbone="efficientnet-lite0", input_size=64)
-    ex = MultiLayerFeatures(fc).eval()
     raw = [render(SyntheticConfig(size=SIZE, seed=11), k) for k in range(0, 300, 3)]
     tmp = tmp_path_factory.mktemp("train-videos")
     coded = []   # the same scene through both codecs: compression is part of the camera's normal view
     for codec, ext, seed in (("libx264", "mp4", 12), ("mjpeg", "avi", 13)):
         with av.open(str(write_video(tmp / f"t.{ext}", codec, 200, [], seed=seed))) as c:
             coded += [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    frames = np.stack(raw + coded[::2])
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # as the stream scores (FrameScorer): much faster on 2 busy cores
-    try:
-        with torch.inference_mode():
-            z = ex(torch.from_numpy(frames)).numpy()
-        rng = np.random.default_rng(0)
-        z = z[rng.permutation(len(z))]
-        path = train_lfdn(z[:240], ex.layout, fc, tmp_path_factory.mktemp("stream") / "ckpt.pt",
-                          LFDNConfig(in_dim=ex.layout.dim, width=64, depth=2, emb_dim=32),
-                          TrainConfig(epochs=6, batch_size=32, lr=1e-3, seed=0, early_epoch=1),
-                          cal_features=z[240:], progress=False).path
-        cal = Scorer(path).score(z[240:])
-    finally:
-        torch.set_num_threads(threads)
-    return path, np.asarray(cal, dtype=np.float64)
+    return train_scene_model(np.stack(raw + coded[::2]), tmp_path_factory.mktemp("stream"), 240)
 
 
 @pytest.fixture(scope="module")

@@ -26,12 +26,6 @@ namespace lfdn_py {
 
 namespace {
 
-using Ptr = std::uintptr_t;
-
-template <typename T>
-T* ptr(Ptr p) {
-  return reinterpret_cast<T*>(p);
-}
 
 // A params dict: every key must be one of `known` (a typo is a ValueError, not a silently default field).
 class Params {

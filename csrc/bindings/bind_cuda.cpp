@@ -19,12 +19,6 @@ namespace lfdn_py {
 
 namespace {
 
-using Ptr = std::uintptr_t;
-
-template <typename T>
-T* ptr(Ptr p) {
-  return reinterpret_cast<T*>(p);
-}
 lfdn::Stream stream_of(Ptr s) { return reinterpret_cast<lfdn::Stream>(s); }
 
 // Every op-level entry point runs on the device of its tensors (lfdn/cuda_device.h): set for the call, the

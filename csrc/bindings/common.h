@@ -15,6 +15,13 @@
 namespace lfdn_py {
 
 namespace py = pybind11;
+
+// Device (or virtual) addresses as Python ints: the CUDA entry points and the launch-capture bindings.
+using Ptr = std::uintptr_t;
+template <typename T>
+T* ptr(Ptr p) {
+  return reinterpret_cast<T*>(p);
+}
 using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
 // Raise for a non-ok status: ValueError for bad arguments, RuntimeError for CUDA/unsupported.

@@ -78,18 +78,22 @@ def h_call(ins, ctx, op):
 
     def run(st, idx):
         th = _th(st, idx)
-        for src, dst in moves:
-            s, d = st.thread_params[src], st.thread_params[dst]
-            w = min(s.shape[1], d.shape[1])
-            d[th, :w] = s[th, :w]
+        _copy_params(st, th, moves)
         if (st.depth[th] >= st.stack.shape[1]).any():
             raise st.error(TrapError, "call stack deeper than 8", int(th[0]))
         st.stack[th, st.depth[th]] = st.pc[th] + 1
         st.depth[th] += 1
         st.pc[th] = start
         return True
-    op.call_rets = [(fname.name + ":" + r.name, ctx.prefix + name) for r, name in zip(callee.returns, rets)]
     return run
+
+
+def _copy_params(st, th, moves) -> None:
+    """Per-thread .param buffers copied (src -> dst) for the threads th: arguments at a call, results after."""
+    for src, dst in moves:
+        s, d = st.thread_params[src], st.thread_params[dst]
+        w = min(s.shape[1], d.shape[1])
+        d[th, :w] = s[th, :w]
 
 
 def after_call(ins, ctx, op):
@@ -102,11 +106,7 @@ def after_call(ins, ctx, op):
     moves = [(fname.name + ":" + r.name, ctx.prefix + name) for r, name in zip(callee.returns, rets)]
 
     def run(st, idx):
-        th = _th(st, idx)
-        for src, dst in moves:
-            s, d = st.thread_params[src], st.thread_params[dst]
-            w = min(s.shape[1], d.shape[1])
-            d[th, :w] = s[th, :w]
+        _copy_params(st, _th(st, idx), moves)
     return run
 
 

@@ -1,0 +1,34 @@
+"""Shared by the stream tests: a small LFDN trained on Lite0 (64 px) features of given camera frames."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def train_scene_model(frames: np.ndarray, out_dir, n_train: int):
+    """(checkpoint path, MFsim scores of the held-out calibration frames): the frames' features (PyTorch at 1
+    thread, as the stream scores: much faster on 2 busy cores), shuffled, the first n_train trained on and
+    the rest used to calibrate."""
+    import torch
+
+    from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
+    from lfdn_edge.model import LFDNConfig
+    from lfdn_edge.runtime.scorer import Scorer
+    from lfdn_edge.train import TrainConfig, train_lfdn
+
+    fc = FeatureConfig(backbone="efficientnet-lite0", input_size=64)
+    ex = MultiLayerFeatures(fc).eval()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.inference_mode():
+            z = ex(torch.from_numpy(frames)).numpy()
+        z = z[np.random.default_rng(0).permutation(len(z))]
+        path = train_lfdn(z[:n_train], ex.layout, fc, out_dir / "ckpt.pt",
+                          LFDNConfig(in_dim=ex.layout.dim, width=64, depth=2, emb_dim=32),
+                          TrainConfig(epochs=6, batch_size=32, lr=1e-3, seed=0, early_epoch=1),
+                          cal_features=z[n_train:], progress=False).path
+        cal = Scorer(path).score(z[n_train:])
+    finally:
+        torch.set_num_threads(threads)
+    return path, np.asarray(cal, dtype=np.float64)
