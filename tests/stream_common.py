@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def train_scene_model(frames: np.ndarray, out_dir, n_train: int):
-    """(checkpoint path, MFsim scores of the held-out calibration frames): the frames' features (PyTorch at 1
+def train_scene_model(frame_sets, out_dir, n_train: int):
+    """(checkpoint path, MFsim scores of the held-out calibration frames): the features of every (N, H, W, 3)
+    uint8 array in frame_sets (sizes may differ between them; PyTorch at 1
     thread, as the stream scores: much faster on 2 busy cores), shuffled, the first n_train trained on and
     the rest used to calibrate."""
     import torch
@@ -22,7 +23,7 @@ def train_scene_model(frames: np.ndarray, out_dir, n_train: int):
     torch.set_num_threads(1)
     try:
         with torch.inference_mode():
-            z = ex(torch.from_numpy(frames)).numpy()
+            z = np.concatenate([ex(torch.from_numpy(f)).numpy() for f in frame_sets])
         z = z[np.random.default_rng(0).permutation(len(z))]
         path = train_lfdn(z[:n_train], ex.layout, fc, out_dir / "ckpt.pt",
                           LFDNConfig(in_dim=ex.layout.dim, width=64, depth=2, emb_dim=32),

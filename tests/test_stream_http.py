@@ -54,8 +54,8 @@ def no_leftover_threads():
 def trained(tmp_path_factory):
     """(checkpoint, alert on-threshold): a small LFDN on Lite0 (64 px) features of the test:// scene's normal
     frames (96x72 and 320x240); on = the held-out calibration scores' mean + 6 standard deviations (tests/test_stream_pipeline.py)."""
-    frames = np.concatenate([np.stack([render(SyntheticConfig(size=size, seed=seed), k) for k in range(0, 240, 3)])
-                             for size, seed in ((SIZE, 11), (PAGE_SIZE, 12))])  # the page test's cameras are larger
+    frames = [np.stack([render(SyntheticConfig(size=size, seed=seed), k) for k in range(0, 240, 3)])
+              for size, seed in ((SIZE, 11), (PAGE_SIZE, 12))]  # the page test's cameras are larger
     path, cal = train_scene_model(frames, tmp_path_factory.mktemp("stream-http"), 120)
     return path, float(cal.mean() + 6.0 * cal.std())
 

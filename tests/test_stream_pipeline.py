@@ -50,7 +50,7 @@ def trained(tmp_path_factory):
     for codec, ext, seed in (("libx264", "mp4", 12), ("mjpeg", "avi", 13)):
         with av.open(str(write_video(tmp / f"t.{ext}", codec, 200, [], seed=seed))) as c:
             coded += [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-    return train_scene_model(np.stack(raw + coded[::2]), tmp_path_factory.mktemp("stream"), 240)
+    return train_scene_model([np.stack(raw + coded[::2])], tmp_path_factory.mktemp("stream"), 240)
 
 
 @pytest.fixture(scope="module")
