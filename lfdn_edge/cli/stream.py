@@ -51,7 +51,8 @@ def build_parser(prog: str = "lfdn-edge stream"):
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the backend's default)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads of the native / onnxruntime backend")
     p.add_argument("--torch-threads", type=int, default=1,
-                   help="PyTorch threads of the scoring thread (a features engine's backbone, a checkpoint); "
+                   help="PyTorch threads while a batch is scored (a features engine's backbone, a checkpoint; the setting "
+                        "is process-wide, restored after each call); "
                         "more rarely helps a few small frames and is much slower on busy cores (default: %(default)s)")
     p.add_argument("--http", default=None, metavar="HOST:PORT",
                    help="serve a preview page (frames, score plots, events) at /, Prometheus metrics at /metrics, "

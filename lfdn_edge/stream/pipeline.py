@@ -33,7 +33,9 @@ class FrameScorer:
     engine's backbone in PyTorch for a features engine; chunks of at most the engine's max batch.
 
     ``torch_threads``: PyTorch's intra-op thread count while scoring (the backbone of a features engine, and a
-    checkpoint's PyTorch graph), set for the calling thread only and restored after the call (default 1). A
+    checkpoint's PyTorch graph), set while a batch is scored and restored after the call (default 1). PyTorch's
+    setting is process-wide (checked with the OpenMP backend): other threads that run PyTorch during a call get
+    it too. A
     frame or two at a small input size gains nothing from more threads, and an OpenMP team that shares the
     cores with the reader threads or another process waits at every layer for a descheduled thread: on 2 busy
     cores, 1 frame of Lite0 at 64 px took 170-290 ms with 2 threads and 6-7 ms with 1 (docs/STREAMS.md).
