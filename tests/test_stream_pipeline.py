@@ -138,7 +138,8 @@ def test_health_faults_are_a_status_not_events(scorer, on):
     recs = run([uri], scorer, alerts=ls.AlertConfig(on=on, hold=0.1))
     res = {r.frame: r for r in recs if isinstance(r, ls.Result)}
     assert all(res[k].health == "black" and res[k].score is None for k in range(30, 40))
-    assert all(res[k].health == "frozen" and res[k].score is None for k in range(47, 55))   # 3rd repeat on
+    assert all(res[k].health == "frozen" and res[k].score is None for k in range(51, 55))   # 7th repeat on
+    assert all(res[k].health == "ok" for k in range(45, 51))
     assert all(res[k].health == "undecodable" for k in range(60, 65))
     assert event_spans(recs, "cam0") and all(a <= 21 and b <= 24 for a, b in event_spans(recs, "cam0"))
     assert not any(res[k].is_ood for k in range(25, 80)), "a camera fault became an OOD result"

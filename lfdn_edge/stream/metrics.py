@@ -78,8 +78,41 @@ def render(families: Iterable[Family]) -> str:
     return "".join(f.render() for f in families)
 
 
+class RateWindow:
+    """Events per second over the last ``window`` seconds, in buckets of ``resolution`` seconds: memory is
+    bounded by window / resolution whatever the rate (a replay scores thousands of frames a second), and old
+    buckets go at every add, not only when someone reads the rate."""
+
+    def __init__(self, window: float, resolution: float = 0.25):
+        self.window, self.resolution = float(window), float(resolution)
+        self.buckets: collections.deque = collections.deque()    # [slot, count, first time, last time]
+
+    def add(self, t: float) -> None:
+        slot = int(t // self.resolution)
+        if self.buckets and self.buckets[-1][0] == slot:
+            b = self.buckets[-1]
+            b[1] += 1
+            b[3] = t
+        else:
+            self.buckets.append([slot, 1, t, t])
+        self._trim(t)
+
+    def _trim(self, now: float) -> None:
+        while self.buckets and now - self.buckets[0][3] > self.window:
+            self.buckets.popleft()
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        n = sum(b[1] for b in self.buckets)
+        if n < 2:
+            return 0.0
+        first, last = self.buckets[0][2], self.buckets[-1][3]
+        span = max(now - first, last - first)
+        return (n - 1) / span if span > 0 else 0.0
+
+
 class _Camera:
-    def __init__(self, name: str, uri: str, threshold: Optional[float], history: int):
+    def __init__(self, name: str, uri: str, threshold: Optional[float], history: int, fps_window: float):
         self.name, self.uri, self.threshold = name, uri, threshold
         self.status = "starting"
         self.health = {h: 0 for h in HEALTH_STATES}
@@ -92,7 +125,7 @@ class _Camera:
         self.buckets = [0] * len(LATENCY_BUCKETS)
         self.latency_count = 0
         self.latency_sum = 0.0
-        self.scored_at: collections.deque = collections.deque()      # monotonic times of scored results
+        self.scored_at = RateWindow(fps_window)      # monotonic times of scored results, in bounded buckets
         self.points: collections.deque = collections.deque(maxlen=history)
         self.image: Any = None             # the newest frame (uint8 RGB), its number and the JPEG cache
         self.image_frame = -1
@@ -112,7 +145,7 @@ class StreamMonitor:
                  reader_stats: Optional[Callable[[], dict[str, Any]]] = None, history: int = 300,
                  max_events: int = 50, fps_window: float = 5.0, jpeg_quality: int = 80):
         self.lock = threading.Condition()
-        self.cams = {n: _Camera(n, uri, thr, history) for n, (uri, thr) in cameras.items()}
+        self.cams = {n: _Camera(n, uri, thr, history, fps_window) for n, (uri, thr) in cameras.items()}
         self.reader_stats = reader_stats
         self.events: collections.deque = collections.deque(maxlen=max_events)
         self.fps_window = fps_window
@@ -156,7 +189,7 @@ class StreamMonitor:
             c.scored += 1
             c.ood += int(bool(r.is_ood))
             c.last_score = r.score
-            c.scored_at.append(time.monotonic())
+            c.scored_at.add(time.monotonic())
         c.last = {"frame": r.frame, "score": r.score, "is_ood": r.is_ood, "health": r.health,
                   "latency_s": r.latency_s, "capture_time": r.capture_time}
         c.points.append((r.frame, r.capture_time, r.score, r.is_ood))
@@ -174,12 +207,7 @@ class StreamMonitor:
 
     # ----------------------------------------------------------------------------------------- reading
     def _fps(self, c: _Camera, now: float) -> float:
-        while c.scored_at and now - c.scored_at[0] > self.fps_window:
-            c.scored_at.popleft()
-        if len(c.scored_at) < 2:
-            return 0.0
-        span = max(now - c.scored_at[0], c.scored_at[-1] - c.scored_at[0])
-        return (len(c.scored_at) - 1) / span if span > 0 else 0.0
+        return c.scored_at.rate(now)
 
     def _drops(self) -> dict[str, tuple[dict[str, int], int]]:
         stats = self.reader_stats() if self.reader_stats is not None else {}
