@@ -51,3 +51,6 @@ def test_stream_bench_smoke(tmp_path):
         assert {"loadavg_before", "loadavg_after", "process_cpu_cores"} <= set(r["cpu"])
     assert res["results"][0]["scoring_stage"]["calls"] > 0
     assert "late" in res["results"][0]["reader_dropped_whole_run"]
+    assert {"events", "segments", "precision", "recall"} <= set(res["results"][0]["events"])
+    cal = res["settings"]["alert_threshold"]
+    assert cal["frames"] == 90 and cal["on"] == pytest.approx(cal["normal_mean"] + 6 * cal["normal_std"])

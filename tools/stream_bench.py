@@ -12,6 +12,10 @@ at 15 fps with live semantics (a frame not taken in time is gone), for each N of
   the frames whose time has passed except the newest are skipped (``grab``: decoded, not scored) and counted
   as dropped; a camera with no new frame is passed over.
 
+The clips carry injected anomalies (3 s of the test:// checkerboard every 8 s, shifted per clip): the stream's
+alert events (on-threshold: mean + 6 standard deviations of a separate normal clip's scores, as a user sets it
+for a camera; hold 0.5 s) are matched to them (precision and recall of events, over every camera).
+
 Both run for --warmup + --duration + --grace seconds; only frames captured in the --duration window count
 (scored frames/s, dropped = frames of the window not scored, per-camera rates, p50/p99 latency from capture to
 result). The JSON also holds the machine (CPU model, cores, load average, machine-wide busy share during each
@@ -99,21 +103,36 @@ def git_commit() -> str:
 
 
 # ------------------------------------------------------------------------------------------------ inputs
-def write_clips(workdir: Path, count: int, seconds: float, fps: float, size: tuple[int, int]) -> list[Path]:
-    """``count`` H.264 clips of the test:// scene (seeds 1..count), reused when already there."""
+def clip_segments(i: int, frames: int, fps: float) -> list[tuple[int, int]]:
+    """The injected anomalous segments of clip i (inclusive frame ranges): 3 s of the checkerboard every 8 s,
+    starting 4 s + 1.5 s x i in (so the cameras sharing the cores do not all see them at once)."""
+    seg, period, first = int(round(3 * fps)), int(round(8 * fps)), int(round((4 + 1.5 * i) * fps))
+    return [(a, a + seg - 1) for a in range(first, frames - seg, period)]
+
+
+def write_clips(workdir: Path, count: int, seconds: float, fps: float, size: tuple[int, int],
+                anomalies: bool = True) -> list[Path]:
+    """``count`` H.264 clips of the test:// scene (seeds 1..count; with anomalies: clip_segments(i)), reused
+    when already there."""
+    n = int(math.ceil(seconds * fps))
+    out = []
+    for i in range(count):
+        segs = clip_segments(i, n, fps) if anomalies else []
+        tag = "-anom" if segs else ""
+        out.append(write_clip(workdir / f"cam{i}-{size[0]}x{size[1]}-{fps:g}fps-{n}f{tag}.mp4", i + 1, n, fps,
+                              size, segs))
+    return out
+
+
+def write_clip(path: Path, seed: int, n: int, fps: float, size: tuple[int, int],
+               segments: list[tuple[int, int]]) -> Path:
     import av
 
     from lfdn_edge.stream.synthetic import SyntheticConfig, render
 
-    workdir.mkdir(parents=True, exist_ok=True)
-    n = int(math.ceil(seconds * fps))
-    out = []
-    for i in range(count):
-        path = workdir / f"cam{i}-{size[0]}x{size[1]}-{fps:g}fps-{n}f.mp4"
-        out.append(path)
-        if path.exists() and path.stat().st_size > 0:
-            continue
-        cfg = SyntheticConfig(size=size, seed=i + 1, fps=fps)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not (path.exists() and path.stat().st_size > 0):
+        cfg = SyntheticConfig(size=size, seed=seed, fps=fps, anomalies=tuple(segments))
         tmp = path.with_suffix(".part.mp4")
         with av.open(str(tmp), "w") as c:
             st = c.add_stream("libx264", rate=int(round(fps)))
@@ -125,7 +144,31 @@ def write_clips(workdir: Path, count: int, seconds: float, fps: float, size: tup
             for p in st.encode():
                 c.mux(p)
         tmp.rename(path)
-    return out
+    return path
+
+
+def calibrate_threshold(workdir: Path, scorer: Any, fps: float, size: tuple[int, int]) -> dict[str, Any]:
+    """The alert on-threshold as a user sets it for a camera (docs/STREAMS.md, Health and alerts): the mean + 6
+    standard deviations of the scores of the camera's normal view, here 90 frames of a separate clip (seed 99,
+    no anomaly) decoded and scored the way the stream does."""
+    import av
+
+    from lfdn_edge.stream.pipeline import FrameScorer
+
+    clip = write_clip(workdir / f"calib-{size[0]}x{size[1]}-{fps:g}fps-90f.mp4", 99, 90, fps, size, [])
+    with av.open(str(clip)) as c:
+        imgs = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    sc = FrameScorer(scorer, 1)(imgs)
+    return {"on": float(sc.mean() + 6 * sc.std()), "normal_mean": float(sc.mean()), "normal_std": float(sc.std()),
+            "normal_max": float(sc.max()), "frames": len(imgs), "clip": str(clip)}
+
+
+def event_match(spans: list[tuple[int, int]], truth: list[tuple[int, int]], slack: int) -> tuple[int, int]:
+    """(events that overlap a true segment, true segments that an event overlaps); ``slack`` frames either side
+    (the hold after a segment, a dropped first frame)."""
+    hit = sum(any(a <= tb + slack and ta - slack <= b for ta, tb in truth) for a, b in spans)
+    found = sum(any(a <= tb + slack and ta - slack <= b for a, b in spans) for ta, tb in truth)
+    return hit, found
 
 
 def ensure_engine(ckpt: Path, engine: Optional[Path]) -> Path:
@@ -212,16 +255,17 @@ def stage_stats(calls: list[tuple[int, float]], wall: float) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------------ variants
 def run_stream(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, frames: int) -> dict[str, Any]:
     import lfdn_edge.stream as ls
-    from lfdn_edge.stream.records import Result, Summary
+    from lfdn_edge.stream.records import Event, Result, Summary
 
     uris = [f"file://{clips[i % len(clips)]}?drop=1&fps={a.fps:g}&name=cam{i:02d}" for i in range(n)]
     total = a.warmup + a.duration + a.grace
     per_cam: dict[str, list[tuple[float, float]]] = {f"cam{i:02d}": [] for i in range(n)}
     anchors: dict[str, float] = {}
     summary = None
+    starts: dict[str, tuple[str, int]] = {}
+    spans: dict[str, list[tuple[int, int]]] = {f"cam{i:02d}": [] for i in range(n)}
     with CpuMeter() as cpu:
-        # an engine without a calibrated threshold needs one for the alert trackers (it does not change the cost)
-        alerts = None if scorer.threshold is not None else ls.AlertConfig(on=1e30)
+        alerts = ls.AlertConfig(on=a.threshold_on, hold=0.5)
         s = ls.Stream(uris, scorer, max_wait=a.max_wait, duration=total, torch_threads=1, alerts=alerts)
         timed = TimedScorer(s.frame_scorer)
         s.frame_scorer = timed
@@ -233,6 +277,11 @@ def run_stream(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, fr
                         anchors[rec.camera] = rec.capture_time - rec.pts
                     if rec.score is not None and w0 <= rec.capture_time < w0 + a.duration:
                         per_cam[rec.camera].append((rec.capture_time, rec.latency_s))
+                elif isinstance(rec, Event) and rec.kind == "start":
+                    starts[rec.id] = (rec.camera, rec.frame)
+                elif isinstance(rec, Event) and rec.kind == "end":
+                    cam, f0 = starts.pop(rec.id)
+                    spans[cam].append((f0, rec.frame))
                 elif isinstance(rec, Summary):
                     summary = rec
             w0 = s.t_start + a.warmup
@@ -245,7 +294,25 @@ def run_stream(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, fr
                 dropped_reader[k] += int(c["dropped"].get(k, 0))
     return summarize(per_cam, expected, a.duration, {
         "reader_dropped_whole_run": dropped_reader, "cpu": cpu.result,
-        "scoring_stage": stage_stats(timed.calls, total)})
+        "scoring_stage": stage_stats(timed.calls, total),
+        "events": events_summary(spans, n, len(clips), frames, a.fps, total)})
+
+
+def events_summary(spans: dict[str, list[tuple[int, int]]], n: int, n_clips: int, frames: int, fps: float,
+                   total: float) -> dict[str, Any]:
+    """Events against the injected segments, over every camera: the segments that were played (they start 3
+    frames or more before the run's last frame), an event per segment expected; slack 0.5 s (the hold) + 2
+    frames."""
+    played = int(total * fps)
+    events = hits = segs = found = 0
+    for i in range(n):
+        truth = [t for t in clip_segments(i % n_clips, frames, fps) if t[0] + 3 <= played]
+        sp = spans[f"cam{i:02d}"]
+        h, f = event_match(sp, truth, int(round(0.5 * fps)) + 2)
+        events, hits, segs, found = events + len(sp), hits + h, segs + len(truth), found + f
+    return {"events": events, "segments": segs, "precision": round(hits / events, 4) if events else None,
+            "recall": round(found / segs, 4) if segs else None, "events_per_segment": round(events / segs, 3)
+            if segs else None}
 
 
 def run_loop(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, frames: int,
@@ -425,7 +492,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
     frames = int(math.ceil(seconds * a.fps))
     t = time.time()
     clips = write_clips(a.workdir, max(1, min(a.clips, max(ns))), seconds, a.fps, size)
-    print(f"clips: {len(clips)} x {frames} frames ({time.time() - t:.1f} s)", file=sys.stderr, flush=True)
+    calib = calibrate_threshold(a.workdir, scorer, a.fps, size)
+    a.threshold_on = calib["on"]
+    print(f"clips: {len(clips)} x {frames} frames ({time.time() - t:.1f} s); alert threshold {a.threshold_on:.4f}",
+          file=sys.stderr, flush=True)
     date = datetime.date.today().isoformat()
     res: dict[str, Any] = {
         "benchmark": "stream-bench", "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -435,7 +505,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
         "settings": {"cameras": ns, "variants": variants, "fps": a.fps, "size": list(size), "duration_s": a.duration,
                      "warmup_s": a.warmup, "grace_s": a.grace, "clips": len(clips), "clip_frames": frames,
                      "max_wait_s": a.max_wait, "threads": a.threads, "torch_threads": 1,
-                     "engine": str(engine), "engine_kind": repr(scorer), "ckpt": str(a.ckpt)},
+                     "engine": str(engine), "engine_kind": repr(scorer), "ckpt": str(a.ckpt),
+                     "segments_per_clip": [clip_segments(i, frames, a.fps) for i in range(len(clips))],
+                     "alert_threshold": calib},
         "results": [],
     }
     try:
@@ -455,8 +527,9 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             r = (run_stream if v == "stream" else run_loop)(clips, n, scorer, a, frames)
             r = {"cameras": n, "variant": v, **r}
             res["results"].append(r)
-            print(json.dumps({k: r[k] for k in ("cameras", "variant", "scored_fps", "dropped", "fairness_max_over_min",
-                                                "latency_s", "cpu")}), file=sys.stderr, flush=True)
+            print(json.dumps({k: r.get(k) for k in ("cameras", "variant", "scored_fps", "dropped",
+                                                    "fairness_max_over_min", "latency_s", "cpu", "events")}),
+                  file=sys.stderr, flush=True)
     if a.asap_cameras > 0:
         r = {"cameras": a.asap_cameras, "variant": "loop-asap",
              **run_loop(clips, a.asap_cameras, scorer, a, frames, paced=False)}
