@@ -256,3 +256,79 @@ def test_stream_command_writes_versioned_json_lines(ckpt, on, tmp_path):
     pr = subprocess.run([sys.executable, "-m", "lfdn_edge", "probe", "test://pattern?size=96x72", "--json"],
                         capture_output=True, text=True, timeout=300)
     assert pr.returncode == 0 and json.loads(pr.stdout)["decoder"] == "synthetic"
+
+
+def test_events_only_min_frames_and_cooldown_through_the_command(ckpt, on, tmp_path):
+    """`--events-only` writes no result line; `--min-frames 3` ignores a 2-frame spike; `--cooldown` folds a
+    second segment that starts within it into no new event."""
+    uri = "test://pattern?live=0&size=96x72&frames=90&anomaly=10-11,30-40,50-60"
+    args = [sys.executable, "-m", "lfdn_edge", "stream", uri, "--engine", str(ckpt), "--threshold", repr(on),
+            "--hold", "0.1", "--min-frames", "3", "--events-only"]
+    p = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert {x["type"] for x in lines} <= {"event", "status", "summary"} and lines[-1]["type"] == "summary"
+    starts = [x["frame"] for x in lines if x["type"] == "event" and x["event"] == "start"]
+    assert starts == [32, 52], starts              # the 3rd frame above the threshold; 10-11 too short
+    assert lines[-1]["cameras"]["cam0"]["scored"] == 90
+    # a cooldown of 1.5 s after the end of the event at 30-40 (ends at frame ~42): the segment at 50-60 is inside
+    p = subprocess.run(args + ["--cooldown", "1.5"], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert [x["frame"] for x in lines if x["type"] == "event" and x["event"] == "start"] == [32]
+
+
+def test_an_image_engine_gets_the_frames_resized_and_scores_as_the_checkpoint(ckpt, tmp_path):
+    """A backbone-including engine (onnx, 64x64 uint8 frames): the stream resizes the 96x72 frames for it (PIL
+    bilinear, antialiased), and the scores equal the checkpoint's on the full 96x72 frames (the backbone in
+    PyTorch, whose own antialiased resize is what training used) within 5e-3; a checkpoint in the stream agrees
+    too. Measured: 2.6e-3 at most (PIL's and torch's antialiased bilinear differ by up to 0.7 grey levels, and
+    the engine's input is rounded to uint8); nearest-neighbour resizing instead: 7.8e-2."""
+    pytest.importorskip("onnxruntime", reason="the onnx engine runs on onnxruntime")
+    import torch
+
+    from lfdn_edge.features import FeatureConfig, MultiLayerFeatures
+    from lfdn_edge.runtime.scorer import Scorer
+
+    engine = tmp_path / "cam.onnx.fp32.image.engine"
+    b = subprocess.run([sys.executable, "-m", "lfdn_edge", "build", str(ckpt), "--backend", "onnx",
+                        "--include-backbone", "-o", str(engine)], capture_output=True, text=True, timeout=300)
+    assert b.returncode == 0, b.stderr
+    img, ref = Scorer(str(engine)), Scorer(ckpt)
+    assert img.includes_backbone and tuple(img.input_shape[1:]) == (64, 64, 3)
+    uri = "test://pattern?live=0&size=96x72&frames=24&anomaly=8-15&seed=4"
+    by = {}
+    for name, sc in (("engine", img), ("ckpt", ref)):
+        with ls.open([uri], sc) as s:
+            by[name] = {r.frame: r.score for r in s if isinstance(r, ls.Result)}
+    assert sorted(by["engine"]) == list(range(24))
+    cfg = SyntheticConfig(size=SIZE, anomalies=((8, 15),), seed=4)
+    frames = torch.from_numpy(np.stack([render(cfg, k) for k in range(24)]))
+    with torch.inference_mode():
+        feats = MultiLayerFeatures(FeatureConfig(**ref.header["feature"])).eval()(frames).numpy()
+    truth = ref.score(feats)
+    for name in ("engine", "ckpt"):
+        d = max(abs(by[name][k] - float(truth[k])) for k in range(24))
+        assert d < 5e-3, (name, d)
+    assert min(by["engine"][k] for k in range(8, 16)) > max(by["engine"][k] for k in (*range(8), *range(16, 24)))
+
+
+def test_a_live_source_above_its_target_fps_drops_and_counts_the_extra_frames(tmp_path):
+    """A 15 fps file read as a live camera with a target of 5 fps: about 2 frames of 3 dropped as `fps`, the
+    kept ones about 1/5 s apart."""
+    clip = write_video(tmp_path / "c.mp4", "libx264", 45, [])
+
+    class Fast:
+        includes_backbone, input_shape, batch_range, threshold, header = True, (1, 72, 96, 3), (1, 8), 1e9, {}
+
+        def score(self, x):
+            return np.zeros(len(x))
+
+    recs = run([f"file://{clip}?drop=1&fps=5"], Fast())
+    res = [r for r in recs if isinstance(r, ls.Result)]
+    summ = recs[-1].cameras["cam0"]
+    assert 14 <= len(res) <= 16, len(res)
+    assert 28 <= summ["dropped"]["fps"] <= 31 and summ["dropped"]["late"] <= 1, summ["dropped"]
+    assert len(res) + summ["dropped"]["fps"] + summ["dropped"]["late"] == 45
+    gaps = np.diff([r.capture_time for r in res])
+    assert np.all(gaps > 0.999 / 5 - 1e-6) and np.median(gaps) == pytest.approx(0.2, abs=0.01), gaps
