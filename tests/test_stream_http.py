@@ -476,3 +476,46 @@ def test_stream_command_serves_http_and_frees_the_port(trained, on):
     lines = [json.loads(x) for x in out.splitlines()]
     assert lines[-1]["type"] == "summary" and any(x["type"] == "event" for x in lines)
     assert port_is_free(port)
+
+
+class BrightScorer:
+    """Scorer-like frames engine at 96x72: score = mean brightness / 255 (scene < 0.3, checkerboard ~0.5)."""
+
+    includes_backbone, input_shape, batch_range, threshold, header = True, (1, 72, 96, 3), (1, 8), 0.4, {}
+
+    def score(self, x):
+        return np.asarray(x, dtype=np.float32).mean(axis=(1, 2, 3)) / 255.0
+
+
+def test_an_http_mjpeg_source_carries_frames_and_its_anomaly(tmp_path):
+    """A network source carrying frames: stream B reads stream A's MJPEG endpoint (http://.../stream/door.mjpg,
+    multipart/x-mixed-replace as IP cameras serve it) through PyAV; B scores about as many frames as A sends,
+    at A's size, and raises one event while A's camera shows its injected anomaly (frames 30-50 at 15 fps)."""
+    pytest.importorskip("av", reason="PyAV (the [stream] extra) reads the MJPEG stream")
+    a = ls.open(["test://pattern?size=96x72&fps=15&frames=90&anomaly=30-50&name=door"], BrightScorer(),
+                http="127.0.0.1:0")
+    a.start()
+    a_results = []
+    ta = threading.Thread(target=lambda: a_results.extend(r for r in a if isinstance(r, ls.Result)))
+    ta.start()
+    try:
+        b_recs = []
+        with ls.open([f"{a.http.url.rstrip('/')}/stream/door.mjpg?name=relay"], BrightScorer(), duration=5.5,
+                     alerts=ls.AlertConfig(on=0.4, hold=0.2), read_timeout=2.0) as b:
+            b_recs = list(b)
+    finally:
+        ta.join(15)
+        a.close()
+    assert not ta.is_alive()
+    res = [r for r in b_recs if isinstance(r, ls.Result) and r.score is not None]
+    assert len(res) >= 0.7 * len(a_results) and len(a_results) >= 70, (len(res), len(a_results))
+    assert b.readers["relay"].stats.reconnects <= 1           # A's end: the relay's source goes away once
+    starts = [r for r in b_recs if isinstance(r, ls.Event) and r.kind == "start"]
+    assert len(starts) == 1, starts
+    # MJPEG over HTTP has no timestamps (FFmpeg makes pts up at 25 fps): B's clock is the receive time
+    assert {r.capture_clock for r in res} == {"receive"} and all(r.pts is None for r in res)
+    rate = (len(res) - 1) / (res[-1].capture_time - res[0].capture_time)   # A's camera runs at 15 fps
+    assert 12.0 <= rate <= 16.0, rate
+    a_times = {r.frame: r.capture_time for r in a_results}
+    # B's event starts after A captured frame 30 and before A's frame 50
+    assert a_times[30] <= starts[0].time <= a_times[50] + 0.5, (starts[0].time - a_times[30])

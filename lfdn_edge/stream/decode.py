@@ -80,6 +80,9 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
     raise ValueError(f"{spec.display}: PyAV does not open {spec.kind} sources")
 
 
+NO_TIMESTAMPS = 0x80      # AVFMT_NOTIMESTAMPS (libavformat/avformat.h), av.format.Flags.no_timestamps
+
+
 class PyAVSource:
     """One video stream of a container opened with PyAV, decoded to RGB frames."""
 
@@ -123,6 +126,9 @@ class PyAVSource:
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
         self._stream = stream
+        # formats without timestamps (HTTP MJPEG: multipart JPEGs) get pts made up at a nominal rate (25 fps for
+        # mpjpeg, whatever the camera sends): use the receive time for them instead
+        self._timestamps = not (int(self.container.format.flags) & NO_TIMESTAMPS)
         self._frames = self.container.decode(stream)
         self._index = 0
 
@@ -148,7 +154,8 @@ class PyAVSource:
             self._index += 1
             if k < self.start:   # after a reconnect to a file: the frames already handed on
                 continue
-            return RawFrame(k, frame.to_ndarray(format="rgb24"), None if frame.time is None else float(frame.time))
+            pts = None if frame.time is None or not self._timestamps else float(frame.time)
+            return RawFrame(k, frame.to_ndarray(format="rgb24"), pts)
 
     def close(self) -> None:
         if self.container is not None:
