@@ -399,6 +399,100 @@ def run_loop(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, fram
                    "read_busy_share": round(t_read / wall, 3), "score_busy_share": round(t_score / wall, 3)}})
 
 
+# ------------------------------------------------------------------------------------------------ kill one
+RTSP_SERVER = ROOT / "tests" / "rtsp_server.py"
+
+
+class RtspServer:
+    """tests/rtsp_server.py (Debian's python3 with gst-rtsp-server) serving a clip in real time, looping."""
+
+    def __init__(self, clip: Path, port: int = 0):
+        self.clip, self.port, self.proc, self.url = clip, port, None, ""
+
+    def start(self, timeout: float = 20.0) -> RtspServer:
+        self.proc = subprocess.Popen(["/usr/bin/python3", str(RTSP_SERVER), "--file", str(self.clip), "--port",
+                                      str(self.port), "--mount", "/cam"], stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL, text=True)
+        t_end = time.monotonic() + timeout
+        assert self.proc.stdout is not None
+        while time.monotonic() < t_end:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            if line.startswith("READY "):
+                self.url = line.split()[1]
+                self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+                return self
+        self.kill()
+        raise RuntimeError(f"the RTSP server did not start ({RTSP_SERVER})")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+
+def run_kill_one(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace) -> dict[str, Any]:
+    """N cameras, cam00 from a real RTSP server (the clip looped), the others as in ``stream``: the server is
+    killed (SIGKILL) after --kill-phase seconds of the measured window and restarted on the same port one phase
+    later. Rates of the other cameras before / during the outage (scored frames per second per camera), and
+    how long cam00 took to give a frame again after the restart."""
+    import lfdn_edge.stream as ls
+    from lfdn_edge.stream.records import Result, Status
+
+    ph = a.kill_phase
+    server = RtspServer(clips[0]).start()
+    uris = [f"{server.url}?transport=tcp&name=cam00"] + \
+        [f"file://{clips[i % len(clips)]}?drop=1&fps={a.fps:g}&name=cam{i:02d}" for i in range(1, n)]
+    total = a.warmup + 3 * ph + a.grace
+    times: dict[str, list[float]] = {f"cam{i:02d}": [] for i in range(n)}
+    statuses: list[tuple[float, str]] = []
+    t_kill = t_restart = 0.0
+    killed = restarted = False
+    try:
+        with ls.Stream(uris, scorer, max_wait=a.max_wait, duration=total, torch_threads=1,
+                       alerts=ls.AlertConfig(on=a.threshold_on), read_timeout=2.0) as s:
+            w0 = s.t_start + a.warmup
+            t_kill, t_restart = w0 + ph, w0 + 2 * ph
+            for rec in s:
+                now = time.time()
+                if not killed and now >= t_kill:
+                    server.kill()
+                    t_kill, killed = time.time(), True
+                    statuses.append((t_kill, "server killed"))
+                if killed and not restarted and now >= t_restart:
+                    server.start()
+                    t_restart, restarted = time.time(), True
+                    statuses.append((t_restart, "server restarted"))
+                if isinstance(rec, Result) and rec.score is not None:
+                    times[rec.camera].append(rec.receive_time)
+                elif isinstance(rec, Status) and rec.camera == "cam00":
+                    statuses.append((rec.time, rec.status))
+    finally:
+        server.kill()
+
+    def rate(ts: list[float], t0: float, t1: float) -> float:
+        return sum(t0 <= t < t1 for t in ts) / (t1 - t0)
+
+    others = [c for c in times if c != "cam00"]
+    before = {c: rate(times[c], w0, t_kill) for c in others}
+    during = {c: rate(times[c], t_kill + 1.0, t_restart) for c in others}   # the first second: the error's path
+    change = {c: during[c] / before[c] - 1.0 for c in others if before[c] > 0}
+    back = [t for t in times["cam00"] if t > t_restart]
+    return {
+        "kill_phase_s": ph, "cam00_rate_before": round(rate(times["cam00"], w0, t_kill), 3),
+        "cam00_frames_during_outage": sum(t_kill + 1.0 <= t < t_restart for t in times["cam00"]),
+        "others_rate_before_mean": round(float(np.mean(list(before.values()))), 3),
+        "others_rate_during_mean": round(float(np.mean(list(during.values()))), 3),
+        "others_rate_change_max_abs": round(max(abs(v) for v in change.values()), 4) if change else None,
+        "others_rate_change_mean": round(float(np.mean(list(change.values()))), 4) if change else None,
+        "cam00_back_after_restart_s": round(back[0] - t_restart, 3) if back else None,
+        "cam00_rate_after_restart": round(rate(times["cam00"], back[0], w0 + 3 * ph), 3) if back else 0.0,
+        "cam00_statuses": [(round(t - w0, 3), st) for t, st in statuses],
+    }
+
+
 # ------------------------------------------------------------------------------------------------ stages
 def stage_timings(clip: Path, scorer: Any, batches: list[int], repeat: int = 30) -> dict[str, Any]:
     """Isolated, single-threaded costs per frame: PyAV decode to RGB, cv2 read, resizes, Scorer.score."""
@@ -472,6 +566,11 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file (default: benchmarks/results/stream-bench-<date>.json)")
     p.add_argument("--no-stages", action="store_true", help="skip the isolated per-stage timings")
+    p.add_argument("--kill-one", type=int, default=0, metavar="N",
+                   help="also run N cameras with cam00 from a real RTSP server (tests/rtsp_server.py, Debian's "
+                        "gst-rtsp-server), killed and restarted mid-run (default: 0 = not run)")
+    p.add_argument("--kill-phase", type=float, default=8.0,
+                   help="seconds before the kill, of the outage, and after the restart (default: 8)")
     return p.parse_args(argv)
 
 
@@ -488,7 +587,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             raise SystemExit(f"unknown variant {v!r}: stream or loop")
     engine = ensure_engine(a.ckpt, a.engine)
     scorer = Scorer(str(engine)) if a.threads is None else Scorer(str(engine), threads=a.threads)
-    seconds = a.warmup + a.duration + a.grace + 2.0
+    seconds = a.warmup + max(a.duration, 3 * a.kill_phase if a.kill_one else 0.0) + a.grace + 2.0
     frames = int(math.ceil(seconds * a.fps))
     t = time.time()
     clips = write_clips(a.workdir, max(1, min(a.clips, max(ns))), seconds, a.fps, size)
@@ -530,6 +629,10 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
             print(json.dumps({k: r.get(k) for k in ("cameras", "variant", "scored_fps", "dropped",
                                                     "fairness_max_over_min", "latency_s", "cpu", "events")}),
                   file=sys.stderr, flush=True)
+    if a.kill_one > 0:
+        r = {"cameras": a.kill_one, "variant": "stream-kill-one", **run_kill_one(clips, a.kill_one, scorer, a)}
+        res["results"].append(r)
+        print(json.dumps(r), file=sys.stderr, flush=True)
     if a.asap_cameras > 0:
         r = {"cameras": a.asap_cameras, "variant": "loop-asap",
              **run_loop(clips, a.asap_cameras, scorer, a, frames, paced=False)}
