@@ -1,4 +1,4 @@
-"""tools/stream_bench.py smoke run: 2 small cameras for 2 s, both variants, the JSON's fields (not the numbers:
+"""tools/stream_bench.py smoke run: 2 small cameras for 2 s, the three variants, the JSON's fields (not the numbers:
 they depend on the machine's load). A tiny checkpoint on random Lite0-layout features: the bench only needs
 something to score with."""
 
@@ -40,7 +40,7 @@ def test_stream_bench_smoke(tmp_path):
     assert set(res["machine"]) >= {"cpu_model", "cores", "loadavg_start", "loadavg_end"}
     assert res["commit"] and res["date"]
     assert res["settings"]["fps"] == 15.0 and res["settings"]["duration_s"] == 2.0
-    assert [(r["cameras"], r["variant"]) for r in res["results"]] == [(2, "stream"), (2, "loop")]
+    assert [(r["cameras"], r["variant"]) for r in res["results"]] == [(2, "stream"), (2, "loop"), (2, "loop-every")]
     for r in res["results"]:
         assert r["scored"] > 0 and r["scored_fps"] > 0
         assert r["expected_frames"] == 2 * 30 or abs(r["expected_frames"] - 60) <= 2
