@@ -11,6 +11,7 @@ Examples:
     lfdn-edge stream --config cameras.yaml --engine cam.onnx.fp32.engine --duration 60 --events-only
     lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --http 0.0.0.0:8080 --out r.jsonl
     lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --mqtt mqtt://user:pw@broker:1883/site1
+    lfdn-edge stream rtsp://10.0.0.5/s1 --triton http://gpu-box:8000        (scored by a running lfdn-edge serve)
 
 With --http the same server gives the preview page (/), Prometheus metrics (/metrics), /api/state,
 /snapshot/CAMERA.jpg and /stream/CAMERA.mjpg; it stops with the stream.
@@ -20,6 +21,11 @@ With --mqtt the same records also go to an MQTT broker (paho-mqtt, the [stream] 
 availability PREFIX/status: "online" (retained) at connect, "offline" at exit or, as the last will, when the
 process dies (lfdn_edge.stream.mqtt). A broker that is down never stops the scoring: messages are dropped
 (counted) beyond a bounded queue and the client reconnects.
+
+With --triton (instead of --engine) the frames are decoded here and scored by a running `lfdn-edge serve` (or a
+Triton with an export-triton model): a model that takes `images` gets the frames resized to its size; one that
+takes `features` needs --engine too (the engine or checkpoint it was built from), whose backbone computes the
+features here. The alert threshold defaults to the server's (lfdn_edge.runtime.triton_client).
 """
 
 from __future__ import annotations
@@ -37,6 +43,11 @@ def build_parser(prog: str = "lfdn-edge stream"):
     p.add_argument("sources", nargs="*", help="source URIs (see above); more in --config")
     p.add_argument("--engine", default=None,
                    help="engine file (lfdn-edge build) or checkpoint (lfdn-edge train); or `engine:` in --config")
+    p.add_argument("--triton", default=None, metavar="URL",
+                   help="score on a running Triton server instead (lfdn-edge serve): http://HOST:8000 or "
+                        "grpc://HOST:8001; with a features model, --engine names the local backbone's engine")
+    p.add_argument("--triton-model", default="lfdn_edge", metavar="NAME",
+                   help="the model's name on the Triton server (default: %(default)s)")
     p.add_argument("--config", default=None, help="cameras file (.yaml, .yml or .json; docs/STREAMS.md)")
     p.add_argument("--out", default="-", help="JSON lines output file, appended to (default: stdout)")
     p.add_argument("--mqtt", action="append", default=None, metavar="URL",
@@ -88,8 +99,8 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
         cfg = load_config(args.config) if args.config else {"engine": None, "cameras": [], "mqtt": []}
         engine = args.engine or cfg["engine"]
-        if engine is None:
-            raise ValueError("no engine: pass --engine ENGINE (or `engine:` in --config)")
+        if engine is None and args.triton is None:
+            raise ValueError("no engine: pass --engine ENGINE (or `engine:` in --config), or --triton URL")
         defaults = {} if args.fps is None else {"fps": args.fps}
         cams = [camera(s, defaults) for s in args.sources] + cfg["cameras"]
         if not cams:
@@ -97,10 +108,16 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
         mqtt_urls = args.mqtt or cfg["mqtt"]   # the command line's --mqtt wins over the file's
         for u in mqtt_urls:
             parse_mqtt_url(u)   # a malformed URL fails before the engine loads
-        scorer = Scorer(engine, args.backend, args.device, threads=args.threads)
+        stack = contextlib.ExitStack()
+        if args.triton is not None:
+            from ..runtime.triton_client import TritonScorer
+
+            scorer = stack.enter_context(TritonScorer(args.triton, args.triton_model, feature_source=engine))
+        else:
+            scorer = Scorer(engine, args.backend, args.device, threads=args.threads)
         alerts = AlertConfig(args.threshold, args.off_threshold, args.hold, args.cooldown, args.min_frames)
         types = {"event", "status", "summary"} if args.events_only else None
-        with contextlib.ExitStack() as stack:
+        with stack:
             mqtt = [stack.enter_context(MqttSink(u, types=types)) for u in mqtt_urls]   # connecting meanwhile
             sinks = [stack.enter_context(JsonLinesSink(args.out, types=types)), *mqtt]
             summary = _run(args, cams, scorer, alerts, sinks)
