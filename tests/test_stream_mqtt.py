@@ -49,7 +49,7 @@ def tool(name):
     path = shutil.which(name) or next((p for p in (f"/usr/sbin/{name}", f"/usr/bin/{name}") if os.path.exists(p)),
                                       None)
     if path is None:
-        msg = f"{name} not found (Debian: apt-get install mosquitto)"
+        msg = f"{name} not found (Debian: apt-get install {'openssl' if name == 'openssl' else 'mosquitto'})"
         if "mqtt" in REQUIRED:
             pytest.fail(msg + f" -- required by LFDN_EDGE_REQUIRE_TOOLCHAINS={os.environ['LFDN_EDGE_REQUIRE_TOOLCHAINS']}")
         pytest.skip(msg)
@@ -65,11 +65,17 @@ def free_port():
 class Broker:
     """A mosquitto on 127.0.0.1:port (anonymous, or USER/SECRET from a password file); start / kill / restart."""
 
-    def __init__(self, tmp: Path, port: int, auth: bool):
+    def __init__(self, tmp: Path, port: int, auth: bool, tls_port=None):
         self.bin, self.tmp, self.port, self.auth = tool("mosquitto"), tmp, port, auth
         self.proc = None
         lines = [f"listener {port} 127.0.0.1", "persistence false", "user root", "log_dest stderr",
                  "log_type error", "log_type warning"]
+        if tls_port is not None:   # a second listener with TLS: a self-signed certificate for 127.0.0.1
+            self.cert, key = tmp / "cert.pem", tmp / "key.pem"
+            subprocess.run([tool("openssl"), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                            "-keyout", str(key), "-out", str(self.cert), "-subj", "/CN=127.0.0.1",
+                            "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
+            lines += [f"listener {tls_port} 127.0.0.1", f"certfile {self.cert}", f"keyfile {key}"]
         if auth:
             pw = tmp / "passwd"
             subprocess.run([tool("mosquitto_passwd"), "-b", "-c", str(pw), USER, SECRET], check=True,
@@ -104,10 +110,10 @@ class Broker:
 def broker_factory(tmp_path):
     made = []
 
-    def make(auth=False, port=None, start=True):
+    def make(auth=False, port=None, start=True, tls_port=None):
         d = tmp_path / f"broker{len(made)}"
         d.mkdir()
-        b = Broker(d, port or free_port(), auth)
+        b = Broker(d, port or free_port(), auth, tls_port)
         made.append(b)
         return b.start() if start else b
 
@@ -386,6 +392,31 @@ def test_wrong_password_is_refused_and_never_logged(broker_factory, caplog):
         ms.write(ls.Status("cam", "connected", time.time()))
     assert "connection refused" in caplog.text and f"***:***@127.0.0.1:{b.port}/x" in caplog.text
     assert SECRET not in caplog.text and ms.stats["connects"] == 0 and ms.stats["dropped"] == 1
+
+
+def test_tls_with_the_brokers_certificate_and_refused_without_it(broker_factory, subscribers, caplog):
+    """mqtts://: the broker's self-signed certificate given as ca= connects and delivers; with the system's
+    CAs (no ca=) the certificate is not trusted, so the sink never connects (verification is on)."""
+    tls_port = free_port()
+    b = broker_factory(tls_port=tls_port)
+    sub = subscribers(b.port, "s")   # on the plain listener of the same broker
+    st = ls.Status("cam", "connected", time.time())
+    with ls.MqttSink(f"mqtts://127.0.0.1:{tls_port}/s?ca={b.cert}", flush_timeout=2.0) as ms:
+        t_end = time.monotonic() + 5
+        while not ms.connected and time.monotonic() < t_end:
+            time.sleep(0.02)
+        ms.write(st)
+    assert ms.stats["connects"] == 1 and ms.stats["sent"] == 1, ms.stats
+    m = sub.wait(lambda m: m.topic == "s/cam/status", 5)
+    assert m is not None and json.loads(m.payload) == st.to_dict()
+    caplog.set_level(logging.WARNING, logger="lfdn_edge.stream.mqtt")
+    with ls.MqttSink(f"mqtts://127.0.0.1:{tls_port}/s2", flush_timeout=0.5) as untrusted:
+        t_end = time.monotonic() + 5
+        while "cannot connect" not in caplog.text and time.monotonic() < t_end:
+            time.sleep(0.02)
+        untrusted.write(st)
+    assert untrusted.stats["connects"] == 0 and untrusted.stats["dropped"] == 1
+    assert f"MQTT mqtts://127.0.0.1:{tls_port}/s2: cannot connect" in caplog.text
 
 
 def live_stream(scorer, sinks, duration, events=None):

@@ -154,6 +154,7 @@ class MqttSink:
         self._drained = threading.Condition(self._lock)
         self._connected = threading.Event()
         self._closed = False
+        self._failing = False   # a connection attempt failed since the last connect (logged once)
         self._mqtt = mqtt
         t = self.target
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=t.client_id, protocol=mqtt.MQTTv311,
@@ -168,6 +169,7 @@ class MqttSink:
         c.reconnect_delay_set(*reconnect_delay)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.on_publish = self._on_publish
         self._client = c
         c.connect_async(t.host, t.port, keepalive=t.keepalive)
@@ -180,11 +182,17 @@ class MqttSink:
             return
         with self._lock:
             self.stats["connects"] += 1
+        self._failing = False
         self._connected.set()
         log.info("MQTT %s: connected", self.url)
         info = client.publish(self.availability, ONLINE, qos=1, retain=True)   # the birth message
         with self._lock:   # its on_publish comes later, in this same thread
             self._own.add(info.mid)
+
+    def _on_connect_fail(self, client: Any, userdata: Any) -> None:
+        if not self._failing and not self._closed:   # once per outage; paho retries (1 s doubling up to 30 s)
+            self._failing = True
+            log.warning("MQTT %s: cannot connect (broker down, unreachable, or TLS refused); retrying", self.url)
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         was = self._connected.is_set()
