@@ -419,6 +419,32 @@ def test_tls_with_the_brokers_certificate_and_refused_without_it(broker_factory,
     assert f"MQTT mqtts://127.0.0.1:{tls_port}/s2: cannot connect" in caplog.text
 
 
+def test_a_hung_broker_blocks_neither_write_nor_close(broker_factory):
+    """The broker stops answering (SIGSTOP: connection open, nothing read or acknowledged): 500 QoS 1 writes
+    return at once, at most ``queue`` wait, the rest are dropped, and close gives up after its flush timeout."""
+    b = broker_factory()
+    ms = ls.MqttSink(url(b.port, "h", queue=20, keepalive=30), flush_timeout=1.0)
+    try:
+        t_end = time.monotonic() + 5
+        while not ms.connected and time.monotonic() < t_end:
+            time.sleep(0.02)
+        assert ms.connected
+        os.kill(b.proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        for k in range(500):
+            ms.write(ls.Status(f"cam{k % 3}", "connected", time.time()))
+        t_write = time.monotonic() - t0
+        t0 = time.monotonic()
+        ms.close()
+        t_close = time.monotonic() - t0
+    finally:
+        ms.close()
+        os.kill(b.proc.pid, signal.SIGCONT)
+    s = ms.stats
+    assert t_write < 1.0 and t_close < 1.0 + 1.0, (t_write, t_close)
+    assert s["max_pending"] == 20 and s["sent"] == 0 and s["dropped"] == 500, s
+
+
 def live_stream(scorer, sinks, duration, events=None):
     """A live test:// camera at 20 fps for ``duration`` s into every sink; (records, seconds)."""
     recs = []
