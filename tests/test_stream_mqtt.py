@@ -354,7 +354,8 @@ def test_last_will_offline_when_the_process_dies_or_hangs(broker_factory, subscr
         if how == "SIGKILL":
             assert delay < 1.0
         else:   # mosquitto: no packet for 1.5 x keepalive; its check runs about once a second
-            assert 2.0 <= delay <= 3.0 + 2.0, delay   # mosquitto 2.0 checks in whole seconds: 4 s measured
+            # mosquitto 2.0 counts whole seconds (gone when now > last packet + 3 s): 3.5-4.8 s measured
+            assert 2.0 <= delay <= 1.5 * 2 + 3.0, delay
     finally:
         p.kill()
         p.wait(10)
