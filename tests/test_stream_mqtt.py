@@ -249,7 +249,7 @@ def test_url_parsing_defaults_options_and_redaction(tmp_path):
     assert [topic_part(n) for n in ("door", "a/b", "x+#", "")] == ["door", "a_b", "x__", "_"]
 
 
-def test_missing_config_key_types_fail_clearly(tmp_path):
+def test_config_file_mqtt_key_one_url_or_a_list(tmp_path):
     (tmp_path / "c.json").write_text(json.dumps({"mqtt": 5, "cameras": [{"uri": "test://pattern"}]}), encoding="utf-8")
     with pytest.raises(ValueError, match="'mqtt' must be a broker URL"):
         ls.load_config(tmp_path / "c.json")
