@@ -322,11 +322,12 @@ def test_requests_merged_into_one_batch_get_their_own_rows_back(engine, monkeypa
         want = scorer.explain(req["features"])
         assert sorted(ans) == sorted(ts.OUTPUTS)
         assert {k: v.shape for k, v in ans.items()} == {"score": (n, 1), "is_ood": (n, 1), "mse": (n, 1),
-                                                        "mfsim": (n, 1), "stage_cos": (n, 3)}
+                                                        "mfsim": (n, 1), "stage_cos": (n, 3), "threshold": (n, 1)}
         for k in ("score", "mse", "mfsim"):
             np.testing.assert_allclose(ans[k][:, 0], want[k], rtol=1e-5, atol=1e-6, err_msg=k)
         np.testing.assert_allclose(ans["stage_cos"], want["stage_cos"], rtol=1e-5, atol=1e-6)
         assert np.array_equal(ans["is_ood"][:, 0], want["score"] > THRESHOLD)
+        assert ans["threshold"].dtype == np.float64 and np.all(ans["threshold"] == THRESHOLD)
     one = server._infer(requests[2:3])[0]  # a batch of one request: no concatenation
     np.testing.assert_allclose(one["score"][:, 0], scorer.explain(requests[2]["features"])["score"], rtol=1e-5)
 
@@ -377,3 +378,97 @@ def test_frames_engine_serves_uint8_images(tmp_path):
     # the frames engine's scores; compared with a tolerance because onnxruntime's convolutions may round
     # differently for another batch size (the features engines above are compared bit for bit)
     np.testing.assert_allclose(np.concatenate(got), want, rtol=1e-5, atol=1e-6)
+
+
+def _lite0_checkpoint(path, input_size=32):
+    """A checkpoint on EfficientNet-Lite0 features (random LFDN weights): real backbone stages, so a stream can
+    compute its features from frames."""
+    import torch
+
+    from lfdn_edge.backbones import get_backbone
+    from lfdn_edge.checkpoint import save_checkpoint
+    from lfdn_edge.diffusion import DiffusionConfig
+    from lfdn_edge.features import FeatureConfig
+    from lfdn_edge.model import LFDN, LFDNConfig
+    from lfdn_edge.reference import ScoreConfig
+
+    dims = list(get_backbone("efficientnet-lite0").stage_dims)
+    torch.manual_seed(0)
+    cfg = LFDNConfig(in_dim=sum(dims), width=32, depth=1, emb_dim=16)
+    data = {"feature": FeatureConfig(backbone="efficientnet-lite0", input_size=input_size).to_dict(),
+            "layout": {"stage_dims": dims}, "model": cfg.to_dict(), "diffusion": DiffusionConfig().to_dict(),
+            "score": ScoreConfig().to_dict(), "ema": LFDN(cfg).state_dict(), "calibration": None}
+    return save_checkpoint(data, path)
+
+
+STREAM_SRC = "test://pattern?live=0&size=80x48&frames=12&anomaly=4-7&name=cam"
+
+
+def _stream_scores(scorer):
+    import lfdn_edge.stream as ls
+
+    with ls.open([STREAM_SRC], scorer, torch_threads=1) as s:
+        res = [r for r in s if isinstance(r, ls.Result)]
+    assert [r.frame for r in res] == list(range(12)) and all(r.health == "ok" for r in res)
+    return np.array([r.score for r in res]), [r.threshold for r in res]
+
+
+def test_stream_triton_mode_scores_frames_on_the_server_like_the_local_scorer(tmp_path, engine):
+    """`lfdn-edge stream --triton`: frames decoded here, scored by a running server (a frames engine: resized
+    here, backbone on the server; a checkpoint on features: features computed here with the local engine's
+    backbone). The scores are the in-process Scorer's (within the tolerance of the frames engine test above)
+    over HTTP, gRPC and the command; the default alert threshold is the server's, exactly."""
+    _need_pytriton()
+    from lfdn_edge import Scorer
+    from lfdn_edge.builder.dispatch import build_engine
+    from lfdn_edge.probes import onnx_usable
+    from lfdn_edge.runtime.triton_client import TritonScorer
+    from lfdn_edge.runtime.triton_server import ScoreServer
+
+    if not onnx_usable()[0]:
+        pytest.skip(onnx_usable()[1])
+    ckpt = _lite0_checkpoint(tmp_path / "lite0.pt")
+    frames_engine = build_engine(ckpt, backend="onnx", include_backbone=True, image_size=(24, 40), batch=(1, 4, 8),
+                                 out=tmp_path / "frames.engine")
+    local = Scorer(frames_engine, threshold=0.0)   # random weights, uncalibrated: a threshold for the first pass
+    want, _ = _stream_scores(local)
+    local.threshold = thr = float(np.median(want)) + 1e-3
+    h, g, m = free_ports(3)
+    with ScoreServer(local, http_port=h, grpc_port=g, metrics_port=m, max_batch=8, log_file=tmp_path / "t.log"):
+        for url in (f"http://127.0.0.1:{h}", f"grpc://127.0.0.1:{g}"):
+            with TritonScorer(url) as remote:
+                assert remote.includes_backbone and remote.input_shape == (-1, 24, 40, 3)
+                assert remote.batch_range == (1, 8) and remote.threshold == thr   # float64 output: exact
+                got, thrs = _stream_scores(remote)
+                assert set(thrs) == {thr} and remote.calls == 1 + 12   # the probe, then one frame per tick
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6, err_msg=url)
+            assert 0 < int((got > thr).sum()) < 12
+        p = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", STREAM_SRC, "--triton", f"127.0.0.1:{h}",
+                            "--out", str(tmp_path / "r.jsonl")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert p.returncode == 0, p.stderr[-3000:]
+        lines = [json.loads(x) for x in (tmp_path / "r.jsonl").read_text(encoding="utf-8").splitlines()]
+        res = [x for x in lines if x["type"] == "result"]
+        np.testing.assert_allclose([x["score"] for x in res], want, rtol=1e-5, atol=1e-6)
+        assert {x["threshold"] for x in res} == {round(thr, 7)}
+        assert sum(x["type"] == "event" and x["event"] == "start" for x in lines) >= 1
+        bad = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", STREAM_SRC, "--triton",
+                              f"http://127.0.0.1:{h}", "--triton-model", "nope"],
+                             capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert bad.returncode == 2 and "no ready model 'nope'" in bad.stderr, bad.stderr[-2000:]
+    # a model on features: the stream computes them here, with the backbone of a local copy of the engine
+    feats = Scorer(ckpt, threshold=-0.5)
+    want_f, _ = _stream_scores(feats)
+    h, g, m = free_ports(3)
+    with ScoreServer(feats, http_port=h, grpc_port=g, metrics_port=m, max_batch=8, log_file=tmp_path / "f.log"):
+        url = f"http://127.0.0.1:{h}"
+        with pytest.raises(ValueError, match=r"takes features \[-1, \d+\].*give that engine or its checkpoint"):
+            TritonScorer(url)
+        with pytest.raises(ValueError, match="not the engine it was built from"):
+            TritonScorer(url, feature_source=engine)   # the tiny 96-feature engine: another backbone
+        with TritonScorer(url, feature_source=ckpt) as remote:
+            assert not remote.includes_backbone and remote.threshold == -0.5
+            got, _ = _stream_scores(remote)
+        np.testing.assert_allclose(got, want_f, rtol=1e-5, atol=1e-6)
+        p = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", STREAM_SRC, "--triton", url],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+        assert p.returncode == 2 and "--engine" in p.stderr and "takes features" in p.stderr, p.stderr[-2000:]

@@ -4,7 +4,8 @@ dynamic batching: requests from many cameras that arrive within --max-queue-dela
 Needs the optional extra: pip install 'lfdn-edge[serve]' (NVIDIA PyTriton: a real tritonserver whose Python
 backend hands each batch to the Scorer in this process). Model NAME (default lfdn_edge): input 'features'
 float32 [-1, C] (or 'images' uint8 [-1, H, W, 3] for engines that include the backbone); outputs 'score',
-'is_ood', 'mse', 'mfsim' [-1, 1] and 'stage_cos' [-1, M]. Endpoints: HTTP /v2/health/ready, /v2/models/NAME/ready,
+'is_ood', 'mse', 'mfsim' [-1, 1], 'stage_cos' [-1, M] and 'threshold' float64 [-1, 1] (is_ood's; `lfdn-edge
+stream --triton URL` reads it). Endpoints: HTTP /v2/health/ready, /v2/models/NAME/ready,
 /v2/models/NAME/infer (KServe v2 protocol), the same over gRPC, Prometheus metrics at :METRICS_PORT/metrics;
 Triton's statistics endpoints need the access token (header triton-access-token; --access-token or
 $LFDN_EDGE_TRITON_TOKEN, else a random one). Ctrl-C (SIGINT) or SIGTERM stops the server cleanly.

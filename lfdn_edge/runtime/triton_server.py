@@ -19,6 +19,8 @@ The model (name ``model_name``, version 1):
     outputs ``score``     float32 [-1, 1]   the engine's score type (higher = more OOD)
             ``is_ood``    bool    [-1, 1]   score > threshold (the calibrated one, or ``threshold=``)
             ``mse``, ``mfsim`` float32 [-1, 1], ``stage_cos`` float32 [-1, M] (cosine per stage)
+            ``threshold`` float64 [-1, 1]   the threshold is_ood used (the same for every item), so a client
+                                             (lfdn_edge.runtime.triton_client.TritonScorer) learns it exactly
 The scores are the Scorer's. With a native engine an item's score does not depend on the batch it was
 scored in, so they are bit for bit the in-process scores (tests/test_serve.py, 16 concurrent clients); other
 backends can differ in the last bits between batch sizes (the PyTorch graph of a checkpoint; onnxruntime's
@@ -57,7 +59,7 @@ from .scorer import Scorer
 
 INSTALL_HINT = "pip install 'lfdn-edge[serve]'"
 ACCESS_HEADER = "triton-access-token"
-OUTPUTS = ("score", "is_ood", "mse", "mfsim", "stage_cos")
+OUTPUTS = ("score", "is_ood", "mse", "mfsim", "stage_cos", "threshold")
 
 
 def pytriton_available() -> tuple[bool, str]:
@@ -141,7 +143,8 @@ class ScoreServer:
         e = self.scorer.explain(x)
         out = {"score": np.asarray(e["score"], np.float32)[:, None], "is_ood": np.asarray(e["is_ood"], bool)[:, None],
                "mse": np.asarray(e["mse"], np.float32)[:, None], "mfsim": np.asarray(e["mfsim"], np.float32)[:, None],
-               "stage_cos": np.asarray(e["stage_cos"], np.float32)}
+               "stage_cos": np.asarray(e["stage_cos"], np.float32),
+               "threshold": np.full((x.shape[0], 1), float(e["threshold"]), np.float64)}
         bounds = np.cumsum([0, *sizes])
         return [{k: v[s:t] for k, v in out.items()} for s, t in zip(bounds[:-1], bounds[1:])]
 
@@ -173,7 +176,8 @@ class ScoreServer:
         m = len(s.stage_dims)
         outputs = [Tensor(name="score", dtype=np.float32, shape=(1,)), Tensor(name="is_ood", dtype=np.bool_, shape=(1,)),
                    Tensor(name="mse", dtype=np.float32, shape=(1,)), Tensor(name="mfsim", dtype=np.float32, shape=(1,)),
-                   Tensor(name="stage_cos", dtype=np.float32, shape=(m,))]
+                   Tensor(name="stage_cos", dtype=np.float32, shape=(m,)),
+                   Tensor(name="threshold", dtype=np.float64, shape=(1,))]
         config = TritonConfig(http_address=self.host, http_port=self.http_port, grpc_address=self.host,
                               grpc_port=self.grpc_port, metrics_address=self.host, metrics_port=self.metrics_port,
                               allow_metrics=True, allow_gpu_metrics=False, log_verbose=self.log_verbose,

@@ -6,7 +6,7 @@
             print(ls.to_dict(rec))
 
 docs/STREAMS.md describes sources (lfdn_edge.stream.uri), scheduling (reader, pipeline), health, alerts, the
-JSON lines records, and the HTTP preview page and Prometheus metrics (web, metrics; ``open(..., http=...)``).
+JSON lines records (sinks: output, mqtt), and the HTTP preview page and Prometheus metrics (web, metrics; ``open(..., http=...)``).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any, Iterable
 from .alerts import AlertConfig, Event
 from .config import CameraConfig, load_config
 from .health import HealthConfig
+from .mqtt import MqttSink
 from .output import JsonLinesSink
 from .pipeline import Stream
 from .probe import probe
@@ -24,7 +25,7 @@ from .records import SCHEMA, Result, Status, Summary, to_dict
 from .uri import SourceSpec, parse_uri, redact
 
 __all__ = ["open", "Stream", "probe", "parse_uri", "redact", "SourceSpec", "CameraConfig", "load_config",
-           "AlertConfig", "HealthConfig", "Backoff", "JsonLinesSink", "Result", "Event", "Status", "Summary",
+           "AlertConfig", "HealthConfig", "Backoff", "JsonLinesSink", "MqttSink", "Result", "Event", "Status", "Summary",
            "to_dict", "SCHEMA"]
 
 

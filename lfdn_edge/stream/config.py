@@ -4,6 +4,7 @@ The file is YAML (``.yaml`` / ``.yml``; needs PyYAML, which comes with the [stre
 no extra needed), with the same structure:
 
     engine: runs/demo/ckpt.pt          # optional; the command line's --engine wins
+    mqtt: mqtt://user:pw@broker:1883/site1   # optional, one URL or a list; the command line's --mqtt wins
     defaults: {fps: 15, hold: 1.0, cooldown: 5}
     cameras:
       - uri: rtsp://user:pw@10.0.0.5/stream1?transport=udp
@@ -28,7 +29,7 @@ from .synthetic import SyntheticConfig
 from .uri import SourceSpec, parse_fps, parse_uri
 
 CAMERA_KEYS = ("uri", "name", "fps", "live", "threshold", "off_threshold", "hold", "cooldown", "min_frames")
-FILE_KEYS = ("engine", "defaults", "cameras")
+FILE_KEYS = ("engine", "defaults", "cameras", "mqtt")
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ def camera(source: Union[str, int, SourceSpec, CameraConfig, dict], defaults: Op
 
 
 def load_config(path: Union[str, Path]) -> dict[str, Any]:
-    """The parsed file: {"engine": str or None, "cameras": [CameraConfig, ...]}."""
+    """The parsed file: {"engine": str or None, "cameras": [CameraConfig, ...], "mqtt": [broker URL, ...]}."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"no such config file: {p}")
@@ -115,4 +116,8 @@ def load_config(path: Union[str, Path]) -> dict[str, Any]:
     engine = doc.get("engine")
     if engine is not None:
         engine = str((p.parent / engine) if not Path(engine).is_absolute() else engine)
-    return {"engine": engine, "cameras": cameras}
+    mqtt = doc.get("mqtt") or []
+    mqtt = [mqtt] if isinstance(mqtt, str) else mqtt
+    if not isinstance(mqtt, list) or not all(isinstance(u, str) for u in mqtt):
+        raise ValueError(f"{p}: 'mqtt' must be a broker URL or a list of them")
+    return {"engine": engine, "cameras": cameras, "mqtt": mqtt}
