@@ -16,11 +16,13 @@ INPUT_SIZE = 64          # 64 px: Lite0 about 400 images/s on 2 cores, Lite2 abo
 DATA = "fmnist-ood"      # the offline benchmark built from Debian packages
 N_TRAIN = 6000           # fmnist-ood's own split, and a user source's counts where none are given (N_CAL: held-out
 N_CAL = 1000             # ID images for the threshold). The CLI's --n-train/--n-cal/--n-test and the loaders default
-N_TEST = 2000            # to None, the data's own split (digits-ood: DIGITS_OOD_SPLIT; lfdn_edge.data.resolve_split)
+N_TEST = 2000            # to None, the data's own split (digits-ood: DIGITS_OOD_SPLIT, sprites-ood: SPRITES_OOD_SPLIT; lfdn_edge.data.resolve_split)
 N_OOD = 1000             # at most, per OOD set
 DATA_SEED = 0
 DIGITS_OOD_SPLIT = (1500, 300, 700)  # digits-ood train / cal / test of its 2500 ID digits (its own split, used for
                                      # every count not given; lfdn_edge.data.digits_ood)
+SPRITES_OOD_SPLIT = (1200, 300, 600)  # sprites-ood train / cal / test of its 2410 ID sprites (91 units; whole
+                                      # units per split, so the parts overshoot: lfdn_edge.data.sprites_ood)
 
 # ---------------------------------------------------------------------------------------------- model
 WIDTH = 512

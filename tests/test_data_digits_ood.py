@@ -27,7 +27,7 @@ def bench():
 
 
 def test_registry_and_help():
-    assert set(BENCHMARKS) == {"fmnist-ood", "digits-ood"}
+    assert set(BENCHMARKS) == {"fmnist-ood", "digits-ood", "sprites-ood"}
     assert digits_ood.OOD_SETS == ("near", "fashion", "letters", "textures", "icons", "emoji", "flags")
     assert "digits-ood:SET" in SPEC_HELP and "fashion" in SPEC_HELP and "fmnist-ood:SET" in SPEC_HELP
     assert _known_far("digits-ood:fashion") and not _known_far("digits-ood:near")

@@ -6,7 +6,7 @@ Examples:
     lfdn-edge evaluate --ckpt runs/demo/ckpt.pt --data fmnist-ood --json runs/demo/report.json
     lfdn-edge evaluate --ckpt ckpt.pt --ood /path/to/ood_a --ood /path/to/ood_b --json report.json
 (``python tools/evaluate.py ...`` is the same command.) The far-OOD mean covers only sets known to be
-far-OOD (the far sets of fmnist-ood or digits-ood); with your own OOD folders the table shows the mean over all OOD sets.
+far-OOD (the far sets of fmnist-ood, digits-ood or sprites-ood); with your own OOD folders the table shows the mean over all OOD sets.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ def build_parser(prog: str = "lfdn-edge evaluate"):
     p = parser(prog, __doc__)
     p.add_argument("--ckpt", required=True, help="checkpoint written by lfdn-edge train")
     p.add_argument("--data", default=None,
-                   help="'fmnist-ood', 'digits-ood' or an ID source (folder, cifar10:ROOT, ...); default: the checkpoint's own")
+                   help="'fmnist-ood', 'digits-ood', 'sprites-ood' or an ID source (folder, cifar10:ROOT, ...); default: the checkpoint's own")
     p.add_argument("--ood", action="append", default=[],
-                   help="OOD source (repeatable): a folder, cifar10:ROOT, svhn:ROOT, ...; with fmnist-ood or digits-ood, "
+                   help="OOD source (repeatable): a folder, cifar10:ROOT, svhn:ROOT, ...; with an offline benchmark "
                         "a subset of its set names")
     p.add_argument("--n-test", type=int, default=None,
                    help="ID test images (default: the count recorded in the checkpoint; for another source than "

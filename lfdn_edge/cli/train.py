@@ -23,7 +23,7 @@ from .common import add_common_options, check_output_path, check_positive, parse
 def build_parser(prog: str = "lfdn-edge train"):
     p = parser(prog, __doc__)
     p.add_argument("--data", default=defaults.DATA,
-                   help="ID data: 'fmnist-ood' or 'digits-ood' (offline benchmarks), an image folder, cifar10:ROOT, "
+                   help="ID data: 'fmnist-ood', 'digits-ood' or 'sprites-ood' (offline benchmarks), an image folder, cifar10:ROOT, "
                         "cifar100:ROOT, svhn:ROOT (default: %(default)s)")
     p.add_argument("--out", required=True, help="checkpoint path to write (resumed if it exists)")
     g = p.add_argument_group("features")
@@ -31,13 +31,14 @@ def build_parser(prog: str = "lfdn-edge train"):
     g.add_argument("--backbone-weights", default=None, help="state-dict file (required for torchvision backbones)")
     g.add_argument("--input-size", type=int, default=defaults.INPUT_SIZE,
                    help="square input size in pixels (default: %(default)s)")
-    counts = ((defaults.N_TRAIN, defaults.N_CAL, defaults.N_TEST), defaults.DIGITS_OOD_SPLIT)
+    counts = ((defaults.N_TRAIN, defaults.N_CAL, defaults.N_TEST), defaults.DIGITS_OOD_SPLIT,
+              defaults.SPRITES_OOD_SPLIT)
     for i, (opt, what) in enumerate((("--n-train", "ID training images"),
                                      ("--n-cal", "held-out ID images for the threshold"),
                                      ("--n-test", "ID test images kept out of training for evaluation"))):
         g.add_argument(opt, type=int, default=None,
                        help=f"{what} (default: the data's own split: {counts[0][i]} for fmnist-ood and any other "
-                            f"source, {counts[1][i]} for digits-ood)")
+                            f"source, {counts[1][i]} for digits-ood, {counts[2][i]} for sprites-ood)")
     g.add_argument("--data-seed", type=int, default=defaults.DATA_SEED,
                    help="seed of the data subsampling (default: %(default)s)")
     g = p.add_argument_group("model (paper: width %(width)d, depth %(depth)d, emb %(emb_dim)d)" % defaults.PAPER_MODEL)

@@ -21,7 +21,8 @@ FALLBACK_FRACTIONS = (0.7, 0.1, 0.2)  # train / cal / test when a source is smal
 def resolve_split(data: str, n_train: int | None = None, n_cal: int | None = None,
                   n_test: int | None = None) -> tuple[int, int, int]:
     """The train / cal / test counts asked of ``data``: a count left as None is the data's own, that is the
-    offline benchmark's ``DEFAULT_SPLIT`` (fmnist-ood 6000/1000/2000, digits-ood 1500/300/700) or, for any
+    offline benchmark's ``DEFAULT_SPLIT`` (fmnist-ood 6000/1000/2000, digits-ood 1500/300/700,
+    sprites-ood 1200/300/600) or, for any
     other source, ``defaults.N_TRAIN``/``N_CAL``/``N_TEST``; a given count is kept as it is."""
     own = BENCHMARKS[data][0].DEFAULT_SPLIT if data in BENCHMARKS else (defaults.N_TRAIN, defaults.N_CAL,
                                                                         defaults.N_TEST)
@@ -69,7 +70,7 @@ def load_benchmark(data: str, ood: Sequence[str] = (), size: int = defaults.INPU
                    with_ood: bool = True, progress: bool = True) -> Benchmark:
     """Build a :class:`Benchmark`.
 
-    ``data == "fmnist-ood"`` or ``"digits-ood"``: an offline benchmark (``offline.BENCHMARKS``); ``ood`` is
+    ``data == "fmnist-ood"``, ``"digits-ood"`` or ``"sprites-ood"``: an offline benchmark (``offline.BENCHMARKS``); ``ood`` is
     empty (all sets) or a subset of its set names. Otherwise ``data`` is a source spec (see ``specs``) of ID images, split by one seeded
     permutation (stream ``benchmark/<source key>``, see :func:`split_positions`) into ``n_train`` /
     ``n_cal`` / ``n_test`` images (70/10/20 with a warning if the source is smaller); only the selected

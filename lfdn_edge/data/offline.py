@@ -1,4 +1,5 @@
-"""The offline benchmarks by name: ``fmnist-ood`` (the default) and ``digits-ood`` (the second one, issue 16).
+"""The offline benchmarks by name: ``fmnist-ood`` (the default), ``digits-ood`` (the second one, issue 16) and
+``sprites-ood`` (colour images, issue 27).
 
 Each entry is a module with ``BENCHMARK``, ``OOD_SETS``, ``FAR_OOD``, ``DEFAULT_SPLIT`` (its own train / cal /
 test counts, used for every count left as None) and ``ood_source(name, size)``, and its loader
@@ -9,10 +10,11 @@ test counts, used for every count left as None) and ``ood_source(name, size)``, 
 
 from __future__ import annotations
 
-from . import digits_ood, fmnist_ood
+from . import digits_ood, fmnist_ood, sprites_ood
 
 BENCHMARKS = {fmnist_ood.BENCHMARK: (fmnist_ood, fmnist_ood.load_fmnist_ood),
-              digits_ood.BENCHMARK: (digits_ood, digits_ood.load_digits_ood)}
+              digits_ood.BENCHMARK: (digits_ood, digits_ood.load_digits_ood),
+              sprites_ood.BENCHMARK: (sprites_ood, sprites_ood.load_sprites_ood)}
 
 
 def describe() -> str:

