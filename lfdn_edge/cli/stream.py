@@ -10,6 +10,7 @@ Examples:
     lfdn-edge stream rtsp://user:pw@10.0.0.5/s1 cam2.mp4 --engine cam.native.fp32.engine --fps 5 --out r.jsonl
     lfdn-edge stream --config cameras.yaml --engine cam.onnx.fp32.engine --duration 60 --events-only
     lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --http 0.0.0.0:8080 --out r.jsonl
+    lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --clips clips/ --clip-pre 5 --clip-post 5
 
 With --http the same server gives the preview page (/), Prometheus metrics (/metrics), /api/state,
 /snapshot/CAMERA.jpg and /stream/CAMERA.mjpg; it stops with the stream.
@@ -58,6 +59,14 @@ def build_parser(prog: str = "lfdn-edge stream"):
                    help="serve a preview page (frames, score plots, events) at /, Prometheus metrics at /metrics, "
                         "JSON at /api/state and MJPEG at /stream/CAMERA.mjpg while the stream runs (e.g. "
                         "127.0.0.1:8080; 0.0.0.0:8080 for other machines; port 0 picks a free one)")
+    p.add_argument("--clips", default=None, metavar="DIR",
+                   help="write a clip of each event into DIR: the source's own packets (no re-encoding; PyAV sources "
+                        "only) from the keyframe at or before --clip-pre seconds before the start to --clip-post "
+                        "seconds after the end; MP4 (H.264, H.265, AV1, MPEG-4, MJPEG) or Matroska; a `clip` record "
+                        "says when each is written")
+    p.add_argument("--clip-pre", type=float, default=3.0, help="seconds of clip before an event (default: %(default)s)")
+    p.add_argument("--clip-post", type=float, default=3.0, help="seconds of clip after an event (default: %(default)s)")
+    p.add_argument("--clip-max", type=float, default=60.0, help="longest clip in seconds (default: %(default)s)")
     add_common_options(p, cache=False)
     return p
 
@@ -83,11 +92,17 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
             raise ValueError("no sources: give source URIs or --config")
         scorer = Scorer(engine, args.backend, args.device, threads=args.threads)
         alerts = AlertConfig(args.threshold, args.off_threshold, args.hold, args.cooldown, args.min_frames)
-        types = {"event", "status", "summary"} if args.events_only else None
+        types = {"event", "status", "summary", "clip"} if args.events_only else None
+        clips = None
+        if args.clips:
+            from ..stream.clips import ClipConfig
+
+            clips = ClipConfig(args.clips, args.clip_pre, args.clip_post, args.clip_max)
         summary = None
         with JsonLinesSink(args.out, types=types) as sink, \
                 Stream(cams, scorer, fps=args.fps, alerts=alerts, max_wait=args.max_wait, duration=args.duration,
-                       read_timeout=args.read_timeout, torch_threads=args.torch_threads, http=args.http) as stream:
+                       read_timeout=args.read_timeout, torch_threads=args.torch_threads, http=args.http,
+                       clips=clips) as stream:
             if stream.http is not None:
                 print(f"preview: {stream.http.url}  metrics: {stream.http.url}metrics", file=sys.stderr, flush=True)
             try:
@@ -99,8 +114,10 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
                 print("interrupted", file=sys.stderr)
         if summary is not None and not args.quiet:
             for name, c in summary["cameras"].items():
+                cl = c.get("clips")
+                cl = "" if cl is None else f", clips {cl['written']}" + (f" ({cl['note']})" if cl["note"] else "")
                 print(f"{name}: {c['frames']} frames, {c['scored']} scored, {c['events']} events, "
-                      f"dropped {sum(c['dropped'].values())}, health {c['health']}, {c['state']}", file=sys.stderr)
+                      f"dropped {sum(c['dropped'].values())}, health {c['health']}, {c['state']}{cl}", file=sys.stderr)
         return 0
 
     return run_cli(args, body)

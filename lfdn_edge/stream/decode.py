@@ -12,7 +12,7 @@ import glob
 import os
 import re
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .frames import RawFrame, SourceError, SourceTimeout
 from .uri import SourceSpec, parse_size
@@ -92,6 +92,9 @@ class PyAVSource:
         self._frames: Any = None
         self._index = 0
         self._av: Any = None
+        self._stream: Any = None
+        # called with every demuxed packet of the video stream before it is decoded (event clips, stream/clips.py)
+        self.packet_sink: Optional[Callable[[Any], None]] = None
 
     def _check_exists(self) -> None:
         s = self.spec
@@ -123,8 +126,20 @@ class PyAVSource:
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
         self._stream = stream
-        self._frames = self.container.decode(stream)
+        self._frames = self._decode(stream)
         self._index = 0
+
+    @property
+    def video_stream(self) -> Any:
+        """The input video stream (open), e.g. as the template of a stream copy."""
+        return self._stream
+
+    def _decode(self, stream: Any) -> Any:
+        """container.decode(stream), with each packet handed to packet_sink first (flush packets are not)."""
+        for packet in self.container.demux(stream):
+            if self.packet_sink is not None and packet.size:
+                self.packet_sink(packet)
+            yield from packet.decode()
 
     def read(self) -> Optional[RawFrame]:
         av = self._av
