@@ -9,9 +9,10 @@ first frame (lfdn_edge.stream.reader), so clip times and result/event times are 
 
 An event start opens a :class:`ClipJob`: the ring's packets from the last keyframe at or before ``start - pre_s``
 (the ring's first keyframe when it does not reach back so far), then every new packet. Packets are taken in
-decode order while their decode time is at most ``end + post_s`` (or the first packet's time + ``max_s``): with
-B-frames a clip may so hold up to the reorder depth of frames after that time (each needed by nothing after it,
-but decoded before it). A reconnect (or the source's end) stops the clip there. One writer thread
+decode order while their decode time is at most ``end + post_s`` (or the first packet's time + ``max_s``), less
+the trailing ones shown after that time: without B-frames the clip ends exactly at the last frame at or before
+it; with B-frames it may hold a few frames after it (at most the reorder depth), the references of B-frames
+inside the window. A reconnect (or the source's end) stops the clip there. One writer thread
 (``lfdn-stream-clips``) muxes the packets (timestamps rebased so the first keyframe is at 0) into
 ``.NAME.part`` and renames it to NAME when the clip is complete: the scoring thread never waits on disk, and no
 partial file ever has the final name. A :class:`~lfdn_edge.stream.records.Clip` record then says what was
@@ -416,10 +417,17 @@ class ClipWriter:
             with self.cond:
                 while True:
                     for cam, job in self.jobs:
-                        bound = job.bound() if job.finishing else min(job.safe, job.bound())
                         batch = []
-                        while job.pending and job.pending[0].dts_s <= bound:
-                            batch.append(job.pending.popleft())
+                        if job.finishing:   # every packet decoded by the end, less those shown after it
+                            bound = job.bound()   # and needed by no packet left (a P-frame after a cut B-frame)
+                            while job.pending and job.pending[0].dts_s <= bound:
+                                batch.append(job.pending.popleft())
+                            while batch and batch[-1].pts_s > bound:
+                                batch.pop()
+                        else:   # while the event goes on: what is shown before its end can be at the earliest
+                            bound = min(job.safe, job.bound())
+                            while job.pending and job.pending[0].pts_s <= bound:
+                                batch.append(job.pending.popleft())
                         if batch or job.finishing:
                             work.append((cam, job, batch, job.finishing))
                     if work or (self._closing and not self.jobs):
