@@ -248,6 +248,38 @@ def test_the_ring_stays_bounded_over_a_long_replay_with_many_events(tmp_path, sc
     assert short >= 5, short   # the 2 s asked for did not fit in the bytes for most events
 
 
+def test_packet_ring_keeps_whole_gops_from_a_keyframe_within_its_duration_and_bytes(tmp_path):
+    """The ring alone, fed the packets of a real H.264 file: joined mid-GOP (as a live stream may be), by
+    duration, by bytes, and a GOP larger than the byte bound."""
+    src = write_video(tmp_path / "r.mp4", "libx264", 120, [(50, 57)], X264_GOP)
+    with av.open(str(src)) as c:
+        pk = [clips_mod.StoredPacket(bytes(p), p.pts, p.dts, p.duration, p.is_keyframe, p.time_base,
+                                     float(p.pts * p.time_base), float(p.dts * p.time_base))
+              for p in c.demux(c.streams.video[0]) if p.size]
+    index = {id(p): k for k, p in enumerate(pk)}
+    gop = [sum(len(p.data) for p in pk[i:i + GOP]) for i in range(0, 120, GOP)]
+    assert gop[5] > max(gop[:5] + gop[6:])                            # the anomalous GOP is the largest
+    ring = clips_mod.PacketRing(keep_s=1.0, max_bytes=1 << 30)
+    for n in range(3, 120):                                           # joined at frame 3: mid-GOP
+        ring.add(pk[n])
+        first = index[id(ring.items[0])] if ring.items else None
+        if n < GOP:
+            assert first is None                                      # nothing until the first keyframe
+        else:   # the last keyframe at or before newest - 1 s (15 frames), or the oldest one
+            assert first == max(GOP, (n - 15) // GOP * GOP), (n, first)
+            assert ring.bytes == sum(len(p.data) for p in ring.items)
+    assert ring.dropped == GOP - 3
+    cap = max(gop[:5] + gop[6:]) + 200                                # one normal GOP fits, the anomalous does not
+    ring = clips_mod.PacketRing(keep_s=100.0, max_bytes=cap)
+    kept = set()
+    for n in range(120):
+        ring.add(pk[n])
+        assert ring.bytes <= cap and (not ring.items or ring.items[0].key)
+        kept |= {index[id(p)] for p in ring.items}
+    assert not kept & set(range(50, 60)) and set(range(60, 120)) <= kept   # that GOP is skipped, not half kept
+    assert ring.peak_bytes <= cap and ring.dropped >= GOP
+
+
 def test_clips_are_written_off_the_scoring_thread_and_renamed_into_place(tmp_path, scorer, on, monkeypatch):
     """A writer 0.4 s slower per batch: the scored frames keep coming (the batcher never waits for the disk),
     and while a clip is written only its temp name exists."""

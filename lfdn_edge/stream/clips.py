@@ -91,42 +91,39 @@ class PacketRing:
         self.keep_s = keep_s
         self.max_bytes = max_bytes
         self.items: collections.deque[StoredPacket] = collections.deque()
+        self.keys: collections.deque[StoredPacket] = collections.deque()   # the keyframes among items
         self.bytes = 0
         self.peak_bytes = 0
         self.dropped = 0          # packets not kept (a GOP over max_bytes, or waiting for a keyframe)
 
     def clear(self) -> None:
         self.items.clear()
+        self.keys.clear()
         self.bytes = 0
 
     def _drop_gop(self) -> None:
-        """Drop the oldest GOP (the first keyframe and everything up to the next one)."""
-        p = self.items.popleft()
-        self.bytes -= len(p.data)
-        while self.items and not self.items[0].key:
+        """Drop the oldest GOP (its keyframe and everything up to the next keyframe)."""
+        self.keys.popleft()
+        nxt = self.keys[0] if self.keys else None
+        while self.items and self.items[0] is not nxt:
             self.bytes -= len(self.items.popleft().data)
 
     def add(self, p: StoredPacket) -> bool:
         """Keep ``p``; False when it cannot be kept (it does not start at a keyframe, or its GOP is too big)."""
-        if not self.items and not p.key:
-            self.dropped += 1
-            return False
         while self.items and self.bytes + len(p.data) > self.max_bytes:
             self._drop_gop()
         if not self.items and not p.key or len(p.data) > self.max_bytes:
             self.dropped += 1   # this GOP does not fit: nothing of it is kept until the next keyframe
             return False
         self.items.append(p)
+        if p.key:
+            self.keys.append(p)
         self.bytes += len(p.data)
         self.peak_bytes = max(self.peak_bytes, self.bytes)
         # by duration: drop whole GOPs while the next keyframe is still at or before newest - keep_s
         horizon = p.pts_s - self.keep_s
-        while True:
-            nxt = next((i for i, q in enumerate(self.items) if i > 0 and q.key), None)
-            if nxt is None or self.items[nxt].pts_s > horizon:
-                break
-            for _ in range(nxt):
-                self.bytes -= len(self.items.popleft().data)
+        while len(self.keys) > 1 and self.keys[1].pts_s <= horizon + EPS_S:
+            self._drop_gop()
         return True
 
     def from_keyframe_before(self, t_s: float) -> list[StoredPacket]:
