@@ -349,6 +349,55 @@ def test_a_reconnect_mid_clip_ends_the_clip_and_the_next_event_uses_the_new_conn
                                                                                               "source ended")
 
 
+class CameraScorer:
+    """For the camera stream of the next test (it only serves its frames): a constant score."""
+
+    batch_range = (1, 8, 8)
+    threshold = 0.0
+    includes_backbone = True
+    input_shape = (3, SIZE[1], SIZE[0])
+    header: dict = {}
+
+    def score(self, x):
+        return np.zeros(len(x))
+
+
+def test_mjpeg_over_http_gives_clips_of_the_received_parts(tmp_path, scorer, on):
+    """A live network source: a test:// camera served as MJPEG over HTTP by a first stream's preview server
+    (/stream/cam.mjpg), read by a second stream with clips on. FFmpeg's mpjpeg demuxer gives one packet per part,
+    every one a keyframe, numbered at 25 per second (the parts carry no time): the clip keeps that numbering, as
+    the results' pts clock does, so the clip's and the results' times still agree."""
+    cam = ls.open([f"test://pattern?size={SIZE[0]}x{SIZE[1]}&fps=30&frames=90&anomaly=45-59&name=cam"],
+                  CameraScorer(), http="127.0.0.1:0")
+    cam.start()
+    th = threading.Thread(target=lambda: list(cam), name="camera-stream")
+    th.start()
+    try:
+        recs = run([cam.http.url + "stream/cam.mjpg"], scorer, alerts=ls.AlertConfig(on=on, hold=0.2),
+                   clips=ls.ClipConfig(str(tmp_path / "clips"), pre_s=0.4, post_s=0.4), retries=0,
+                   duration=20.0)
+    finally:
+        th.join(20)
+        cam.close()
+    assert not th.is_alive()
+    results, events, clips = split(recs)
+    assert results and results[0].capture_clock == "pts"
+    starts = [e for e in events if e.kind == "start"]
+    assert len(starts) == 1 and len(clips) == 1, [ls.to_dict(e) for e in events]
+    c, ev = clips[0], starts[0]
+    assert c.codec == "mjpeg" and c.container == "mp4" and c.error == ""
+    pk = packets_of(c.path)
+    assert all(k for _, k, _ in pk) and len(pk) == c.frames
+    assert all(b[:2] == b"\xff\xd8" and b[-2:] == b"\xff\xd9" for b, _, _ in pk)   # whole JPEGs
+    _, fr = decoded(c.path)
+    assert len(fr) == c.frames and fr[0][1].shape == (SIZE[1], SIZE[0], 3)
+    # every part is a keyframe: the clip starts at the first part at or before start - pre (25 per "second")
+    assert ev.start_time - 0.4 - 1 / 25 - EPS < c.first_time <= ev.start_time - 0.4 + EPS
+    caps = {round(r.capture_time, 4) for r in results}
+    assert round(c.first_time, 4) in caps or c.first_time < min(caps)   # a received part's time
+    assert c.duration_s == pytest.approx((c.frames - 1) / 25, abs=1e-6)
+
+
 def test_a_source_without_packets_gives_no_clip_and_says_so_once(tmp_path, scorer, on, caplog):
     out = tmp_path / "clips"
     with caplog.at_level(logging.WARNING, logger="lfdn_edge.stream"):
