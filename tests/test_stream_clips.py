@@ -207,10 +207,10 @@ def test_b_frames_clip_starts_at_a_keyframe_and_holds_the_whole_window(tmp_path,
 
 
 def test_the_ring_stays_bounded_over_a_long_replay_with_many_events(tmp_path, scorer, on, monkeypatch):
-    segs = [(a, a + 7) for a in range(20, 400, 40)]                 # 10 events in 420 frames (28 s at 15 fps)
-    src = write_video(tmp_path / "long.mp4", "libx264", 420, segs, X264_GOP)
+    segs = [(a, a + 7) for a in range(20, 300, 35)]                 # 8 events in 300 frames (20 s at 15 fps)
+    src = write_video(tmp_path / "long.mp4", "libx264", 300, segs, X264_GOP)
     src_pk = packets_of(src)
-    gop_bytes = [sum(len(b) for b, _, _ in src_pk[i:i + GOP]) for i in range(0, 420, GOP)]
+    gop_bytes = [sum(len(b) for b, _, _ in src_pk[i:i + GOP]) for i in range(0, 300, GOP)]
     cap_bytes = int(1.5 * max(gop_bytes))   # 2-3 GOPs (anomalous ones are larger): less than pre_s (2 s = 3 GOPs)
     seen = []
     add = clips_mod.PacketRing.add
@@ -227,16 +227,16 @@ def test_the_ring_stays_bounded_over_a_long_replay_with_many_events(tmp_path, sc
                clips=ls.ClipConfig(str(tmp_path / "clips"), pre_s=2.0, post_s=0.5, ring_bytes=cap_bytes,
                                    slack_s=0.5))
     results, events, clips = split(recs)
-    assert len(seen) == 420
+    assert len(seen) == 300
     assert max(b for b, _, _, _ in seen) <= cap_bytes                       # the byte bound, every packet
     assert all(b == s for b, s, _, _ in seen)                                # its count is right
     assert all(k for _, _, k, _ in seen)                                     # always from a keyframe
     assert max(b for b, _, _, _ in seen) > cap_bytes - max(gop_bytes)        # ... and it was reached
     assert max(d for _, _, _, d in seen) < 2.5 + GOP / FPS                   # pre + slack + one GOP
     summ = recs[-1].cameras["cam0"]["clips"]
-    assert summ["ring_peak_bytes"] <= cap_bytes and summ["written"] == len(clips) == 10
+    assert summ["ring_peak_bytes"] <= cap_bytes and summ["written"] == len(clips) == 8
     starts = {e.id: e for e in events if e.kind == "start"}
-    assert len(starts) == 10
+    assert len(starts) == 8
     short = 0
     for c in clips:   # the byte bound shortens the pre-roll (to what fits), never the keyframe start
         pk = packets_of(c.path)
@@ -245,7 +245,7 @@ def test_the_ring_stays_bounded_over_a_long_replay_with_many_events(tmp_path, sc
         assert i0 >= 0 and i0 % GOP == 0 and pk[0][1] and i0 <= k
         assert sum(len(b) for b, _, _ in src_pk[i0:k + 1]) <= cap_bytes
         short += i0 > k - 2 * FPS
-    assert short >= 5, short   # the 2 s asked for did not fit in the bytes for most events
+    assert short >= 4, short   # the 2 s asked for did not fit in the bytes for most events
 
 
 def test_packet_ring_keeps_whole_gops_from_a_keyframe_within_its_duration_and_bytes(tmp_path):
