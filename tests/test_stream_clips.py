@@ -324,6 +324,13 @@ def test_a_reconnect_mid_clip_ends_the_clip_and_the_next_event_uses_the_new_conn
         return raw
 
     monkeypatch.setattr(PyAVSource, "read", failing_read)
+    write = clips_mod.ClipWriter._write   # a slow disk: event 1's packets are still to write when it ends
+
+    def slow_write(self, job, batch):
+        time.sleep(0.3)
+        write(self, job, batch)
+
+    monkeypatch.setattr(clips_mod.ClipWriter, "_write", slow_write)
     recs = run([str(src)], scorer, alerts=ls.AlertConfig(on=on, hold=0.2), backoff=ls.Backoff(0.05, 0.1),
                clips=ls.ClipConfig(str(tmp_path / "clips"), pre_s=1.0, post_s=1.0))
     results, events, clips = split(recs)

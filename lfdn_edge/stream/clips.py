@@ -148,6 +148,7 @@ class ClipJob:
         self.codec = codec
         self.fmt = fmt
         self.anchor = anchor
+        self.connection = 0             # CameraClips.connections when it started
         self.pending: collections.deque[StoredPacket] = collections.deque(packets)
         self.collecting = True          # new packets of the camera still come in
         self.waiting_key = not packets  # the ring was empty: start at the next keyframe
@@ -306,7 +307,10 @@ class CameraClips:
             if job is not None:
                 ev.clip = str(job.path)
                 if ev.kind == "end" and job.limit is None:
-                    job.limit = ev.end_time - job.anchor + self.c.post_s
+                    # an event that ends on a later connection (after a reconnect) is on another clock: the clip
+                    # keeps what its own connection gave
+                    same = job.connection == self.connections
+                    job.limit = ev.end_time - job.anchor + self.c.post_s if same else float("inf")
                     if job.collecting and job.last_dts_s > job.limit + EPS_S:   # its packets have all come already
                         job.collecting = False
                         job.reason = job.reason or "complete"
@@ -322,7 +326,7 @@ class CameraClips:
         """The event is still on at capture time t: its end (hence the clip's) is at t + post_s or later."""
         with self.lock:
             job = self.jobs.get(event_id)
-            if job is not None:
+            if job is not None and job.connection == self.connections:
                 job.safe = max(job.safe, t - job.anchor + self.c.post_s)
                 self.lock.notify_all()
 
@@ -338,6 +342,7 @@ class CameraClips:
         if not self.connected:   # the scorer is behind a source that has ended: the clip has what was received
             job.collecting, job.reason = False, self.gone
             job.finishing = not packets
+        job.connection = self.connections
         self.jobs[ev.id] = job
         self.writer.add(self, job)
         return job
