@@ -48,7 +48,7 @@ def write_video(path, codec, n, anomalies, options=None, seed=5):
     with av.open(str(path), "w") as out:
         st = out.add_stream(codec, rate=FPS, options=options or {})
         st.width, st.height = SIZE
-        st.pix_fmt = "yuv420p" if codec == "libx264" else "yuvj420p"
+        st.pix_fmt = {"libx264": "yuv420p", "mjpeg": "yuvj420p", "ffv1": "yuv420p"}[codec]
         for k in range(n):
             for p in st.encode(av.VideoFrame.from_ndarray(render(cfg, k), format="rgb24")):
                 out.mux(p)
@@ -174,6 +174,43 @@ def test_one_clip_per_event_copies_the_source_packets_and_covers_the_window(tmp_
         for k, (t, img) in enumerate(fr):
             assert c.first_time + t == pytest.approx(cap[i0 + k], abs=2e-3)
             assert np.array_equal(img, src_frames[i0 + k][1])
+
+
+@pytest.mark.parametrize("kind", ["ffv1", "png"])
+def test_other_codecs_go_to_matroska_or_the_first_muxer_that_takes_them(tmp_path, scorer, on, kind):
+    """FFV1 (a Matroska codec, not an MP4 one) gives a .mkv clip; an image sequence's PNG files (which FFmpeg's
+    Matroska muxer refuses) an MP4 one. Every frame is a keyframe: the clip is exactly the window, its packets
+    the source's (for PNG: the image files themselves)."""
+    cfg = SyntheticConfig(size=SIZE, anomalies=((15, 24),), seed=5, fps=FPS)
+    if kind == "png":
+        from PIL import Image
+
+        d = tmp_path / "seq"
+        d.mkdir()
+        for k in range(40):
+            Image.fromarray(render(cfg, k)).save(d / f"img{k:04d}.png")
+        uri = f"{d}/img%04d.png?fps={FPS}"
+    else:
+        uri = str(write_video(tmp_path / "cam.mkv", "ffv1", 40, [(15, 24)], {"g": "1"}))   # all keyframes
+    recs = run([uri], scorer, alerts=ls.AlertConfig(on=on, hold=0.2),
+               clips=ls.ClipConfig(str(tmp_path / "clips"), pre_s=0.4, post_s=0.4))
+    results, events, clips = split(recs)
+    start = next(e for e in events if e.kind == "start")
+    end = next(e for e in events if e.kind == "end")
+    want = ("matroska", ".mkv") if kind == "ffv1" else ("mp4", ".mp4")
+    assert len(clips) == 1 and (clips[0].container, Path(clips[0].path).suffix) == want
+    c = clips[0]
+    k0, k1 = start.frame - 6, min(39, end.frame + 6)                   # 0.4 s at 15 fps
+    pk = packets_of(c.path)
+    src = [(d / f"img{k:04d}.png").read_bytes() for k in range(40)] if kind == "png" else \
+        [b for b, _, _ in packets_of(uri)]
+    assert [b for b, _, _ in pk] == src[k0:k1 + 1] and all(k for _, k, _ in pk)
+    cap = {r.frame: r.capture_time for r in results}
+    assert c.first_time == pytest.approx(cap[k0], abs=1e-6) and c.last_time == pytest.approx(cap[k1], abs=1e-6)
+    name, fr = decoded(c.path)
+    assert name == kind and len(fr) == c.frames == k1 - k0 + 1
+    if kind == "png":   # lossless: the rendered frames themselves
+        assert all(np.array_equal(img, render(cfg, k0 + i)) for i, (_, img) in enumerate(fr))
 
 
 def test_b_frames_clip_starts_at_a_keyframe_and_holds_the_whole_window(tmp_path, scorer, on):

@@ -36,8 +36,8 @@ from .records import Clip
 
 log = logging.getLogger("lfdn_edge.stream")
 
-# codecs written into MP4 (ISO BMFF knows them and players expect them there); anything else goes into Matroska,
-# which takes any codec
+# codecs written into MP4 (ISO BMFF knows them and players expect them there); the others go into Matroska where
+# its muxer takes them (containers_for)
 MP4_CODECS = ("h264", "hevc", "av1", "mpeg4", "mjpeg")
 # capture times are epoch seconds (~1.8e9: a double's step there is 2.4e-7 s): a packet this close to a bound is in
 EPS_S = 1e-4
@@ -78,9 +78,14 @@ class StoredPacket:
     dts_s: float
 
 
-def container_for(codec: str) -> tuple[str, str]:
-    """(FFmpeg muxer, file extension) for a codec name: MP4 for the codecs players expect there, else Matroska."""
-    return ("mp4", "mp4") if codec in MP4_CODECS else ("matroska", "mkv")
+def containers_for(codec: str) -> list[str]:
+    """The FFmpeg muxers to try for a codec, best first: MP4 for the codecs players expect there, else Matroska
+    (most codecs), else MP4 (FFmpeg's MP4 takes a few that Matroska does not, PNG), else NUT (every codec)."""
+    first = ["mp4"] if codec in MP4_CODECS else []
+    return first + [f for f in ("matroska", "mp4", "nut") if f not in first]
+
+
+EXTENSIONS = {"mp4": "mp4", "matroska": "mkv", "nut": "nut"}
 
 
 class PacketRing:
@@ -207,6 +212,7 @@ class CameraClips:
         self.template: Any = None   # a copy of the input stream's codec parameters (outlives the input)
         self._holder: Any = None
         self.codec = ""
+        self.fmt = ""               # the clips' muxer (containers_for)
         self.time_base: Any = None
         self.anchor: Optional[float] = None
         self._receive_t0: Optional[float] = None
@@ -226,19 +232,24 @@ class CameraClips:
                 self.note = f"no clips: the {type(src).__name__} source gives decoded frames, not encoded packets"
                 log.warning("%s: %s", self.camera, self.note)
             return
-        try:
-            import av
+        import av
 
-            holder = av.open(io.BytesIO(), "w", format="matroska")   # never written: holds the codec parameters
-            template = holder.add_stream_from_template(stream)
-        except Exception as exc:   # (a stream FFmpeg cannot copy) no clips from this connection
+        errors = []
+        for fmt in containers_for(stream.codec_context.name):
+            try:   # a never-written container that holds a copy of the codec parameters (and checks the muxer)
+                holder = av.open(io.BytesIO(), "w", format=fmt)
+                template = holder.add_stream_from_template(stream)
+                break
+            except Exception as exc:   # this muxer does not take the codec: the next one
+                errors.append(f"{fmt}: {exc}")
+        else:
             with self.lock:
-                self.note = f"no clips: cannot copy the {stream.codec_context.name} stream ({exc})"
+                self.note = f"no clips: no muxer takes the {stream.codec_context.name} stream ({'; '.join(errors)})"
                 self.connected = False
             log.warning("%s: %s", self.camera, self.note)
             return
         with self.lock:
-            self._holder, self.template = holder, template
+            self._holder, self.template, self.fmt = holder, template, fmt
             self.codec = stream.codec_context.name
             self.time_base = stream.time_base
             self.ring.clear()
@@ -333,7 +344,7 @@ class CameraClips:
     def _start(self, ev: Any) -> Optional[ClipJob]:
         if self.template is None or self.anchor is None:
             return None
-        fmt, ext = container_for(self.codec)
+        fmt, ext = self.fmt, EXTENSIONS[self.fmt]
         packets = self.ring.from_keyframe_before(ev.start_time - self.anchor - self.c.pre_s)
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(ev.start_time)) + f"{ev.start_time % 1:.3f}"[1:]
         path = self.writer.unique(f"{_safe(ev.id)}_{stamp}Z.{ext}")
