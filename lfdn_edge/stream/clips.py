@@ -15,8 +15,9 @@ it; with B-frames it may hold a few frames after it (at most the reorder depth),
 inside the window. A reconnect (or the source's end) stops the clip there. One writer thread
 (``lfdn-stream-clips``) muxes the packets (timestamps rebased so the first keyframe is at 0) into
 ``.NAME.part`` and renames it to NAME when the clip is complete: the scoring thread never waits on disk, and no
-partial file ever has the final name. A :class:`~lfdn_edge.stream.records.Clip` record then says what was
-written. Sources without packets (test://, GStreamer) give no clip: each of their event records says why.
+partial file ever has the final name. The container: MP4 for the codecs players expect there (MP4_CODECS),
+else the first of Matroska, MP4, NUT whose muxer takes the codec. A :class:`~lfdn_edge.stream.records.Clip`
+record then says what was written. Sources without packets (test://, GStreamer) give no clip: each of their event records says why.
 """
 
 from __future__ import annotations
