@@ -120,6 +120,9 @@ def test_decoder_choice_and_pyav_arguments():
     assert kw == {"format": "image2", "options": {"framerate": "10.0", "pattern_type": "glob"}}
     f, kw = pyav_open_args(parse_uri("frames/img%04d.png"))
     assert kw["options"] == {"framerate": "25.0"}
+    f, kw = pyav_open_args(parse_uri("http://h/v.mjpg"), read_timeout=3.0)   # live: the demuxer's wall clock
+    assert kw == {"options": {"use_wallclock_as_timestamps": "1"}, "timeout": (3.0, 3.0)}
+    assert pyav_open_args(parse_uri("http://h/v.mp4?live=0"))[1]["options"] == {}
     f, kw = pyav_open_args(parse_uri("v4l2:///dev/video1?size=640x480&fps=15&input_format=mjpeg"))
     assert f == "/dev/video1" and kw == {"format": "v4l2", "options": {"video_size": "640x480", "framerate": "15",
                                                                        "input_format": "mjpeg"}}

@@ -12,6 +12,7 @@ Examples:
     lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --http 0.0.0.0:8080 --out r.jsonl
     lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --mqtt mqtt://user:pw@broker:1883/site1
     lfdn-edge stream rtsp://10.0.0.5/s1 --triton http://gpu-box:8000        (scored by a running lfdn-edge serve)
+    lfdn-edge stream rtsp://10.0.0.5/s1 --engine cam.native.fp32.engine --clips clips/ --clip-pre 5 --clip-post 5
 
 With --http the same server gives the preview page (/), Prometheus metrics (/metrics), /api/state,
 /snapshot/CAMERA.jpg and /stream/CAMERA.mjpg; it stops with the stream.
@@ -82,6 +83,14 @@ def build_parser(prog: str = "lfdn-edge stream"):
                    help="serve a preview page (frames, score plots, events) at /, Prometheus metrics at /metrics, "
                         "JSON at /api/state and MJPEG at /stream/CAMERA.mjpg while the stream runs (e.g. "
                         "127.0.0.1:8080; 0.0.0.0:8080 for other machines; port 0 picks a free one)")
+    p.add_argument("--clips", default=None, metavar="DIR",
+                   help="write a clip of each event into DIR: the source's own packets (no re-encoding; PyAV sources "
+                        "only) from the keyframe at or before --clip-pre seconds before the start to --clip-post "
+                        "seconds after the end; MP4 (H.264, H.265, AV1, MPEG-4, MJPEG) or Matroska; a `clip` record "
+                        "says when each is written")
+    p.add_argument("--clip-pre", type=float, default=3.0, help="seconds of clip before an event (default: %(default)s)")
+    p.add_argument("--clip-post", type=float, default=3.0, help="seconds of clip after an event (default: %(default)s)")
+    p.add_argument("--clip-max", type=float, default=60.0, help="longest clip in seconds (default: %(default)s)")
     add_common_options(p, cache=False)
     return p
 
@@ -116,32 +125,40 @@ def main(argv=None, prog: str = "lfdn-edge stream") -> int:
         else:
             scorer = Scorer(engine, args.backend, args.device, threads=args.threads)
         alerts = AlertConfig(args.threshold, args.off_threshold, args.hold, args.cooldown, args.min_frames)
-        types = {"event", "status", "summary"} if args.events_only else None
+        types = {"event", "status", "summary", "clip"} if args.events_only else None
+        clips = None
+        if args.clips:
+            from ..stream.clips import ClipConfig
+
+            clips = ClipConfig(args.clips, args.clip_pre, args.clip_post, args.clip_max)
         with stack:
             mqtt = [stack.enter_context(MqttSink(u, types=types)) for u in mqtt_urls]   # connecting meanwhile
             sinks = [stack.enter_context(JsonLinesSink(args.out, types=types)), *mqtt]
-            summary = _run(args, cams, scorer, alerts, sinks)
+            summary = _run(args, cams, scorer, alerts, sinks, clips)
             for m in mqtt:
                 m.close()   # flushed (bounded by its flush timeout) before the counts are printed
         if not args.quiet:
             for m in mqtt:
                 print(m.summary(), file=sys.stderr)
             for name, c in (summary or {}).get("cameras", {}).items():
+                cl = c.get("clips")
+                cl = "" if cl is None else f", clips {cl['written']}" + (f" ({cl['note']})" if cl["note"] else "")
                 print(f"{name}: {c['frames']} frames, {c['scored']} scored, {c['events']} events, "
-                      f"dropped {sum(c['dropped'].values())}, health {c['health']}, {c['state']}", file=sys.stderr)
+                      f"dropped {sum(c['dropped'].values())}, health {c['health']}, {c['state']}{cl}", file=sys.stderr)
         return 0
 
     return run_cli(args, body)
 
 
-def _run(args, cams, scorer, alerts, sinks) -> Optional[dict]:
+def _run(args, cams, scorer, alerts, sinks, clips=None) -> Optional[dict]:
     """The stream's records into every sink; the summary record's dict (None when interrupted before it)."""
     from ..stream import to_dict
     from ..stream.pipeline import Stream
 
     summary = None
     with Stream(cams, scorer, fps=args.fps, alerts=alerts, max_wait=args.max_wait, duration=args.duration,
-                read_timeout=args.read_timeout, torch_threads=args.torch_threads, http=args.http) as stream:
+                read_timeout=args.read_timeout, torch_threads=args.torch_threads, http=args.http,
+                clips=clips) as stream:
         if stream.http is not None:
             print(f"preview: {stream.http.url}  metrics: {stream.http.url}metrics", file=sys.stderr, flush=True)
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from typing import Any, Iterable
 
 from .alerts import AlertConfig, Event
+from .clips import ClipConfig
 from .config import CameraConfig, load_config
 from .health import HealthConfig
 from .mqtt import MqttSink
@@ -21,19 +22,20 @@ from .output import JsonLinesSink
 from .pipeline import Stream
 from .probe import probe
 from .reader import Backoff
-from .records import SCHEMA, Result, Status, Summary, to_dict
+from .records import SCHEMA, Clip, Result, Status, Summary, to_dict
 from .uri import SourceSpec, parse_uri, redact
 
 __all__ = ["open", "Stream", "probe", "parse_uri", "redact", "SourceSpec", "CameraConfig", "load_config",
-           "AlertConfig", "HealthConfig", "Backoff", "JsonLinesSink", "MqttSink", "Result", "Event", "Status", "Summary",
-           "to_dict", "SCHEMA"]
+           "AlertConfig", "HealthConfig", "Backoff", "JsonLinesSink", "MqttSink", "Result", "Event", "Status",
+           "Summary", "Clip", "ClipConfig", "to_dict", "SCHEMA"]
 
 
 def open(sources: Iterable[Any], scorer: Any, **kwargs: Any) -> Stream:   # noqa: A001 (the API's name)
     """A Stream over ``sources`` (URIs, webcam indices, SourceSpec, CameraConfig or camera dicts) scored by
     ``scorer`` (a Scorer, or an engine / checkpoint path). Use it as a context manager and iterate it; keyword
     arguments: fps, alerts (AlertConfig), health (HealthConfig), max_wait, duration, read_timeout, backoff,
-    retries, seed, torch_threads (see Stream), and http: ``"HOST:PORT"`` (or (host, port); port 0 = any free
+    retries, seed, torch_threads (see Stream), clips (a ClipConfig, or a directory: event clips, stream copy of
+    the source's packets; lfdn_edge.stream.clips), and http: ``"HOST:PORT"`` (or (host, port); port 0 = any free
     one) to serve the preview page, /metrics (Prometheus) and /api/state while the stream runs
     (lfdn_edge.stream.web; ``stream.http.url`` is the address)."""
     return Stream(sources, scorer, **kwargs)

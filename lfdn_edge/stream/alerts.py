@@ -51,6 +51,8 @@ class Event:
     end_time: Optional[float] = None
     reason: str = ""
     type: str = "event"     # the record type, as Result, Status and Summary have one
+    clip: Optional[str] = None   # with clips on: the path the event's clip gets (a Clip record when written)
+    clip_note: str = ""          # with clips on: why this event has no clip
 
 
 class AlertTracker:

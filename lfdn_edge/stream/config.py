@@ -14,7 +14,8 @@ no extra needed), with the same structure:
       - uri: test://pattern?anomaly=30-45
         name: demo
 
-Camera keys: uri (required), name, fps, live, threshold, off_threshold, hold, cooldown, min_frames.
+Camera keys: uri (required), name, fps, live, threshold, off_threshold, hold, cooldown, min_frames; with event
+clips on (--clips DIR): clips (false: none for this camera), clip_pre, clip_post (seconds; default the stream's).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .alerts import AlertConfig
 from .synthetic import SyntheticConfig
 from .uri import SourceSpec, parse_fps, parse_uri
 
-CAMERA_KEYS = ("uri", "name", "fps", "live", "threshold", "off_threshold", "hold", "cooldown", "min_frames")
+CAMERA_KEYS = ("uri", "name", "fps", "live", "threshold", "off_threshold", "hold", "cooldown", "min_frames", "clips",
+               "clip_pre", "clip_post")
 FILE_KEYS = ("engine", "defaults", "cameras", "mqtt")
 
 
@@ -36,6 +38,9 @@ FILE_KEYS = ("engine", "defaults", "cameras", "mqtt")
 class CameraConfig:
     spec: SourceSpec
     alerts: AlertConfig = field(default_factory=AlertConfig)
+    clips: bool = True                  # event clips for this camera when the stream writes clips
+    clip_pre: Optional[float] = None    # seconds before / after an event (None: the stream's ClipConfig)
+    clip_post: Optional[float] = None
 
 
 def camera(source: Union[str, int, SourceSpec, CameraConfig, dict], defaults: Optional[dict] = None) -> CameraConfig:
@@ -74,7 +79,14 @@ def camera(source: Union[str, int, SourceSpec, CameraConfig, dict], defaults: Op
     a = AlertConfig(on=num("threshold"), off=num("off_threshold"),
                     hold=base.hold if hold is None else hold, cooldown=base.cooldown if cooldown is None else cooldown,
                     min_frames=int(d["min_frames"]) if d.get("min_frames") is not None else base.min_frames)
-    return CameraConfig(spec, a)
+    for key in ("clip_pre", "clip_post"):
+        v = num(key)
+        if v is not None and v < 0:
+            raise ValueError(f"camera {spec.display}: {key} must be >= 0, got {v}")
+    clips = d.get("clips", True)
+    if not isinstance(clips, bool):
+        raise ValueError(f"camera {spec.display}: clips={clips!r} is not true or false")
+    return CameraConfig(spec, a, clips, num("clip_pre"), num("clip_post"))
 
 
 def load_config(path: Union[str, Path]) -> dict[str, Any]:

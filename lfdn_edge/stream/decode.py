@@ -12,7 +12,7 @@ import glob
 import os
 import re
 import threading
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from .frames import RawFrame, SourceError, SourceTimeout
 from .uri import SourceSpec, parse_size
@@ -65,6 +65,11 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
     if spec.kind == "http":
         if "format" in o:
             kw["format"] = o["format"]
+        if spec.live:
+            # MJPEG over HTTP (multipart JPEGs, what IP cameras serve) carries no timestamps: FFmpeg would number
+            # the parts at a nominal 25 per second whatever the camera sends. The demuxer's wall clock instead
+            # (microseconds, at arrival): the frames and the event clips' packets share that clock.
+            kw["options"]["use_wallclock_as_timestamps"] = "1"
         kw["timeout"] = (read_timeout, read_timeout)
         return spec.target, kw
     if spec.kind in ("v4l2", "webcam"):
@@ -95,6 +100,10 @@ class PyAVSource:
         self._frames: Any = None
         self._index = 0
         self._av: Any = None
+        self._timestamps = True
+        self._stream: Any = None
+        # called with every demuxed packet of the video stream before it is decoded (event clips, stream/clips.py)
+        self.packet_sink: Optional[Callable[[Any], None]] = None
 
     def _check_exists(self) -> None:
         s = self.spec
@@ -126,11 +135,30 @@ class PyAVSource:
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
         self._stream = stream
-        # formats without timestamps (HTTP MJPEG: multipart JPEGs) get pts made up at a nominal rate (25 fps for
-        # mpjpeg, whatever the camera sends): use the receive time for them instead
-        self._timestamps = not (int(self.container.format.flags) & NO_TIMESTAMPS)
-        self._frames = self.container.decode(stream)
+        # a live source in a format without timestamps, not given the wall clock (pyav_open_args does for HTTP),
+        # gets pts made up at a nominal rate: the receive time instead. Files keep theirs (an image sequence's
+        # pts come from its frame rate: a replay's clock).
+        self._timestamps = (self.spec.kind == "file" or not self.spec.live or "use_wallclock_as_timestamps" in
+                            kw["options"] or not int(self.container.format.flags) & NO_TIMESTAMPS)
+        self._frames = self._decode(stream)
         self._index = 0
+
+    @property
+    def timestamps(self) -> bool:
+        """Whether the container's timestamps are real (False: HTTP MJPEG and other formats without them)."""
+        return self._timestamps
+
+    @property
+    def video_stream(self) -> Any:
+        """The input video stream (open), e.g. as the template of a stream copy."""
+        return self._stream
+
+    def _decode(self, stream: Any) -> Any:
+        """container.decode(stream), with each packet handed to packet_sink first (flush packets are not)."""
+        for packet in self.container.demux(stream):
+            if self.packet_sink is not None and packet.size:
+                self.packet_sink(packet)
+            yield from packet.decode()
 
     def read(self) -> Optional[RawFrame]:
         av = self._av

@@ -10,15 +10,17 @@ engine's backbone (lfdn_edge.features) first.
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import Any, Iterable, Iterator, Optional, Union
 
 import numpy as np
 
 from .alerts import AlertConfig, AlertTracker
-from .config import CameraConfig, camera
+from .config import camera
 from .frames import Frame
 from .health import OK, STALLED, HealthConfig, HealthMonitor
 from .reader import Backoff, Reader
@@ -26,6 +28,7 @@ from .records import Result, Status, Summary
 from .uri import source_names
 
 JOIN_TIMEOUT_S = 5.0
+log = logging.getLogger("lfdn_edge.stream")
 
 
 class FrameScorer:
@@ -103,13 +106,14 @@ class Stream:
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
                  backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
-                 torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None):
+                 torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None,
+                 clips: Optional[Any] = None):
         defaults: dict[str, Any] = {} if fps is None else {"fps": fps}
         cams = [camera(s, defaults) for s in sources]
         if not cams:
             raise ValueError("no sources: give at least one URI")
         specs = source_names([c.spec for c in cams])
-        cams = [CameraConfig(s, c.alerts if alerts is None else _merge(c.alerts, alerts))
+        cams = [replace(c, spec=s, alerts=c.alerts if alerts is None else _merge(c.alerts, alerts))
                 for s, c in zip(specs, cams)]
         for c in cams:   # fail now, in the caller's thread, when a decoder is not installed
             _check_decoder(c.spec)
@@ -122,9 +126,25 @@ class Stream:
         self.max_wait = max_wait
         self.duration = duration
         self.cond = threading.Condition()
-        self.status_queue: queue.Queue = queue.Queue()
+        self.status_queue: queue.Queue = queue.Queue()   # status records, and clip records (any thread)
+        self.clip_writer: Optional[Any] = None
+        self.clips: dict[str, Any] = {}
+        if clips is not None:   # event clips (lfdn_edge.stream.clips): a packet ring per camera, one writer thread
+            from .clips import ClipConfig, ClipWriter
+            from .decode import decoder_name
+
+            self.clip_writer = ClipWriter(clips if isinstance(clips, ClipConfig) else ClipConfig(str(clips)),
+                                          self.status_queue.put)
+            for n, c in self.cameras.items():
+                if c.clips:
+                    dec = decoder_name(c.spec)
+                    note = "" if dec == "pyav" else \
+                        f"no clips: the {dec} decoder gives decoded frames, not the encoded packets"
+                    if note:
+                        log.warning("%s: %s", n, note)
+                    self.clips[n] = self.clip_writer.camera(n, c.clip_pre, c.clip_post, note)
         self.readers = {n: Reader(c.spec, self.cond, self._on_status, read_timeout, backoff, retries,
-                                  None if seed is None else seed + i)
+                                  None if seed is None else seed + i, clips=self.clips.get(n))
                         for i, (n, c) in enumerate(self.cameras.items())}
         self.counts = {n: {"frames": 0, "scored": 0, "ood": 0, "events": 0, "health": {}} for n in self.cameras}
         self._last_frame = {n: 0.0 for n in self.cameras}
@@ -159,6 +179,8 @@ class Stream:
             self.http.start()   # binds now: a port in use fails here, before any reader starts
         self._started = True
         self.t_start = time.time()
+        if self.clip_writer is not None:
+            self.clip_writer.start()
         for n in self._last_frame:
             self._last_frame[n] = time.monotonic()
         for r in self.readers.values():
@@ -170,6 +192,8 @@ class Stream:
             return
         self._closed = True
         self._stop_readers()
+        if self.clip_writer is not None:
+            self.clip_writer.close()
         if self.http is not None:
             self.http.close()
 
@@ -269,6 +293,12 @@ class Stream:
                 c["scored"] += 1
                 c["ood"] += int(bool(r.is_ood))
                 evs = tracker.update(f.capture_time, f.index, s)
+                clips = self.clips.get(f.camera)
+                if clips is not None:
+                    for e in evs:
+                        clips.event(e)
+                    if tracker.active is not None:
+                        clips.progress(tracker.active.id, f.capture_time)
                 c["events"] += sum(e.kind == "start" for e in evs)
                 out.extend(evs)
         return out
@@ -310,7 +340,14 @@ class Stream:
             self._stop_readers()
         yield from self._drain_status()
         for n, t in self.alerts.items():
-            yield from t.close()
+            evs = t.close()
+            if n in self.clips:
+                for e in evs:
+                    self.clips[n].event(e)
+            yield from evs
+        if self.clip_writer is not None:   # the last clips, with the packets they have (the readers are stopped)
+            self.clip_writer.close()
+            yield from self._drain_status()
         yield self.summary()
 
     def summary(self) -> Summary:
@@ -321,6 +358,8 @@ class Stream:
                        "ood": c["ood"], "events": c["events"], "health": dict(c["health"]),
                        "dropped": dict(r.stats.dropped), "reconnects": r.stats.reconnects,
                        "last_error": r.stats.last_error or None}
+            if n in self.clips:
+                cams[n]["clips"] = self.clips[n].summary()
         return Summary(cams, time.time() - self.t_start if self.t_start else 0.0)
 
 

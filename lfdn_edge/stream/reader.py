@@ -111,7 +111,7 @@ class Reader:
 
     def __init__(self, spec: SourceSpec, cond: threading.Condition, on_status: StatusCallback,
                  read_timeout: float = 5.0, backoff: Backoff = Backoff(), retries: Optional[int] = None,
-                 seed: Optional[int] = None, opener: Callable[..., Any] = open_source):
+                 seed: Optional[int] = None, opener: Callable[..., Any] = open_source, clips: Any = None):
         self.spec = spec
         self.camera = spec.name
         self.stats = ReaderStats()
@@ -123,6 +123,7 @@ class Reader:
         self.retries = retries if retries is not None else (None if spec.live else 2)
         self.rng = random.Random(seed)
         self.opener = opener
+        self.clips = clips                 # the camera's packet ring and clips (stream/clips.py), or None
         self.stop_event = threading.Event()
         self.done = threading.Event()      # set when the thread has finished (ended, dead or stopped)
         self.state = "starting"
@@ -153,19 +154,24 @@ class Reader:
         try:
             while not self.stop_event.is_set():
                 src = None
+                gone = "reconnect"   # why the connection ends, for a clip it cuts short
                 try:
                     src = self.opener(self.spec, self._next, self._t0, self.read_timeout, self.stop_event)
                     src.open()
+                    if self.clips is not None:
+                        self.clips.attach(src)
                     self._status("connected", "")
                     anchor: Optional[float] = None
                     while not self.stop_event.is_set():
                         raw = src.read()
                         if raw is None:
+                            gone = "source ended"
                             if not self.stop_event.is_set():
                                 self._status("ended", "end of source")
                             return
                         attempt = 0
                         anchor = self._hand_on(raw, anchor)
+                    gone = "stream stopped"
                     return
                 except (SourceError, OSError) as exc:
                     # a source may say where it goes on after a failure (test:// lost frames A..B: B+1)
@@ -191,6 +197,8 @@ class Reader:
                     self.stats.reconnects += 1
                     self.stop_event.wait(delay)
                 finally:
+                    if self.clips is not None and src is not None:
+                        self.clips.disconnect(gone)
                     if src is not None:
                         try:
                             src.close()
@@ -214,6 +222,8 @@ class Reader:
         elif raw.pts is not None:
             if anchor is None:
                 anchor = now - raw.pts
+                if self.clips is not None:
+                    self.clips.set_anchor(anchor)
             cap, clock = anchor + raw.pts, CLOCK_PTS
         else:
             cap, clock = now, CLOCK_RECEIVE

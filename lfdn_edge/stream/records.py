@@ -2,7 +2,8 @@
 
 Every record has ``"schema": "lfdn-edge.stream/1"`` and a ``"type"``: ``result`` (one per frame), ``event``
 (alert start / update / end), ``status`` (a camera connected, stalled, reconnecting, ended, dead, recovered) and
-``summary`` (once, at the end: per-camera counts). Times are time.time() seconds (UTC epoch).
+``summary`` (once, at the end: per-camera counts); with clips on, ``clip`` (an event's clip was written, or
+failed). Times are time.time() seconds (UTC epoch).
 """
 
 from __future__ import annotations
@@ -53,7 +54,8 @@ def event_dict(ev: Event) -> dict[str, Any]:
             "start_time": _num(ev.start_time), "time": _num(ev.time), "end_time": _num(ev.end_time),
             "frame": ev.frame, "score": _num(ev.score, 7), "peak_score": _num(ev.peak_score, 7),
             "peak_frame": ev.peak_frame, "peak_time": _num(ev.peak_time), "frames": ev.frames,
-            "reason": ev.reason or None}
+            "reason": ev.reason or None, **({"clip": ev.clip, "clip_note": ev.clip_note or None}
+                                             if ev.clip is not None or ev.clip_note else {})}
 
 
 @dataclass
@@ -67,6 +69,34 @@ class Status:
     def to_dict(self) -> dict[str, Any]:
         return {"schema": SCHEMA, "type": "status", "camera": self.camera, "status": self.status,
                 "time": _num(self.time), "detail": self.detail or None}
+
+
+@dataclass
+class Clip:
+    """An event's clip, written (path set) or failed (error set): stream copy of the source's packets from a
+    keyframe (lfdn_edge.stream.clips). first/last_time: capture times of its first and last frame (presentation
+    order), the clock of the results; duration_s = last_time - first_time; reason: why it ends where it does
+    (complete, max length, source ended, reconnect, stream end, stream stopped)."""
+
+    camera: str
+    event_id: str
+    path: Optional[str]
+    first_time: Optional[float]
+    last_time: Optional[float]
+    frames: int
+    duration_s: float
+    codec: str
+    container: str
+    bytes: int
+    reason: str
+    error: str = ""
+    type: str = "clip"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "type": "clip", "camera": self.camera, "id": self.event_id, "path": self.path,
+                "first_time": _num(self.first_time), "last_time": _num(self.last_time), "frames": self.frames,
+                "duration_s": _num(self.duration_s), "codec": self.codec, "container": self.container,
+                "bytes": self.bytes, "reason": self.reason or None, "error": self.error or None}
 
 
 @dataclass
