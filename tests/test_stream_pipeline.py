@@ -332,3 +332,24 @@ def test_a_live_source_above_its_target_fps_drops_and_counts_the_extra_frames(tm
     assert len(res) + summ["dropped"]["fps"] + summ["dropped"]["late"] == 45
     gaps = np.diff([r.capture_time for r in res])
     assert np.all(gaps > 0.999 / 5 - 1e-6) and np.median(gaps) == pytest.approx(0.2, abs=0.01), gaps
+
+
+def test_sinks_get_every_record_as_it_is_yielded(scorer, on, tmp_path):
+    """`sinks=`: each record goes to every sink in the order the iteration yields it; a sink without write()
+    is refused before any reader starts."""
+    got = []
+
+    class ListSink:
+        def write(self, rec):
+            got.append(ls.to_dict(rec))
+
+    path = tmp_path / "r.jsonl"
+    with ls.JsonLinesSink(str(path)) as js:
+        recs = [ls.to_dict(r) for r in run(["test://pattern?live=0&size=96x72&frames=20&anomaly=5-9"], scorer,
+                                           alerts=ls.AlertConfig(on=on, hold=0.1), sinks=[js, ListSink()])]
+    lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
+    assert recs == got and json.loads(json.dumps(recs)) == lines
+    assert [r["type"] for r in lines].count("result") == 20 and lines[-1]["type"] == "summary"
+    assert any(r["type"] == "event" for r in lines)
+    with pytest.raises(TypeError, match="no write"):
+        ls.open(["test://pattern?live=0&frames=2"], scorer, sinks=[object()])

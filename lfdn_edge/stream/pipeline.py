@@ -100,14 +100,21 @@ def make_scorer(scorer: Any, **kwargs: Any) -> Any:
 
 
 class Stream:
-    """Context-managed: ``with Stream(...) as s: for record in s: ...`` (lfdn_edge.stream.open)."""
+    """Context-managed: ``with Stream(...) as s: for record in s: ...`` (lfdn_edge.stream.open).
+
+    ``sinks``: objects with ``write(record)`` (JsonLinesSink, MqttSink): every record is written to each, in
+    order, as it is yielded (the caller opens and closes them)."""
 
     def __init__(self, sources: Iterable[Union[str, int, Any]], scorer: Any, *, fps: Optional[float] = None,
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
                  backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
                  torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None,
-                 clips: Optional[Any] = None):
+                 clips: Optional[Any] = None, sinks: Iterable[Any] = ()):
+        self.sinks = list(sinks)
+        for sink in self.sinks:
+            if not callable(getattr(sink, "write", None)):
+                raise TypeError(f"sinks: {sink!r} has no write(record) method")
         defaults: dict[str, Any] = {} if fps is None else {"fps": fps}
         cams = [camera(s, defaults) for s in sources]
         if not cams:
@@ -319,6 +326,8 @@ class Stream:
     def _seen(self, record: Any) -> Any:
         if self.monitor is not None:
             self.monitor.observe(record)
+        for sink in self.sinks:
+            sink.write(record)
         return record
 
     def _records(self) -> Iterator[Any]:
