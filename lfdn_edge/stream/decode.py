@@ -122,9 +122,16 @@ class PyAVSource:
             self.close()
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
+        if self.spec.kind in ("rtsp", "http"):
+            # FFmpeg flags damaged frames (lost or corrupt packets) only with its error concealment, which
+            # slice threading turns off: a network stream is decoded in this thread alone
+            stream.codec_context.thread_count = 1
         self._stream = stream
+        self._damaged = False
         self._frames = self.container.decode(stream)
-        self._index = 0
+        # a file goes on after the frames already handed on (read() skips them); a live stream's frames after
+        # a reconnect are new ones: numbered on from there, none skipped
+        self._index = 0 if self.spec.kind == "file" else self.start
 
     def read(self) -> Optional[RawFrame]:
         av = self._av
@@ -148,6 +155,12 @@ class PyAVSource:
             self._index += 1
             if k < self.start:   # after a reconnect to a file: the frames already handed on
                 continue
+            # damaged data (concealed by the decoder), and the frames predicted from it up to the next I-frame:
+            # not what the camera saw
+            self._damaged = frame.is_corrupt or (self._damaged and not (frame.key_frame or int(frame.pict_type) == 1))
+            if self._damaged:
+                return RawFrame(k, None, None if frame.time is None else float(frame.time), None,
+                                "undecodable: damaged data (concealed by the decoder)")
             return RawFrame(k, frame.to_ndarray(format="rgb24"), None if frame.time is None else float(frame.time))
 
     def close(self) -> None:
