@@ -144,6 +144,7 @@ class PyAVSource:
                 raise SourceTimeout(f"{self.spec.display}: no data for {self.read_timeout:g} s ({_msg(exc)})") \
                     from None
             except av.InvalidDataError as exc:   # one undecodable packet: report it, go on
+                self._frames = self.container.decode(self._stream)   # (the raise ended PyAV's generator)
                 k = self._index
                 self._index += 1
                 if k >= self.start:
