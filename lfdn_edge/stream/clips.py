@@ -264,10 +264,11 @@ class CameraClips:
         src.packet_sink = self.packet
 
     def set_anchor(self, anchor: float) -> None:
-        """The reader's capture-time anchor of this connection (capture = anchor + pts seconds)."""
+        """The reader's capture-time anchor of this connection (capture = anchor + pts seconds). A live stream's
+        anchor can move earlier while its first frames arrive in a burst (the reader takes the earliest receive
+        - pts): the clips follow it, so they keep the results' clock."""
         with self.lock:
-            if self.anchor is None:
-                self.anchor = anchor
+            self.anchor = anchor
 
     def packet(self, pkt: Any) -> None:
         """A demuxed packet of the video stream (called by PyAVSource before it is decoded)."""

@@ -134,14 +134,21 @@ class PyAVSource:
             self.close()
             raise SourceError(f"{self.spec.display}: no video stream")
         stream = self.container.streams.video[0]
+        if self.spec.kind in ("rtsp", "http"):
+            # FFmpeg flags damaged frames (lost or corrupt packets) only with its error concealment, which
+            # slice threading turns off: a network stream is decoded in this thread alone
+            stream.codec_context.thread_count = 1
         self._stream = stream
         # a live source in a format without timestamps, not given the wall clock (pyav_open_args does for HTTP),
         # gets pts made up at a nominal rate: the receive time instead. Files keep theirs (an image sequence's
         # pts come from its frame rate: a replay's clock).
         self._timestamps = (self.spec.kind == "file" or not self.spec.live or "use_wallclock_as_timestamps" in
                             kw["options"] or not int(self.container.format.flags) & NO_TIMESTAMPS)
+        self._damaged = False
         self._frames = self._decode(stream)
-        self._index = 0
+        # a file goes on after the frames already handed on (read() skips them); a live stream's frames after
+        # a reconnect are new ones: numbered on from there, none skipped
+        self._index = 0 if self.spec.kind == "file" else self.start
 
     @property
     def timestamps(self) -> bool:
@@ -171,6 +178,7 @@ class PyAVSource:
                 raise SourceTimeout(f"{self.spec.display}: no data for {self.read_timeout:g} s ({_msg(exc)})") \
                     from None
             except av.InvalidDataError as exc:   # one undecodable packet: report it, go on
+                self._frames = self._decode(self._stream)   # (the raise ended the generator)
                 k = self._index
                 self._index += 1
                 if k >= self.start:
@@ -183,6 +191,11 @@ class PyAVSource:
             if k < self.start:   # after a reconnect to a file: the frames already handed on
                 continue
             pts = None if frame.time is None or not self._timestamps else float(frame.time)
+            # damaged data (concealed by the decoder), and the frames predicted from it up to the next I-frame:
+            # not what the camera saw
+            self._damaged = frame.is_corrupt or (self._damaged and not (frame.key_frame or int(frame.pict_type) == 1))
+            if self._damaged:
+                return RawFrame(k, None, pts, None, "undecodable: damaged data (concealed by the decoder)")
             return RawFrame(k, frame.to_ndarray(format="rgb24"), pts)
 
     def close(self) -> None:

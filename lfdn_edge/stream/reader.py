@@ -165,6 +165,9 @@ class Reader:
                     while not self.stop_event.is_set():
                         raw = src.read()
                         if raw is None:
+                            if self.spec.kind in ("rtsp", "http") and not self.stop_event.is_set():
+                                # a network stream does not end: the server closed it (killed, restarted)
+                                raise SourceError(f"{self.spec.display}: the server closed the stream")
                             gone = "source ended"
                             if not self.stop_event.is_set():
                                 self._status("ended", "end of source")
@@ -220,7 +223,9 @@ class Reader:
         if raw.capture_time is not None:
             cap, clock = raw.capture_time, CLOCK_SOURCE
         elif raw.pts is not None:
-            if anchor is None:
+            # a live stream's first frames can arrive late in a burst (the decoder's probing buffers them): a
+            # frame is never captured after it is received, so the anchor is the earliest receive - pts seen
+            if anchor is None or (self.spec.live and self.spec.kind != "file" and now - raw.pts < anchor):
                 anchor = now - raw.pts
                 if self.clips is not None:
                     self.clips.set_anchor(anchor)
