@@ -353,3 +353,29 @@ def test_sinks_get_every_record_as_it_is_yielded(scorer, on, tmp_path):
     assert any(r["type"] == "event" for r in lines)
     with pytest.raises(TypeError, match="no write"):
         ls.open(["test://pattern?live=0&frames=2"], scorer, sinks=[object()])
+
+
+def test_prepare_in_readers_resizes_in_the_reader_threads_with_the_same_scores(scorer):
+    """`prepare_in_readers=True`: every frame is resized in its reader's thread, none in the scoring thread,
+    and the scores are the default's (the same resize)."""
+    uri = "test://pattern?live=0&size=96x72&frames=12&anomaly=4-6"
+    out = {}
+    for flag in (False, True):
+        where = []
+        s = ls.open([uri], scorer, prepare_in_readers=flag)
+        inner = s.frame_scorer.resize
+
+        def resize(img, inner=inner, where=where):
+            if img.shape[:2] == (72, 96):   # a camera frame, not one already at the scorer's size
+                where.append(threading.current_thread().name)
+            return inner(img)
+
+        s.frame_scorer.resize = resize
+        for r in s.readers.values():
+            if r.prepare is not None:
+                r.prepare = resize
+        with s:
+            out[flag] = {r.frame: r.score for r in s if isinstance(r, ls.Result)}
+        readers = [w for w in where if w.startswith("lfdn-stream-reader")]
+        assert (len(readers) == 12 and len(where) == 12) if flag else not readers, where
+    assert out[True] == out[False] and len(out[True]) == 12

@@ -266,7 +266,8 @@ def run_stream(clips: list[Path], n: int, scorer: Any, a: argparse.Namespace, fr
     spans: dict[str, list[tuple[int, int]]] = {f"cam{i:02d}": [] for i in range(n)}
     with CpuMeter() as cpu:
         alerts = ls.AlertConfig(on=a.threshold_on, hold=0.5)
-        s = ls.Stream(uris, scorer, max_wait=a.max_wait, duration=total, torch_threads=1, alerts=alerts)
+        s = ls.Stream(uris, scorer, max_wait=a.max_wait, duration=total, torch_threads=1, alerts=alerts,
+                      prepare_in_readers=a.resize_in == "reader")
         timed = TimedScorer(s.frame_scorer)
         s.frame_scorer = timed
         with s:
@@ -532,7 +533,7 @@ def stage_timings(clip: Path, scorer: Any, batches: list[int], repeat: int = 30)
     w, h = fs.size
     t = time.perf_counter()
     for i in range(repeat):
-        fs._resize(imgs[i])
+        fs.resize(imgs[i])
     out["pil_resize_ms"] = round(1e3 * (time.perf_counter() - t) / repeat, 3)
     t = time.perf_counter()
     for i in range(repeat):
@@ -581,6 +582,9 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file (default: benchmarks/results/stream-bench-<date>.json)")
     p.add_argument("--no-stages", action="store_true", help="skip the isolated per-stage timings")
+    p.add_argument("--resize-in", choices=("reader", "scorer"), default="scorer",
+                   help="where the stream resizes frames for the engine: the reader threads (default, as "
+                        "lfdn_edge.stream does) or the scoring thread (as before 2026-12-06)")
     p.add_argument("--kill-one", type=int, default=0, metavar="N",
                    help="also run N cameras with cam00 from a real RTSP server (tests/rtsp_server.py, Debian's "
                         "gst-rtsp-server), killed and restarted mid-run (default: 0 = not run)")
@@ -618,7 +622,7 @@ def main(argv: Optional[list[str]] = None) -> dict[str, Any]:
                     "python": platform.python_version(), "platform": platform.platform()},
         "settings": {"cameras": ns, "variants": variants, "fps": a.fps, "size": list(size), "duration_s": a.duration,
                      "warmup_s": a.warmup, "grace_s": a.grace, "clips": len(clips), "clip_frames": frames,
-                     "max_wait_s": a.max_wait, "threads": a.threads, "torch_threads": 1,
+                     "max_wait_s": a.max_wait, "threads": a.threads, "torch_threads": 1, "resize_in": a.resize_in,
                      "engine": str(engine), "engine_kind": repr(scorer), "ckpt": str(a.ckpt),
                      "segments_per_clip": [clip_segments(i, frames, a.fps) for i in range(len(clips))],
                      "alert_threshold": calib},

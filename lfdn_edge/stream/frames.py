@@ -45,3 +45,4 @@ class Frame:
     receive_time: float
     pts: Optional[float] = None
     error: str = ""
+    model_input: Optional[np.ndarray] = None   # the image resized for the scorer by the reader thread, if it was

@@ -61,7 +61,8 @@ class FrameScorer:
             s = int(self._extractor.config.input_size)
             self.size = (s, s)
 
-    def _resize(self, img: np.ndarray) -> np.ndarray:
+    def resize(self, img: np.ndarray) -> np.ndarray:
+        """The frame at the scorer's input size (PIL bilinear, antialiased; as is when it has that size)."""
         w, h = self.size
         if img.shape[1] == w and img.shape[0] == h:
             return img
@@ -78,7 +79,7 @@ class FrameScorer:
         try:
             out = []
             for s in range(0, len(images), self.max_batch):
-                x = np.stack([self._resize(i) for i in images[s:s + self.max_batch]])
+                x = np.stack([self.resize(i) for i in images[s:s + self.max_batch]])
                 if self._extractor is not None:
                     with torch.inference_mode():
                         x = self._extractor(torch.from_numpy(x)).numpy()
@@ -103,14 +104,17 @@ class Stream:
     """Context-managed: ``with Stream(...) as s: for record in s: ...`` (lfdn_edge.stream.open).
 
     ``sinks``: objects with ``write(record)`` (JsonLinesSink, MqttSink): every record is written to each, in
-    order, as it is yielded (the caller opens and closes them)."""
+    order, as it is yielded (the caller opens and closes them). ``prepare_in_readers``: every frame is resized
+    for the scorer in its reader's thread (beside the scoring: PIL releases the GIL) instead of in the scoring
+    thread (default) for the frames taken; it scored 22 % more frames at 16 cameras and 41 % fewer at 32 in
+    tools/stream_bench.py (docs/STREAMS.md, Benchmark): use it when the cameras seldom drop frames."""
 
     def __init__(self, sources: Iterable[Union[str, int, Any]], scorer: Any, *, fps: Optional[float] = None,
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
                  backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
                  torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None,
-                 clips: Optional[Any] = None, sinks: Iterable[Any] = ()):
+                 clips: Optional[Any] = None, sinks: Iterable[Any] = (), prepare_in_readers: bool = False):
         self.sinks = list(sinks)
         for sink in self.sinks:
             if not callable(getattr(sink, "write", None)):
@@ -151,7 +155,8 @@ class Stream:
                         log.warning("%s: %s", n, note)
                     self.clips[n] = self.clip_writer.camera(n, c.clip_pre, c.clip_post, note)
         self.readers = {n: Reader(c.spec, self.cond, self._on_status, read_timeout, backoff, retries,
-                                  None if seed is None else seed + i, clips=self.clips.get(n))
+                                  None if seed is None else seed + i, clips=self.clips.get(n),
+                                  prepare=self.frame_scorer.resize if prepare_in_readers else None)
                         for i, (n, c) in enumerate(self.cameras.items())}
         self.counts = {n: {"frames": 0, "scored": 0, "ood": 0, "events": 0, "health": {}} for n in self.cameras}
         self._last_frame = {n: 0.0 for n in self.cameras}
@@ -283,7 +288,8 @@ class Stream:
             c["health"][h] = c["health"].get(h, 0) + 1
             if h == OK:
                 healthy.append(f)
-        scores = self.frame_scorer([f.image for f in healthy]) if healthy else np.zeros(0)
+        scores = self.frame_scorer([f.image if f.model_input is None else f.model_input for f in healthy]) \
+            if healthy else np.zeros(0)
         t_done = time.time()
         by_id = {id(f): float(s) for f, s in zip(healthy, scores)}
         for f, h in zip(frames, states):

@@ -111,8 +111,12 @@ class Reader:
 
     def __init__(self, spec: SourceSpec, cond: threading.Condition, on_status: StatusCallback,
                  read_timeout: float = 5.0, backoff: Backoff = Backoff(), retries: Optional[int] = None,
-                 seed: Optional[int] = None, opener: Callable[..., Any] = open_source, clips: Any = None):
+                 seed: Optional[int] = None, opener: Callable[..., Any] = open_source, clips: Any = None,
+                 prepare: Optional[Callable[[Any], Any]] = None):
         self.spec = spec
+        # image -> the scorer's input (FrameScorer.resize) for every frame, in this thread (Stream's
+        # prepare_in_readers; off by default: it also resizes the frames that are dropped unscored)
+        self.prepare = prepare
         self.camera = spec.name
         self.stats = ReaderStats()
         self.buffer = FrameBuffer(spec.live, cond, self.stats)
@@ -248,6 +252,7 @@ class Reader:
             if wait > 0:
                 self.stop_event.wait(wait)
             self._last_emit = time.monotonic()
-        frame = Frame(self.camera, raw.index, raw.image, cap, clock, now, raw.pts, raw.error)
+        frame = Frame(self.camera, raw.index, raw.image, cap, clock, now, raw.pts, raw.error,
+                      None if self.prepare is None or raw.image is None else self.prepare(raw.image))
         self.buffer.put(frame, self.stop_event)
         return anchor
