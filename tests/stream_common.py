@@ -1,8 +1,38 @@
-"""Shared by the stream tests: a small LFDN trained on Lite0 (64 px) features of given camera frames."""
+"""Shared by the stream tests: a small LFDN trained on Lite0 (64 px) features of given camera frames; test://
+scene videos written with PyAV; the check that a stream left no thread behind."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
+
+PIX_FMT = {"libx264": "yuv420p", "mjpeg": "yuvj420p", "ffv1": "yuv420p"}
+
+
+def stream_threads():
+    """The stream's threads still alive (readers, clip writer, HTTP server: all named lfdn-stream-...)."""
+    return [t for t in threading.enumerate() if t.name.startswith("lfdn-stream-")]
+
+
+def write_video(path, codec, n, anomalies, size, fps=15, seed=5, options=None):
+    """n frames of the test:// scene (frames in ``anomalies`` replaced by the checkerboard) encoded with
+    ``codec`` (libx264, mjpeg, ffv1) at ``size`` (W, H) and ``fps`` into ``path``."""
+    import av
+
+    from lfdn_edge.stream.synthetic import SyntheticConfig, render
+
+    cfg = SyntheticConfig(size=size, anomalies=tuple(anomalies), seed=seed, fps=fps)
+    with av.open(str(path), "w") as out:
+        st = out.add_stream(codec, rate=fps, options=options or {})
+        st.width, st.height = size
+        st.pix_fmt = PIX_FMT[codec]
+        for k in range(n):
+            for p in st.encode(av.VideoFrame.from_ndarray(render(cfg, k), format="rgb24")):
+                out.mux(p)
+        for p in st.encode():
+            out.mux(p)
+    return path
 
 
 def train_scene_model(frame_sets, out_dir, n_train: int):

@@ -20,7 +20,8 @@ import pytest
 import lfdn_edge.stream as ls
 from lfdn_edge.stream import clips as clips_mod
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
-from stream_common import train_scene_model
+import stream_common
+from stream_common import stream_threads, train_scene_model
 
 av = pytest.importorskip("av", reason="PyAV (the [stream] extra) decodes and writes the video files")
 
@@ -33,10 +34,6 @@ X264_BFRAMES = {"x264-params": f"keyint={GOP}:min-keyint={GOP}:scenecut=0:bframe
 EPS = 1e-4
 
 
-def stream_threads():
-    return [t for t in threading.enumerate() if t.name.startswith(("lfdn-stream-reader", "lfdn-stream-clips"))]
-
-
 @pytest.fixture(autouse=True)
 def no_leftover_threads():
     yield
@@ -44,17 +41,7 @@ def no_leftover_threads():
 
 
 def write_video(path, codec, n, anomalies, options=None, seed=5):
-    cfg = SyntheticConfig(size=SIZE, anomalies=tuple(anomalies), seed=seed, fps=FPS)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream(codec, rate=FPS, options=options or {})
-        st.width, st.height = SIZE
-        st.pix_fmt = {"libx264": "yuv420p", "mjpeg": "yuvj420p", "ffv1": "yuv420p"}[codec]
-        for k in range(n):
-            for p in st.encode(av.VideoFrame.from_ndarray(render(cfg, k), format="rgb24")):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
+    return stream_common.write_video(path, codec, n, anomalies, SIZE, FPS, seed, options)
 
 
 @pytest.fixture(scope="module")

@@ -24,21 +24,18 @@ import pytest
 
 import lfdn_edge.stream as ls
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
-from stream_common import train_scene_model
+import stream_common
+from stream_common import stream_threads, train_scene_model
 
 av = pytest.importorskip("av", reason="PyAV (the [stream] extra) decodes the video files")
 
 SIZE = (96, 72)
 
 
-def reader_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("lfdn-stream-reader")]
-
-
 @pytest.fixture(autouse=True)
 def no_leftover_threads():
     yield
-    assert reader_threads() == []
+    assert stream_threads() == []
 
 
 @pytest.fixture(scope="module")
@@ -73,17 +70,7 @@ def scorer(ckpt):
 
 
 def write_video(path, codec, n, anomalies, fps=15, seed=5):
-    cfg = SyntheticConfig(size=SIZE, anomalies=tuple(anomalies), seed=seed, fps=fps)
-    with av.open(str(path), "w") as out:
-        st = out.add_stream(codec, rate=fps)
-        st.width, st.height = SIZE
-        st.pix_fmt = "yuv420p" if codec == "libx264" else "yuvj420p"
-        for k in range(n):
-            for p in st.encode(av.VideoFrame.from_ndarray(render(cfg, k), format="rgb24")):
-                out.mux(p)
-        for p in st.encode():
-            out.mux(p)
-    return path
+    return stream_common.write_video(path, codec, n, anomalies, SIZE, fps, seed)
 
 
 def segments(events):

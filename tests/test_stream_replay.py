@@ -17,7 +17,6 @@ docs/STREAMS.md (Tests).
 
 from __future__ import annotations
 
-import threading
 import time
 import tracemalloc
 import urllib.request
@@ -27,6 +26,7 @@ import pytest
 
 import lfdn_edge.stream as ls
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
+from stream_common import stream_threads
 
 av = pytest.importorskip("av", reason="PyAV (the [stream] extra) decodes the video file")
 
@@ -39,7 +39,7 @@ SLOPE_LIMIT = 2048.0      # bytes per 1,000 frames
 
 
 def reader_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("lfdn-stream-reader")]
+    return stream_threads()
 
 
 class BrightnessScorer:

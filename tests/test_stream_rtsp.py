@@ -32,6 +32,7 @@ import pytest
 import lfdn_edge.stream as ls
 from lfdn_edge.stream.synthetic import SyntheticConfig, render
 from tcp_fault_proxy import FaultProxy
+from stream_common import stream_threads
 
 av = pytest.importorskip("av", reason="PyAV (the [stream] extra) reads RTSP")
 
@@ -47,7 +48,7 @@ SECRET = "s3cret-Pw9"
 
 
 def reader_threads():
-    return [t for t in threading.enumerate() if t.name.startswith("lfdn-stream-reader")]
+    return stream_threads()
 
 
 @pytest.fixture(autouse=True)
