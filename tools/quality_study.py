@@ -33,7 +33,7 @@ from lfdn_edge.checkpoint import Checkpoint
 from lfdn_edge.feature_cache import cached_features
 from lfdn_edge.features import MultiLayerFeatures, extract_features
 from lfdn_edge.metrics import auroc
-from lfdn_edge.reference import ScoreConfig, stage_weights
+from lfdn_edge.reference import ScoreConfig, id_spread_weights, stage_weights
 from lfdn_edge.workflow import checkpoint_benchmark
 
 # (label, convention, t, steps): the chain grid run on the base checkpoint
@@ -73,13 +73,9 @@ def zfit(cal: np.ndarray):
 
 
 def id_stage_weights(cal_stage_cos: np.ndarray) -> np.ndarray:
-    """Per-stage MFsim weights learned from ID data only (issue 27): each stage's weight is the inverse of the
-    standard deviation of its cosine on the ID calibration split, normalised to sum to 1, so every stage
-    contributes in units of its own ID spread (a stage whose cosine barely varies on ID data counts most).
-    Weighted MFsim with these weights ranks items as the sum of the per-stage ID z-scores."""
-    sd = np.asarray(cal_stage_cos, dtype=np.float64).std(axis=0)
-    inv = 1.0 / np.maximum(sd, 1e-12)
-    return inv / inv.sum()
+    """Per-stage MFsim weights learned from ID data only (issue 27; ``--stage-weights id-spread`` in training):
+    :func:`lfdn_edge.reference.id_spread_weights`, the inverse of each stage's ID calibration spread."""
+    return np.asarray(id_spread_weights(cal_stage_cos))
 
 
 def id_stage_mahalanobis(cal_stage_cos: np.ndarray):
