@@ -112,3 +112,13 @@ def test_decision_rule(qs):
     table = qs.decision_table(d)
     assert "| Lite2-64 MFsim | **86.20** (0.40) [2] | **91.20** (0.40) [2] | 78.20 (2.50) [2] |" in table
     assert "| Lite0-64 kNN (baseline) |" in table and "3.00 + 0.20" in table and "12.00 + 0 |" in table
+
+
+def test_anchors_are_reported_but_not_candidates(qs):
+    res = [{"data": b, "base": _ckpt(f"{b}-a0", b, "efficientnet-lite2", 64, 80.0, knn=95.0)} for b in qs.BENCHMARKS]
+    d = qs.decision(res, scores=("project t3 k3 | mfsim", "knn"))
+    assert set(d["best"].values()) == {"Lite2-64 | project t3 k3 | mfsim"}
+    assert d["verdicts"]["Lite2-64 | project t3 k3 | mfsim"]["meets_rule"]
+    assert not d["verdicts"]["Lite2-64 | knn"]["meets_rule"]
+    assert "| Lite2-64 kNN (baseline) | 95.00 (0.00) [1] |" in qs.decision_table(d)
+    assert qs.decision_table(d).splitlines()[3].endswith("| anchor |")
