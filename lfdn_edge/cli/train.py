@@ -107,7 +107,8 @@ def main(argv=None, prog: str = "lfdn-edge train") -> int:
             ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
                                    score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
                                    data_seed=args.data_seed, tpr=args.tpr, cache_root=args.cache_dir,
-                                   resume=not args.no_resume, progress=not args.quiet, dist=dist)
+                                   resume=not args.no_resume, progress=not args.quiet, dist=dist,
+                                   advise=lambda hint: print(hint, file=sys.stderr, flush=True))
         finally:
             if dist is not None:
                 dist.close()
