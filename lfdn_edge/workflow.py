@@ -51,7 +51,8 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
     if advise is not None and (dist is None or dist.is_main):
         from .advice import setting_advice
 
-        hint = setting_advice(bench.train.images, score_config.stage_weights)
+        hint = setting_advice(bench.train.images, score_config.stage_weights, feature_config.backbone,
+                              feature_config.input_size)
         if hint:
             advise(hint)
     extractor = MultiLayerFeatures(feature_config)

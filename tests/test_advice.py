@@ -37,12 +37,17 @@ def test_colour_share():
 
 def test_setting_advice():
     hint = setting_advice(_colour(), None)
-    assert hint and "--stage-weights id-spread" in hint and "100% of the training images are colour" in hint
-    assert setting_advice(_colour(), "convention") == hint
-    assert setting_advice(_colour(), "id-spread") is None      # already the setting measured best for colour
-    assert setting_advice(_grey(), None) is None               # the defaults are the grey data's best
+    assert hint and "100% of the training images are colour" in hint
+    assert "--backbone efficientnet-lite0 --input-size 128 --stage-weights id-spread" in hint
+    assert setting_advice(_colour(), "convention", "efficientnet-lite2", 64) == hint
+    # part of it chosen: still the whole measured setting; all of it chosen: nothing to say
+    assert setting_advice(_colour(), "id-spread") == hint
+    assert setting_advice(_colour(), "id-spread", "efficientnet-lite0", 128) is None
+    assert setting_advice(_grey(), None) is None               # the defaults stay for grey data
     grey_hint = setting_advice(_grey(), "id-spread")
-    assert grey_hint and "grey" in grey_hint and "below" in grey_hint
+    assert grey_hint and "grey" in grey_hint and "id-spread measured" in grey_hint and "px" not in grey_hint
+    size_hint = setting_advice(_grey(), None, "efficientnet-lite2", 128)
+    assert size_hint and "128 px measured below 64 px" in size_hint and "id-spread" not in size_hint
 
 
 @pytest.mark.parametrize("images, expect", [(_colour(), True), (_grey(), False)])
@@ -65,4 +70,4 @@ def test_train_cli_prints_the_hint_before_training(monkeypatch, tmp_path, capsys
     with pytest.raises(Stop):
         train_cli.main(["--data", "sprites-ood", "--out", str(tmp_path / "c.pt")])
     err = capsys.readouterr().err
-    assert ("consider --stage-weights id-spread" in err) == expect
+    assert ("--stage-weights id-spread` measured the best" in err) == expect
