@@ -58,13 +58,13 @@ def setting_advice(images: np.ndarray, stage_weights, backbone: str | None = Non
         flags = " ".join(f"--{k.replace('_', '-')} {COLOUR_BEST[k]}" for k in COLOUR_BEST)
         return (f"note: {100 * share:.0f}% of the training images are colour; on colour data (sprites-ood) "
                 f"`{flags}` measured the best near-OOD AUROC, 85.4 against 78.1 for the defaults (the backbone "
-                "then takes about 4x the default's time per image; docs/QUALITY.md): consider it")
+                "then takes 3-5x the default's time per image; docs/QUALITY.md): consider it")
     notes = []
     if chosen["stage_weights"] == "id-spread":
-        notes.append("--stage-weights id-spread measured 1.7-2.0 points of near-OOD AUROC below the default weights")
+        notes.append("--stage-weights id-spread measured 1.2-1.7 points of near-OOD AUROC below the default weights")
     if chosen["input_size"] > defaults.INPUT_SIZE:
-        notes.append(f"{chosen['input_size']} px measured below {defaults.INPUT_SIZE} px (128 px: 4-5 points of "
-                     "near-OOD AUROC on digits-ood)")
+        notes.append(f"{chosen['input_size']} px measured below {defaults.INPUT_SIZE} px (128 px: 2.2 and 4.5 points "
+                     "of near-OOD AUROC)")
     if notes:
         return (f"note: {100 * (1 - share):.0f}% of the training images are grey; on grey data (fmnist-ood, "
                 f"digits-ood) " + "; ".join(notes) + " (docs/QUALITY.md)")
