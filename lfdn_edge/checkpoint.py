@@ -198,7 +198,14 @@ class Checkpoint:
     @property
     def score_config(self) -> ScoreConfig:
         # checkpoints written before the scoring convention existed scored with the project's
-        return ScoreConfig(**{"convention": "project", **self.data["score"]})
+        score = {"convention": "project", **self.data["score"]}
+        if score.get("stage_weights") == "id-spread":  # learned from the ID calibration split (train.calibrate)
+            learned = (self.data.get("calibration") or {}).get("stage_weights")
+            if learned is None:
+                raise CheckpointError("this checkpoint's MFsim stage weights ('id-spread') are learned at "
+                                      "calibration, and it is not calibrated; train it with calibration data")
+            score["stage_weights"] = tuple(float(v) for v in learned)
+        return ScoreConfig(**score)
 
     @property
     def calibration(self) -> dict | None:

@@ -24,7 +24,7 @@ from .features import FeatureLayout
 from .model import LFDN
 
 SCORE_NAMES = ("mfsim", "mse", "lr")
-STAGE_WEIGHTINGS = ("uniform", "skip-first")
+STAGE_WEIGHTINGS = ("uniform", "skip-first", "id-spread")  # id-spread: learned at calibration (id_spread_weights)
 COS_EPS = 1e-8
 
 
@@ -93,10 +93,26 @@ def stage_weights(config: ScoreConfig, num_stages: int) -> tuple[float, ...]:
         if num_stages < 2:
             raise ValueError("skipping the first stage in MFsim needs at least two stages")
         return (0.0,) + (1.0 / (num_stages - 1),) * (num_stages - 1)
+    if named == "id-spread":
+        raise ValueError("'id-spread' stage weights are learned from the ID calibration split when the checkpoint "
+                         "is calibrated; score with the checkpoint's score_config, which holds them")
     if config.stage_weights is not None:
         if len(config.stage_weights) != num_stages:
             raise ValueError(f"stage_weights has {len(config.stage_weights)} entries, the layout has {num_stages} stages")
     return tuple(config.stage_weights)
+
+
+def id_spread_weights(cal_stage_cos) -> tuple[float, ...]:
+    """MFsim stage weights learned from ID data only (``stage_weights="id-spread"``, issue 27): each stage's
+    weight is the inverse of the standard deviation of its cosine on the ID calibration split, normalised to sum
+    to 1, so that each stage counts in units of its own ID spread (weighted MFsim then ranks items as the sum of
+    the per-stage ID z-scores). No OOD data is used. Measured in docs/QUALITY.md: better on colour sprites
+    (sprites-ood), worse on the grey benchmarks."""
+    sd = np.asarray(cal_stage_cos, dtype=np.float64).std(axis=0)
+    if sd.ndim != 1 or sd.size == 0:
+        raise ValueError(f"expected (N, M) stage cosines, got shape {np.shape(cal_stage_cos)}")
+    inv = 1.0 / np.maximum(sd, 1e-12)
+    return tuple(float(v) for v in inv / inv.sum())
 
 
 def stage_cosines(z0: torch.Tensor, z_rec: torch.Tensor, layout: FeatureLayout) -> torch.Tensor:

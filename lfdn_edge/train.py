@@ -19,7 +19,7 @@ from .diffusion import DiffusionConfig, Schedule, q_sample
 from .features import FeatureConfig, FeatureLayout
 from .metrics import threshold_at_tpr
 from .model import LFDN, LFDNConfig
-from .reference import ScoreConfig, check_features
+from .reference import ScoreConfig, check_features, id_spread_weights
 from .errors import TrainingDiverged
 from . import defaults
 
@@ -118,6 +118,8 @@ def train_lfdn(features: np.ndarray, layout: FeatureLayout, feature_config: Feat
     from tqdm.auto import tqdm
 
     check_scoring_setup(diffusion_config, score_config, tpr)
+    if score_config.stage_weights == "id-spread" and cal_features is None:
+        raise ValueError("'id-spread' stage weights are learned from calibration features: pass cal_features")
     z = torch.as_tensor(np.asarray(features, dtype=np.float32))
     check_features(z, layout.dim)
     model_config = model_config or LFDNConfig(in_dim=layout.dim)
@@ -249,6 +251,13 @@ def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = defaults.
     :func:`lfdn_edge.reference.lr_score`): it is listed under ``calibration["experimental"]``, a warning says
     so, and nothing uses it by default (engines and the Scorer use MFsim or MSE).
     """
+    learned = None
+    if ckpt.data["score"].get("stage_weights") == "id-spread":
+        # MFsim stage weights from the ID calibration split only (reference.id_spread_weights); the stage
+        # cosines do not depend on the weights
+        probe = ScoreConfig(**{"convention": "project", **ckpt.data["score"], "stage_weights": "uniform"})
+        learned = id_spread_weights(ckpt.reference_scorer(probe).scores(cal_features)["stage_cos"])
+        ckpt.data["calibration"] = {"stage_weights": list(learned)}
     scores = ckpt.reference_scorer().scores(cal_features)
     names = [k for k in scores if k != "stage_cos"]
     if "lr" in names:
@@ -258,5 +267,7 @@ def calibrate(ckpt: Checkpoint, cal_features: np.ndarray, tpr: float = defaults.
            "thresholds": {k: threshold_at_tpr(scores[k], tpr) for k in names},
            "id_mean": {k: float(np.mean(scores[k])) for k in names},
            "id_std": {k: float(np.std(scores[k])) for k in names}}
+    if learned is not None:
+        cal["stage_weights"] = list(learned)
     ckpt.data["calibration"] = cal
     return cal

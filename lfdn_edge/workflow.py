@@ -26,11 +26,14 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
                     n_train: int | None = None, n_cal: int | None = None, n_test: int | None = None,
                     data_seed: int = defaults.DATA_SEED, tpr: float = defaults.TPR,
                     cache_root: str | os.PathLike | None = None, resume: bool = True, progress: bool = True,
-                    dist=None) -> Checkpoint:
+                    dist=None, advise=None) -> Checkpoint:
     """Load the ID data, extract (cached) features, train the LFDN, calibrate the threshold, write ``out``.
 
     ``dist`` (a :class:`lfdn_edge.distributed.DistContext`, under torchrun): every rank extracts a shard of the
     features and trains with DDP; rank 0 writes ``out``.
+
+    ``advise``: a callable given a one-line hint when the training images are of a kind on which another setting
+    measured better (colour images, :mod:`lfdn_edge.advice`), before training.
 
     A count left as None is the data's own (:func:`lfdn_edge.data.resolve_split`: the offline benchmark's split,
     e.g. digits-ood 1500/300/700). The counts are recorded as resolved (``requested_n_*``). ``n_test`` is only
@@ -45,6 +48,13 @@ def train_from_data(data: str, out: str | os.PathLike, feature_config: FeatureCo
                            seed=data_seed, with_ood=False, progress=progress and (dist is None or dist.is_main))
     if dist is not None and dist.is_main:
         dist.barrier()
+    if advise is not None and (dist is None or dist.is_main):
+        from .advice import setting_advice
+
+        hint = setting_advice(bench.train.images, score_config.stage_weights, feature_config.backbone,
+                              feature_config.input_size)
+        if hint:
+            advise(hint)
     extractor = MultiLayerFeatures(feature_config)
     if dist is not None:
         from .distributed import sharded_features as extract

@@ -33,7 +33,7 @@ from lfdn_edge.checkpoint import Checkpoint
 from lfdn_edge.feature_cache import cached_features
 from lfdn_edge.features import MultiLayerFeatures, extract_features
 from lfdn_edge.metrics import auroc
-from lfdn_edge.reference import ScoreConfig, stage_weights
+from lfdn_edge.reference import ScoreConfig, id_spread_weights, stage_weights
 from lfdn_edge.workflow import checkpoint_benchmark
 
 # (label, convention, t, steps): the chain grid run on the base checkpoint
@@ -67,8 +67,31 @@ def load_features(ckpt: Checkpoint):
 
 
 def zfit(cal: np.ndarray):
+    """Standardise a score with the mean and standard deviation of the ID calibration split (no OOD data)."""
     mu, sd = float(np.mean(cal)), float(np.std(cal))
     return lambda s: (np.asarray(s) - mu) / (sd if sd > 0 else 1.0)
+
+
+def id_stage_weights(cal_stage_cos: np.ndarray) -> np.ndarray:
+    """Per-stage MFsim weights learned from ID data only (issue 27; ``--stage-weights id-spread`` in training):
+    :func:`lfdn_edge.reference.id_spread_weights`, the inverse of each stage's ID calibration spread."""
+    return np.asarray(id_spread_weights(cal_stage_cos))
+
+
+def id_stage_mahalanobis(cal_stage_cos: np.ndarray):
+    """The Mahalanobis distance of an item's vector of stage cosines from their ID calibration distribution
+    (mean and covariance of the calibration split only, shrunk by 1e-6 of the trace): a per-stage weighting that
+    also accounts for the stages' correlation. Returns the scoring function (higher = more OOD)."""
+    c = np.asarray(cal_stage_cos, dtype=np.float64)
+    mu = c.mean(axis=0)
+    cov = np.cov(c, rowvar=False).reshape(c.shape[1], c.shape[1])
+    cov += np.eye(len(mu)) * (1e-6 * max(float(np.trace(cov)), 1e-12))
+    prec = np.linalg.inv(cov)
+
+    def score(stage_cos: np.ndarray) -> np.ndarray:
+        d = np.asarray(stage_cos, dtype=np.float64) - mu
+        return np.einsum("ij,jk,ik->i", d, prec, d)
+    return score
 
 
 class NativeScorer:
@@ -112,8 +135,8 @@ def score_sets(ckpt: Checkpoint, feats: dict, cfg: ScoreConfig, base_scores: dic
     w_uniform = np.full(M, 1.0 / M)
     w_skip1 = np.asarray((0.0,) + (1.0 / (M - 1),) * (M - 1))
     # ID-calibrated weights: each stage's cosine divided by its ID (calibration split) spread
-    sd = raw["cal"]["stage_cos"].std(axis=0)
-    w_invsd = (1.0 / np.maximum(sd, 1e-12)) / np.sum(1.0 / np.maximum(sd, 1e-12))
+    w_invsd = id_stage_weights(raw["cal"]["stage_cos"])
+    stage_maha = id_stage_mahalanobis(raw["cal"]["stage_cos"])
     out: dict[str, dict] = {}
 
     def put(key, fn):
@@ -124,12 +147,19 @@ def score_sets(ckpt: Checkpoint, feats: dict, cfg: ScoreConfig, base_scores: dic
     put("mfsim uniform", lambda r, s: -(r["stage_cos"] @ w_uniform))
     put("mfsim skip stage 1", lambda r, s: -(r["stage_cos"] @ w_skip1))
     put("mfsim ID-calibrated weights", lambda r, s: -(r["stage_cos"] @ w_invsd))
+    put("stage cosines, ID Mahalanobis", lambda r, s: stage_maha(r["stage_cos"]))
     for m in range(M):
         put(f"stage {m + 1} only", lambda r, s, m=m: -r["stage_cos"][:, m])
     for score in ("mfsim", "mse"):
         for other in ("maha", "knn"):
             za, zb = zfit(out[score]["cal"]), zfit(base_scores[other]["cal"])
             out[f"{score} + {other} (ID z-scored)"] = {s: za(out[score][s]) + zb(base_scores[other][s]) for s in raw}
+    za, zm, zk = zfit(out["mfsim"]["cal"]), zfit(base_scores["maha"]["cal"]), zfit(base_scores["knn"]["cal"])
+    out["mfsim + maha + knn (ID z-scored)"] = {s: za(out["mfsim"][s]) + zm(base_scores["maha"][s]) + zk(base_scores["knn"][s])
+                                               for s in raw}
+    zw = zfit(out["mfsim ID-calibrated weights"]["cal"])
+    out["mfsim ID-calibrated weights + maha (ID z-scored)"] = {
+        s: zw(out["mfsim ID-calibrated weights"][s]) + zm(base_scores["maha"][s]) for s in raw}
     return out, 1e3 * t / n
 
 
@@ -268,6 +298,199 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+BENCHMARKS = ("fmnist-ood", "digits-ood", "sprites-ood")
+# the candidates of the three-benchmark decision (issue 27): chain | score, and the two baselines
+DECISION_SCORES = ("project t3 k3 | mfsim", "project t3 k3 | mse", "authors t3 k3 | mfsim",
+                   "project t3 k3 | mfsim ID-calibrated weights", "project t3 k3 | stage cosines, ID Mahalanobis",
+                   "project t3 k3 | mfsim + maha (ID z-scored)", "project t3 k3 | mfsim + knn (ID z-scored)",
+                   "project t3 k3 | mfsim + maha + knn (ID z-scored)",
+                   "project t3 k3 | mfsim ID-calibrated weights + maha (ID z-scored)", "knn", "maha")
+# what the engines and `lfdn-edge score` serve (a fused or stage-Mahalanobis score needs the checkpoint)
+SERVABLE = ("project t3 k3 | mfsim", "project t3 k3 | mse", "authors t3 k3 | mfsim")
+
+
+SCORE_NAMES = {"mfsim": "MFsim", "mse": "MSE", "mfsim ID-calibrated weights": "MFsim, ID stage weights",
+               "stage cosines, ID Mahalanobis": "stage-cosine Mahalanobis (ID)",
+               "mfsim + maha (ID z-scored)": "MFsim + Maha", "mfsim + knn (ID z-scored)": "MFsim + kNN",
+               "mfsim + maha + knn (ID z-scored)": "MFsim + Maha + kNN",
+               "mfsim ID-calibrated weights + maha (ID z-scored)": "MFsim ID stage weights + Maha",
+               "knn": "kNN (baseline)", "maha": "Mahalanobis (baseline)"}
+
+
+def setting_name(score: str) -> str:
+    """A readable name of a decision score: "authors MFsim", "MFsim + Maha" (fused: z-scored on ID cal data)."""
+    chain, _, sc = score.partition(" | ")
+    if not sc:
+        chain, sc = "", chain
+    name = SCORE_NAMES.get(sc, sc)
+    return f"authors {name}" if chain.startswith("authors") else name
+
+
+def config_label(feature: dict) -> str:
+    """"Lite2-64" for EfficientNet-Lite2 at 64 px (other backbones keep their name)."""
+    bb = str(feature.get("backbone", "?")).replace("efficientnet-lite", "Lite")
+    return f"{bb}-{feature.get('input_size', '?')}"
+
+
+def checkpoint_results(results: list[dict]):
+    """Every checkpoint's result in ``results`` (base, training seeds, extras) as (benchmark, config, result),
+    each checkpoint once (the entry with the most variants where several files hold it)."""
+    seen: dict[tuple, dict] = {}
+    for res in results:
+        parts = ([res["base"]] if res.get("base") else []) + list((res.get("train_seeds") or {}).values()) + \
+            list((res.get("extra") or {}).values())
+        for r in parts:
+            bench = r.get("data") or res.get("data") or "fmnist-ood"
+            key = (bench, r["checkpoint"])
+            if key not in seen or len(r["variants"]) > len(seen[key]["variants"]):
+                seen[key] = r
+    return [(b, config_label(r["feature"]), r) for (b, _), r in seen.items()]
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """One setting over training seeds: ``runs`` are the checkpoints' entries ({"near": {"mean", "spread"}, ...}
+    for DLSR variants, {"near": float, ...} for baselines, which have no noise seed). Near = mean of the
+    checkpoints' means; spread = the larger of the largest noise-seed spread (max - min) and the training-seed
+    spread (max - min of the checkpoints' means)."""
+    def m(x):
+        return x["mean"] if isinstance(x, dict) else float(x)
+    nears = [m(r["near"]) for r in runs]
+    noise = max((r["near"]["spread"] if isinstance(r["near"], dict) else 0.0) for r in runs)
+    return {"near": float(np.mean(nears)), "spread": float(max(noise, np.ptp(nears))), "n_train": len(runs),
+            "far": float(np.mean([m(r["far_mean"]) for r in runs])),
+            "min_set": float(min(m(r["min_set"]) for r in runs))}
+
+
+ANCHORS = ("knn", "maha")  # the baselines: reported beside the candidates, not candidates for the default
+
+
+def decision(results: list[dict], configs=None, scores=DECISION_SCORES, benchmarks=BENCHMARKS) -> dict:
+    """The three-benchmark decision (issue 27) over settings = (config, score); the anchors (kNN, Mahalanobis
+    on the same features) are reported but are not candidates.
+
+    Rule: a setting may be the default only if on every benchmark it does not lose to the best candidate by more
+    than the spread (the larger of the two settings' spreads), it wins (has the best near-OOD AUROC) on at least
+    two of the three benchmarks, and it keeps far-OOD (far mean >= 99.5 on every benchmark)."""
+    cells: dict[tuple, dict] = {}
+    costs: dict[str, list] = {}
+    chain_costs: dict[tuple, list] = {}
+    by: dict[tuple, list] = {}
+    for bench, cfg, r in checkpoint_results(results):
+        if configs is not None and cfg not in configs:
+            continue
+        costs.setdefault(cfg, []).append(r["backbone_ms_per_item"])
+        for sc in scores:
+            entry = r["baselines"].get(sc) if sc in ("knn", "maha") else r["variants"].get(sc)
+            if entry is not None:
+                by.setdefault((bench, cfg, sc), []).append(entry)
+                if sc not in ("knn", "maha"):
+                    chain_costs.setdefault((cfg, sc.partition(" | ")[0]), []).append(entry["chain_ms_per_item"])
+    for key, runs in by.items():
+        cells[key] = aggregate(runs)
+    settings = sorted({(c, s) for (_, c, s) in cells}, key=lambda k: (list(configs or [k[0]]).index(k[0])
+                                                                       if configs else 0, k[0], scores.index(k[1])))
+    best = {}
+    for b in benchmarks:
+        here = [(cells[(b, c, s)]["near"], (c, s)) for (c, s) in settings if (b, c, s) in cells and s not in ANCHORS]
+        if here:
+            best[b] = max(here)[1]
+    verdicts = {}
+    for c, s in settings:
+        per, wins, ok = {}, 0, True
+        for b in benchmarks:
+            cell = cells.get((b, c, s))
+            if cell is None or b not in best:
+                ok = False
+                per[b] = None
+                continue
+            top = cells[(b, *best[b])]
+            gap = cell["near"] - top["near"]
+            tol = max(cell["spread"], top["spread"])
+            win = best[b] == (c, s)
+            lose = -gap > tol or s in ANCHORS
+            wins += win
+            ok = ok and not lose and cell["far"] >= 99.5
+            per[b] = {"gap_to_best": gap, "tolerance": tol, "win": win, "loses": lose}
+        verdicts[f"{c} | {s}"] = {"per_benchmark": per, "wins": wins, "meets_rule": ok and wins >= 2}
+    return {"cells": {" | ".join(k): v for k, v in cells.items()}, "settings": [f"{c} | {s}" for c, s in settings],
+            "best": {b: " | ".join(v) for b, v in best.items()}, "verdicts": verdicts,
+            "backbone_ms_per_item": {c: float(np.median(v)) for c, v in costs.items()},
+            "chain_ms_per_item": {" | ".join(k): float(np.median(v)) for k, v in chain_costs.items()}}
+
+
+def decision_table(d: dict, benchmarks=BENCHMARKS) -> str:
+    """Markdown: one row per setting; per benchmark near AUROC mean (spread) [training seeds], far mean; cost."""
+    head = ("| setting | " + " | ".join(f"{b} near" for b in benchmarks) + " | near mean | far mean ("
+            + " / ".join(b.split("-")[0] for b in benchmarks) + ") | cost ms/item (backbone + chain) | rule |\n"
+            "|---|" + "---|" * len(benchmarks) + "---|---|---|---|")
+    lines = [head]
+    for name in d["settings"]:
+        cfg, _, score = name.partition(" | ")
+        row, nears, fars = [], [], []
+        for b in benchmarks:
+            c = d["cells"].get(f"{b} | {name}")
+            if c is None:
+                row.append("-")
+                fars.append("-")
+                continue
+            bold = "**" if d["best"].get(b) == name else ""
+            row.append(f"{bold}{c['near']:.2f}{bold} ({c['spread']:.2f}) [{c['n_train']}]")
+            nears.append(c["near"])
+            fars.append(f"{c['far']:.2f}")
+        chain = score.partition(" | ")[0]
+        cms = d["chain_ms_per_item"].get(f"{cfg} | {chain}")
+        cost = f"{d['backbone_ms_per_item'].get(cfg, float('nan')):.2f}" + (f" + {cms:.2f}" if cms is not None else " + 0")
+        v = d["verdicts"][name]
+        losses = "; ".join(f"{b.split('-')[0]} {p['gap_to_best']:+.2f}" for b, p in v["per_benchmark"].items()
+                           if p is not None and p["loses"])
+        if score in ANCHORS:
+            rule = "anchor"
+        elif v["meets_rule"]:
+            rule = f"meets, wins {v['wins']}"
+        else:
+            rule = f"{'loses ' + losses if losses else 'no loss'}, wins {v['wins']}"
+        mean = f"{np.mean(nears):.2f}" if len(nears) == len(benchmarks) else "-"
+        lines.append(f"| {cfg} {setting_name(score)} | " + " | ".join(row) + f" | {mean} | {' / '.join(fars)} | {cost} | {rule} |")
+    return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def backbone_cost(configs: list[str], n: int = 256, repeats: int = 3, batch: int = 64) -> dict:
+    """Backbone time per image (ms) of each config ("Lite2-64": EfficientNet-Lite2 at 64 px), the best of
+    ``repeats`` passes over ``n`` images of that size in batches of ``batch``, with torch's current thread
+    count; one warm-up pass first. Images are seeded random pixels (the cost does not depend on content)."""
+    from lfdn_edge.features import FeatureConfig
+
+    imgs_by_size: dict[int, np.ndarray] = {}
+    out = {}
+    for cfg in configs:
+        name, _, size = cfg.rpartition("-")
+        backbone = name.replace("Lite", "efficientnet-lite") if name.startswith("Lite") else name
+        size = int(size)
+        if size not in imgs_by_size:
+            imgs_by_size[size] = np.random.default_rng(0).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        ex = MultiLayerFeatures(FeatureConfig(backbone=backbone, input_size=size))
+        extract_features(ex, imgs_by_size[size][:batch], batch_size=batch, progress=False)  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            extract_features(ex, imgs_by_size[size], batch_size=batch, progress=False)
+            times.append(1e3 * (time.perf_counter() - t0) / n)
+        out[cfg] = {"ms_per_image": min(times), "all": times, "threads": torch.get_num_threads(), "batch": batch}
+        print(f"{cfg}: {min(times):.2f} ms/image (best of {repeats}: {', '.join(f'{t:.2f}' for t in times)})",
+              flush=True)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--base", help="the base checkpoint (every chain variant runs on it)")
@@ -282,7 +505,26 @@ def main(argv=None) -> int:
     p.add_argument("--noise-seeds", default="0,1,2,3,4")
     p.add_argument("--json", required=True, help="where the results go (with --table: the results to tabulate)")
     p.add_argument("--table", nargs="*", help="only print the markdown table of these result files (and --json)")
+    p.add_argument("--decide", nargs="*", metavar="RESULTS",
+                   help="only the three-benchmark decision (issue 27) over these result files: table to stdout, "
+                        "the decision to --json")
+    p.add_argument("--configs", default=None, help="with --decide: comma-separated configs (e.g. Lite2-64,Lite0-64)")
+    p.add_argument("--backbone-cost", default=None, metavar="CONFIGS",
+                   help="only time the backbones: comma-separated configs (Lite0-64,Lite2-128,...), result to --json")
     args = p.parse_args(argv)
+    if args.backbone_cost:
+        res = {"backbone_cost": backbone_cost(args.backbone_cost.split(",")), "cpu": _cpu_name()}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(res, indent=1) + "\n", encoding="utf-8")
+        return 0
+    if args.decide is not None:
+        d = decision([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.decide],
+                     configs=args.configs.split(",") if args.configs else None)
+        d["files"] = list(args.decide)
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(d, indent=1) + "\n", encoding="utf-8")
+        print(printable(decision_table(d)))
+        return 0
     if args.table is not None:
         files = [args.json, *args.table]
         print(printable(table([json.loads(Path(f).read_text(encoding="utf-8")) for f in files])))
@@ -307,7 +549,9 @@ def main(argv=None) -> int:
         out["base"]["label"] = args.label
     main_chains = [c for c in CHAINS if c[0] in MAIN_CHAINS]
     keep = {"mfsim", "mse", "mfsim skip stage 1", "mfsim uniform", "mfsim + maha (ID z-scored)",
-            "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)"}
+            "mse + maha (ID z-scored)", "mfsim + knn (ID z-scored)", "mse + knn (ID z-scored)",
+            "mfsim ID-calibrated weights", "stage cosines, ID Mahalanobis", "mfsim + maha + knn (ID z-scored)",
+            "mfsim ID-calibrated weights + maha (ID z-scored)"}
     for path in args.seed_ckpts:
         out["train_seeds"][path] = study_checkpoint(Path(path).stem, path, main_chains, seeds, keep, part)
     for item in args.extra:

@@ -68,10 +68,12 @@ def build_parser(prog: str = "lfdn-edge train"):
     g.add_argument("--convention", choices=("project", "authors"), default=defaults.CONVENTION,
                    help="scoring convention: the project's DDIM chain and MFsim over all stages, or the authors' "
                         "(lfdn_edge.diffusion; docs/QUALITY.md 'Defaults and why') (default: %(default)s)")
-    g.add_argument("--stage-weights", choices=("convention", "uniform", "skip-first"),
+    g.add_argument("--stage-weights", choices=("convention", "uniform", "skip-first", "id-spread"),
                    default=defaults.STAGE_WEIGHTS or "convention",
                    help="MFsim stage weights: the convention's (project: uniform, authors: skip-first), 1/M each, "
-                        "or 0 for stage 1 and 1/(M-1) for the others (default: %(default)s)")
+                        "0 for stage 1 and 1/(M-1) for the others, or id-spread: learned from the ID calibration "
+                        "split (each stage weighted by the inverse of its ID spread; measured best on colour "
+                        "sprites, worse on grey images: docs/QUALITY.md) (default: %(default)s)")
     g.add_argument("--tpr", type=float, default=defaults.TPR,
                    help="ID acceptance rate of the threshold (default: %(default)s)")
     add_common_options(p)
@@ -105,7 +107,8 @@ def main(argv=None, prog: str = "lfdn-edge train") -> int:
             ckpt = train_from_data(args.data, args.out, feature, args.width, args.depth, args.emb_dim, train_cfg,
                                    score_cfg, n_train=args.n_train, n_cal=args.n_cal, n_test=args.n_test,
                                    data_seed=args.data_seed, tpr=args.tpr, cache_root=args.cache_dir,
-                                   resume=not args.no_resume, progress=not args.quiet, dist=dist)
+                                   resume=not args.no_resume, progress=not args.quiet, dist=dist,
+                                   advise=lambda hint: print(hint, file=sys.stderr, flush=True))
         finally:
             if dist is not None:
                 dist.close()
