@@ -21,8 +21,6 @@ from lfdn_edge.data.subsample import choose
 
 SIZE = 32
 COUNTS = {"n_train": 400, "n_cal": 100, "n_test": 200, "n_ood": 150}
-# kept for independent evaluation: never fetched by any benchmark
-RESERVED = {"openclipart-png", "neverball-data", "mate-backgrounds", "tuxpaint-stamps-default"}
 # what fmnist-ood / digits-ood are built from (DESIGN.md section 5): the colour benchmark uses none of them
 EXISTING = {"dataset-fashion-mnist", "opencv-doc", "fonts-dejavu-core", "fonts-dejavu-extra", "openarena-081-textures",
             "oxygen-icon-theme", "fonts-noto-color-emoji", "iso-flags-png-320x240"}
@@ -57,10 +55,10 @@ def test_registry_help_and_far_sets():
     assert not _known_far("sprites-ood:textures")
 
 
-def test_packages_exclude_reserved_and_existing_ones():
+def test_packages_are_exactly_its_own_and_none_of_the_other_benchmarks():
     pkgs = set(sprites_ood.PACKAGES) | {p for s in sprites_ood.SETS.values() for p in s.PACKAGES}
     assert pkgs == {"wesnoth-1.16-data", "lincity-ng-data", "plasma-workspace-wallpapers"}
-    assert not pkgs & RESERVED and not pkgs & EXISTING
+    assert not pkgs & EXISTING   # the exact set above: nothing else is ever fetched
     assert set(sprites_ood.LICENSES) == pkgs and all("GPL-2+" in v for v in sprites_ood.LICENSES.values())
 
 
@@ -70,7 +68,7 @@ def test_prefetch_asks_only_for_its_own_packages(monkeypatch, tmp_path):
     asked = []
     monkeypatch.setattr(sprites_ood, "fetch_debian_packages", lambda pkgs: asked.extend(pkgs))
     sprites_ood.prefetch(["units"] + list(sprites_ood.OOD_SETS), SIZE)
-    assert set(asked) == set(sprites_ood.PACKAGES) and not set(asked) & RESERVED
+    assert set(asked) == set(sprites_ood.PACKAGES)
 
 
 def test_categories_as_documented():
