@@ -57,7 +57,23 @@ void journal_append(const std::string& path, const char* event, const std::strin
 }
 
 std::string precision_name(lfdn::WeightType t) {
-  return t == lfdn::WeightType::kF16 ? "fp16" : t == lfdn::WeightType::kBF16 ? "bf16" : "fp32";
+  return t == lfdn::WeightType::kF16    ? "fp16"
+         : t == lfdn::WeightType::kBF16 ? "bf16"
+         : t == lfdn::WeightType::kI8   ? "int8"
+                                        : "fp32";
+}
+
+void require_i8_kernels(const std::string& what) {
+  if (lfdn::cpu::kernels().gemm_i8 != nullptr) return;
+  throw std::runtime_error(
+      what + ": precision 'int8' needs a kernel table with an INT8 dot product (avx512 on a CPU with "
+      "AVX512-VNNI, avx2 on a CPU with AVX-VNNI, neon on a CPU with the dot-product extension, or scalar, the "
+      "reference); here the active table is '" + std::string(lfdn::cpu::kernels().name) +
+      "', cpu_has_avx512_vnni=" + (lfdn::cpu::cpu_has_avx512_vnni() ? "true" : "false") +
+      ", cpu_has_avx_vnni=" + (lfdn::cpu::cpu_has_avx_vnni() ? "true" : "false") +
+      ", cpu_has_neon_dotprod=" + (lfdn::cpu::cpu_has_neon_dotprod() ? "true" : "false") +
+      ". There is no silent INT8 fallback: use precision 'bf16', 'fp16' or 'fp32', or select the scalar "
+      "reference table explicitly (LFDN_EDGE_CPU_ISA=scalar; slow)");
 }
 
 void require_bf16_kernels(const std::string& what) {
@@ -163,8 +179,10 @@ py::array as_weight(py::handle obj, const std::string& name, int64_t out_dim, in
     *wtype = lfdn::WeightType::kF16;
   } else if (dt.kind() == 'u' && dt.itemsize() == 2) {  // numpy has no bfloat16: BF16 bit patterns as uint16
     *wtype = lfdn::WeightType::kBF16;
+  } else if (dt.kind() == 'i' && dt.itemsize() == 1) {  // INT8 (with per-output-channel scales beside it)
+    *wtype = lfdn::WeightType::kI8;
   } else {
-    throw py::type_error(name + " must be float32, float16 or uint16 (BF16 bits), got dtype " +
+    throw py::type_error(name + " must be float32, float16, uint16 (BF16 bits) or int8, got dtype " +
                          std::string(py::str(dt)));
   }
   if (!shape_ok(a, {out_dim, in_dim}))

@@ -56,6 +56,8 @@ std::string shape_str(const py::array& a);
 std::string precision_name(lfdn::WeightType t);
 // RuntimeError (saying why and what to use instead) unless the active CPU kernel table has the BF16 kernels.
 void require_bf16_kernels(const std::string& what);
+// RuntimeError unless the active CPU kernel table has INT8 kernels (no silent fallback).
+void require_i8_kernels(const std::string& what);
 
 // A floating-point array converted to C-contiguous float32; TypeError for None or non-float dtypes.
 F32 as_f32(py::handle obj, const std::string& name);

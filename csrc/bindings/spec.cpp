@@ -22,7 +22,7 @@ const void* weight(ParsedSpec& ps, py::handle obj, const std::string& name, int6
   py::array a = as_weight(obj, name, out, in, &wt);
   if (wt != ps.spec.wtype)
     throw py::type_error(name + " has dtype " + std::string(py::str(a.dtype())) + " but the spec precision is " +
-                         precision_name(ps.spec.wtype) + " (fp16: float16, bf16: uint16 BF16 bits)");
+                         precision_name(ps.spec.wtype) + " (fp16: float16, bf16: uint16 BF16 bits, int8: int8)");
   ps.keep.push_back(a);
   return a.data();
 }
@@ -53,7 +53,9 @@ ParsedSpec parse_spec(const py::dict& d) {
   if (prec == "fp32") s.wtype = lfdn::WeightType::kF32;
   else if (prec == "fp16") s.wtype = lfdn::WeightType::kF16;
   else if (prec == "bf16") s.wtype = lfdn::WeightType::kBF16;
-  else throw py::value_error("engine spec precision must be 'fp32', 'fp16' or 'bf16', got '" + prec + "'");
+  else if (prec == "int8") s.wtype = lfdn::WeightType::kI8;
+  else throw py::value_error("engine spec precision must be 'fp32', 'fp16', 'bf16' or 'int8', got '" + prec + "'");
+  const bool i8 = s.wtype == lfdn::WeightType::kI8;
   const int64_t C = s.in_dim, W = s.width, D = s.depth;
   s.inp_w = weight(ps, get(d, "inp_w"), "inp_w", W, C);
   s.inp_b = vec(ps, get(d, "inp_b"), "inp_b", {W});
@@ -69,6 +71,16 @@ ParsedSpec parse_spec(const py::dict& d) {
     s.gn2_g.push_back(vec(ps, g2[i], "gn2_g" + k, {W}));
     s.gn2_b.push_back(vec(ps, b2[i], "gn2_b" + k, {W}));
     s.fc2_b.push_back(vec(ps, f2b[i], "fc2_b" + k, {W}));
+  }
+  if (i8) {  // one scale per output channel of every weight (finite, > 0: check_engine_spec)
+    s.inp_ws = vec(ps, get(d, "inp_w_scale"), "inp_w_scale", {W});
+    s.out_ws = vec(ps, get(d, "out_w_scale"), "out_w_scale", {C});
+    py::list s1 = list_of(d, "fc1_w_scale", D), s2 = list_of(d, "fc2_w_scale", D);
+    for (int64_t i = 0; i < D; ++i) {
+      const std::string k = "[" + std::to_string(i) + "]";
+      s.fc1_ws.push_back(vec(ps, s1[i], "fc1_w_scale" + k, {W}));
+      s.fc2_ws.push_back(vec(ps, s2[i], "fc2_w_scale" + k, {W}));
+    }
   }
   if (D > 0) s.fc1_bias = vec(ps, get(d, "fc1_bias"), "fc1_bias", {s.steps, D, W});
   s.out_g = vec(ps, get(d, "out_g"), "out_g", {W});

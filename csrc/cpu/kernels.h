@@ -68,6 +68,31 @@ struct Kernels {
   void (*gemm_f32_2p_pa)(int mr, int64_t kc, const float* a, const float* b, int64_t bstride, float* c,
                          int64_t cstride, int accumulate) = nullptr;
   int mr_max_2p = 0;  // rows per two-panel call (<= kMRLimit); 0: mr_max
+
+  // ---- INT8 (WeightType::kI8; null: this table / CPU has no INT8 dot product and an INT8 layer is refused with
+  // kUnsupported, never computed another way). Units are k-quads: b[k4*kNR + j] holds the int8 weights of output
+  // j at k = 4*k4 .. 4*k4+3 (lowest byte first, pack_linear_cpu_i8); a[r*lda4 + k4] the row's 4 activation
+  // codes at the same k, as quantize_i8 wrote them. c[r*kNR + j] (+)= sum over k4 < kc4 of the 4 products of
+  // code * weight, in INT32, exactly (no saturation can occur: |code| <= 255, |w| <= 127, in_dim <= 2^16).
+  // The code of activation value q (an int in [-127, 127]) is q + i8_act_offset: 0 for tables that multiply
+  // signed bytes (scalar, NEON sdot), 128 for x86 vpdpbusd (unsigned x signed bytes). With an offset the caller
+  // subtracts i8_act_offset * colsum[j] (packed_i8_colsums) from every output: the INT32 results are then
+  // the exact sum of q * w on every table, bit-identical across tables.
+  void (*gemm_i8)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                  int accumulate) = nullptr;
+  // Same with the activations packed k-quad-major per row group: a[k4*mr + r] (one sequential broadcast stream).
+  void (*gemm_i8_pa)(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) = nullptr;
+  int i8_act_offset = 0;
+  // One row's dynamic symmetric quantization (the same on every table, bit for bit): amax = max |x[k]|; when amax
+  // is 0 every code is the offset and *scale = 0; when amax is not finite (inf or NaN in the row) every code is
+  // the offset and *scale = NaN (the outputs become NaN, as the FP32 path would give inf/NaN); else inv =
+  // 127.0f / amax (FP32 division), q[k] = round_half_even(x[k] * inv) clamped to [-127, 127] (FP32 multiply),
+  // *scale = amax / 127.0f. dst gets (n + 3) / 4 dwords of codes (q + i8_act_offset as bytes, k-quads, the
+  // padding of the last quad the code of 0).
+  void (*quantize_i8)(const float* x, int64_t n, uint32_t* dst, float* scale) = nullptr;
+  // Machine probe of the INT8 path: `iters` rounds of independent dot-product chains (2 ops per byte product);
+  // null without INT8 kernels.
+  double (*i8_dot_loop)(int64_t iters, float* sink) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -87,6 +112,13 @@ bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512();  // AVX-512 F, BW, VL, DQ (+ FMA, F16C)
 bool cpu_has_neon();    // AArch64 Advanced SIMD (HWCAP_ASIMD) and FP
 bool cpu_has_avx512_bf16();  // cpu_has_avx512() and AVX512_BF16 (vdpbf16ps), with the BF16 kernels compiled in
+bool cpu_has_avx512_vnni();  // cpu_has_avx512() and AVX512_VNNI (vpdpbusd zmm), with the VNNI kernels compiled in
+bool cpu_has_avx_vnni();     // cpu_has_avx2_fma_f16c() and AVX-VNNI (vpdpbusd ymm, VEX), with its kernels compiled in
+bool cpu_has_neon_dotprod(); // cpu_has_neon() and the dot-product extension (sdot; HWCAP_ASIMDDP), kernels compiled in
+
+// The portable INT8 row quantization (the rule of Kernels::quantize_i8), for tables without a vector one and
+// as the reference: offset 0 (signed codes) or 128 (unsigned codes).
+void quantize_i8_rows_portable(const float* x, int64_t n, int offset, uint32_t* dst, float* scale);
 
 // kernels_avx512bf16.cpp (compiled with -mavx512bf16; only reached when cpu_has_avx512_bf16())
 void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const uint32_t* b, float* c,
@@ -94,6 +126,14 @@ void avx512bf16_gemm(int mr, int64_t kc2, const uint32_t* a, int64_t lda2, const
 void avx512bf16_gemm_pa(int mr, int64_t kc2, const uint32_t* a, const uint32_t* b, float* c, int accumulate);
 void avx512bf16_f32_to_bf16(const float* src, int64_t n, uint16_t* dst);
 double avx512bf16_dot_loop(int64_t iters, float* sink);
+
+// kernels_avx512vnni.cpp (compiled with -mavx512vnni; only reached when cpu_has_avx512_vnni()): codes are
+// unsigned (q + 128), i8_act_offset 128.
+void avx512vnni_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                        int accumulate);
+void avx512vnni_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+double avx512vnni_dot_loop(int64_t iters, float* sink);
 
 }  // namespace cpu
 }  // namespace lfdn

@@ -9,7 +9,8 @@ namespace lfdn {
 
 int check_engine_spec(const EngineSpec& s) {
   if (s.in_dim <= 0 || s.width <= 0 || s.depth < 0 || s.steps < 1) return kBadSize;
-  if (s.wtype != WeightType::kF32 && s.wtype != WeightType::kF16 && s.wtype != WeightType::kBF16)
+  if (s.wtype != WeightType::kF32 && s.wtype != WeightType::kF16 && s.wtype != WeightType::kBF16 &&
+      s.wtype != WeightType::kI8)
     return kBadArgument;
   const size_t d = static_cast<size_t>(s.depth);
   if (s.fc1_w.size() != d || s.fc2_w.size() != d || s.gn1_g.size() != d || s.gn1_b.size() != d ||
@@ -20,6 +21,20 @@ int check_engine_spec(const EngineSpec& s) {
   for (size_t i = 0; i < d; ++i)
     if (!s.fc1_w[i] || !s.fc2_w[i] || !s.gn1_g[i] || !s.gn1_b[i] || !s.gn2_g[i] || !s.gn2_b[i] || !s.fc2_b[i])
       return kNullPointer;
+  if (s.wtype == WeightType::kI8) {  // every weight has its scales
+    if (!s.inp_ws || !s.out_ws) return kNullPointer;
+    if (s.fc1_ws.size() != d || s.fc2_ws.size() != d) return kBadSize;
+    for (size_t i = 0; i < d; ++i)
+      if (!s.fc1_ws[i] || !s.fc2_ws[i]) return kNullPointer;
+    auto positive = [](const float* a, int64_t n) {
+      for (int64_t i = 0; i < n; ++i)
+        if (!(a[i] > 0.0f && a[i] <= 3.4e38f)) return false;
+      return true;
+    };
+    if (!positive(s.inp_ws, s.width) || !positive(s.out_ws, s.in_dim)) return kBadArgument;
+    for (size_t i = 0; i < d; ++i)
+      if (!positive(s.fc1_ws[i], s.width) || !positive(s.fc2_ws[i], s.width)) return kBadArgument;
+  }
   if (s.coef.size() != static_cast<size_t>(s.steps - 1) && s.coef.size() != static_cast<size_t>(s.steps))
     return kBadSize;
   if (s.coef.size() == static_cast<size_t>(s.steps) && s.coef.back().sigma != 0.0f) return kBadArgument;

@@ -16,7 +16,10 @@ NATIVE_FORMAT = 1
 ALIGN = 64
 SCALARS = ("in_dim", "width", "depth", "steps", "precision", "seed", "q_a", "q_b", "gn_eps", "cos_eps",
            "stage_offsets")
-PER_BLOCK = ("fc1_w", "fc2_w", "gn1_g", "gn1_b", "gn2_g", "gn2_b", "fc2_b")
+PER_BLOCK = ("fc1_w", "fc2_w", "gn1_g", "gn1_b", "gn2_g", "gn2_b", "fc2_b", "fc1_w_scale", "fc2_w_scale")
+# optional scalars: INT8 engines record their weight scheme (lfdn_edge.builder.quantize.WEIGHT_SCHEME)
+OPTIONAL_SCALARS = ("weight_scheme",)
+INT8_PER_BLOCK = ("fc1_w_scale", "fc2_w_scale")
 
 
 def _tensor_items(spec: dict):
@@ -33,9 +36,9 @@ def pack_spec(spec: dict) -> tuple[dict, bytes]:
     tensors, chunks, offset = [], [], 0
     for name, a in _tensor_items(spec):
         a = np.ascontiguousarray(a)
-        if a.dtype not in (np.float32, np.float16, np.uint16):
-            raise ValueError(f"native spec array {name} has dtype {a.dtype}; expected float32, float16 or "
-                             "uint16 (BF16 bits)")
+        if a.dtype not in (np.float32, np.float16, np.uint16, np.int8):
+            raise ValueError(f"native spec array {name} has dtype {a.dtype}; expected float32, float16, "
+                             "uint16 (BF16 bits) or int8")
         pad = (-offset) % ALIGN
         if pad:
             chunks.append(b"\0" * pad)
@@ -46,6 +49,7 @@ def pack_spec(spec: dict) -> tuple[dict, bytes]:
         chunks.append(data)
         offset += len(data)
     meta = {"format": NATIVE_FORMAT, "tensors": tensors, **{k: spec[k] for k in SCALARS},
+            **{k: spec[k] for k in OPTIONAL_SCALARS if k in spec},
             "weights_layout": "torch.nn.Linear (out, in) row-major; packed for the device at load time",
             "folded": "fc1_bias[step, block] = fc1.bias + emb(SiLU(time_embed(level_step)))"}
     return meta, b"".join(chunks)
@@ -59,6 +63,7 @@ def unpack_spec(meta: dict, payload: bytes, source: str = "engine") -> dict:
                           "rebuild the engine with tools/build_engine.py --backend native")
     try:
         spec = {k: meta[k] for k in SCALARS}
+        spec.update({k: meta[k] for k in OPTIONAL_SCALARS if k in meta})
         _check_scalar_types(spec)
         buf = memoryview(payload)
         for t in meta["tensors"]:
@@ -78,7 +83,8 @@ def unpack_spec(meta: dict, payload: bytes, source: str = "engine") -> dict:
             else:
                 spec[name] = a
         for k in PER_BLOCK:
-            spec.setdefault(k, [])
+            if k not in INT8_PER_BLOCK or spec["precision"] == "int8":
+                spec.setdefault(k, [])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         if isinstance(exc, EngineError):
             raise

@@ -31,8 +31,9 @@ from ..model import GN_EPS, LFDN
 from ..artifact.native_layout import pack_spec
 from ..diffusion import DdimPlan
 from ..reference import COS_EPS, ScoreConfig, stage_weights
+from .quantize import WEIGHT_SCHEME, quantize_weight_int8
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 
 def f32_to_bf16_bits(a: np.ndarray) -> np.ndarray:
@@ -66,7 +67,13 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     model = model.eval()
     wdt = np.float16 if precision == "fp16" else np.float32
 
+    scales: dict[int, np.ndarray] = {}  # id(weight array) -> its INT8 per-output-channel scales
+
     def weight(lin: torch.nn.Linear) -> np.ndarray:
+        if precision == "int8":
+            q, s = quantize_weight_int8(_f32(lin.weight))
+            scales[id(q)] = s
+            return q
         if precision == "bf16":
             return f32_to_bf16_bits(_f32(lin.weight))
         return np.ascontiguousarray(_f32(lin.weight).astype(wdt))
@@ -81,7 +88,7 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
     coef = np.asarray(plan.updates, dtype=np.float32).reshape(len(levels), 5)
     weights = np.asarray(stage_weights(score, layout.num_stages), dtype=np.float32)
     blocks = list(model.blocks)
-    return {
+    spec = {
         "in_dim": int(cfg.in_dim), "width": int(cfg.width), "depth": int(cfg.depth), "steps": len(levels),
         "precision": precision, "seed": int(score.seed),
         "q_a": plan.q_a, "q_b": plan.q_b,
@@ -97,6 +104,13 @@ def native_spec(model: LFDN, schedule: Schedule, score: ScoreConfig, layout: Fea
         "out_g": _f32(model.out_norm.weight), "out_b": _f32(model.out_norm.bias),
         "out_w": weight(model.out), "out_bias": _f32(model.out.bias),
     }
+    if precision == "int8":  # one float32 scale per output channel of every weight (builder/quantize.py)
+        spec["weight_scheme"] = WEIGHT_SCHEME
+        for key in ("inp_w", "out_w"):
+            spec[key + "_scale"] = scales[id(spec[key])]
+        for key in ("fc1_w", "fc2_w"):
+            spec[key + "_scale"] = [scales[id(q)] for q in spec[key]]
+    return spec
 
 def spec_from_checkpoint(ckpt: Checkpoint, precision: str = "fp32") -> dict:
     return native_spec(ckpt.build_model("ema"), Schedule(ckpt.diffusion_config), ckpt.score_config,

@@ -31,8 +31,15 @@ enum class WeightType : int32_t {
   // bfloat16 bit patterns (uint16_t, the high half of an FP32). CPU only, AVX512_BF16 only: the activations are
   // rounded to BF16 too (round to nearest even) and the products are accumulated in FP32 (vdpbf16ps).
   kBF16 = 2,
+  // int8_t, symmetric, one FP32 scale per output channel (w[n, k] ~= q[n, k] * scale[n], q in [-127, 127];
+  // lfdn_edge/builder/quantize.py). CPU: the activations are quantized per row at run time (symmetric, scale =
+  // max|a| / 127) and the products accumulate exactly in INT32 (AVX512-VNNI vpdpbusd, NEON sdot; the scalar
+  // table as reference), then out = acc * a_scale[row] * w_scale[n] + bias in FP32. docs/NATIVE.md "INT8".
+  kI8 = 3,
 };
 
-inline size_t weight_type_size(WeightType t) { return t == WeightType::kF32 ? 4 : 2; }
+inline size_t weight_type_size(WeightType t) {
+  return t == WeightType::kF32 ? 4 : t == WeightType::kI8 ? 1 : 2;
+}
 
 }  // namespace lfdn

@@ -30,6 +30,8 @@ struct EngineSpec {
   const float* fc1_bias = nullptr;  // (steps, depth, width): fc1.bias + emb_i(level_s), folded at build time
   const float* out_g = nullptr; const float* out_b = nullptr;
   const void* out_w = nullptr; const float* out_bias = nullptr;
+  // WeightType::kI8 only: one FP32 scale per output channel of each weight (finite, > 0); null otherwise
+  const float* inp_ws = nullptr; std::vector<const float*> fc1_ws, fc2_ws; const float* out_ws = nullptr;
   float gn_eps = 1e-5f, cos_eps = 1e-8f;
   // forward noising x = q_a * z0 + q_b * eps; eps and the DDIM eta noise come from the Philox generator
   float q_a = 1.0f, q_b = 0.0f;

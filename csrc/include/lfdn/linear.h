@@ -38,10 +38,20 @@ struct FusedLinearParams {
 int check_fused_linear_params(const FusedLinearParams& p);
 
 // ---- CPU: weights in column panels of kCpuPanel outputs, [panel][k][kCpuPanel], zero-padded.
+// BF16: k-pairs, [panel][k/2][kCpuPanel][2]. INT8: k-quads, [panel][k/4][kCpuPanel][4] int8 (k padded to a
+// multiple of 4 with zeros), followed by the trailer: FP32 scale[panels * kCpuPanel], then INT32
+// colsum[panels * kCpuPanel] (the sum over k of each output's int8 weights; x86 needs it, see cpu/kernels.h),
+// both zero-padded; the packed blob is self-contained, so FusedLinearParams::weight points at it alone.
 constexpr int kCpuPanel = 16;
 size_t packed_linear_cpu_bytes(int64_t in_dim, int64_t out_dim, WeightType wtype);
-// src: (out_dim, in_dim) row-major as in torch.nn.Linear.weight, FP32 or FP16 bits per wtype.
+// src: (out_dim, in_dim) row-major as in torch.nn.Linear.weight, FP32, FP16 or BF16 bits per wtype (kI8: use
+// pack_linear_cpu_i8, which takes the scales; here kBadArgument).
 int pack_linear_cpu(const void* src, WeightType wtype, int64_t in_dim, int64_t out_dim, void* dst);
+// q: (out_dim, in_dim) int8 in [-127, 127] (kBadArgument for -128); scale: (out_dim) FP32, finite, > 0.
+int pack_linear_cpu_i8(const int8_t* q, const float* scale, int64_t in_dim, int64_t out_dim, void* dst);
+// The trailer of a packed INT8 blob (see above).
+const float* packed_i8_scales(const void* packed, int64_t in_dim, int64_t out_dim);
+const int32_t* packed_i8_colsums(const void* packed, int64_t in_dim, int64_t out_dim);
 size_t fused_linear_cpu_workspace_bytes(int64_t rows, int64_t in_dim, int64_t out_dim, int threads);
 int fused_linear_cpu(const FusedLinearParams& p);
 
