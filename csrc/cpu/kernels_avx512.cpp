@@ -157,6 +157,15 @@ const Kernels* avx512_kernels() {
       t.bf16_dot_loop = avx512bf16_dot_loop;
     }
 #endif
+#if defined(LFDN_HAVE_AVX512VNNI_KERNELS)
+    if (cpu_has_avx512_vnni()) {  // the INT8 entries exist only where vpdpbusd does
+      t.gemm_i8 = avx512vnni_gemm_i8;
+      t.gemm_i8_pa = avx512vnni_gemm_i8_pa;
+      t.quantize_i8 = avx512vnni_quantize_i8;
+      t.i8_act_offset = 128;
+      t.i8_dot_loop = avx512vnni_dot_loop;
+    }
+#endif
     return t;
   }();
   return &k;

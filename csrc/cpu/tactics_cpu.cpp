@@ -102,6 +102,10 @@ bool spec_applies(const CpuTacticSpec& s, const FusedLinearParams& p) {
     if (t->gemm_bf16 == nullptr) return false;
     if (s.kc != 0 && s.kc != cpu::default_kc(s.mr > 0 ? s.mr : t->mr_max)) return false;
   }
+  if (p.wtype == WeightType::kI8) {  // likewise in k-quads
+    if (t->gemm_i8 == nullptr || t->quantize_i8 == nullptr) return false;
+    if (s.kc != 0 && s.kc != cpu::default_kc(s.mr > 0 ? s.mr : t->mr_max)) return false;
+  }
   return true;
 }
 
@@ -188,8 +192,10 @@ int fused_linear_cpu_reference(const FusedLinearParams& p, double* ref, double* 
   int rc = check_fused_linear_params(p);
   if (rc != kOk) return rc;
   if (ref == nullptr) return kNullPointer;
-  const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2;
+  const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2, K4 = (K + 3) / 4;
   std::vector<double> a(static_cast<size_t>(K));
+  const bool i8 = p.wtype == WeightType::kI8;
+  const float* i8_scale = i8 ? packed_i8_scales(p.weight, K, N) : nullptr;
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* xr = p.x + r * K;
     if (p.prologue == Prologue::kGroupNormSilu) {
@@ -205,11 +211,22 @@ int fused_linear_cpu_reference(const FusedLinearParams& p, double* ref, double* 
     } else {
       for (int64_t k = 0; k < K; ++k) a[k] = xr[k];
     }
+    // INT8: the activations of the row are quantized with one step amax / 127; the reference keeps them exact,
+    // so its magnitude is what rounding them can change: sum_k |w_k| x one step (tactic_tolerance: half of it)
+    double amax = 0.0;
+    for (int64_t k = 0; k < K && i8; ++k) amax = std::fmax(amax, std::fabs(a[k]));
     for (int64_t n = 0; n < N; ++n) {
       const int64_t panel = n / kCpuPanel, j = n % kCpuPanel;
       double acc = 0.0, mag = 0.0;
       for (int64_t k = 0; k < K; ++k) {
         double w;
+        if (i8) {
+          w = static_cast<double>(static_cast<const int8_t*>(p.weight)[((panel * K4 + k / 4) * kCpuPanel + j) * 4 + (k & 3)]) *
+              static_cast<double>(i8_scale[n]);
+          acc += a[k] * w;
+          mag += std::fabs(w) * amax / 127.0;
+          continue;
+        }
         if (p.wtype == WeightType::kF32) {
           w = static_cast<const float*>(p.weight)[(panel * K + k) * kCpuPanel + j];
         } else if (p.wtype == WeightType::kF16) {
