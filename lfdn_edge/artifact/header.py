@@ -23,8 +23,8 @@ def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[i
     score_type = score_type or defaults.SCORE_TYPE
     if score_type not in ENGINE_SCORE_TYPES:
         raise ValueError(f"engine score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+    if precision not in ("fp32", "fp16", "bf16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16, bf16 or int8, got {precision!r}")
     if precision == "bf16" and backend != "native":
         raise ValueError(f"precision bf16 is an option of the native CPU engine (AVX512_BF16), not of the "
                          f"{backend} backend; use fp32 or fp16")

@@ -125,7 +125,7 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
     """
     ckpt_path = Path(ckpt_path)
     ckpt = Checkpoint.load(ckpt_path)
-    if precision == "bf16" and backend == "auto":
+    if precision in ("bf16", "int8") and backend == "auto":  # CPU precisions of the native engine
         backend = "native"
     backend, why = choose_backend(backend, include_backbone)
     log(f"backend: {backend} ({why})")
