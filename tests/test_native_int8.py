@@ -239,9 +239,9 @@ def test_int8_op_rejects_bad_weights_and_scales():
         _C.fused_linear(x, q2, weight_scale=s)
 
 
-def _run_with_isa(isa: str, code: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], env={**os.environ, "LFDN_EDGE_CPU_ISA": isa},
-                          capture_output=True, text=True, timeout=300)
+def _run_with_isa(isa: str, code: str, features_off: str = "") -> subprocess.CompletedProcess:
+    env = {**os.environ, "LFDN_EDGE_CPU_ISA": isa, "LFDN_EDGE_CPU_FEATURES_OFF": features_off}
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
 
 
 REFUSAL = r"""
@@ -258,15 +258,21 @@ else:
 """
 
 
-def test_int8_is_refused_on_a_table_without_int8_kernels():
-    without = [t for t in INFO["cpu_kernels_usable"] if t not in INT8_TABLES]
-    if not without:
-        pytest.skip("every usable table here has INT8 kernels")
-    for isa in without:
-        out = _run_with_isa(isa, REFUSAL)
-        assert out.returncode == 0, out.stderr
-        assert f"active {isa} False" in out.stdout
-        assert "REFUSED" in out.stdout and "no silent INT8 fallback" in out.stdout, out.stdout
+@pytest.mark.parametrize("isa", ["avx512", "avx2", "neon"])
+def test_int8_is_refused_on_a_table_without_int8_kernels(isa):
+    """A CPU without the INT8 instructions (here: turned off with LFDN_EDGE_CPU_FEATURES_OFF, as the kernel tables
+    see a CPU that lacks them) refuses int8 with a RuntimeError naming what is missing; the same table with the
+    feature on runs it."""
+    if isa not in INFO["cpu_kernels_usable"]:
+        pytest.skip(f"{isa} table not usable here")
+    feature = {"avx512": "avx512vnni", "avx2": "avxvnni", "neon": "dotprod"}[isa]
+    out = _run_with_isa(isa, REFUSAL, features_off=f"amx,{feature}")
+    assert out.returncode == 0, out.stderr
+    assert f"active {isa} False" in out.stdout
+    assert "REFUSED" in out.stdout and "no silent INT8 fallback" in out.stdout, out.stdout
+    if isa in INT8_TABLES:
+        on = _run_with_isa(isa, REFUSAL)
+        assert f"active {isa} True" in on.stdout and "RAN" in on.stdout, on.stdout
 
 
 # ------------------------------------------------------------------------------------------- the engine

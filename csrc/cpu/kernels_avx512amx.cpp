@@ -93,7 +93,7 @@ bool avx512amx_usable() {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     const bool tile = (d >> 24) & 1u, int8 = (d >> 25) & 1u;
-    if (!tile || !int8) return false;
+    if (!tile || !int8 || cpu_feature_off("amx")) return false;
     if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;  // OSXSAVE
     unsigned lo = 0, hi = 0;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
