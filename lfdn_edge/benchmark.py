@@ -30,7 +30,9 @@ Backends (variants):
                    JSON's native_tactics records per variant the chosen tactic of every (bucket, layer).
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
                    lfdn_edge.builder.dispatch.build_artifact at --precision (onnxruntime with --threads
-                   intra-op threads when given, else onnxruntime's default)
+                   intra-op threads when given, else onnxruntime's default); --precision int8 with onnxruntime
+                   runs the explicitly quantized Q/DQ graph (lfdn-edge's INT8 weights, static activation scales;
+                   what TensorRT builds INT8 from), reported as onnxruntime-int8
     onnxruntime-int8-dynamic   the INT8 peer a CPU user reaches for: the FP32 ONNX scoring graph through
                    onnxruntime.quantization.quantize_dynamic(weight_type=QInt8, per_channel=True) (int8
                    weights per output channel; activations quantized at run time per tensor, uint8

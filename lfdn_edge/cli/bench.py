@@ -63,7 +63,9 @@ def build_parser(prog: str = "lfdn-edge bench"):
                         "default blocking, as before tactics; on the same engine instance as auto when both run), "
                         "isa (auto per usable kernel table), or a table name (scalar, avx2, avx512, neon) "
                         "(default auto,fixed; cuda: auto)")
-    p.add_argument("--precision", default=_D.precision, choices=("fp32", "fp16"), help="precision of registry backends")
+    p.add_argument("--precision", default=_D.precision, choices=("fp32", "fp16", "int8"),
+                   help="precision of registry backends (int8: onnxruntime runs the Q/DQ graph of build_artifact(ckpt, "
+                        "\"onnx\", \"int8\"), reported as onnxruntime-int8)")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch, native and onnxruntime (intra-op threads of onnxruntime-fp32 and "
                         "onnxruntime-int8-dynamic alike) (default: torch's / onnxruntime's default, all cores for "
