@@ -381,7 +381,8 @@ def test_int8_artifact_round_trip_build_command_and_backend(ckpt, z0, tmp_path):
     art = read_engine(path)
     h = art.header
     assert h["backend"] == "native" and h["precision"] == "int8"
-    assert h["native"]["weight_scheme"] == WEIGHT_SCHEME
+    assert h["native"]["weight_scheme"] == WEIGHT_SCHEME and h["int8"]["weight_scheme"] == WEIGHT_SCHEME
+    assert h["int8"]["activation_scheme"].startswith("dynamic per-row")
     dtypes = {t["name"]: t["dtype"] for t in h["native"]["tensors"]}
     assert dtypes["inp_w"] == "int8" and dtypes["fc1_w.0"] == "int8" and dtypes["fc2_w_scale.2"] == "float32"
     out = NativeBackend(art, "cpu", tactics="off").run(z0)
