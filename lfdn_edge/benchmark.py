@@ -21,8 +21,11 @@ Backends (variants):
                    bucket the engine's own choice runs there: the JSON's cuda_tactic_choices says which ran);
                    cuda.cublaslt only when libcublasLt loads. Never run on a GPU yet.
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
-                   native-fp16, native-bf16); native-fp32 / native-fp16 / native-bf16 name one precision
-                   (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation).
+                   native-fp16, native-bf16, native-int8); native-fp32 / native-fp16 / native-bf16 /
+                   native-int8 name one precision (bf16: CPU with AVX512_BF16 only, BF16 weights and
+                   activations, FP32 accumulation; int8: INT8 weights with per-channel scales, activations
+                   quantized per row at run time, INT32 accumulation: AVX512-VNNI / AVX-VNNI / AMX-INT8 / NEON
+                   dot product, refused where the CPU has none).
                    On the CPU, per --native-tactics: native-P is the engine as loaded ("auto": a verified,
                    timed CPU tactic per layer and batch bucket, docs/NATIVE.md "Tactics"), native-P-fixed the
                    engine before tactics (the fixed default blocking), native-P-ISA (isa: every usable kernel
@@ -102,9 +105,9 @@ from .reference import ScoreConfig, score_terms
 
 PAPER = {"stage_dims": (24, 32, 56, 160, 448), **defaults.PAPER_MODEL}
 TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro")
-NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16")
+NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16", "native-int8")
 NATIVE_TACTIC_MODES = ("auto", "fixed", "isa", "scalar", "avx2", "avx512", "neon")
-_NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16)(?:-(fixed|scalar|avx2|avx512|neon))?$")
+_NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16|int8)(?:-(fixed|scalar|avx2|avx512|neon))?$")
 CUDA_TACTIC_VARIANT = "native-fp16-tactics"
 ORT_INT8_DYNAMIC = "onnxruntime-int8-dynamic"
 # the non-test CUDA tactics (csrc/cuda/tactics_launch.cu; checked against _C.cuda_linear_tactics in the tests)
@@ -608,7 +611,8 @@ def linear_weight_count(cfg) -> int:
     return cfg.in_dim * cfg.width + 2 * cfg.depth * cfg.width * cfg.width + cfg.width * cfg.in_dim
 
 
-PROBE_LIMITS = ("read_bandwidth_gbs", "fma_peak_gflops", "bf16_peak_gflops")
+PROBE_LIMITS = ("read_bandwidth_gbs", "fma_peak_gflops", "bf16_peak_gflops", "int8_peak_gops",
+                "int8_tile_peak_gops")
 
 
 def best_probe(before: dict, after: dict) -> dict:
@@ -631,19 +635,25 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     returns {variant: {batch: fraction_of_bound}}."""
     bw, peak = probe["read_bandwidth_gbs"] * 1e9, probe["fma_peak_gflops"] * 1e9
     bf16_peak = float(probe.get("bf16_peak_gflops") or 0.0) * 1e9
+    # INT8: the highest probed INT8 peak (AMX tiles where usable, else the vector dot product): the limit of the
+    # fastest INT8 kernel this machine has, whichever tactic an engine picked per bucket
+    int8_peak = max(float(probe.get("int8_peak_gops") or 0.0), float(probe.get("int8_tile_peak_gops") or 0.0)) * 1e9
     out: dict = {}
     for r in results:
         # native-bf16 multiplies with vdpbf16ps: its compute limit is the measured BF16 dot-product peak
         peak_r = bf16_peak if "bf16" in r["backend"].split("-") and bf16_peak > 0 else peak
         int8 = "int8" in r["backend"].split("-")
+        if int8:
+            peak_r = int8_peak
         calls_per_s = r["items_per_s"] / r["batch"]
         nbytes = weights * steps * weight_bytes_per_param(r["backend"])
         flops = 2.0 * weights * steps * r["batch"]
-        # INT8 variants: no INT8 dot-product peak is probed, so only the bandwidth limit is known for them
-        t_bw, t_fl = nbytes / bw, (0.0 if int8 else flops / peak_r)
+        # INT8 variants without a probed INT8 peak: only the bandwidth limit is known for them
+        t_bw, t_fl = nbytes / bw, (0.0 if int8 and peak_r <= 0 else flops / peak_r)
         r["achieved_gbs"] = round(nbytes * calls_per_s / 1e9, 2)
         r["achieved_gflops"] = round(flops * calls_per_s / 1e9, 1)
-        r["bound"] = "bandwidth (no INT8 peak probed)" if int8 else "bandwidth" if t_bw >= t_fl else "compute"
+        r["bound"] = ("bandwidth (no INT8 peak probed)" if int8 and peak_r <= 0
+                      else "bandwidth" if t_bw >= t_fl else "compute")
         r["fraction_of_bound"] = round(max(t_bw, t_fl) * calls_per_s, 3)
         out.setdefault(r["backend"], {})[str(r["batch"])] = r["fraction_of_bound"]
     return out
@@ -738,8 +748,8 @@ class BenchSettings:
         if self.threads is not None and self.threads < 1:
             raise ValueError("--threads must be >= 1")
         for prec in self.native_precisions():
-            if prec not in ("fp32", "fp16", "bf16"):
-                raise ValueError(f"--native-precision entries must be fp32, fp16 or bf16, got {prec!r}")
+            if prec not in ("fp32", "fp16", "bf16", "int8"):
+                raise ValueError(f"--native-precision entries must be fp32, fp16, bf16 or int8, got {prec!r}")
 
     def tactic_modes(self) -> list:
         return native_tactic_modes(self.native_tactics, self.device)
@@ -800,7 +810,8 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
             probe["cpu_isa"] = core.cpu_isa()
             log(f"machine: read bandwidth {probe['read_bandwidth_gbs']:.1f} GB/s, FMA peak "
                 f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads), "
-                f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS; "
+                f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS, INT8 "
+                f"{probe.get('int8_peak_gops', 0.0):.0f} GOPS (tiles {probe.get('int8_tile_peak_gops', 0.0):.0f}); "
                 f"native kernels {probe['cpu_isa']}")
 
     par = {}

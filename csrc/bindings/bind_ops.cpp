@@ -491,6 +491,8 @@ void bind_ops(py::module_& m) {
           d["fma_peak_gflops"] = mp.fma_gflops;
           d["fma_isa"] = std::string(mp.fma_isa);
           d["bf16_peak_gflops"] = mp.bf16_gflops;  // 0.0 without AVX512_BF16 kernels
+          d["int8_peak_gops"] = mp.int8_gops;      // 0.0 without INT8 kernels in the automatic table
+          d["int8_tile_peak_gops"] = mp.int8_tile_gops;  // AMX tiles; 0.0 where not usable
           d["read_bytes"] = mp.read_bytes;
           d["threads"] = mp.threads;
           d["reps"] = reps;

@@ -103,6 +103,8 @@ struct Kernels {
   void (*gemm_i8_tile_2p)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
                           int32_t* c, int64_t cstride, int accumulate) = nullptr;
   int mr_max_i8_tile_2p = 0;
+  // Machine probe of the tile path (independent tdpbusd chains, 2 ops per byte product); null without tiles.
+  double (*i8_tile_dot_loop)(int64_t iters, float* sink) = nullptr;
   // The INT8 epilogue of one row of one panel (nn <= 16 outputs), the same on every table bit for bit:
   // out[j] = float(c[j] - offset * colsum[j]) * sa * ws[j] (two FP32 multiplies, in this order), then + bias[j],
   // then + res[j] (bias / res may be null). Null: the caller's portable loop (the same arithmetic).
@@ -171,6 +173,7 @@ double avxvnni_dot_loop(int64_t iters, float* sink);
 bool avx512amx_usable();
 void avx512amx_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
                        int accumulate);
+double avx512amx_dot_loop(int64_t iters, float* sink);
 void avx512amx_gemm_i8_2p(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
                           int32_t* c, int64_t cstride, int accumulate);
 

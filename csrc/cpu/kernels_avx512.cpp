@@ -171,6 +171,7 @@ const Kernels* avx512_kernels() {
         t.mr_max_i8_tile = 16;
         t.gemm_i8_tile_2p = avx512amx_gemm_i8_2p;
         t.mr_max_i8_tile_2p = 32;
+        t.i8_tile_dot_loop = avx512amx_dot_loop;
       }
 #endif
     }

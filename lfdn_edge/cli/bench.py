@@ -56,7 +56,8 @@ def build_parser(prog: str = "lfdn-edge bench"):
                    help=f"batch sizes (default {','.join(map(str, _D.batch))})")
     p.add_argument("--device", default=_D.device, help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--native-precision", type=parse_list, default=None,
-                   help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only) "
+                   help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only), "
+                        "int8 (CPU with an INT8 dot product: AVX512-VNNI, AVX-VNNI, AMX-INT8, NEON dotprod) "
                         "(default: fp32,fp16 on cpu, fp16 on cuda)")
     p.add_argument("--native-tactics", type=parse_list, default=_D.native_tactics,
                    help="native CPU engine variants per precision: auto (tactics selected at load), fixed (the "
