@@ -89,6 +89,12 @@ def test_cpu_only_build_is_portable_and_imports(tmp_path):
         # ISA flags only on the kernel file of that ISA (AVX2 flags also on the AVX-512 file, a superset)
         if "-mavx512bf16" in cmd:
             assert c["file"].endswith("kernels_avx512bf16.cpp"), c["file"]
+        elif "-mavx512vnni" in cmd:
+            assert c["file"].endswith("kernels_avx512vnni.cpp"), c["file"]
+        elif "-mavxvnni" in cmd:
+            assert c["file"].endswith("kernels_avxvnni.cpp"), c["file"]
+        elif "-mamx" in cmd:
+            assert c["file"].endswith("kernels_avx512amx.cpp"), c["file"]
         elif "-mavx512" in cmd:
             assert c["file"].endswith("kernels_avx512.cpp"), c["file"]
         elif "-mavx2" in cmd:
@@ -96,7 +102,7 @@ def test_cpu_only_build_is_portable_and_imports(tmp_path):
     # Each ISA object may export only its own entry points (named <isa>_...), and no weak symbol: an
     # inline/template function emitted there could be picked by the linker for other files and run
     # AVX2/AVX-512 code on a CPU without it.
-    for isa in ("avx2", "avx512", "avx512bf16"):
+    for isa in ("avx2", "avx512", "avx512bf16", "avx512vnni", "avxvnni", "avx512amx"):
         obj = list(build.rglob(f"kernels_{isa}.cpp.o"))
         if obj and shutil.which("nm"):
             lines = [ln.split(" ", 2) for ln in _run(["nm", "-C", "--defined-only", "--extern-only",

@@ -331,7 +331,7 @@ def test_native_backend_errors_are_clear(ckpt, monkeypatch):
     with pytest.raises(ValueError, match="do not include the backbone"):
         build_native_artifact(ckpt, "fp32", (1, 1, 4), True)
     with pytest.raises(ValueError, match="precision"):
-        build_native_artifact(ckpt, "int8", (1, 1, 4), False)
+        build_native_artifact(ckpt, "int4", (1, 1, 4), False)
     with pytest.raises(EngineError, match="runs native payloads"):
         NativeBackend(EngineArtifact({**header, "backend": "onnx"}, payload))
     with pytest.raises(ValueError, match="device must be"):

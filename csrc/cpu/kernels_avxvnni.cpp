@@ -9,8 +9,6 @@
 // portable rules bit for bit (no FMA contraction in this file: -ffp-contract=off).
 #include <immintrin.h>
 
-#include <cmath>
-
 #include "cpu/kernels.h"
 
 namespace lfdn {
@@ -112,7 +110,7 @@ void avxvnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale)
     __builtin_memcpy(d + i + 4, &w1, 4);
   }
   for (; i < n; ++i) {
-    float q = std::nearbyint(x[i] * inv_s);
+    float q = __builtin_nearbyintf(x[i] * inv_s);  // (no <cmath>: no inline library function may be emitted here)
     q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
     d[i] = static_cast<uint8_t>(static_cast<int>(q) + 128);
   }
