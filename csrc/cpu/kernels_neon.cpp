@@ -1,5 +1,5 @@
 // AArch64 Advanced SIMD (NEON) kernels: FP32 FMA (fmla), FP16 weights widened in registers (fcvtl, base
-// ARMv8.0). Advanced SIMD is part of the AArch64 base architecture, so this file needs no extra compiler flags;
+// ARMv8.0); INT8 (sdot) from kernels_neon_dotprod.cpp where the CPU has the dot-product extension. Advanced SIMD is part of the AArch64 base architecture, so this file needs no extra compiler flags;
 // dispatch.cpp still selects it only when HWCAP reports FP and ASIMD. Built only for AArch64 targets
 // (CMakeLists.txt). Everything is in the anonymous namespace (kernels_isa.inl included): nothing here is shared
 // with other translation units.
@@ -71,17 +71,39 @@ struct Neon {
 
 }  // namespace
 
+#if defined(LFDN_HAVE_NEON_DOTPROD_KERNELS)
+// kernels_neon_dotprod.cpp (compiled with -march=armv8.2-a+dotprod; only reached when cpu_has_neon_dotprod()):
+// signed codes, i8_act_offset 0, up to kMRNeon rows per call.
+void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                          int accumulate);
+void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+double neon_dotprod_dot_loop(int64_t iters, float* sink);
+#endif
+
 const Kernels* neon_kernels() {
-  static const Kernels k{"neon",
-                         kMRNeon,
-                         isa_gemm_f32<Neon, kMRNeon>,
-                         nullptr,  // no packed-activation kernel on this table
-                         isa_gemm_f16<Neon, kMRNeon>,
-                         isa_f16_to_f32<Neon>,
-                         isa_moments<Neon>,
-                         isa_gn_silu<Neon>,
-                         isa_silu<Neon>,
-                         isa_fma_loop<Neon>};
+  static const Kernels k = [] {
+    Kernels t{"neon",
+              kMRNeon,
+              isa_gemm_f32<Neon, kMRNeon>,
+              nullptr,  // no packed-activation FP32 kernel on this table
+              isa_gemm_f16<Neon, kMRNeon>,
+              isa_f16_to_f32<Neon>,
+              isa_moments<Neon>,
+              isa_gn_silu<Neon>,
+              isa_silu<Neon>,
+              isa_fma_loop<Neon>};
+#if defined(LFDN_HAVE_NEON_DOTPROD_KERNELS)
+    if (cpu_has_neon_dotprod()) {  // the INT8 entries exist only where sdot does (not on Cortex-A53/A72 class cores)
+      t.gemm_i8 = neon_dotprod_gemm_i8;
+      t.gemm_i8_pa = neon_dotprod_gemm_i8_pa;
+      t.quantize_i8 = neon_dotprod_quantize_i8;
+      t.i8_act_offset = 0;
+      t.i8_dot_loop = neon_dotprod_dot_loop;
+    }
+#endif
+    return t;
+  }();
   return &k;
 }
 

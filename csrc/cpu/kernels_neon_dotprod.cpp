@@ -1,0 +1,192 @@
+// INT8 inner kernels of the neon table: INT8 weights and activation codes, exact INT32 accumulation with the
+// Armv8.2 dot-product extension (sdot, FEAT_DotProd: vdotq_s32 / vdotq_laneq_s32). Compiled with
+// -march=armv8.2-a+dotprod (CMakeLists.txt) and reached only when HWCAP reports ASIMDDP (cpu_has_neon_dotprod
+// in dispatch.cpp): a Cortex-A53/A72 class CPU never executes a byte of it, and its neon table has no INT8
+// entries (an INT8 layer is then refused with kUnsupported). Nothing here is inline-shared with other files.
+//
+// sdot multiplies signed bytes by signed bytes and adds each group of four products to a dword, so the
+// activations are stored as signed codes q in [-127, 127] (quantize below, i8_act_offset 0, the scalar table's
+// codes): the INT32 results are the exact sum of q * w, bit-identical to the scalar table's.
+// Layout: a packed weight panel row is 16 outputs x 4 k = 64 int8 = four q registers (outputs 0-3, 4-7, 8-11,
+// 12-15; output j's weights at k = 4*k4..+3 in dword j % 4, lowest k in the low byte); an activation k-quad is
+// one dword, used in all four lanes (ld1r, or a lane of a q register holding four rows' quads for the
+// k-quad-major packed activations). One row x 16 outputs = 4 int32x4 accumulators: 6 rows (the table's mr_max)
+// take 24 of the 32 vector registers, the weight row 4 more.
+#include <arm_neon.h>
+
+#include <cstring>
+
+#include "cpu/kernels.h"
+
+#if !defined(__ARM_FEATURE_DOTPROD)
+#error "kernels_neon_dotprod.cpp must be compiled with the dot-product extension (-march=armv8.2-a+dotprod)"
+#endif
+
+namespace lfdn {
+namespace cpu {
+namespace {
+
+constexpr int kMRMax = 6;  // the neon table's mr_max: 24 accumulators + 4 weight registers of the 32
+
+inline int8x16_t bytes(uint32x4_t v) { return vreinterpretq_s8_u32(v); }
+
+template <int MR, bool PA>
+inline void ukr(int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
+  int32x4_t acc[MR][4];
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) acc[r][q] = accumulate ? vld1q_s32(c + r * kNR + 4 * q) : vdupq_n_s32(0);
+  for (int64_t k = 0; k < kc4; ++k) {
+    const int8x16_t b0 = vld1q_s8(reinterpret_cast<const int8_t*>(b + k * kNR));
+    const int8x16_t b1 = vld1q_s8(reinterpret_cast<const int8_t*>(b + k * kNR + 4));
+    const int8x16_t b2 = vld1q_s8(reinterpret_cast<const int8_t*>(b + k * kNR + 8));
+    const int8x16_t b3 = vld1q_s8(reinterpret_cast<const int8_t*>(b + k * kNR + 12));
+    if (PA) {
+      // four rows' quads per q register, one lane each (vdotq_laneq_s32); the last MR % 4 rows by ld1r
+      const uint32_t* ak = a + k * MR;
+      constexpr int kQuads = MR / 4;
+#pragma GCC unroll 2
+      for (int g = 0; g < kQuads; ++g) {
+        const int8x16_t av = bytes(vld1q_u32(ak + 4 * g));
+#define LFDN_LANE(L)                                               \
+  acc[4 * g + L][0] = vdotq_laneq_s32(acc[4 * g + L][0], b0, av, L); \
+  acc[4 * g + L][1] = vdotq_laneq_s32(acc[4 * g + L][1], b1, av, L); \
+  acc[4 * g + L][2] = vdotq_laneq_s32(acc[4 * g + L][2], b2, av, L); \
+  acc[4 * g + L][3] = vdotq_laneq_s32(acc[4 * g + L][3], b3, av, L);
+        LFDN_LANE(0)
+        LFDN_LANE(1)
+        LFDN_LANE(2)
+        LFDN_LANE(3)
+#undef LFDN_LANE
+      }
+#pragma GCC unroll 4
+      for (int r = 4 * kQuads; r < MR; ++r) {
+        const int8x16_t av = bytes(vld1q_dup_u32(ak + r));
+        acc[r][0] = vdotq_s32(acc[r][0], b0, av);
+        acc[r][1] = vdotq_s32(acc[r][1], b1, av);
+        acc[r][2] = vdotq_s32(acc[r][2], b2, av);
+        acc[r][3] = vdotq_s32(acc[r][3], b3, av);
+      }
+    } else {
+#pragma GCC unroll 8
+      for (int r = 0; r < MR; ++r) {
+        const int8x16_t av = bytes(vld1q_dup_u32(a + r * lda4 + k));  // ld1r: the row's quad in every lane
+        acc[r][0] = vdotq_s32(acc[r][0], b0, av);
+        acc[r][1] = vdotq_s32(acc[r][1], b1, av);
+        acc[r][2] = vdotq_s32(acc[r][2], b2, av);
+        acc[r][3] = vdotq_s32(acc[r][3], b3, av);
+      }
+    }
+  }
+#pragma GCC unroll 8
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) vst1q_s32(c + r * kNR + 4 * q, acc[r][q]);
+}
+
+template <bool PA>
+void gemm(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
+  switch (mr) {
+    case 1: ukr<1, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 2: ukr<2, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 3: ukr<3, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 4: ukr<4, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 5: ukr<5, PA>(kc4, a, lda4, b, c, accumulate); break;
+    default: ukr<kMRMax, PA>(kc4, a, lda4, b, c, accumulate); break;
+  }
+}
+
+// 16 values -> 16 signed codes: one FP32 multiply, fcvtns (round to nearest, ties to even; saturating), the clamp
+// to [-127, 127], then two saturating narrows (exact: the values are already in range).
+inline int8x16_t codes16(const float* x, float32x4_t inv) {
+  const int32x4_t lo = vdupq_n_s32(-127), hi = vdupq_n_s32(127);
+  int32x4_t q[4];
+#pragma GCC unroll 4
+  for (int i = 0; i < 4; ++i)
+    q[i] = vminq_s32(vmaxq_s32(vcvtnq_s32_f32(vmulq_f32(vld1q_f32(x + 4 * i), inv)), lo), hi);
+  const int16x8_t h0 = vcombine_s16(vqmovn_s32(q[0]), vqmovn_s32(q[1]));
+  const int16x8_t h1 = vcombine_s16(vqmovn_s32(q[2]), vqmovn_s32(q[3]));
+  return vcombine_s8(vqmovn_s16(h0), vqmovn_s16(h1));
+}
+
+}  // namespace
+
+// Declared in kernels_neon.cpp (the table that uses them).
+void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                          int accumulate);
+void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+double neon_dotprod_dot_loop(int64_t iters, float* sink);
+
+void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                          int accumulate) {
+  gemm<false>(mr, kc4, a, lda4, b, c, accumulate);
+}
+
+void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) {
+  gemm<true>(mr, kc4, a, 0, b, c, accumulate);
+}
+
+// The rule of Kernels::quantize_i8 with signed codes, bit-identical to quantize_i8_rows_portable(..., 0, ...): the
+// maximum of |x| is exact (fabs, fmax; the finite check is separate: x - x is 0 exactly for finite x), x * inv is
+// one IEEE multiply, fcvtns rounds half to even as nearbyint does in the default mode, and the clamp to
+// [-127, 127] after the conversion equals the portable clamp before it (|x * inv| <= 127 * (1 + 2^-23) rounds to
+// at most 127). The tail (n % 16 values) goes through the same instructions from a zero-padded copy.
+void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale) {
+  const float32x4_t zero = vdupq_n_f32(0.0f);
+  float32x4_t vmax = zero;
+  uint32x4_t finite = vdupq_n_u32(~0u);
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const float32x4_t v = vld1q_f32(x + i);
+    finite = vandq_u32(finite, vceqq_f32(vsubq_f32(v, v), zero));  // inf or NaN: x - x is NaN
+    vmax = vmaxq_f32(vmax, vabsq_f32(v));
+  }
+  if (i < n) {
+    float t[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    std::memcpy(t, x + i, sizeof(float) * static_cast<size_t>(n - i));
+    const float32x4_t v = vld1q_f32(t);
+    finite = vandq_u32(finite, vceqq_f32(vsubq_f32(v, v), zero));
+    vmax = vmaxq_f32(vmax, vabsq_f32(v));
+  }
+  const bool bad = vminvq_u32(finite) == 0;
+  const float amax = vmaxvq_f32(vmax);
+  const int64_t n4 = (n + 3) / 4;
+  int8_t* d = reinterpret_cast<int8_t*>(dst);
+  if (bad || amax == 0.0f) {
+    std::memset(d, 0, static_cast<size_t>(4 * n4));
+    *scale = bad ? __builtin_nanf("") : 0.0f;
+    return;
+  }
+  const float32x4_t inv = vdupq_n_f32(127.0f / amax);
+  i = 0;
+  for (; i + 16 <= n; i += 16) vst1q_s8(d + i, codes16(x + i, inv));
+  if (i < n) {
+    float t[16] = {};
+    std::memcpy(t, x + i, sizeof(float) * static_cast<size_t>(n - i));
+    int8_t q[16];
+    vst1q_s8(q, codes16(t, inv));  // the zero padding gives code 0, the code of the quad padding too
+    std::memcpy(d + i, q, static_cast<size_t>(4 * n4 - i));
+  }
+  *scale = amax / 127.0f;
+}
+
+double neon_dotprod_dot_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 16;  // > sdot latency x throughput on current cores (a Neoverse V1: 3 x 4)
+  int32x4_t acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = vdupq_n_s32(j);
+  int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-1);
+  __asm__("" : "+w"(a), "+w"(b));  // opaque operands: the chains cannot be folded
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = vdotq_s32(acc[j], a, b);
+  }
+  int32x4_t s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = vaddq_s32(s, acc[j]);
+  *sink = static_cast<float>(vaddvq_s32(s));
+  return 2.0 * 16 * kChains * static_cast<double>(iters);
+}
+
+}  // namespace cpu
+}  // namespace lfdn
