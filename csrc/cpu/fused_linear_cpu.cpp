@@ -226,6 +226,7 @@ struct Resolved {
   int64_t kc, mc;
   int np;
   bool pack_a, panel_major, drop_last;
+  bool i8_tile;  // INT8 on the table's matrix engine (AMX): mr up to mr_max_i8_tile, row-major activations
 };
 
 Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
@@ -243,6 +244,14 @@ Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
   r.pack_a = c.pack_a;
   r.panel_major = c.panel_major;
   r.drop_last = c.drop_last_kblock;
+  r.i8_tile = c.i8_tile && p.wtype == WeightType::kI8 && r.kr->gemm_i8_tile != nullptr;
+  if (r.i8_tile) {
+    const bool two_tiles = c.np >= 2 && r.kr->gemm_i8_tile_2p != nullptr;
+    const int cap = two_tiles ? r.kr->mr_max_i8_tile_2p : r.kr->mr_max_i8_tile;
+    r.np = two_tiles ? 2 : 1;
+    r.mr = c.mr > 0 && c.mr < cap ? c.mr : cap;
+    r.pack_a = false;
+  }
   return r;
 }
 
@@ -376,8 +385,8 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
 // w_scale[n] (two FP32 multiplies, in this order), then + bias, + residual. The caller has checked the INT8 kernels
 // (kUnsupported otherwise); a table switched to one without them mid-pass gives NaN outputs, never another
 // arithmetic's. Of a config it uses the table, mr, mc, pack_a, panel order and the test-only flag.
-void store_panel_i8(const FusedLinearParams& p, const int32_t* cbuf, const float* ascale, int offset,
-                    int64_t m0, int64_t mc, int64_t panel) {
+void store_panel_i8(const Kernels& kr, const FusedLinearParams& p, const int32_t* cbuf, const float* ascale,
+                    int offset, int64_t m0, int64_t mc, int64_t panel) {
   const int64_t N = p.out_dim, n0 = panel * kNR;
   const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
   const float* ws = packed_i8_scales(p.weight, p.in_dim, N) + n0;
@@ -387,6 +396,10 @@ void store_panel_i8(const FusedLinearParams& p, const int32_t* cbuf, const float
     const float sa = ascale[m0 + r];
     float* o = p.out + (m0 + r) * N + n0;
     const float* res = p.residual ? p.residual + (m0 + r) * N + n0 : nullptr;
+    if (kr.i8_epilogue != nullptr) {
+      kr.i8_epilogue(c, nn, offset, cs, sa, ws, p.bias ? p.bias + n0 : nullptr, res, o);
+      continue;
+    }
     for (int j = 0; j < nn; ++j) {
       float v = static_cast<float>(c[j] - offset * cs[j]) * sa;
       v = v * ws[j];
@@ -404,7 +417,8 @@ void run_fused_linear_i8(const FusedLinearParams& p, void* workspace, Runner& ru
   uint32_t* A = reinterpret_cast<uint32_t*>(w.act);
   float* ascale = w.act + p.rows * K;  // after every row's codes (K4 <= K dwords per row)
   const bool ok = kr.gemm_i8 != nullptr && kr.quantize_i8 != nullptr;
-  const bool packed = ok && cf.pack_a && kr.gemm_i8_pa != nullptr && p.rows > cf.mr;
+  const bool packed = ok && !cf.i8_tile && cf.pack_a && kr.gemm_i8_pa != nullptr && p.rows > cf.mr;
+  const auto gemm_rows = cf.i8_tile ? kr.gemm_i8_tile : kr.gemm_i8;
   run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
     if (!ok) return;
     for (int64_t r = r0; r < r1; ++r) {
@@ -434,49 +448,63 @@ void run_fused_linear_i8(const FusedLinearParams& p, void* workspace, Runner& ru
   const uint32_t* B = static_cast<const uint32_t*>(p.weight);
   const int64_t npanels = num_panels(N);
   const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K4 * 4;
+  const int npu = cf.i8_tile && cf.np == 2 ? 2 : 1;  // panels per call: two with the 2 x 2 tile kernel
+  const int64_t units = (npanels + npu - 1) / npu;
   const int64_t nblocks = (p.rows + cf.mc - 1) / cf.mc;
-  const int64_t items = nblocks * npanels;
-  // k-block of k-quads: 128 quads (512 k, an 8 KiB weight block) with 12 rows per group beside a 6 KiB slice
-  const int64_t kcb = default_kc(kr.mr_max);
+  const int64_t items = nblocks * units;  // item = (row block, panel unit)
+  const int64_t bstride = K4 * kNR;       // dwords between the same k-quad of adjacent panels
+  // k-block of k-quads: 128 quads (512 k, an 8 KiB weight block) with 12 rows per group beside a 6 KiB slice;
+  // tiles (16 rows): 96 quads, six 16-quad tiles; two panels of tiles (32 rows): 96 quads too
+  const int64_t kcb = cf.i8_tile ? 96 : default_kc(kr.mr_max);
   int32_t* cbuf = reinterpret_cast<int32_t*>(w.cbuf);
   auto gemm_items = [&](int64_t i0, int64_t i1) {
     for (int64_t item = i0; item < i1; ++item) {
-      const int64_t bi = cf.panel_major ? item % nblocks : item / npanels;
-      const int64_t panel = cf.panel_major ? item / nblocks : item % npanels;
-      const int64_t m0 = bi * cf.mc;
+      const int64_t bi = cf.panel_major ? item % nblocks : item / units;
+      const int64_t unit = cf.panel_major ? item / nblocks : item % units;
+      const int64_t m0 = bi * cf.mc, panel = unit * npu;
+      const int np = panel + npu <= npanels ? npu : static_cast<int>(npanels - panel);
       const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
       const int64_t mc = rg.mc, groups = rg.groups;
       if (!ok) {
         for (int64_t r = 0; r < mc; ++r)
-          for (int j = 0; j < kNR && panel * kNR + j < N; ++j) p.out[(m0 + r) * N + panel * kNR + j] = __builtin_nanf("");
+          for (int64_t n = panel * kNR; n < (panel + np) * kNR && n < N; ++n) p.out[(m0 + r) * N + n] = __builtin_nanf("");
         continue;
       }
       const int64_t kend = !cf.drop_last ? K4 : K4 > kcb ? (K4 - 1) / kcb * kcb : K4 / 2;
       if (kend == 0)
-        for (int64_t i = 0; i < mc * kNR; ++i) cbuf[i] = 0;
+        for (int q = 0; q < np; ++q)
+          for (int64_t i = 0; i < mc * kNR; ++i) cbuf[q * kCStride + i] = 0;
       for (int64_t k0 = 0; k0 < kend; k0 += kcb) {
         const int64_t kc = kend - k0 < kcb ? kend - k0 : kcb;
         const size_t boff = static_cast<size_t>((panel * K4 + k0) * kNR);
-        const size_t next_off = (boff + static_cast<size_t>(kc) * kNR) * 4;
         const int64_t next_lines = (kc * kNR * 4 + 63) / 64;
         const int64_t per_group = (next_lines + groups - 1) / groups;
         for (int64_t g = 0; g < groups; ++g) {
           if (mc > 2 * kMR) {
-            for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
-              const size_t off = next_off + static_cast<size_t>(l) * 64;
-              if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+            for (int q = 0; q < np; ++q) {
+              const size_t next_off = (boff + static_cast<size_t>(q * bstride + kc * kNR)) * 4;
+              for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
+                const size_t off = next_off + static_cast<size_t>(l) * 64;
+                if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+              }
             }
           }
           const int64_t r = rg.start(g);
           const int mr = rg.size(g);
-          if (packed) {
+          if (npu == 2) {
+            // a short last unit (odd panel count) runs the two-panel kernel with its one panel twice; the copy's
+            // sums land in the unused half of cbuf
+            kr.gemm_i8_tile_2p(mr, kc, A + (m0 + r) * K4 + k0, K4, B + boff, np == 2 ? bstride : 0, cbuf + r * kNR,
+                               kCStride, k0 > 0);
+          } else if (packed) {
             kr.gemm_i8_pa(mr, kc, A + (m0 + r) * K4 + k0 * mr, B + boff, cbuf + r * kNR, k0 > 0);
           } else {
-            kr.gemm_i8(mr, kc, A + (m0 + r) * K4 + k0, K4, B + boff, cbuf + r * kNR, k0 > 0);
+            gemm_rows(mr, kc, A + (m0 + r) * K4 + k0, K4, B + boff, cbuf + r * kNR, k0 > 0);
           }
         }
       }
-      store_panel_i8(p, cbuf, ascale, kr.i8_act_offset, m0, mc, panel);
+      for (int q = 0; q < np; ++q)
+        store_panel_i8(kr, p, cbuf + q * kCStride, ascale, kr.i8_act_offset, m0, mc, panel + q);
     }
   };
   run.phase_guided(items, 1, gemm_items);

@@ -93,6 +93,21 @@ struct Kernels {
   // Machine probe of the INT8 path: `iters` rounds of independent dot-product chains (2 ops per byte product);
   // null without INT8 kernels.
   double (*i8_dot_loop)(int64_t iters, float* sink) = nullptr;
+  // The same INT32 sums on a matrix engine (x86 AMX-INT8 tiles; gemm_i8's codes and semantics, row-major
+  // activations only, mr <= mr_max_i8_tile rows); null where the CPU or OS has none. Only the `.amx` tactics use it.
+  void (*gemm_i8_tile)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate) = nullptr;
+  int mr_max_i8_tile = 0;
+  // Two weight panels per tile call (32 outputs; 2 x 2 C tiles over up to 2 x 16 rows: each A and B tile loaded
+  // once per two tdpbusd), b / c as gemm_f32_2p's (bstride, cstride); mr <= mr_max_i8_tile_2p. Same INT32 sums.
+  void (*gemm_i8_tile_2p)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
+                          int32_t* c, int64_t cstride, int accumulate) = nullptr;
+  int mr_max_i8_tile_2p = 0;
+  // The INT8 epilogue of one row of one panel (nn <= 16 outputs), the same on every table bit for bit:
+  // out[j] = float(c[j] - offset * colsum[j]) * sa * ws[j] (two FP32 multiplies, in this order), then + bias[j],
+  // then + res[j] (bias / res may be null). Null: the caller's portable loop (the same arithmetic).
+  void (*i8_epilogue)(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                      const float* bias, const float* res, float* out) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -134,6 +149,14 @@ void avx512vnni_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, co
 void avx512vnni_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
 void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
 double avx512vnni_dot_loop(int64_t iters, float* sink);
+
+// kernels_avx512amx.cpp (compiled with -mamx-tile -mamx-int8): usable() checks CPUID, XCR0 and asks Linux for the
+// tile data permission (once); the kernel is reached only when it returned true. Codes as the VNNI path (q + 128).
+bool avx512amx_usable();
+void avx512amx_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate);
+void avx512amx_gemm_i8_2p(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
+                          int32_t* c, int64_t cstride, int accumulate);
 
 }  // namespace cpu
 }  // namespace lfdn
