@@ -79,6 +79,8 @@ void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, 
 void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
 void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
 double neon_dotprod_dot_loop(int64_t iters, float* sink);
+void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                              const float* bias, const float* res, float* out);
 #endif
 
 const Kernels* neon_kernels() {
@@ -100,6 +102,7 @@ const Kernels* neon_kernels() {
       t.quantize_i8 = neon_dotprod_quantize_i8;
       t.i8_act_offset = 0;
       t.i8_dot_loop = neon_dotprod_dot_loop;
+      t.i8_epilogue = neon_dotprod_i8_epilogue;
     }
 #endif
     return t;

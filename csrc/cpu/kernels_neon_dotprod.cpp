@@ -118,6 +118,8 @@ void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, 
 void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
 void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
 double neon_dotprod_dot_loop(int64_t iters, float* sink);
+void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                              const float* bias, const float* res, float* out);
 
 void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
                           int accumulate) {
@@ -186,6 +188,31 @@ double neon_dotprod_dot_loop(int64_t iters, float* sink) {
   for (int j = 1; j < kChains; ++j) s = vaddq_s32(s, acc[j]);
   *sink = static_cast<float>(vaddvq_s32(s));
   return 2.0 * 16 * kChains * static_cast<double>(iters);
+}
+
+// Kernels::i8_epilogue: the portable loop's arithmetic four lanes at a time (scvtf rounds to nearest as the
+// int -> float conversion does; a multiply, a multiply, then the adds: no fmla, the build is ISO C++ with
+// -ffp-contract=off), the last nn % 4 outputs by that loop itself.
+void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                              const float* bias, const float* res, float* out) {
+  const int32x4_t off = vdupq_n_s32(offset);
+  const float32x4_t vsa = vdupq_n_f32(sa);
+  int j = 0;
+  for (; j + 4 <= nn; j += 4) {
+    const int32x4_t acc = vmlsq_s32(vld1q_s32(c + j), off, vld1q_s32(colsum + j));
+    float32x4_t v = vmulq_f32(vcvtq_f32_s32(acc), vsa);
+    v = vmulq_f32(v, vld1q_f32(ws + j));
+    if (bias != nullptr) v = vaddq_f32(v, vld1q_f32(bias + j));
+    if (res != nullptr) v = vaddq_f32(v, vld1q_f32(res + j));
+    vst1q_f32(out + j, v);
+  }
+  for (; j < nn; ++j) {
+    float v = static_cast<float>(c[j] - offset * colsum[j]) * sa;
+    v = v * ws[j];
+    if (bias != nullptr) v += bias[j];
+    if (res != nullptr) v += res[j];
+    out[j] = v;
+  }
 }
 
 }  // namespace cpu
