@@ -11,11 +11,12 @@ rule, the pass with BF16 weights), and elsewhere checks that BF16 is refused and
 
 INT8 (int8 weights from lfdn_edge.builder.quantize, per-row dynamic INT8 activations, exact INT32 sums) is checked
 on every table with INT8 kernels: scalar always, avx512 where the CPU reports AVX512_VNNI, neon where it has the
-Armv8.2 dot-product extension (sdot; qemu-user's default CPU "max" has it): kernels against the scalar table's
-INT32 results, quantization bit for bit against the portable rule, every INT8 linear case against a float64
-reference under the INT8 rule, bit for bit against the scalar table without a prologue, tactics, the pass. The
-AArch64 binary is run a second time as a Cortex-A72 (``qemu-aarch64 -cpu cortex-a72``, Armv8.0, no sdot): there
-the neon table has no INT8 kernels, INT8 must be refused and the skip says why, and every other check passes.
+Armv8.2 dot-product extension (sdot; smmla where it also has I8MM): kernels against the scalar table's INT32
+results, quantization bit for bit against the portable rule, every INT8 linear case against a float64 reference
+under the INT8 rule, bit for bit against the scalar table without a prologue, tactics, the pass. The AArch64
+binary runs three times: as qemu-user's default CPU "max" (dotprod and I8MM: the smmla kernels), as a Neoverse N1
+(``-cpu neoverse-n1``: dotprod only, the sdot kernels) and as a Cortex-A72 (Armv8.0: no INT8 kernels; INT8 must
+be refused and the skip says why), every other check passing each time.
 
 Without the cross compiler or qemu-aarch64 the AArch64 test skips with the reason, unless
 $LFDN_EDGE_REQUIRE_TOOLCHAINS (comma-separated, set by .ci/run) names ``aarch64``: then it fails.
@@ -328,18 +329,19 @@ def test_aarch64_build_passes_every_check_under_qemu(fixtures, tmp_path):
                                                f"-DCMAKE_CXX_COMPILER={shutil.which(CROSS_CXX)}"])
     machine = subprocess.run(["file", str(exe)], capture_output=True, text=True).stdout if shutil.which("file") else ""
     assert "aarch64" in machine or not machine, machine
-    proc = subprocess.run([QEMU, "-L", SYSROOT, str(exe), str(fixtures), "--require", "neon"],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert _tables_line(proc.stdout) == "kernel tables: scalar neon (auto: neon)", proc.stdout
-    assert "PASS kernel table neon is compiled in and supported here" in proc.stdout
-    # qemu-user's default CPU ("max") has the dot-product extension: the neon table computes INT8 with sdot
-    _check_report(proc.stdout, ["scalar", "neon"], i8_tables=["scalar", "neon"])
-    # a Cortex-A72 (Armv8.0: no sdot) runs the same binary: the neon table has no INT8 entries and refuses INT8
-    # (the sdot unit is never entered), every other check as before
-    proc = subprocess.run([QEMU, "-cpu", "cortex-a72", "-L", SYSROOT, str(exe), str(fixtures), "--require", "neon"],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert _tables_line(proc.stdout) == "kernel tables: scalar neon (auto: neon)", proc.stdout
-    _check_report(proc.stdout, ["scalar", "neon"], i8_tables=["scalar"])
-    assert "SKIP neon int8 ops and pass: this CPU does not report the dot-product extension" in proc.stdout
+    # qemu-user's default CPU ("max") has the dot-product extension and I8MM: the neon table computes INT8 with smmla;
+    # a Neoverse N1 (Armv8.2 + dotprod, no I8MM) with sdot; a Cortex-A72 (Armv8.0) has neither: there the neon
+    # table has no INT8 entries and refuses INT8 (the sdot / smmla code is never entered). Every check each time.
+    for cpu, i8_tables, features in ((None, ["scalar", "neon"], ["asimddp", "i8mm"]),
+                                     ("neoverse-n1", ["scalar", "neon"], ["asimddp"]),
+                                     ("cortex-a72", ["scalar"], [])):
+        cmd = [QEMU, *(["-cpu", cpu] if cpu else []), "-L", SYSROOT, str(exe), str(fixtures), "--require", "neon"]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, (cpu, proc.stdout[-6000:] + proc.stderr[-2000:])
+        assert _tables_line(proc.stdout) == "kernel tables: scalar neon (auto: neon)", proc.stdout
+        assert "PASS kernel table neon is compiled in and supported here" in proc.stdout
+        line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("cpu int8 features:"))
+        assert line.split(":", 1)[1].split() == features, (cpu, line)
+        _check_report(proc.stdout, ["scalar", "neon"], i8_tables=i8_tables)
+        if "neon" not in i8_tables:
+            assert "SKIP neon int8 ops and pass: this CPU does not report the dot-product extension" in proc.stdout

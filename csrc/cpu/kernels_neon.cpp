@@ -6,6 +6,9 @@
 #include <arm_neon.h>
 
 #include <math.h>  // C functions only
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "cpu/kernels.h"
 
@@ -82,6 +85,21 @@ double neon_dotprod_dot_loop(int64_t iters, float* sink);
 void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
                               const float* bias, const float* res, float* out);
 #endif
+#if defined(LFDN_HAVE_NEON_I8MM_KERNELS)
+// The same INT32 sums with smmla (FEAT_I8MM; kernels_neon_dotprod.cpp, compiled for it only there)
+void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate);
+void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+
+// HWCAP2_I8MM (Linux): the CPU has the Armv8.6 INT8 matrix multiply
+static bool neon_has_i8mm() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP2) & (1UL << 13)) != 0;
+#else
+  return false;
+#endif
+}
+#endif
 
 const Kernels* neon_kernels() {
   static const Kernels k = [] {
@@ -103,6 +121,12 @@ const Kernels* neon_kernels() {
       t.i8_act_offset = 0;
       t.i8_dot_loop = neon_dotprod_dot_loop;
       t.i8_epilogue = neon_dotprod_i8_epilogue;
+#if defined(LFDN_HAVE_NEON_I8MM_KERNELS)
+      if (neon_has_i8mm()) {  // twice sdot's products per instruction, the same INT32 sums
+        t.gemm_i8 = neon_i8mm_gemm_i8;
+        t.gemm_i8_pa = neon_i8mm_gemm_i8_pa;
+      }
+#endif
     }
 #endif
     return t;

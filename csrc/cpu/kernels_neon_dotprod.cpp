@@ -12,6 +12,8 @@
 // one dword, used in all four lanes (ld1r, or a lane of a q register holding four rows' quads for the
 // k-quad-major packed activations). One row x 16 outputs = 4 int32x4 accumulators: 6 rows (the table's mr_max)
 // take 24 of the 32 vector registers, the weight row 4 more.
+// Where the CPU also has the Armv8.6 INT8 matrix multiply (I8MM), the table's gemm_i8 / gemm_i8_pa are the smmla
+// kernels at the end of this file (the same INT32 sums); quantize_i8, the epilogue and the probe stay these.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -214,6 +216,121 @@ void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_
     out[j] = v;
   }
 }
+
+#if defined(LFDN_HAVE_NEON_I8MM_KERNELS)
+// ---- The same INT32 sums with the Armv8.6 INT8 matrix multiply (FEAT_I8MM, smmla; HWCAP2_I8MM): only these
+// functions are compiled for it (the pragma below), and the table uses them only when the CPU reports it.
+// smmla d, n, m: d (2 x 2 int32, row-major) += n (2 x 8 int8: bytes 0-7 row 0, 8-15 row 1) x m^T (m: 2 x 8, bytes
+// 0-7 column 0): two rows x two outputs x 8 k per instruction, twice an sdot's products. The operands are built in
+// registers from the packed layouts: two k-quads of four outputs (two q loads) zip into the m operands of outputs
+// (j, j+1) and (j+2, j+3); a row pair's two k-quads into the n operand. An accumulator holds (r, j), (r, j+1),
+// (r+1, j), (r+1, j+1); the 16 outputs are done in two halves of 8 (3 row pairs x 4 output pairs = 12
+// accumulators), each over the whole k range. An odd row count pairs the last row with zeros, an odd k-quad count
+// pairs the last quad with zeros (nothing is read beyond the row group or the block).
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+dotprod+i8mm")
+namespace {
+
+inline int32x4_t zip_lo64(int32x4_t a, int32x4_t b) {
+  return vreinterpretq_s32_s64(vzip1q_s64(vreinterpretq_s64_s32(a), vreinterpretq_s64_s32(b)));
+}
+inline int32x4_t zip_hi64(int32x4_t a, int32x4_t b) {
+  return vreinterpretq_s32_s64(vzip2q_s64(vreinterpretq_s64_s32(a), vreinterpretq_s64_s32(b)));
+}
+
+template <int MR, bool PA>
+inline void ukr_mm(int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
+  constexpr int RP = (MR + 1) / 2;
+  const int32x4_t z = vdupq_n_s32(0);
+#pragma GCC unroll 2
+  for (int h = 0; h < 2; ++h) {
+    int32x4_t acc[RP][4];
+#pragma GCC unroll 4
+    for (int rp = 0; rp < RP; ++rp) {
+      const int r = 2 * rp;
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
+        const int j0 = 8 * h + 4 * q;
+        const int32x4_t c0 = accumulate ? vld1q_s32(c + r * kNR + j0) : z;
+        const int32x4_t c1 = accumulate && r + 1 < MR ? vld1q_s32(c + (r + 1) * kNR + j0) : z;
+        acc[rp][2 * q] = zip_lo64(c0, c1);
+        acc[rp][2 * q + 1] = zip_hi64(c0, c1);
+      }
+    }
+    for (int64_t k = 0; k < kc4; k += 2) {
+      const bool two = k + 1 < kc4;
+      int8x16_t bm[4];
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
+        const uint32x4_t b0 = vld1q_u32(b + k * kNR + 8 * h + 4 * q);
+        const uint32x4_t b1 = two ? vld1q_u32(b + (k + 1) * kNR + 8 * h + 4 * q) : vdupq_n_u32(0);
+        bm[2 * q] = vreinterpretq_s8_u32(vzip1q_u32(b0, b1));      // outputs j0, j0 + 1: 8 k each
+        bm[2 * q + 1] = vreinterpretq_s8_u32(vzip2q_u32(b0, b1));  // outputs j0 + 2, j0 + 3
+      }
+#pragma GCC unroll 4
+      for (int rp = 0; rp < RP; ++rp) {
+        const int r = 2 * rp;
+        const bool pair = r + 1 < MR;
+        uint32x4_t an;
+        if (PA) {  // a[k*MR + r]: rows r, r+1 adjacent in each k-quad
+          const uint32x2_t p0 = pair ? vld1_u32(a + k * MR + r) : vset_lane_u32(a[k * MR + r], vdup_n_u32(0), 0);
+          const uint32x2_t p1 = !two ? vdup_n_u32(0)
+                                : pair ? vld1_u32(a + (k + 1) * MR + r)
+                                       : vset_lane_u32(a[(k + 1) * MR + r], vdup_n_u32(0), 0);
+          an = vcombine_u32(vzip1_u32(p0, p1), vzip2_u32(p0, p1));
+        } else {  // a[r*lda4 + k]: quads k, k+1 adjacent in each row
+          const uint32x2_t lo = two ? vld1_u32(a + r * lda4 + k) : vset_lane_u32(a[r * lda4 + k], vdup_n_u32(0), 0);
+          const uint32x2_t hi = !pair ? vdup_n_u32(0)
+                                : two ? vld1_u32(a + (r + 1) * lda4 + k)
+                                      : vset_lane_u32(a[(r + 1) * lda4 + k], vdup_n_u32(0), 0);
+          an = vcombine_u32(lo, hi);
+        }
+        const int8x16_t av = vreinterpretq_s8_u32(an);
+#pragma GCC unroll 4
+        for (int jp = 0; jp < 4; ++jp) acc[rp][jp] = vmmlaq_s32(acc[rp][jp], av, bm[jp]);
+      }
+    }
+#pragma GCC unroll 4
+    for (int rp = 0; rp < RP; ++rp) {
+      const int r = 2 * rp;
+#pragma GCC unroll 2
+      for (int q = 0; q < 2; ++q) {
+        const int j0 = 8 * h + 4 * q;
+        vst1q_s32(c + r * kNR + j0, zip_lo64(acc[rp][2 * q], acc[rp][2 * q + 1]));
+        if (r + 1 < MR) vst1q_s32(c + (r + 1) * kNR + j0, zip_hi64(acc[rp][2 * q], acc[rp][2 * q + 1]));
+      }
+    }
+  }
+}
+
+template <bool PA>
+void gemm_mm(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
+  switch (mr) {
+    case 1: ukr_mm<1, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 2: ukr_mm<2, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 3: ukr_mm<3, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 4: ukr_mm<4, PA>(kc4, a, lda4, b, c, accumulate); break;
+    case 5: ukr_mm<5, PA>(kc4, a, lda4, b, c, accumulate); break;
+    default: ukr_mm<kMRMax, PA>(kc4, a, lda4, b, c, accumulate); break;
+  }
+}
+
+}  // namespace
+
+void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate);
+void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+
+void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate) {
+  gemm_mm<false>(mr, kc4, a, lda4, b, c, accumulate);
+}
+
+void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) {
+  gemm_mm<true>(mr, kc4, a, 0, b, c, accumulate);
+}
+#pragma GCC pop_options
+#endif  // LFDN_HAVE_NEON_I8MM_KERNELS
 
 }  // namespace cpu
 }  // namespace lfdn

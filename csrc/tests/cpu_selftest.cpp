@@ -25,8 +25,9 @@
 // cosines and mfsim atol 1.6e-2) and row stability. A table without BF16 kernels must refuse BF16 (kUnsupported
 // from the op and the engine); its BF16 checks are skipped with the reason (a "SKIP" line).
 // INT8 (int8 weights with per-channel scales, per-row dynamic symmetric INT8 activations, exact INT32 sums; every
-// table with INT8 kernels: scalar always, avx512 with AVX512_VNNI, neon with the dot-product extension; the line
-// "int8 kernels: ..." lists them): the table's gemm_i8 / gemm_i8_pa against the scalar table's INT32 results for
+// table with INT8 kernels: scalar always, avx512 with AVX512_VNNI, neon with the dot-product extension (sdot, or
+// smmla where the CPU also has I8MM); the lines "int8 kernels: ..." and, on AArch64, "cpu int8 features: ..." list
+// them): the table's gemm_i8 / gemm_i8_pa against the scalar table's INT32 results for
 // every row count up to mr_max, 1..37 k-quads, with and without accumulation, random and +-127 values (equal once
 // the table's code offset x column sums is taken off); quantize_i8 bit for bit against quantize_i8_rows_portable
 // (rows of 1..37, 64, 100, 131 values: ties, zeros, -0.0, +-inf and NaN in the body and the tail, every byte
@@ -1044,6 +1045,11 @@ int main(int argc, char** argv) {
   for (const std::string& s : isas)
     if (lfdn::cpu::table_by_name(s.c_str())->gemm_i8 != nullptr) std::printf("%s ", s.c_str());
   std::printf("\n");
+#if defined(__aarch64__) && defined(__linux__)
+  // which INT8 kernels the neon table takes: sdot with ASIMDDP, smmla (same INT32 sums) with I8MM too
+  std::printf("cpu int8 features:%s%s\n", (getauxval(AT_HWCAP) & (1UL << 20)) ? " asimddp" : "",
+              (getauxval(AT_HWCAP2) & (1UL << 13)) ? " i8mm" : "");
+#endif
   std::map<std::string, std::vector<float>> lin_scalar, lin8_scalar;
   std::map<std::string, Scores> pass_scalar;
   for (const std::string& isa : isas) {
