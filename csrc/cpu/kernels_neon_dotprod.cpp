@@ -224,9 +224,9 @@ void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_
 // 0-7 column 0): two rows x two outputs x 8 k per instruction, twice an sdot's products. The operands are built in
 // registers from the packed layouts: two k-quads of four outputs (two q loads) zip into the m operands of outputs
 // (j, j+1) and (j+2, j+3); a row pair's two k-quads into the n operand. An accumulator holds (r, j), (r, j+1),
-// (r+1, j), (r+1, j+1); the 16 outputs are done in two halves of 8 (3 row pairs x 4 output pairs = 12
-// accumulators), each over the whole k range. An odd row count pairs the last row with zeros, an odd k-quad count
-// pairs the last quad with zeros (nothing is read beyond the row group or the block).
+// (r+1, j), (r+1, j+1): 3 row pairs x 8 output pairs = 24 accumulators for 6 rows x 16 outputs. An odd row count
+// pairs the last row with zeros, an odd k-quad count pairs the last quad with zeros (nothing is read beyond the
+// row group or the block). Per two k-quads of 6 rows x 16 outputs: 24 smmla and 8 zips for the weights (sdot: 48).
 #pragma GCC push_options
 #pragma GCC target("arch=armv8.2-a+dotprod+i8mm")
 namespace {
@@ -238,67 +238,71 @@ inline int32x4_t zip_hi64(int32x4_t a, int32x4_t b) {
   return vreinterpretq_s32_s64(vzip2q_s64(vreinterpretq_s64_s32(a), vreinterpretq_s64_s32(b)));
 }
 
+// The n operand of row pair (r, r+1) at k-quads k, k+1 (TWO false: k+1 does not exist, zeros; r+1 == MR: zeros).
+template <int MR, bool PA, bool TWO>
+inline int8x16_t a_pair(const uint32_t* a, int64_t lda4, int64_t k, int r) {
+  const uint32x2_t z = vdup_n_u32(0);
+  const bool pair = r + 1 < MR;
+  if (PA) {  // a[k*MR + r]: rows r, r+1 adjacent in each k-quad; a 2 x 2 dword transpose
+    const uint32x2_t p0 = pair ? vld1_u32(a + k * MR + r) : vset_lane_u32(a[k * MR + r], z, 0);
+    const uint32x2_t p1 = !TWO ? z : pair ? vld1_u32(a + (k + 1) * MR + r) : vset_lane_u32(a[(k + 1) * MR + r], z, 0);
+    return vreinterpretq_s8_u32(vcombine_u32(vzip1_u32(p0, p1), vzip2_u32(p0, p1)));
+  }
+  // a[r*lda4 + k]: quads k, k+1 adjacent in each row
+  const uint32x2_t lo = TWO ? vld1_u32(a + r * lda4 + k) : vset_lane_u32(a[r * lda4 + k], z, 0);
+  const uint32x2_t hi = !pair ? z : TWO ? vld1_u32(a + (r + 1) * lda4 + k) : vset_lane_u32(a[(r + 1) * lda4 + k], z, 0);
+  return vreinterpretq_s8_u32(vcombine_u32(lo, hi));
+}
+
+// One step of two k-quads (TWO) or of the last odd one: the row pairs' n operands, then for each group of four
+// outputs its two m operands (zips of the two k-quads' weight rows) and their smmla for every row pair. 3 x 8
+// accumulators + 3 n operands + 2 weight rows + 2 m operands = 31 of the 32 vector registers.
+template <int MR, bool PA, bool TWO>
+inline void step_mm(const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t k, int32x4_t (*acc)[8]) {
+  constexpr int RP = (MR + 1) / 2;
+  int8x16_t an[RP];
+#pragma GCC unroll 4
+  for (int rp = 0; rp < RP; ++rp) an[rp] = a_pair<MR, PA, TWO>(a, lda4, k, 2 * rp);
+#pragma GCC unroll 4
+  for (int q = 0; q < 4; ++q) {
+    const uint32x4_t b0 = vld1q_u32(b + k * kNR + 4 * q);
+    const uint32x4_t b1 = TWO ? vld1q_u32(b + (k + 1) * kNR + 4 * q) : vdupq_n_u32(0);
+    const int8x16_t m0 = vreinterpretq_s8_u32(vzip1q_u32(b0, b1));  // outputs 4q, 4q + 1: 8 k each
+    const int8x16_t m1 = vreinterpretq_s8_u32(vzip2q_u32(b0, b1));  // outputs 4q + 2, 4q + 3
+#pragma GCC unroll 4
+    for (int rp = 0; rp < RP; ++rp) {
+      acc[rp][2 * q] = vmmlaq_s32(acc[rp][2 * q], an[rp], m0);
+      acc[rp][2 * q + 1] = vmmlaq_s32(acc[rp][2 * q + 1], an[rp], m1);
+    }
+  }
+}
+
 template <int MR, bool PA>
 inline void ukr_mm(int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
   constexpr int RP = (MR + 1) / 2;
   const int32x4_t z = vdupq_n_s32(0);
-#pragma GCC unroll 2
-  for (int h = 0; h < 2; ++h) {
-    int32x4_t acc[RP][4];
+  int32x4_t acc[RP][8];  // [row pair][output pair]: (r, j), (r, j+1), (r+1, j), (r+1, j+1)
 #pragma GCC unroll 4
-    for (int rp = 0; rp < RP; ++rp) {
-      const int r = 2 * rp;
-#pragma GCC unroll 2
-      for (int q = 0; q < 2; ++q) {
-        const int j0 = 8 * h + 4 * q;
-        const int32x4_t c0 = accumulate ? vld1q_s32(c + r * kNR + j0) : z;
-        const int32x4_t c1 = accumulate && r + 1 < MR ? vld1q_s32(c + (r + 1) * kNR + j0) : z;
-        acc[rp][2 * q] = zip_lo64(c0, c1);
-        acc[rp][2 * q + 1] = zip_hi64(c0, c1);
-      }
+  for (int rp = 0; rp < RP; ++rp) {
+    const int r = 2 * rp;
+#pragma GCC unroll 4
+    for (int q = 0; q < 4; ++q) {
+      const int32x4_t c0 = accumulate ? vld1q_s32(c + r * kNR + 4 * q) : z;
+      const int32x4_t c1 = accumulate && r + 1 < MR ? vld1q_s32(c + (r + 1) * kNR + 4 * q) : z;
+      acc[rp][2 * q] = zip_lo64(c0, c1);
+      acc[rp][2 * q + 1] = zip_hi64(c0, c1);
     }
-    for (int64_t k = 0; k < kc4; k += 2) {
-      const bool two = k + 1 < kc4;
-      int8x16_t bm[4];
-#pragma GCC unroll 2
-      for (int q = 0; q < 2; ++q) {
-        const uint32x4_t b0 = vld1q_u32(b + k * kNR + 8 * h + 4 * q);
-        const uint32x4_t b1 = two ? vld1q_u32(b + (k + 1) * kNR + 8 * h + 4 * q) : vdupq_n_u32(0);
-        bm[2 * q] = vreinterpretq_s8_u32(vzip1q_u32(b0, b1));      // outputs j0, j0 + 1: 8 k each
-        bm[2 * q + 1] = vreinterpretq_s8_u32(vzip2q_u32(b0, b1));  // outputs j0 + 2, j0 + 3
-      }
+  }
+  int64_t k = 0;
+  for (; k + 2 <= kc4; k += 2) step_mm<MR, PA, true>(a, lda4, b, k, acc);
+  if (k < kc4) step_mm<MR, PA, false>(a, lda4, b, k, acc);
 #pragma GCC unroll 4
-      for (int rp = 0; rp < RP; ++rp) {
-        const int r = 2 * rp;
-        const bool pair = r + 1 < MR;
-        uint32x4_t an;
-        if (PA) {  // a[k*MR + r]: rows r, r+1 adjacent in each k-quad
-          const uint32x2_t p0 = pair ? vld1_u32(a + k * MR + r) : vset_lane_u32(a[k * MR + r], vdup_n_u32(0), 0);
-          const uint32x2_t p1 = !two ? vdup_n_u32(0)
-                                : pair ? vld1_u32(a + (k + 1) * MR + r)
-                                       : vset_lane_u32(a[(k + 1) * MR + r], vdup_n_u32(0), 0);
-          an = vcombine_u32(vzip1_u32(p0, p1), vzip2_u32(p0, p1));
-        } else {  // a[r*lda4 + k]: quads k, k+1 adjacent in each row
-          const uint32x2_t lo = two ? vld1_u32(a + r * lda4 + k) : vset_lane_u32(a[r * lda4 + k], vdup_n_u32(0), 0);
-          const uint32x2_t hi = !pair ? vdup_n_u32(0)
-                                : two ? vld1_u32(a + (r + 1) * lda4 + k)
-                                      : vset_lane_u32(a[(r + 1) * lda4 + k], vdup_n_u32(0), 0);
-          an = vcombine_u32(lo, hi);
-        }
-        const int8x16_t av = vreinterpretq_s8_u32(an);
+  for (int rp = 0; rp < RP; ++rp) {
+    const int r = 2 * rp;
 #pragma GCC unroll 4
-        for (int jp = 0; jp < 4; ++jp) acc[rp][jp] = vmmlaq_s32(acc[rp][jp], av, bm[jp]);
-      }
-    }
-#pragma GCC unroll 4
-    for (int rp = 0; rp < RP; ++rp) {
-      const int r = 2 * rp;
-#pragma GCC unroll 2
-      for (int q = 0; q < 2; ++q) {
-        const int j0 = 8 * h + 4 * q;
-        vst1q_s32(c + r * kNR + j0, zip_lo64(acc[rp][2 * q], acc[rp][2 * q + 1]));
-        if (r + 1 < MR) vst1q_s32(c + (r + 1) * kNR + j0, zip_hi64(acc[rp][2 * q], acc[rp][2 * q + 1]));
-      }
+    for (int q = 0; q < 4; ++q) {
+      vst1q_s32(c + r * kNR + 4 * q, zip_lo64(acc[rp][2 * q], acc[rp][2 * q + 1]));
+      if (r + 1 < MR) vst1q_s32(c + (r + 1) * kNR + 4 * q, zip_hi64(acc[rp][2 * q], acc[rp][2 * q + 1]));
     }
   }
 }
