@@ -442,6 +442,28 @@ void bind_ops(py::module_& m) {
         py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,
         "Op 3 (CPU): DDIM update (x, coef = (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma), noise) -> 'x', "
         "and/or the scores of x0_hat against z0 (stage_offsets) -> 'mse', 'mfsim', 'stage_cos', in one pass.");
+  m.def("quantize_i8", [](py::object x_obj) {
+        F32 x = as_f32(x_obj, "x");
+        if (x.ndim() != 2 || x.shape(1) < 1) throw py::value_error("x must be 2-D (rows, n >= 1), got " + shape_str(x));
+        require_i8_kernels("quantize_i8");
+        const lfdn::cpu::Kernels& kr = lfdn::cpu::kernels();
+        const int64_t rows = x.shape(0), n = x.shape(1), n4 = (n + 3) / 4;
+        py::array_t<int8_t> q({rows, n});
+        py::array_t<float> scale(rows);
+        std::vector<uint32_t> codes(static_cast<size_t>(n4));
+        for (int64_t r = 0; r < rows; ++r) {
+          kr.quantize_i8(x.data() + r * n, n, codes.data(), scale.mutable_data() + r);
+          const uint8_t* c = reinterpret_cast<const uint8_t*>(codes.data());
+          for (int64_t k = 0; k < n; ++k)
+            q.mutable_at(r, k) = static_cast<int8_t>(static_cast<int>(c[k]) - kr.i8_act_offset);
+          for (int64_t k = n; k < 4 * n4; ++k)  // the padding of the last quad must be the code of 0
+            if (static_cast<int>(c[k]) != kr.i8_act_offset) throw std::runtime_error("quantize_i8: bad quad padding");
+        }
+        return py::make_tuple(q, scale);
+      }, py::arg("x"),
+        "The active table's INT8 row quantization (Kernels::quantize_i8, the rule of docs/NATIVE.md \"INT8\"): "
+        "(q int8 (rows, n) in [-127, 127], scale float32 (rows,)), x ~= q * scale[:, None]; scale 0 for a row of "
+        "zeros, NaN for a row holding inf or NaN (q all 0). RuntimeError on a table without INT8 kernels.");
   m.def("cpu_isa", []() { return std::string(lfdn::cpu::kernels().name); },
         "The CPU kernel table in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
   m.def("set_cpu_isa", [](const std::string& name) {
@@ -469,6 +491,8 @@ void bind_ops(py::module_& m) {
           d["fma_peak_gflops"] = mp.fma_gflops;
           d["fma_isa"] = std::string(mp.fma_isa);
           d["bf16_peak_gflops"] = mp.bf16_gflops;  // 0.0 without AVX512_BF16 kernels
+          d["int8_peak_gops"] = mp.int8_gops;      // 0.0 without INT8 kernels in the automatic table
+          d["int8_tile_peak_gops"] = mp.int8_tile_gops;  // AMX tiles; 0.0 where not usable
           d["read_bytes"] = mp.read_bytes;
           d["threads"] = mp.threads;
           d["reps"] = reps;

@@ -56,10 +56,24 @@ bool cpu_has_avx512_bf16() {
 #endif
 }
 
+bool cpu_feature_off(const char* name) {
+  const char* env = std::getenv("LFDN_EDGE_CPU_FEATURES_OFF");
+  if (env == nullptr) return false;
+  const size_t n = std::strlen(name);
+  for (const char* p = env; *p != '\0';) {
+    const char* end = std::strchr(p, ',');
+    const size_t len = end ? static_cast<size_t>(end - p) : std::strlen(p);
+    if (len == n && std::strncmp(p, name, n) == 0) return true;
+    if (end == nullptr) break;
+    p = end + 1;
+  }
+  return false;
+}
+
 bool cpu_has_avx512_vnni() {
 #if defined(LFDN_HAVE_AVX512VNNI_KERNELS) && defined(LFDN_X86_CPU_CHECKS)
   __builtin_cpu_init();
-  return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni");
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni") && !cpu_feature_off("avx512vnni");
 #else
   return false;
 #endif
@@ -68,7 +82,7 @@ bool cpu_has_avx512_vnni() {
 bool cpu_has_avx_vnni() {
 #if defined(LFDN_HAVE_AVXVNNI_KERNELS) && defined(LFDN_X86_CPU_CHECKS)
   __builtin_cpu_init();
-  return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avxvnni");
+  return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avxvnni") && !cpu_feature_off("avxvnni");
 #else
   return false;
 #endif
@@ -79,7 +93,7 @@ bool cpu_has_neon_dotprod() {
 #ifndef HWCAP_ASIMDDP
 #define HWCAP_ASIMDDP (1 << 20)
 #endif
-  return cpu_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0;
+  return cpu_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0 && !cpu_feature_off("dotprod");
 #else
   return false;
 #endif

@@ -132,19 +132,6 @@ void gemm_f32_2p_pa(int mr, int64_t kc, const float* a, const float* b, int64_t 
   gemm2<true>(mr, kc, a, 0, b, bs, c, cs, accumulate);
 }
 
-// Kernels::i8_epilogue: the portable loop's arithmetic in 16 lanes (no FMA: a multiply, a multiply, adds)
-void i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
-                 const float* bias, const float* res, float* out) {
-  const __mmask16 m = static_cast<__mmask16>(nn >= 16 ? 0xFFFFu : (1u << nn) - 1u);
-  const __m512i acc = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, c),
-                                       _mm512_mullo_epi32(_mm512_set1_epi32(offset), _mm512_maskz_loadu_epi32(m, colsum)));
-  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(sa));
-  v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, ws));
-  if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
-  if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
-  _mm512_mask_storeu_ps(out, m, v);
-}
-
 }  // namespace
 
 const Kernels* avx512_kernels() {
@@ -162,7 +149,6 @@ const Kernels* avx512_kernels() {
     t.gemm_f32_2p = gemm_f32_2p;
     t.gemm_f32_2p_pa = gemm_f32_2p_pa;
     t.mr_max_2p = kMR2P;
-    t.i8_epilogue = i8_epilogue;
 #if defined(LFDN_HAVE_AVX512BF16_KERNELS)
     if (cpu_has_avx512_bf16()) {  // the BF16 entries exist only where vdpbf16ps does
       t.gemm_bf16 = avx512bf16_gemm;
@@ -178,12 +164,14 @@ const Kernels* avx512_kernels() {
       t.quantize_i8 = avx512vnni_quantize_i8;
       t.i8_act_offset = 128;
       t.i8_dot_loop = avx512vnni_dot_loop;
+      t.i8_epilogue = avx512vnni_i8_epilogue;
 #if defined(LFDN_HAVE_AVX512AMX_KERNELS)
       if (avx512amx_usable()) {  // tiles take the VNNI path's codes: only with it
         t.gemm_i8_tile = avx512amx_gemm_i8;
         t.mr_max_i8_tile = 16;
         t.gemm_i8_tile_2p = avx512amx_gemm_i8_2p;
         t.mr_max_i8_tile_2p = 32;
+        t.i8_tile_dot_loop = avx512amx_dot_loop;
       }
 #endif
     }

@@ -93,7 +93,7 @@ bool avx512amx_usable() {
     unsigned a = 0, b = 0, c = 0, d = 0;
     if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
     const bool tile = (d >> 24) & 1u, int8 = (d >> 25) & 1u;
-    if (!tile || !int8) return false;
+    if (!tile || !int8 || cpu_feature_off("amx")) return false;
     if (!__get_cpuid_count(1, 0, &a, &b, &c, &d) || !((c >> 27) & 1u)) return false;  // OSXSAVE
     unsigned lo = 0, hi = 0;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
@@ -187,6 +187,29 @@ void avx512amx_gemm_i8_2p(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, 
     tail_vnni(mr, kc4 - full, a + full, lda4, b + full * kNR, c);
     tail_vnni(mr, kc4 - full, a + full, lda4, b1 + full * kNR, c1);
   }
+}
+
+// Probe: 4 independent C tiles (16 x 16 INT32) += A (16 x 64 B) . B (16 x 64 B), 2 x 16 x 16 x 64 ops each.
+double avx512amx_dot_loop(int64_t iters, float* sink) {
+  alignas(64) uint8_t a[16 * 64];
+  alignas(64) int32_t c[16 * 16];
+  std::memset(a, 1, sizeof a);
+  configure_2p(16, 16);  // tiles 0-3: 16 x 64 B; 4, 5: A; 6, 7: B
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  _tile_loadd(4, a, 64);
+  _tile_loadd(6, a, 64);
+  for (int64_t i = 0; i < iters; ++i) {
+    _tile_dpbusd(0, 4, 6);
+    _tile_dpbusd(1, 4, 6);
+    _tile_dpbusd(2, 4, 6);
+    _tile_dpbusd(3, 4, 6);
+  }
+  _tile_stored(0, c, 64);
+  *sink = static_cast<float>(c[0]);
+  return 4.0 * 2 * 16 * 16 * 64 * static_cast<double>(iters);
 }
 
 }  // namespace cpu

@@ -110,6 +110,20 @@ void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* sca
   *scale = amax / 127.0f;
 }
 
+// Kernels::i8_epilogue: the portable loop's arithmetic in 16 lanes (a multiply, a multiply, adds; this file is
+// compiled with -ffp-contract=off, so no FMA contraction can change a rounding)
+void avx512vnni_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                 const float* bias, const float* res, float* out) {
+  const __mmask16 m = static_cast<__mmask16>(nn >= 16 ? 0xFFFFu : (1u << nn) - 1u);
+  const __m512i acc = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, c),
+                                       _mm512_mullo_epi32(_mm512_set1_epi32(offset), _mm512_maskz_loadu_epi32(m, colsum)));
+  __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(sa));
+  v = _mm512_mul_ps(v, _mm512_maskz_loadu_ps(m, ws));
+  if (bias != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, bias));
+  if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res));
+  _mm512_mask_storeu_ps(out, m, v);
+}
+
 double avx512vnni_dot_loop(int64_t iters, float* sink) {
   constexpr int kChains = 16;  // > vpdpbusd latency x throughput on current cores
   __m512i acc[kChains];
