@@ -10,13 +10,13 @@ host it also runs the BF16 checks where the CPU reports AVX512_BF16 (BF16 op aga
 rule, the pass with BF16 weights), and elsewhere checks that BF16 is refused and the skip says why.
 
 INT8 (int8 weights from lfdn_edge.builder.quantize, per-row dynamic INT8 activations, exact INT32 sums) is checked
-on every table with INT8 kernels: scalar always, avx512 where the CPU reports AVX512_VNNI, neon where it has the
-Armv8.2 dot-product extension (sdot; smmla where it also has I8MM): kernels against the scalar table's INT32
-results, quantization bit for bit against the portable rule, every INT8 linear case against a float64 reference
-under the INT8 rule, bit for bit against the scalar table without a prologue, tactics, the pass. The AArch64
-binary runs three times: as qemu-user's default CPU "max" (dotprod and I8MM: the smmla kernels), as a Neoverse N1
-(``-cpu neoverse-n1``: dotprod only, the sdot kernels) and as a Cortex-A72 (Armv8.0: no INT8 kernels; INT8 must
-be refused and the skip says why), every other check passing each time.
+on every table with INT8 kernels: scalar always, avx2 / avx512 where the CPU reports AVX-VNNI / AVX512_VNNI, neon
+where it has the Armv8.2 dot-product extension (sdot; smmla where it also has I8MM): kernels against the scalar
+table's INT32 results, quantization bit for bit against the portable rule, every INT8 linear case against a float64
+reference under the INT8 rule, bit for bit against the scalar table without a prologue, tactics, the pass. The
+AArch64 binary runs three times: as qemu-user's default CPU "max" (dotprod and I8MM: the smmla kernels), as a
+Neoverse N1 (``-cpu neoverse-n1``: dotprod only, the sdot kernels) and as a Cortex-A72 (Armv8.0: no INT8 kernels;
+INT8 must be refused and the skip says why), every other check passing each time.
 
 Without the cross compiler or qemu-aarch64 the AArch64 test skips with the reason, unless
 $LFDN_EDGE_REQUIRE_TOOLCHAINS (comma-separated, set by .ci/run) names ``aarch64``: then it fails.
@@ -289,13 +289,17 @@ def _host_bf16_tables(build: Path) -> list[str]:
 
 
 def _host_i8_tables(build: Path) -> list[str]:
-    """["scalar", "avx512"] where this CPU reports AVX512_VNNI and the build compiled the VNNI kernels, else
-    ["scalar"] (the scalar table always computes INT8)."""
+    """The host tables with INT8 kernels: scalar always; avx2 where this CPU reports AVX-VNNI and the build compiled
+    its kernels (CMakeCache LFDN_CXX_HAS_AVXVNNI); avx512 likewise with AVX512_VNNI (LFDN_CXX_HAS_AVX512VNNI)."""
     cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
     flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
     cache = (build / "CMakeCache.txt").read_text()
-    vnni = "avx512_vnni" in flags and "LFDN_CXX_HAS_AVX512VNNI:INTERNAL=1" in cache
-    return ["scalar", "avx512"] if vnni else ["scalar"]
+    tables = ["scalar"]
+    if "avx_vnni" in flags and "LFDN_CXX_HAS_AVXVNNI:INTERNAL=1" in cache:
+        tables.append("avx2")
+    if "avx512_vnni" in flags and "LFDN_CXX_HAS_AVX512VNNI:INTERNAL=1" in cache:
+        tables.append("avx512")
+    return tables
 
 
 def test_selftest_program_on_the_host(fixtures, tmp_path):

@@ -1,8 +1,9 @@
 // AArch64 Advanced SIMD (NEON) kernels: FP32 FMA (fmla), FP16 weights widened in registers (fcvtl, base
-// ARMv8.0); INT8 (sdot) from kernels_neon_dotprod.cpp where the CPU has the dot-product extension. Advanced SIMD is part of the AArch64 base architecture, so this file needs no extra compiler flags;
+// ARMv8.0). Advanced SIMD is part of the AArch64 base architecture, so this file needs no extra compiler flags;
 // dispatch.cpp still selects it only when HWCAP reports FP and ASIMD. Built only for AArch64 targets
 // (CMakeLists.txt). Everything is in the anonymous namespace (kernels_isa.inl included): nothing here is shared
-// with other translation units.
+// with other translation units. INT8 entries (sdot; smmla where the CPU also has I8MM) come from
+// kernels_neon_dotprod.cpp and exist only where HWCAP reports the dot-product extension.
 #include <arm_neon.h>
 
 #include <math.h>  // C functions only
@@ -90,6 +91,7 @@ void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_
 void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
                        int accumulate);
 void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+double neon_i8mm_dot_loop(int64_t iters, float* sink);
 
 // HWCAP2_I8MM (Linux): the CPU has the Armv8.6 INT8 matrix multiply
 static bool neon_has_i8mm() {
@@ -125,6 +127,7 @@ const Kernels* neon_kernels() {
       if (neon_has_i8mm()) {  // twice sdot's products per instruction, the same INT32 sums
         t.gemm_i8 = neon_i8mm_gemm_i8;
         t.gemm_i8_pa = neon_i8mm_gemm_i8_pa;
+        t.i8_dot_loop = neon_i8mm_dot_loop;  // the peak of the instruction the kernels use
       }
 #endif
     }

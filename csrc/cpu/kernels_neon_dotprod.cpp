@@ -13,7 +13,8 @@
 // k-quad-major packed activations). One row x 16 outputs = 4 int32x4 accumulators: 6 rows (the table's mr_max)
 // take 24 of the 32 vector registers, the weight row 4 more.
 // Where the CPU also has the Armv8.6 INT8 matrix multiply (I8MM), the table's gemm_i8 / gemm_i8_pa are the smmla
-// kernels at the end of this file (the same INT32 sums); quantize_i8, the epilogue and the probe stay these.
+// kernels at the end of this file (the same INT32 sums), and i8_dot_loop their smmla probe; quantize_i8 and the
+// epilogue stay these.
 #include <arm_neon.h>
 
 #include <cstring>
@@ -324,6 +325,7 @@ void gemm_mm(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_
 void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
                        int accumulate);
 void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+double neon_i8mm_dot_loop(int64_t iters, float* sink);
 
 void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
                        int accumulate) {
@@ -332,6 +334,24 @@ void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, con
 
 void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) {
   gemm_mm<true>(mr, kc4, a, 0, b, c, accumulate);
+}
+
+// The probe of the smmla kernels (the table's i8_dot_loop where they are used): independent smmla chains, 2 ops per
+// byte product (32 per instruction).
+double neon_i8mm_dot_loop(int64_t iters, float* sink) {
+  constexpr int kChains = 16;
+  int32x4_t acc[kChains];
+  for (int j = 0; j < kChains; ++j) acc[j] = vdupq_n_s32(j);
+  int8x16_t a = vdupq_n_s8(3), b = vdupq_n_s8(-1);
+  __asm__("" : "+w"(a), "+w"(b));  // opaque operands: the chains cannot be folded
+  for (int64_t i = 0; i < iters; ++i) {
+#pragma GCC unroll 16
+    for (int j = 0; j < kChains; ++j) acc[j] = vmmlaq_s32(acc[j], a, b);
+  }
+  int32x4_t s = acc[0];
+  for (int j = 1; j < kChains; ++j) s = vaddq_s32(s, acc[j]);
+  *sink = static_cast<float>(vaddvq_s32(s));
+  return 2.0 * 32 * kChains * static_cast<double>(iters);
 }
 #pragma GCC pop_options
 #endif  // LFDN_HAVE_NEON_I8MM_KERNELS
