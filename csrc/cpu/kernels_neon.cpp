@@ -93,10 +93,11 @@ void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, con
 void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
 double neon_i8mm_dot_loop(int64_t iters, float* sink);
 
-// HWCAP2_I8MM (Linux): the CPU has the Armv8.6 INT8 matrix multiply
+// HWCAP2_I8MM (Linux): the CPU has the Armv8.6 INT8 matrix multiply (unless LFDN_EDGE_CPU_FEATURES_OFF names "i8mm":
+// the sdot kernels then)
 static bool neon_has_i8mm() {
 #if defined(__linux__)
-  return (getauxval(AT_HWCAP2) & (1UL << 13)) != 0;
+  return (getauxval(AT_HWCAP2) & (1UL << 13)) != 0 && !cpu_feature_off("i8mm");
 #else
   return false;
 #endif
