@@ -29,17 +29,18 @@
 // (sdot, or smmla where the CPU also has I8MM); the lines "int8 kernels: ..." and, on AArch64, "cpu int8 features: ..."
 // list them): the table's gemm_i8 / gemm_i8_pa against the scalar table's INT32 results for every row count up to
 // mr_max, 1..37 k-quads, with and without accumulation, random and +-127 values (equal once the table's code offset x
-// column sums is taken off); quantize_i8 bit for bit against quantize_i8_rows_portable (rows of 1..37, 64, 100, 131
-// values: ties, zeros, -0.0, +-inf and NaN in the body and the tail, every byte written and nothing after it); the
-// i8_dot_loop probe's count (twice the rounds, twice the operations); every INT8 linear case (in_dim 1, 3, 70, 100,
-// 257, 515, 640, 700, 1100; 1 to 37 rows; every prologue; residual; an all-zero row) against a float64 reference (the
-// dequantized weights, unquantized activations) under the INT8 rule of lfdn/tactic_select.h, |got - ref| <= 1e-5 + 1e-5
-// |ref| + 0.5 x 1.01 x sum_k |w_k| x amax / 127 (the row's step), 1 vs 2 threads bit for bit, against the scalar table
-// bit for bit without a prologue (same codes, same INT32 sums, same epilogue) and within twice the rule's step term
-// with one, every INT8 tactic of the table bit for bit to its default; the pass with INT8 weights against the PyTorch
-// FP32 reference (mse rtol, cosines and mfsim atol 6.4e-2: see kI8PassMseRtol), against the scalar table's INT8 pass
-// (1e-5 / 2e-6) and row stability bit for bit. A table without INT8 kernels must refuse INT8 (kUnsupported from the op
-// and the engine; a "SKIP" line with the reason).
+// column sums is taken off), likewise its matrix-engine entries where usable (gemm_i8_tile / gemm_i8_tile_2p: AMX);
+// quantize_i8 bit for bit against quantize_i8_rows_portable (rows of 1..37, 64, 100, 131 values: ties, zeros, -0.0,
+// +-inf and NaN in the body and the tail, every byte written and nothing after it); the i8_dot_loop probe's count
+// (twice the rounds, twice the operations); every INT8 linear case (in_dim 1, 3, 70, 100, 257, 515, 640, 700, 1100; 1
+// to 37 rows; every prologue; residual; an all-zero row) against a float64 reference (the dequantized weights,
+// unquantized activations) under the INT8 rule of lfdn/tactic_select.h, |got - ref| <= 1e-5 + 1e-5 |ref| + 0.5 x 1.01 x
+// sum_k |w_k| x amax / 127 (the row's step), 1 vs 2 threads bit for bit, against the scalar table bit for bit without a
+// prologue (same codes, same INT32 sums, same epilogue) and within twice the rule's step term with one, every INT8
+// tactic of the table bit for bit to its default; the pass with INT8 weights against the PyTorch FP32 reference (mse
+// rtol, cosines and mfsim atol 6.4e-2: see kI8PassMseRtol), against the scalar table's INT8 pass (1e-5 / 2e-6) and row
+// stability bit for bit. A table without INT8 kernels must refuse INT8 (kUnsupported from the op and the engine; a
+// "SKIP" line with the reason).
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -888,6 +889,69 @@ void check_i8_gemm(const std::string& isa, const lfdn::cpu::Kernels& t) {
   expect(buf, same && calls > 0);
 }
 
+// The matrix-engine entries (gemm_i8_tile, gemm_i8_tile_2p: x86 AMX tiles where usable) against the scalar
+// table's gemm_i8 on the same codes: one and two panels (bstride / cstride apart), every row count up to their
+// caps, k-quad counts below, at and above the 16-quad tile depth, with and without accumulation.
+void check_i8_tile(const std::string& isa, const lfdn::cpu::Kernels& t) {
+  if (t.gemm_i8_tile == nullptr && t.gemm_i8_tile_2p == nullptr) return;
+  const lfdn::cpu::Kernels& sc = lfdn::cpu::scalar_kernels();
+  const int nr = lfdn::cpu::kNR, off = t.i8_act_offset;
+  uint32_t st = 99;
+  int calls = 0;
+  bool same = true;
+  for (int two = 0; two < 2; ++two) {
+    const int cap = two ? t.mr_max_i8_tile_2p : t.mr_max_i8_tile;
+    if ((two ? (void*)t.gemm_i8_tile_2p : (void*)t.gemm_i8_tile) == nullptr) continue;
+    for (int mr = 1; mr <= cap; ++mr)
+      for (int64_t kc4 : {1, 15, 16, 17, 37, 48}) {
+        const int64_t lda4 = kc4 + 5, np = two ? 2 : 1, bstride = kc4 * nr + 16, cstride = mr * nr + 16;
+        std::vector<uint32_t> a_s(static_cast<size_t>(mr * lda4), 0xDEADBEEFu), a_t(a_s.size(), 0xDEADBEEFu);
+        for (int r = 0; r < mr; ++r)
+          for (int64_t k = 0; k < kc4; ++k) {
+            uint32_t vs = 0, vt = 0;
+            for (int b = 0; b < 4; ++b) {
+              const int q = static_cast<int>(lcg(&st) % 255) - 127;
+              vs |= static_cast<uint32_t>(static_cast<uint8_t>(q)) << (8 * b);
+              vt |= static_cast<uint32_t>(static_cast<uint8_t>(q + off)) << (8 * b);
+            }
+            a_s[r * lda4 + k] = vs;
+            a_t[r * lda4 + k] = vt;
+          }
+        std::vector<int8_t> wb(static_cast<size_t>(np * bstride * 4));
+        for (auto& v : wb) v = static_cast<int8_t>(static_cast<int>(lcg(&st) % 255) - 127);
+        std::vector<uint32_t> bw(static_cast<size_t>(np * bstride));
+        std::memcpy(bw.data(), wb.data(), wb.size());
+        std::vector<int32_t> c0(static_cast<size_t>(np * cstride));
+        for (auto& v : c0) v = static_cast<int32_t>(lcg(&st) % 2000001) - 1000000;
+        for (int accumulate = 0; accumulate < 2; ++accumulate) {
+          std::vector<int32_t> ct = c0;
+          if (two) {
+            t.gemm_i8_tile_2p(mr, kc4, a_t.data(), lda4, bw.data(), bstride, ct.data(), cstride, accumulate);
+          } else {
+            t.gemm_i8_tile(mr, kc4, a_t.data(), lda4, bw.data(), ct.data(), accumulate);
+          }
+          ++calls;
+          for (int64_t p = 0; p < np; ++p) {
+            std::vector<int32_t> cs(c0.begin() + p * cstride, c0.begin() + p * cstride + mr * nr);
+            sc.gemm_i8(mr, kc4, a_s.data(), lda4, bw.data() + p * bstride, cs.data(), accumulate);
+            for (int r = 0; r < mr; ++r)
+              for (int j = 0; j < nr; ++j) {
+                int32_t colsum = 0;
+                for (int64_t k = 0; k < kc4; ++k)
+                  for (int b = 0; b < 4; ++b) colsum += wb[((p * bstride) + k * nr + j) * 4 + b];
+                same = same && ct[p * cstride + r * nr + j] - off * colsum == cs[r * nr + j];
+              }
+          }
+        }
+      }
+  }
+  char buf[200];
+  std::snprintf(buf, sizeof buf,
+                "%s int8: gemm_i8_tile / gemm_i8_tile_2p = scalar table's INT32 results (%d calls: mr 1..%d / 1..%d, "
+                "1..48 k-quads, accumulate)", isa.c_str(), calls, t.mr_max_i8_tile, t.mr_max_i8_tile_2p);
+  expect(buf, same && calls > 0);
+}
+
 // The table's quantize_i8 against quantize_i8_rows_portable (the rule of kernels.h) with its code offset: every
 // byte written (codes and the padding of the last quad; nothing after it) and the scale's bits, on rows of length
 // 1..37, 64, 100 and 131: random values of several magnitudes, ties (x * inv exactly k + 1/2), all zeros, -0.0,
@@ -974,6 +1038,7 @@ void check_int8(const std::string& isa, std::map<std::string, std::vector<float>
   expect(isa + " int8: code offset " + std::to_string(t.i8_act_offset) + " (scalar, neon: 0; x86 vpdpbusd: 128)",
          t.i8_act_offset == (x86 ? 128 : 0) && t.quantize_i8 != nullptr && t.gemm_i8_pa != nullptr);
   if (isa != "scalar") check_i8_gemm(isa, t);
+  check_i8_tile(isa, t);
   check_i8_quantize(isa, t);
   if (t.i8_dot_loop != nullptr) {  // twice the rounds, twice the operations; the sink moves with the rounds
     float s1 = 0.0f, s2 = 0.0f;
