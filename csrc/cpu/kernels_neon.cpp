@@ -2,10 +2,14 @@
 // ARMv8.0). Advanced SIMD is part of the AArch64 base architecture, so this file needs no extra compiler flags;
 // dispatch.cpp still selects it only when HWCAP reports FP and ASIMD. Built only for AArch64 targets
 // (CMakeLists.txt). Everything is in the anonymous namespace (kernels_isa.inl included): nothing here is shared
-// with other translation units.
+// with other translation units. INT8 entries (sdot; smmla where the CPU also has I8MM) come from
+// kernels_neon_dotprod.cpp and exist only where HWCAP reports the dot-product extension.
 #include <arm_neon.h>
 
 #include <math.h>  // C functions only
+#if defined(__linux__)
+#include <sys/auxv.h>
+#endif
 
 #include "cpu/kernels.h"
 
@@ -71,17 +75,66 @@ struct Neon {
 
 }  // namespace
 
+#if defined(LFDN_HAVE_NEON_DOTPROD_KERNELS)
+// kernels_neon_dotprod.cpp (compiled with -march=armv8.2-a+dotprod; only reached when cpu_has_neon_dotprod()):
+// signed codes, i8_act_offset 0, up to kMRNeon rows per call.
+void neon_dotprod_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                          int accumulate);
+void neon_dotprod_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+double neon_dotprod_dot_loop(int64_t iters, float* sink);
+void neon_dotprod_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                              const float* bias, const float* res, float* out);
+#endif
+#if defined(LFDN_HAVE_NEON_I8MM_KERNELS)
+// The same INT32 sums with smmla (FEAT_I8MM; kernels_neon_dotprod.cpp, compiled for it only there)
+void neon_i8mm_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate);
+void neon_i8mm_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+double neon_i8mm_dot_loop(int64_t iters, float* sink);
+
+// HWCAP2_I8MM (Linux): the CPU has the Armv8.6 INT8 matrix multiply (unless LFDN_EDGE_CPU_FEATURES_OFF names "i8mm":
+// the sdot kernels then)
+static bool neon_has_i8mm() {
+#if defined(__linux__)
+  return (getauxval(AT_HWCAP2) & (1UL << 13)) != 0 && !cpu_feature_off("i8mm");
+#else
+  return false;
+#endif
+}
+#endif
+
 const Kernels* neon_kernels() {
-  static const Kernels k{"neon",
-                         kMRNeon,
-                         isa_gemm_f32<Neon, kMRNeon>,
-                         nullptr,  // no packed-activation kernel on this table
-                         isa_gemm_f16<Neon, kMRNeon>,
-                         isa_f16_to_f32<Neon>,
-                         isa_moments<Neon>,
-                         isa_gn_silu<Neon>,
-                         isa_silu<Neon>,
-                         isa_fma_loop<Neon>};
+  static const Kernels k = [] {
+    Kernels t{"neon",
+              kMRNeon,
+              isa_gemm_f32<Neon, kMRNeon>,
+              nullptr,  // no packed-activation FP32 kernel on this table
+              isa_gemm_f16<Neon, kMRNeon>,
+              isa_f16_to_f32<Neon>,
+              isa_moments<Neon>,
+              isa_gn_silu<Neon>,
+              isa_silu<Neon>,
+              isa_fma_loop<Neon>};
+#if defined(LFDN_HAVE_NEON_DOTPROD_KERNELS)
+    if (cpu_has_neon_dotprod()) {  // the INT8 entries exist only where sdot does (not on Cortex-A53/A72 class cores)
+      t.gemm_i8 = neon_dotprod_gemm_i8;
+      t.gemm_i8_pa = neon_dotprod_gemm_i8_pa;
+      t.quantize_i8 = neon_dotprod_quantize_i8;
+      t.i8_act_offset = 0;
+      t.i8_dot_loop = neon_dotprod_dot_loop;
+      t.i8_epilogue = neon_dotprod_i8_epilogue;
+#if defined(LFDN_HAVE_NEON_I8MM_KERNELS)
+      if (neon_has_i8mm()) {  // twice sdot's products per instruction, the same INT32 sums
+        t.gemm_i8 = neon_i8mm_gemm_i8;
+        t.gemm_i8_pa = neon_i8mm_gemm_i8_pa;
+        t.i8_dot_loop = neon_i8mm_dot_loop;  // the peak of the instruction the kernels use
+      }
+#endif
+    }
+#endif
+    return t;
+  }();
   return &k;
 }
 
