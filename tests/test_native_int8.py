@@ -69,7 +69,8 @@ def test_weight_quantization_is_the_stated_scheme():
 
 
 def _rule(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The row quantization rule in numpy float32: inv = 127 / amax, q = rint(x * inv) clamped, scale = amax / 127."""
+    """The row quantization rule in numpy float32: inv = 127 / amax, q = rint(x * inv) clamped, scale = amax / 127;
+    amax below 1e-30 (127 / amax would overflow below ~3.7e-37): a zero row, scale 0; inf or NaN: scale NaN."""
     q = np.zeros(x.shape, np.int8)
     scale = np.zeros(x.shape[0], np.float32)
     for r, row in enumerate(x):
@@ -77,7 +78,7 @@ def _rule(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             scale[r] = np.nan
             continue
         amax = np.float32(np.abs(row).max())
-        if amax == 0:
+        if amax < np.float32(1e-30):  # zero, or so small that 127 / amax would overflow: a zero row
             continue
         inv = np.float32(127.0) / amax
         q[r] = np.clip(np.rint(row * inv), -127, 127).astype(np.int8)
@@ -94,6 +95,7 @@ def test_activation_quantization_is_the_rule_bit_for_bit(isa):
     specials = [np.zeros(7, np.float32), np.array([0, 1, np.inf, 2], np.float32),
                 np.array([1, np.nan, 0.5], np.float32), np.array([-np.inf] * 3, np.float32),
                 np.concatenate([ties, np.float32([2.0])]), np.array([1e-30, -1e-30, 5e-39], np.float32),
+                np.array([1e-37, -3e-37, 5e-39], np.float32), np.array([9.9e-31, 0.0], np.float32),
                 np.array([3e38, -3e38, 1.0], np.float32)]
     _C.set_cpu_isa(isa)
     try:

@@ -110,7 +110,7 @@ void quantize_i8_rows_portable(const float* x, int64_t n, int offset, uint32_t* 
   }
   const int64_t n4 = (n + 3) / 4;
   uint8_t* d = reinterpret_cast<uint8_t*>(dst);
-  if (!finite || amax == 0.0f) {
+  if (!finite || amax < kI8MinAmax) {
     for (int64_t k = 0; k < 4 * n4; ++k) d[k] = static_cast<uint8_t>(offset);
     *scale = finite ? 0.0f : __builtin_nanf("");
     return;

@@ -24,6 +24,9 @@ constexpr int64_t kMC = 96;     // row block: bounds the activation slab a threa
 constexpr int64_t kMCMax = 256;  // row block
 constexpr int64_t kKCMax = 512;  // k-block (the FP16 conversion buffer)
 constexpr int kNPMax = 2;        // weight panels per micro-kernel call
+// INT8 rows whose largest magnitude is below this quantize as zeros (scale 0): 127 / amax must stay finite
+// (it overflows below ~3.7e-37), and such a row contributes nothing measurable anyway.
+constexpr float kI8MinAmax = 1e-30f;
 
 struct Kernels {
   const char* name;
@@ -84,7 +87,7 @@ struct Kernels {
   void (*gemm_i8_pa)(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) = nullptr;
   int i8_act_offset = 0;
   // One row's dynamic symmetric quantization (the same on every table, bit for bit): amax = max |x[k]|; when amax
-  // is 0 every code is the offset and *scale = 0; when amax is not finite (inf or NaN in the row) every code is
+  // is below kI8MinAmax (0, or so small that 127 / amax would overflow) every code is the offset and *scale = 0; when amax is not finite (inf or NaN in the row) every code is
   // the offset and *scale = NaN (the outputs become NaN, as the FP32 path would give inf/NaN); else inv =
   // 127.0f / amax (FP32 division), q[k] = round_half_even(x[k] * inv) clamped to [-127, 127] (FP32 multiply),
   // *scale = amax / 127.0f. dst gets (n + 3) / 4 dwords of codes (q + i8_act_offset as bytes, k-quads, the

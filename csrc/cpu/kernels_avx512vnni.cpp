@@ -87,7 +87,7 @@ void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* sca
   const float amax = _mm512_reduce_max_ps(vmax);
   const int64_t n4 = (n + 3) / 4;
   uint8_t* d = reinterpret_cast<uint8_t*>(dst);
-  if (bad != 0 || amax == 0.0f) {
+  if (bad != 0 || amax < kI8MinAmax) {
     for (int64_t k = 0; k < 4 * n4; ++k) d[k] = 128;
     *scale = bad != 0 ? __builtin_nanf("") : 0.0f;
     return;

@@ -159,7 +159,7 @@ void neon_dotprod_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* s
   const float amax = vmaxvq_f32(vmax);
   const int64_t n4 = (n + 3) / 4;
   int8_t* d = reinterpret_cast<int8_t*>(dst);
-  if (bad || amax == 0.0f) {
+  if (bad || amax < kI8MinAmax) {
     std::memset(d, 0, static_cast<size_t>(4 * n4));
     *scale = bad ? __builtin_nanf("") : 0.0f;
     return;
