@@ -2,6 +2,7 @@
 // GEMM over packed weight panels with the bias / residual epilogue. Threads claim runs of consecutive
 // output panels (guided schedule: long contiguous weight streams first, a balanced tail), so each weight
 // panel is streamed from memory exactly once per row block.
+#include <cstdlib>
 #include <cstring>
 
 #include "cpu/kernels.h"
@@ -391,6 +392,11 @@ void store_panel_i8(const Kernels& kr, const FusedLinearParams& p, const int32_t
   const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
   const float* ws = packed_i8_scales(p.weight, p.in_dim, N) + n0;
   const int32_t* cs = packed_i8_colsums(p.weight, p.in_dim, N) + n0;
+  if (kr.i8_epilogue_rows != nullptr) {
+    kr.i8_epilogue_rows(cbuf, mc, nn, offset, cs, ascale + m0, ws, p.bias ? p.bias + n0 : nullptr,
+                        p.residual ? p.residual + m0 * N + n0 : nullptr, N, p.out + m0 * N + n0, N);
+    return;
+  }
   for (int64_t r = 0; r < mc; ++r) {
     const int32_t* c = cbuf + r * kNR;
     const float sa = ascale[m0 + r];
@@ -480,7 +486,7 @@ void run_fused_linear_i8(const FusedLinearParams& p, void* workspace, Runner& ru
         const int64_t next_lines = (kc * kNR * 4 + 63) / 64;
         const int64_t per_group = (next_lines + groups - 1) / groups;
         for (int64_t g = 0; g < groups; ++g) {
-          if (mc > 2 * kMR) {
+          if (mc > 2 * kMR && !cf.i8_tile) {  // tiles: the hardware prefetchers keep up (measured: +7 % at 256 rows without)
             for (int q = 0; q < np; ++q) {
               const size_t next_off = (boff + static_cast<size_t>(q * bstride + kc * kNR)) * 4;
               for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {

@@ -113,6 +113,11 @@ struct Kernels {
   // then + res[j] (bias / res may be null). Null: the caller's portable loop (the same arithmetic).
   void (*i8_epilogue)(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
                       const float* bias, const float* res, float* out) = nullptr;
+  // The same for `rows` rows of a panel at once (c row r at c + r*kNR, sa[r], res / out rows ldr / ldo floats apart;
+  // res may be null): the per-output operands are loaded once per panel. Null: i8_epilogue per row.
+  void (*i8_epilogue_rows)(const int32_t* c, int64_t rows, int nn, int offset, const int32_t* colsum, const float* sa,
+                           const float* ws, const float* bias, const float* res, int64_t ldr, float* out,
+                           int64_t ldo) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -159,6 +164,9 @@ void avx512vnni_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_
 void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
 void avx512vnni_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
                             const float* bias, const float* res, float* out);
+void avx512vnni_i8_epilogue_rows(const int32_t* c, int64_t rows, int nn, int offset, const int32_t* colsum,
+                                 const float* sa, const float* ws, const float* bias, const float* res, int64_t ldr,
+                                 float* out, int64_t ldo);
 double avx512vnni_dot_loop(int64_t iters, float* sink);
 
 // kernels_avxvnni.cpp (compiled with -mavx2 -mfma -mavxvnni; only reached when cpu_has_avx_vnni()): the avx2 table's

@@ -165,6 +165,7 @@ const Kernels* avx512_kernels() {
       t.i8_act_offset = 128;
       t.i8_dot_loop = avx512vnni_dot_loop;
       t.i8_epilogue = avx512vnni_i8_epilogue;
+      t.i8_epilogue_rows = avx512vnni_i8_epilogue_rows;
 #if defined(LFDN_HAVE_AVX512AMX_KERNELS)
       if (avx512amx_usable()) {  // tiles take the VNNI path's codes: only with it
         t.gemm_i8_tile = avx512amx_gemm_i8;

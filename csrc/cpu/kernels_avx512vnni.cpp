@@ -124,6 +124,23 @@ void avx512vnni_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t*
   _mm512_mask_storeu_ps(out, m, v);
 }
 
+void avx512vnni_i8_epilogue_rows(const int32_t* c, int64_t rows, int nn, int offset, const int32_t* colsum,
+                                 const float* sa, const float* ws, const float* bias, const float* res, int64_t ldr,
+                                 float* out, int64_t ldo) {
+  const __mmask16 m = static_cast<__mmask16>(nn >= 16 ? 0xFFFFu : (1u << nn) - 1u);
+  const __m512i corr = _mm512_mullo_epi32(_mm512_set1_epi32(offset), _mm512_maskz_loadu_epi32(m, colsum));
+  const __m512 w = _mm512_maskz_loadu_ps(m, ws);
+  const __m512 b = bias != nullptr ? _mm512_maskz_loadu_ps(m, bias) : _mm512_setzero_ps();
+  for (int64_t r = 0; r < rows; ++r) {
+    const __m512i acc = _mm512_sub_epi32(_mm512_maskz_loadu_epi32(m, c + r * kNR), corr);
+    __m512 v = _mm512_mul_ps(_mm512_cvtepi32_ps(acc), _mm512_set1_ps(sa[r]));
+    v = _mm512_mul_ps(v, w);
+    if (bias != nullptr) v = _mm512_add_ps(v, b);
+    if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + r * ldr));
+    _mm512_mask_storeu_ps(out + r * ldo, m, v);
+  }
+}
+
 double avx512vnni_dot_loop(int64_t iters, float* sink) {
   constexpr int kChains = 16;  // > vpdpbusd latency x throughput on current cores
   __m512i acc[kChains];
