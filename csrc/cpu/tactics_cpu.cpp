@@ -71,6 +71,7 @@ constexpr CpuTacticSpec kSpecs[] = {
     {"cpu.avx512.amx.mr32.mc128.np2", "avx512", 32, 0, 128, 2, false, false, false, false, false, true},
     {"cpu.avx512.amx.mr32.mc192.np2", "avx512", 32, 0, 192, 2, false, false, false, false, false, true},
     {"cpu.avx512.amx.mr32.mc96.np2.pm", "avx512", 32, 0, 96, 2, false, true, false, false, false, true},
+    {"cpu.avx512.amx.mr32.mc256.np2", "avx512", 32, 0, 256, 2, false, false, false, false, false, true},
     {"cpu.neon.mr6.kc256.mc96", "neon", 6, 256, 96, 1, true, false, false, true, false},
     {"cpu.neon.mr4.kc256.mc96", "neon", 4, 256, 96, 1, true, false, false, false, false},
     {"cpu.neon.mr6.kc512.mc96", "neon", 6, 512, 96, 1, true, false, false, false, false},
