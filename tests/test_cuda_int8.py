@@ -274,3 +274,171 @@ def test_reference_kernel_on_int8_weights(gpu80):
     fp16_ref, _ = _C.fused_linear_reference(prob.x, prob.w.astype(np.float16), prob.bias, prob.res, prob.gamma,
                                             prob.beta, "gn", 1e-5)
     assert np.max(np.abs(fp16_ref - ref) / scale) > 4 * (K + 2) * 2.0 ** -23
+
+
+# ---------------------------------------------------------------------------------------------- a whole INT8 pass
+LAYOUT = (16, 24, 40, 112, 320)
+
+
+def _specs(width=96, depth=2, emb_dim=48, steps=2):
+    """(the 'int8' engine spec, the 'fp32' spec of the same INT8 model: every weight dequantize_weight_int8(q, s))."""
+    from lfdn_edge import benchmark as bench
+    from lfdn_edge.builder.native_payload import native_spec
+    from lfdn_edge.diffusion import Schedule
+    from lfdn_edge.reference import ScoreConfig
+
+    ck = bench.paper_checkpoint(seed=1, stage_dims=LAYOUT, width=width, depth=depth, emb_dim=emb_dim)
+    ck.data["score"] = ScoreConfig(t=5, steps=steps, eta=1.0, seed=123).to_dict()
+    spec8 = native_spec(ck.build_model("ema"), Schedule(), ck.score_config, ck.layout, "int8")
+    spec32 = {k: v for k, v in spec8.items() if not k.endswith("_scale") and k != "weight_scheme"}
+    spec32["precision"] = "fp32"
+    spec32["inp_w"] = dequantize_weight_int8(spec8["inp_w"], spec8["inp_w_scale"])
+    spec32["out_w"] = dequantize_weight_int8(spec8["out_w"], spec8["out_w_scale"])
+    for key in ("fc1_w", "fc2_w"):
+        spec32[key] = [dequantize_weight_int8(q, s) for q, s in zip(spec8[key], spec8[key + "_scale"])]
+    return spec8, spec32
+
+
+@pytest.fixture(scope="module")
+def int8_specs():
+    from lfdn_edge import benchmark as bench
+
+    return (*_specs(), bench.standardised_inputs(5, LAYOUT, seed=9))
+
+
+@pytest.mark.parametrize("plan", [
+    {"inp": "cuda.i8_stream_r8", "fc1": "cuda.i8_stream_r16", "fc2": "cuda.i8_stream_r8", "out": "cuda.i8_stream_r16"},
+    {"inp": None, "fc1": "cuda.mma_m32", "fc2": "cuda.i8_stream_r16", "out": "cuda.stream_r8"},
+], ids=["int8_tactics", "mixed_with_fp16_on_the_copy"])
+def test_whole_int8_score_pass_against_the_cpu_engine(_capture, int8_specs, plan):
+    """An 'int8' spec through the CUDA engine's memory plan (packed CUDA INT8 blobs), creation launches and one
+    score pass, kernel by kernel in the interpreter, against the CPU engine (FP32) on the same INT8 model's
+    weights, with the tolerances of the on-GPU engine test (mse rtol 2e-2, stage cosines atol 1e-2)."""
+    spec8, spec32, z0 = int8_specs
+    gpu = Gpu("compute_80")
+    rows, d = len(z0), gpu.dev
+    cap = _C._cuda_capture_score_pass(spec8, rows, rows, plan, d.gmem.next_free(), SM90)
+    assert cap["status"] == 0, cap["status"]
+    C, W, D = spec8["in_dim"], spec8["width"], spec8["depth"]
+
+    def blob(k, n):
+        return -(-_C.cuda_pack_linear_i8(np.zeros((n, k), np.int8), np.ones(n, np.float32)).nbytes // 256) * 256
+
+    assert cap["regions"]["weights"][1] == blob(C, W) + 2 * D * blob(W, W) + blob(W, C)  # 3 bytes per weight
+    for name, (addr, nbytes) in sorted(cap["regions"].items(), key=lambda kv: kv[1][0]):
+        d.gmem.map(addr, nbytes, name, initialized=False)
+    for addr, data in cap["init"]:
+        d.write(addr, np.frombuffer(data, np.uint8))
+    d.write(cap["inputs"]["z0"][0], z0)
+    kernels = [c["kernel"] for c in cap["calls"] if c["kind"] == "kernel"]
+    n_i8 = sum("i8_stream_kernel" in k for k in kernels)
+    n_i8_layers = sum(1 for layer in ("inp", "fc1", "fc2", "out") if (plan[layer] or "").startswith("cuda.i8_"))
+    per_layer = {"inp": 1, "fc1": D, "fc2": D, "out": 1}
+    assert n_i8 == spec8["steps"] * sum(per_layer[k] for k in per_layer if (plan[k] or "").startswith("cuda.i8_"))
+    assert n_i8_layers > 0
+    gpu.run(cap["calls"])
+    out = cap["outputs"]
+    mse = d.read(out["mse"][0], np.float32, rows)
+    cos = d.read(out["cos"][0], np.float32, rows * len(LAYOUT)).reshape(rows, -1)
+    ref = _C.CpuEngine(spec32, rows, 0).score(z0)
+    np.testing.assert_allclose(mse, ref["mse"], rtol=2e-2)
+    np.testing.assert_allclose(cos, ref["stage_cos"], atol=1e-2)
+
+
+# ---------------------------------------------------------------------------------------------- mutants
+MUTANTS = {
+    # the per-channel scale never applied: every output off by its channel's scale (the tolerance sees it)
+    "scale_dropped": ("store_out(p.e, r, n, v * p.wscale[n]);", "store_out(p.e, r, n, v);", AssertionError),
+    # the codes read as unsigned offsets (q + 128 never corrected): wrong weights
+    "offset_binary_not_applied": ("const uint32_t u = w ^ 0x80808080u;", "const uint32_t u = w;", AssertionError),
+    # the wait for this thread's cp.async slot: the ring is read before the copy lands (initcheck)
+    "removed_cp_async_wait": (
+        "  for (int t = 0; t < steps; ++t) {\n    cp_async_wait<kStreamStages - 2>();  // step t has landed (this "
+        "thread's own copies)\n    const int nt = t + kStreamStages - 1;\n    const int64_t kn = k_of(nt);\n    if "
+        "(nt < steps && kn < k_end)\n#pragma unroll\n      for (int j = 0; j < NW; ++j) cp_async16(&ring[nt % "
+        "kStreamStages][j][tid], wptr(j, kn), 16);",
+        "  for (int t = 0; t < steps; ++t) {\n    const int nt = t + kStreamStages - 1;\n    const int64_t kn = "
+        "k_of(nt);\n    if (nt < steps && kn < k_end)\n#pragma unroll\n      for (int j = 0; j < NW; ++j) "
+        "cp_async16(&ring[nt % kStreamStages][j][tid], wptr(j, kn), 16);", None),
+    # the second 8 k of a lane's 16 codes multiplied by the first 8 activations again
+    "second_half_activations": ("p.a + static_cast<int64_t>(r) * p.Kp + k + 8 * h));",
+                                "p.a + static_cast<int64_t>(r) * p.Kp + k));", AssertionError),
+}
+
+
+@pytest.mark.parametrize("mutant", list(MUTANTS))
+def test_mutant_is_caught(tmp_path, _capture, mutant):
+    """Each mutant of the INT8 kernel (csrc/cuda/kernels/tactics.cuh), compiled by nvcc and run through
+    test_i8_tactic_against_the_cpu_reference's case (cuda.i8_stream_r16, rows 9), is caught: by the interpreter's
+    initcheck or by the tolerance rule. The unmutated source passes the same case."""
+    import ptxsim
+    from test_ptxsim_mutations import mutant_ptx
+
+    old, new, caught_by = MUTANTS[mutant]
+    caught_by = caught_by or ptxsim.InitcheckError
+    gpu = Gpu("compute_80", ptx={"tactics": mutant_ptx(tmp_path, old, new)}, label=f"mutant {mutant}")
+    with pytest.raises(caught_by) as e:
+        ratio = check(gpu, "cuda.i8_stream_r16", 9, 100, 70, "gn", "none", seed=9)
+        assert ratio <= 1.0, f"error {ratio:.3g} x the tolerance"
+    if caught_by is AssertionError:
+        assert "x the tolerance" in str(e.value)
+    else:
+        assert "i8_stream_kernel" in str(e.value)
+
+
+def test_reference_mutant_using_the_fp16_copy_is_caught(tmp_path, _capture):
+    """The reference kernel computing a kI8 problem from the FP16 copy instead of q * scale is caught by
+    test_reference_kernel_on_int8_weights's check."""
+    from test_ptxsim_mutations import mutant_ptx
+
+    old = "a.q ? static_cast<float>(a.q[n * a.Kp + k]) * a.wscale[n] : __half2float(a.w[n * a.Kp + k]);"
+    gpu = Gpu("compute_80", ptx={"tactics": mutant_ptx(tmp_path, old, "__half2float(a.w[n * a.Kp + k]);")},
+              label="mutant reference")
+    with pytest.raises(AssertionError):
+        test_reference_kernel_on_int8_weights(gpu)
+
+
+# ---------------------------------------------------------------------------------------------- on a GPU
+@gpu_only
+def test_gpu_int8_engine_verifies_times_and_scores():
+    """On a GPU: an 'int8' CudaEngine (max batch 64: buckets 1, 8, 64). The INT8 tactics are candidates at
+    buckets 1 and 8 (i8_stream_r8 and _r16 both apply), verified against the reference on the INT8 weights and
+    timed; at bucket 64 they do not apply and the FP16 tactics on the blobs' FP16 copies are chosen. Scores
+    within the on-GPU engine test's tolerances of the CPU engine on the same INT8 model's weights."""
+    from lfdn_edge import benchmark as bench
+    from lfdn_edge.native_core import NativeCudaEngine
+
+    spec8, spec32 = _specs()
+    eng = NativeCudaEngine(spec8, 64)
+    assert list(eng.engine.buckets) == [1, 8, 64]
+    for bucket in (1, 8, 64):
+        recs = eng.engine.select_tactics(bucket, iters=3)
+        for name, maxr in I8_TACTICS.items():
+            rs = [r for r in recs if r["name"] == name]
+            assert rs and all(r["applies"] == (bucket <= maxr) for r in rs), (name, bucket, rs)
+            if bucket <= maxr:
+                assert all(r["passed"] and r["median_us"] > 0 and r["worst_ratio"] <= 1.0 for r in rs), rs
+        assert sum(r["chosen"] for r in recs) == len(eng.engine.layer_keys)
+    for rows in (1, 5, 40):
+        z0 = bench.standardised_inputs(rows, LAYOUT, seed=rows)
+        mse, _, cos = eng.score(z0)
+        ref = _C.CpuEngine(spec32, rows, 0).score(z0)
+        np.testing.assert_allclose(mse.cpu().numpy(), ref["mse"], rtol=2e-2)
+        np.testing.assert_allclose(cos.cpu().numpy(), ref["stage_cos"], atol=1e-2)
+
+
+@gpu_only
+def test_gpu_forced_int8_tactic_is_used(monkeypatch):
+    """LFDN_EDGE_TACTIC=cuda.i8_stream_r8,cuda.i8_stream_r16: where they apply (buckets <= 16) they are the
+    choice (verified); above, the forced names apply nowhere and the selection falls back to every candidate."""
+    from lfdn_edge import benchmark as bench
+    from lfdn_edge.native_core import NativeCudaEngine
+
+    monkeypatch.setenv("LFDN_EDGE_TACTIC", "cuda.i8_stream_r8,cuda.i8_stream_r16")
+    spec8, spec32 = _specs()
+    eng = NativeCudaEngine(spec8, 16)
+    z0 = bench.standardised_inputs(16, LAYOUT, seed=3)
+    mse, _, _ = eng.score(z0)
+    chosen = eng.engine.tactics()
+    assert chosen and all(v.startswith("cuda.i8_stream_") for (k, b), v in chosen.items()), chosen
+    np.testing.assert_allclose(mse.cpu().numpy(), _C.CpuEngine(spec32, 16, 0).score(z0)["mse"], rtol=2e-2)
