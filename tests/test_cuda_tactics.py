@@ -70,7 +70,9 @@ def test_tolerance_rule_and_workspace_sizes():
     # counters (16 KiB) + A (rows x Kp halves) + scales + partials (max(16 min(rows,128), rows) x Np floats)
     # + cuBLASLt's workspace
     def expect(rows, k, n):
-        up = lambda b: (b + 255) // 256 * 256
+        def up(b):
+            return (b + 255) // 256 * 256
+
         kp, np_ = (k + 31) // 32 * 32, (n + 63) // 64 * 64
         return (up(4 * 4096) + up(2 * rows * kp) + up(4 * rows) + up(4 * max(16 * min(rows, 128), rows) * np_)
                 + (32 << 20))  # cuBLASLt's workspace (32 MiB: NVIDIA's size for Hopper)
@@ -271,7 +273,9 @@ def _layer(K, N, seed=0):
 
     rng = np.random.default_rng(seed)
     w = cuda_pack_linear((rng.standard_normal((N, K)) / np.sqrt(K)).astype(np.float16))
-    t = lambda a: torch.from_numpy(a.astype(np.float32)).cuda()
+    def t(a):
+        return torch.from_numpy(a.astype(np.float32)).cuda()
+
     return w, t(rng.standard_normal(N)), t(1 + 0.1 * rng.standard_normal(K)), t(0.1 * rng.standard_normal(K))
 
 
