@@ -188,7 +188,8 @@ def int8_specs():
 def test_whole_int8_score_pass_against_the_cpu_engine(_capture, int8_specs, plan):
     """An 'int8' spec through the CUDA engine's memory plan (packed CUDA INT8 blobs), creation launches and one
     score pass, kernel by kernel in the interpreter, against the CPU engine (FP32) on the same INT8 model's
-    weights, with the tolerances of the on-GPU engine test (mse rtol 2e-2, stage cosines atol 1e-2)."""
+    weights: mse rtol 2e-3, stage cosines atol 2e-3 (10x tighter than the on-GPU engine test; measured
+    2026-12-06: 1.7e-5 and 1.3e-4 with the INT8 tactics, 4.3e-5 and 4.3e-4 with cuda.legacy_tile on the copy)."""
     spec8, spec32, z0 = int8_specs
     gpu = Gpu("compute_80")
     rows, d = len(z0), gpu.dev
@@ -216,8 +217,8 @@ def test_whole_int8_score_pass_against_the_cpu_engine(_capture, int8_specs, plan
     mse = d.read(out["mse"][0], np.float32, rows)
     cos = d.read(out["cos"][0], np.float32, rows * len(LAYOUT)).reshape(rows, -1)
     ref = _C.CpuEngine(spec32, rows, 0).score(z0)
-    np.testing.assert_allclose(mse, ref["mse"], rtol=2e-2)
-    np.testing.assert_allclose(cos, ref["stage_cos"], atol=1e-2)
+    np.testing.assert_allclose(mse, ref["mse"], rtol=2e-3)
+    np.testing.assert_allclose(cos, ref["stage_cos"], atol=2e-3)
 
 
 # ---------------------------------------------------------------------------------------------- mutants

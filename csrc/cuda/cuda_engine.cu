@@ -1,8 +1,9 @@
-// CudaEngine: FP16 weights (or packed CUDA INT8 blobs: lfdn/cuda_tactics.h) packed for the kernels, folded biases and Philox noise on the device,
-// a workspace for max_batch rows, the tactic chosen per (layer key, batch bucket), and one CUDA graph per
-// batch bucket (captured after a warm-up pass on first use). Never run on a GPU: the creation's launches and a
-// whole score pass (cuda_engine_memory_plan, captured) run kernel by kernel in the PTX interpreter in CI
-// (tests/test_ptxsim_kernels.py); graphs, streams, events and the selection's timing are not interpreted.
+// CudaEngine: FP16 weights (or packed CUDA INT8 blobs: lfdn/cuda_tactics.h) packed for the kernels, folded biases
+// and Philox noise on the device, a workspace for max_batch rows, the tactic chosen per (layer key, batch
+// bucket), and one CUDA graph per batch bucket (captured after a warm-up pass on first use). Never run on a GPU:
+// the creation's launches and a whole score pass (cuda_engine_memory_plan, captured) run kernel by kernel in the
+// PTX interpreter in CI (tests/test_ptxsim_kernels.py, tests/test_cuda_int8_ptxsim.py); graphs, streams, events
+// and the selection's timing are not interpreted.
 #include <cuda_runtime.h>
 
 #include <algorithm>

@@ -627,8 +627,8 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
 
 // ------------------------------------------------------------------------------------------- reference
 // Deliberately simple: one thread per output (r, n), everything in FP32 from x: the row's GroupNorm
-// statistics (gn_row_stats, lfdn/gn_stats.h), the prologue, the dot product with the FP16 weights (INT8: q * scale); also bound[r, n] =
-// sum |a||w| + |bias| + |residual| for the tolerance.
+// statistics (gn_row_stats, lfdn/gn_stats.h), the prologue, the dot product with the FP16 weights (an INT8
+// problem: with the FP32 weights q * scale); also bound[r, n] = sum |a||w| + |bias| + |residual| for the tolerance.
 struct ReferenceArgs {
   const float* x;
   const __half* w;  // (Np, Kp)
