@@ -21,15 +21,26 @@ Backends (variants):
                    bucket the engine's own choice runs there: the JSON's cuda_tactic_choices says which ran);
                    cuda.cublaslt only when libcublasLt loads. Never run on a GPU yet.
     native         the lfdn-edge C++/CUDA engine, once per --native-precision (reported as native-fp32,
-                   native-fp16, native-bf16); native-fp32 / native-fp16 / native-bf16 name one precision
-                   (bf16: CPU with AVX512_BF16 only, BF16 weights and activations, FP32 accumulation).
+                   native-fp16, native-bf16, native-int8); native-fp32 / native-fp16 / native-bf16 /
+                   native-int8 name one precision (bf16: CPU with AVX512_BF16 only, BF16 weights and
+                   activations, FP32 accumulation; int8: INT8 weights with per-channel scales, activations
+                   quantized per row at run time, INT32 accumulation: AVX512-VNNI / AVX-VNNI / AMX-INT8 / NEON
+                   dot product, refused where the CPU has none).
                    On the CPU, per --native-tactics: native-P is the engine as loaded ("auto": a verified,
                    timed CPU tactic per layer and batch bucket, docs/NATIVE.md "Tactics"), native-P-fixed the
                    engine before tactics (the fixed default blocking), native-P-ISA (isa: every usable kernel
                    table, or name one: scalar, avx2, avx512, neon) the auto choice restricted to that ISA; the
                    JSON's native_tactics records per variant the chosen tactic of every (bucket, layer).
     onnxruntime, tensorrt, ...   any registered backend (lfdn_edge.runtime.backends), built in memory with
-                   lfdn_edge.builder.dispatch.build_artifact at --precision
+                   lfdn_edge.builder.dispatch.build_artifact at --precision (onnxruntime with --threads
+                   intra-op threads when given, else onnxruntime's default); --precision int8 with onnxruntime
+                   runs the explicitly quantized Q/DQ graph (lfdn-edge's INT8 weights, static activation scales;
+                   what TensorRT builds INT8 from), reported as onnxruntime-int8
+    onnxruntime-int8-dynamic   the INT8 peer a CPU user reaches for: the FP32 ONNX scoring graph through
+                   onnxruntime.quantization.quantize_dynamic(weight_type=QInt8, per_channel=True) (int8
+                   weights per output channel; activations quantized at run time per tensor, uint8
+                   asymmetric, by DynamicQuantizeLinear; MatMulInteger), run by the onnxruntime backend
+                   with the same threads as onnxruntime-fp32
 Without --ckpt the model is the paper-size LFDN (C=720 as EfficientNet-B4's 24+32+56+160+448, W=1440,
 N=16, E=720; 86.7 M parameters) with random weights (every Linear random, the zero-initialised second
 Linear of each block included, GroupNorm affine perturbed), scored with t=3, 3 DDIM steps, eta=1.
@@ -52,8 +63,10 @@ gets ``achieved_gbs`` (the Linear weights one call reads: weight count x steps x
 variant, over the call's time), ``achieved_gflops`` (2 x weight count x steps x batch per call; GroupNorm,
 SiLU and the scores are not counted), ``bound`` (the limit that binds at that batch: whichever of bytes /
 bandwidth and flops / peak takes longer; native-bf16's peak is the measured vdpbf16ps peak, probe field
-``bf16_peak_gflops``, 4 flops per FP32 lane) and ``fraction_of_bound`` (that lower-bound time over the measured
-time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran.
+``bf16_peak_gflops``, 4 flops per FP32 lane; INT8 variants read 1 byte per weight and, with no INT8 peak
+probed, are held to the bandwidth limit only) and ``fraction_of_bound`` (that lower-bound time over the measured
+time: 1.0 = at the limit). ``ratios_vs_onnxruntime`` compares each variant with onnxruntime-fp32 when it ran,
+``ratios_vs_onnxruntime_int8`` with onnxruntime-int8-dynamic when it ran.
 
 Power (lfdn_edge.device_power; every field null where not available, as on a machine without a Jetson or GPU):
 the JSON's ``power`` records, on a Jetson, the board, the L4T release and its JetPack, the nvpmodel power mode
@@ -92,10 +105,11 @@ from .reference import ScoreConfig, score_terms
 
 PAPER = {"stage_dims": (24, 32, 56, 160, 448), **defaults.PAPER_MODEL}
 TORCH_VARIANTS = ("torch", "torch-fp32", "torch-fp16", "torch-compile-fp16", "torch-compile-fp16-ro")
-NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16")
+NATIVE_VARIANTS = ("native", "native-fp32", "native-fp16", "native-bf16", "native-int8")
 NATIVE_TACTIC_MODES = ("auto", "fixed", "isa", "scalar", "avx2", "avx512", "neon")
-_NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16)(?:-(fixed|scalar|avx2|avx512|neon))?$")
+_NATIVE_RE = re.compile(r"^native-(fp32|fp16|bf16|int8)(?:-(fixed|scalar|avx2|avx512|neon))?$")
 CUDA_TACTIC_VARIANT = "native-fp16-tactics"
+ORT_INT8_DYNAMIC = "onnxruntime-int8-dynamic"
 # the non-test CUDA tactics (csrc/cuda/tactics_launch.cu; checked against _C.cuda_linear_tactics in the tests)
 CUDA_TACTICS = ("cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32",
                 "cuda.mma_splitk_m32", "cuda.cublaslt")
@@ -315,7 +329,8 @@ def cuda_tactic_runners(ckpt: Checkpoint, max_batch: int, device: str, log: Call
     return runners
 
 
-def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str):
+def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int, device: str,
+                    threads: int | None = None):
     from .builder.dispatch import build_artifact
     from .runtime.backends import PAYLOAD_RUNTIME, canonical_name, load_backend
 
@@ -326,7 +341,62 @@ def registry_runner(ckpt: Checkpoint, name: str, precision: str, max_batch: int,
     if not ok:
         raise UnavailableError(f"backend {runtime!r} cannot run here: {why}")
     art = build_artifact(ckpt, payload_kind, precision, (1, max_batch, max_batch))
-    return BackendRunner(f"{runtime}-{precision}", cls(art, device), device)
+    kwargs = {"threads": threads} if runtime == "onnxruntime" and threads is not None else {}
+    return BackendRunner(f"{runtime}-{precision}", cls(art, device, **kwargs), device)
+
+
+ORT_QUANTIZE_SETTINGS = {"function": "onnxruntime.quantization.quantize_dynamic", "weight_type": "QInt8",
+                         "per_channel": True}
+
+
+def ort_int8_dynamic_artifact(ckpt: Checkpoint, batch: tuple[int, int, int]):
+    """The onnx FP32 artifact of ``ckpt`` with its payload replaced by onnxruntime's dynamic INT8 quantization
+    (quantize_dynamic, QInt8 weights per output channel), quantized in a temporary directory. The header
+    records what was done (``precision`` "int8", ``int8`` {method, weights, activations, onnxruntime}).
+
+    Raises UnavailableError when onnxruntime.quantization cannot be imported (it ships with onnxruntime and
+    needs the onnx package)."""
+    import logging
+    import tempfile
+
+    try:
+        import onnxruntime
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError as exc:
+        raise UnavailableError(f"{ORT_INT8_DYNAMIC} needs onnxruntime.quantization, which cannot be imported here "
+                               f"({exc}); pip install onnxruntime onnx") from exc
+    from .artifact.file import EngineArtifact
+    from .builder.dispatch import build_artifact
+
+    art = build_artifact(ckpt, "onnx", "fp32", batch)
+    with tempfile.TemporaryDirectory(prefix="lfdn-ort-int8-") as tmp:
+        src, dst = Path(tmp) / "fp32.onnx", Path(tmp) / "int8-dynamic.onnx"
+        src.write_bytes(art.payload)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic's advice to run its pre-processing (shape inference)
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8, per_channel=True)
+        finally:
+            root.setLevel(level)
+        payload = dst.read_bytes()
+    header = dict(art.header)
+    header["precision"] = "int8"
+    header["int8"] = {"method": ORT_INT8_DYNAMIC, **ORT_QUANTIZE_SETTINGS,
+                      "weights": "int8 symmetric per output channel (onnxruntime's own rounding)",
+                      "activations": "dynamic per tensor per call, uint8 asymmetric (DynamicQuantizeLinear)",
+                      "onnxruntime": onnxruntime.__version__}
+    return EngineArtifact(header, payload, None)
+
+
+def ort_int8_dynamic_runner(ckpt: Checkpoint, max_batch: int, device: str, threads: int | None):
+    from .runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    ok, why = OnnxRuntimeBackend.available()
+    if not ok:
+        raise UnavailableError(f"{ORT_INT8_DYNAMIC} cannot run here: {why}")
+    art = ort_int8_dynamic_artifact(ckpt, (1, max_batch, max_batch))
+    return BackendRunner(ORT_INT8_DYNAMIC, OnnxRuntimeBackend(art, device, threads=threads), device)
 
 
 def variant_names(names, native_precisions, precision, tactic_modes=("auto",)) -> list[str]:
@@ -342,7 +412,7 @@ def variant_names(names, native_precisions, precision, tactic_modes=("auto",)) -
         elif name == CUDA_TACTIC_VARIANT:
             out.append("native-fp16 auto")
             out.extend(f"native-fp16 {t}" for t in CUDA_TACTICS)
-        elif name in NATIVE_VARIANTS or _NATIVE_RE.match(name):
+        elif name in NATIVE_VARIANTS or _NATIVE_RE.match(name) or name == ORT_INT8_DYNAMIC:
             out.append(name)
         else:
             from .runtime.backends import canonical_name
@@ -375,8 +445,10 @@ def make_runners(ckpt, names, native_precisions, precision, max_batch, device, t
         elif _NATIVE_RE.match(name):
             mt = _NATIVE_RE.match(name)
             runners.append(native_runner(ckpt, mt.group(1), max_batch, device, threads, mt.group(2) or "auto"))
+        elif name == ORT_INT8_DYNAMIC:
+            runners.append(ort_int8_dynamic_runner(ckpt, max_batch, device, threads))
         else:
-            runners.append(registry_runner(ckpt, name, precision, max_batch, device))
+            runners.append(registry_runner(ckpt, name, precision, max_batch, device, threads))
     return runners
 
 
@@ -525,9 +597,11 @@ def git_commit() -> dict:
 
 
 def weight_bytes_per_param(variant: str) -> int:
-    """Bytes per Linear weight a variant reads: 2 for FP16/BF16 storage (native-fp16[-fixed/-ISA], native-bf16,
-    onnxruntime-fp16, torch-fp16 graphs), else 4."""
+    """Bytes per Linear weight a variant reads: 1 for INT8 storage (onnxruntime-int8-dynamic, native-int8), 2 for
+    FP16/BF16 storage (native-fp16[-fixed/-ISA], native-bf16, onnxruntime-fp16, torch-fp16 graphs), else 4."""
     parts = variant.split("-")
+    if "int8" in parts:
+        return 1
     return 2 if "fp16" in parts or "bf16" in parts else 4
 
 
@@ -537,7 +611,8 @@ def linear_weight_count(cfg) -> int:
     return cfg.in_dim * cfg.width + 2 * cfg.depth * cfg.width * cfg.width + cfg.width * cfg.in_dim
 
 
-PROBE_LIMITS = ("read_bandwidth_gbs", "fma_peak_gflops", "bf16_peak_gflops")
+PROBE_LIMITS = ("read_bandwidth_gbs", "fma_peak_gflops", "bf16_peak_gflops", "int8_peak_gops",
+                "int8_tile_peak_gops")
 
 
 def best_probe(before: dict, after: dict) -> dict:
@@ -560,17 +635,25 @@ def roofline(results: list[dict], probe: dict, weights: int, steps: int) -> dict
     returns {variant: {batch: fraction_of_bound}}."""
     bw, peak = probe["read_bandwidth_gbs"] * 1e9, probe["fma_peak_gflops"] * 1e9
     bf16_peak = float(probe.get("bf16_peak_gflops") or 0.0) * 1e9
+    # INT8: the highest probed INT8 peak (AMX tiles where usable, else the vector dot product): the limit of the
+    # fastest INT8 kernel this machine has, whichever tactic an engine picked per bucket
+    int8_peak = max(float(probe.get("int8_peak_gops") or 0.0), float(probe.get("int8_tile_peak_gops") or 0.0)) * 1e9
     out: dict = {}
     for r in results:
         # native-bf16 multiplies with vdpbf16ps: its compute limit is the measured BF16 dot-product peak
         peak_r = bf16_peak if "bf16" in r["backend"].split("-") and bf16_peak > 0 else peak
+        int8 = "int8" in r["backend"].split("-")
+        if int8:
+            peak_r = int8_peak
         calls_per_s = r["items_per_s"] / r["batch"]
         nbytes = weights * steps * weight_bytes_per_param(r["backend"])
         flops = 2.0 * weights * steps * r["batch"]
-        t_bw, t_fl = nbytes / bw, flops / peak_r
+        # INT8 variants without a probed INT8 peak: only the bandwidth limit is known for them
+        t_bw, t_fl = nbytes / bw, (0.0 if int8 and peak_r <= 0 else flops / peak_r)
         r["achieved_gbs"] = round(nbytes * calls_per_s / 1e9, 2)
         r["achieved_gflops"] = round(flops * calls_per_s / 1e9, 1)
-        r["bound"] = "bandwidth" if t_bw >= t_fl else "compute"
+        r["bound"] = ("bandwidth (no INT8 peak probed)" if int8 and peak_r <= 0
+                      else "bandwidth" if t_bw >= t_fl else "compute")
         r["fraction_of_bound"] = round(max(t_bw, t_fl) * calls_per_s, 3)
         out.setdefault(r["backend"], {})[str(r["batch"])] = r["fraction_of_bound"]
     return out
@@ -591,6 +674,16 @@ def native_tactic_report(runners) -> dict:
                        "pass_checks": {b: {k: v for k, v in c.items() if k != "samples"}
                                        for b, c in getattr(rep, "pass_checks", {}).items()},
                        "bucket_bounds": [int(eng.tactic_problem(b, 0)["bucket_bound"]) for b in range(eng.num_buckets)]}
+    return out
+
+
+def ratios_vs(results: list[dict], base: str) -> dict:
+    """{variant: {batch: items/s over base's items/s at that batch}} for every other variant (batches base ran)."""
+    ref = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == base}
+    out: dict = {}
+    for r in results:
+        if r["backend"] != base and r["batch"] in ref:
+            out.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ref[r["batch"]], 3)
     return out
 
 
@@ -655,8 +748,8 @@ class BenchSettings:
         if self.threads is not None and self.threads < 1:
             raise ValueError("--threads must be >= 1")
         for prec in self.native_precisions():
-            if prec not in ("fp32", "fp16", "bf16"):
-                raise ValueError(f"--native-precision entries must be fp32, fp16 or bf16, got {prec!r}")
+            if prec not in ("fp32", "fp16", "bf16", "int8"):
+                raise ValueError(f"--native-precision entries must be fp32, fp16, bf16 or int8, got {prec!r}")
 
     def tactic_modes(self) -> list:
         return native_tactic_modes(self.native_tactics, self.device)
@@ -717,7 +810,8 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
             probe["cpu_isa"] = core.cpu_isa()
             log(f"machine: read bandwidth {probe['read_bandwidth_gbs']:.1f} GB/s, FMA peak "
                 f"{probe['fma_peak_gflops']:.0f} GFLOPS ({probe['fma_isa']}, {probe['threads']} threads), "
-                f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS; "
+                f"BF16 dot-product peak {probe.get('bf16_peak_gflops', 0.0):.0f} GFLOPS, INT8 "
+                f"{probe.get('int8_peak_gops', 0.0):.0f} GOPS (tiles {probe.get('int8_tile_peak_gops', 0.0):.0f}); "
                 f"native kernels {probe['cpu_isa']}")
 
     par = {}
@@ -755,12 +849,10 @@ def run_benchmark(settings: BenchSettings, log: Callable[[str], None] = print) -
     for r in results:
         if r["backend"] != "torch" and r["batch"] in ref_tp:
             ratios.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ref_tp[r["batch"]], 3)
-    ort = {r["batch"]: r["items_per_s"] for r in results if r["backend"] == "onnxruntime-fp32"}
-    ratios_ort: dict = {}
-    for r in results:
-        if r["backend"] != "onnxruntime-fp32" and r["batch"] in ort:
-            ratios_ort.setdefault(r["backend"], {})[str(r["batch"])] = round(r["items_per_s"] / ort[r["batch"]], 3)
-    extra: dict = {"ratios_vs_onnxruntime": ratios_ort} if ort else {}
+    extra: dict = {}
+    for base, key in (("onnxruntime-fp32", "ratios_vs_onnxruntime"), (ORT_INT8_DYNAMIC, "ratios_vs_onnxruntime_int8")):
+        if any(r["backend"] == base for r in results):
+            extra[key] = ratios_vs(results, base)
     if native_tactics:
         extra["native_tactics"] = native_tactics
         extra["ratios_auto_vs_fixed"] = auto_vs_fixed(results)

@@ -224,7 +224,7 @@ def test_fused_linear_rejects_bad_arguments():
     w = np.zeros((4, 8), np.float32)
     with pytest.raises(ValueError, match=r"weight must have shape \(4, 8\)"):
         _C.fused_linear(x, np.zeros((4, 7), np.float32))
-    with pytest.raises(TypeError, match=r"float32, float16 or uint16 \(BF16 bits\)"):
+    with pytest.raises(TypeError, match=r"float32, float16, uint16 \(BF16 bits\) or int8"):
         _C.fused_linear(x, w.astype(np.int64))
     with pytest.raises(TypeError, match="required"):
         _C.fused_linear(x, None)

@@ -24,6 +24,7 @@ class PyCpuEngine {
     in_dim_ = ps.spec.in_dim;
     precision_ = precision_name(ps.spec.wtype);
     if (ps.spec.wtype == lfdn::WeightType::kBF16) require_bf16_kernels("CpuEngine");
+    if (ps.spec.wtype == lfdn::WeightType::kI8) require_i8_kernels("CpuEngine");
     int rc;
     {
       py::gil_scoped_release nogil;
@@ -54,6 +55,7 @@ class PyCpuEngine {
       rc = engine_->score(z0.data(), rows, mse.mutable_data(), mfsim.mutable_data(), cos.mutable_data(), rp);
     }
     if (rc == lfdn::kUnsupported && precision_ == "bf16") require_bf16_kernels("CpuEngine.score");
+    if (rc == lfdn::kUnsupported && precision_ == "int8") require_i8_kernels("CpuEngine.score");
     check(rc, "CpuEngine.score");
     py::dict out;
     out["mse"] = mse;

@@ -65,7 +65,7 @@ py::array_t<float> noise_inject(py::object z0_obj, uint64_t seed, uint32_t strea
 
 py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object bias_obj, const std::string& prologue,
                                 py::object gamma_obj, py::object beta_obj, py::object residual_obj, float gn_eps,
-                                int threads, const std::string& tactic) {
+                                int threads, const std::string& tactic, py::object wscale_obj) {
   const lfdn::LinearTactic* tac = nullptr;
   if (!tactic.empty()) {
     int n = 0;
@@ -103,9 +103,23 @@ py::array_t<float> fused_linear(py::object x_obj, py::object w_obj, py::object b
     p.residual = residual.data();
   }
   if (wt == lfdn::WeightType::kBF16) require_bf16_kernels("fused_linear");
+  F32 wscale;
+  if (wt == lfdn::WeightType::kI8) {
+    if (wscale_obj.is_none())
+      throw py::value_error("an int8 weight needs weight_scale: one float32 scale per output channel (out_dim,)");
+    wscale = as_f32_shape(wscale_obj, "weight_scale", {out_dim});
+    require_i8_kernels("fused_linear");
+  } else if (!wscale_obj.is_none()) {
+    throw py::value_error("weight_scale is only for int8 weights");
+  }
   const size_t packed_bytes = lfdn::packed_linear_cpu_bytes(in_dim, out_dim, wt);
   lfdn::AlignedBuffer packed = lfdn::aligned_alloc_bytes(packed_bytes);
-  check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.get()), "fused_linear (packing)");
+  if (wt == lfdn::WeightType::kI8) {
+    check(lfdn::pack_linear_cpu_i8(static_cast<const int8_t*>(w.data()), wscale.data(), in_dim, out_dim, packed.get()),
+          "fused_linear (packing: int8 weights in [-127, 127], scales finite and > 0)");
+  } else {
+    check(lfdn::pack_linear_cpu(w.data(), wt, in_dim, out_dim, packed.get()), "fused_linear (packing)");
+  }
   const size_t ws_bytes = lfdn::fused_linear_cpu_workspace_bytes(rows, in_dim, out_dim, threads);
   lfdn::AlignedBuffer ws = lfdn::aligned_alloc_bytes(ws_bytes);
   py::array_t<float> out({rows, out_dim});
@@ -414,11 +428,13 @@ void bind_ops(py::module_& m) {
   m.def("fused_linear", &fused_linear, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::kw_only(),
         py::arg("prologue") = "none", py::arg("gamma") = py::none(), py::arg("beta") = py::none(),
         py::arg("residual") = py::none(), py::arg("gn_eps") = 1e-5f, py::arg("threads") = 0,
-        py::arg("tactic") = "",
+        py::arg("tactic") = "", py::arg("weight_scale") = py::none(),
         "Op 2 (CPU): [residual +] Linear(prologue(x)) + bias, prologue 'none', 'silu' or 'gn_silu' "
         "(GroupNorm with one group, FP32 statistics, affine gamma/beta, then SiLU). weight (out, in) float32 "
         "or float16 (FP16 storage, FP32 arithmetic) or uint16 (BF16 bits: BF16 weights and activations, FP32 "
-        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise); packed per call. "
+        "accumulation; needs the avx512 table on a CPU with AVX512_BF16, RuntimeError otherwise) or int8 with "
+        "weight_scale (out,) float32 (INT8 weights, per-row dynamic INT8 activations, INT32 accumulation; needs a "
+        "table with INT8 kernels, RuntimeError otherwise); packed per call. "
         "tactic: a CPU tactic name (_C.cpu_linear_tactics()) to run instead of the default blocking (ValueError "
         "when unknown or not applicable).");
   m.def("ddim_score", &ddim_score, py::arg("x0_hat"), py::kw_only(), py::arg("x") = py::none(),
@@ -426,6 +442,28 @@ void bind_ops(py::module_& m) {
         py::arg("stage_offsets") = py::none(), py::arg("cos_eps") = 1e-8f,
         "Op 3 (CPU): DDIM update (x, coef = (sqrt_ab_cur, sqrt_1m_ab_cur, c_x0, c_eps, sigma), noise) -> 'x', "
         "and/or the scores of x0_hat against z0 (stage_offsets) -> 'mse', 'mfsim', 'stage_cos', in one pass.");
+  m.def("quantize_i8", [](py::object x_obj) {
+        F32 x = as_f32(x_obj, "x");
+        if (x.ndim() != 2 || x.shape(1) < 1) throw py::value_error("x must be 2-D (rows, n >= 1), got " + shape_str(x));
+        require_i8_kernels("quantize_i8");
+        const lfdn::cpu::Kernels& kr = lfdn::cpu::kernels();
+        const int64_t rows = x.shape(0), n = x.shape(1), n4 = (n + 3) / 4;
+        py::array_t<int8_t> q({rows, n});
+        py::array_t<float> scale(rows);
+        std::vector<uint32_t> codes(static_cast<size_t>(n4));
+        for (int64_t r = 0; r < rows; ++r) {
+          kr.quantize_i8(x.data() + r * n, n, codes.data(), scale.mutable_data() + r);
+          const uint8_t* c = reinterpret_cast<const uint8_t*>(codes.data());
+          for (int64_t k = 0; k < n; ++k)
+            q.mutable_at(r, k) = static_cast<int8_t>(static_cast<int>(c[k]) - kr.i8_act_offset);
+          for (int64_t k = n; k < 4 * n4; ++k)  // the padding of the last quad must be the code of 0
+            if (static_cast<int>(c[k]) != kr.i8_act_offset) throw std::runtime_error("quantize_i8: bad quad padding");
+        }
+        return py::make_tuple(q, scale);
+      }, py::arg("x"),
+        "The active table's INT8 row quantization (Kernels::quantize_i8, the rule of docs/NATIVE.md \"INT8\"): "
+        "(q int8 (rows, n) in [-127, 127], scale float32 (rows,)), x ~= q * scale[:, None]; scale 0 for a row of "
+        "zeros, NaN for a row holding inf or NaN (q all 0). RuntimeError on a table without INT8 kernels.");
   m.def("cpu_isa", []() { return std::string(lfdn::cpu::kernels().name); },
         "The CPU kernel table in use: 'avx512', 'avx2', 'neon' or 'scalar'.");
   m.def("set_cpu_isa", [](const std::string& name) {
@@ -453,6 +491,8 @@ void bind_ops(py::module_& m) {
           d["fma_peak_gflops"] = mp.fma_gflops;
           d["fma_isa"] = std::string(mp.fma_isa);
           d["bf16_peak_gflops"] = mp.bf16_gflops;  // 0.0 without AVX512_BF16 kernels
+          d["int8_peak_gops"] = mp.int8_gops;      // 0.0 without INT8 kernels in the automatic table
+          d["int8_tile_peak_gops"] = mp.int8_tile_gops;  // AMX tiles; 0.0 where not usable
           d["read_bytes"] = mp.read_bytes;
           d["threads"] = mp.threads;
           d["reps"] = reps;

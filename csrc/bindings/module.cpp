@@ -71,6 +71,10 @@ py::dict build_info() {
   d["cpu_has_avx512"] = lfdn::cpu::cpu_has_avx512();
   d["cpu_has_avx512_bf16"] = lfdn::cpu::cpu_has_avx512_bf16();  // compiled in and reported by the CPU
   d["cpu_bf16_active"] = lfdn::cpu::kernels().gemm_bf16 != nullptr;  // precision "bf16" runs with the active table
+  d["cpu_has_avx512_vnni"] = lfdn::cpu::cpu_has_avx512_vnni();  // INT8 kernels compiled in and reported by the CPU
+  d["cpu_has_avx_vnni"] = lfdn::cpu::cpu_has_avx_vnni();
+  d["cpu_has_neon_dotprod"] = lfdn::cpu::cpu_has_neon_dotprod();
+  d["cpu_int8_active"] = lfdn::cpu::kernels().gemm_i8 != nullptr;  // precision "int8" runs with the active table
   d["cpu_has_neon"] = lfdn::cpu::cpu_has_neon();
   d["cpu_threading"] = "std::thread team (work-claiming phases)";
   d["cpu_threads"] = lfdn::cpu::default_threads();

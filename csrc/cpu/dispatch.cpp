@@ -1,6 +1,7 @@
 // Run-time choice of the CPU kernel table (see kernels.h).
 #include <atomic>
 #include <cstdlib>
+#include <cmath>
 #include <cstring>
 
 #include "cpu/kernels.h"
@@ -53,6 +54,75 @@ bool cpu_has_avx512_bf16() {
 #else
   return false;
 #endif
+}
+
+bool cpu_feature_off(const char* name) {
+  const char* env = std::getenv("LFDN_EDGE_CPU_FEATURES_OFF");
+  if (env == nullptr) return false;
+  const size_t n = std::strlen(name);
+  for (const char* p = env; *p != '\0';) {
+    const char* end = std::strchr(p, ',');
+    const size_t len = end ? static_cast<size_t>(end - p) : std::strlen(p);
+    if (len == n && std::strncmp(p, name, n) == 0) return true;
+    if (end == nullptr) break;
+    p = end + 1;
+  }
+  return false;
+}
+
+bool cpu_has_avx512_vnni() {
+#if defined(LFDN_HAVE_AVX512VNNI_KERNELS) && defined(LFDN_X86_CPU_CHECKS)
+  __builtin_cpu_init();
+  return cpu_has_avx512() && __builtin_cpu_supports("avx512vnni") && !cpu_feature_off("avx512vnni");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_avx_vnni() {
+#if defined(LFDN_HAVE_AVXVNNI_KERNELS) && defined(LFDN_X86_CPU_CHECKS)
+  __builtin_cpu_init();
+  return cpu_has_avx2_fma_f16c() && __builtin_cpu_supports("avxvnni") && !cpu_feature_off("avxvnni");
+#else
+  return false;
+#endif
+}
+
+bool cpu_has_neon_dotprod() {
+#if defined(LFDN_HAVE_NEON_DOTPROD_KERNELS) && defined(__aarch64__) && defined(__linux__)
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+  return cpu_has_neon() && (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0 && !cpu_feature_off("dotprod");
+#else
+  return false;
+#endif
+}
+
+void quantize_i8_rows_portable(const float* x, int64_t n, int offset, uint32_t* dst, float* scale) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int64_t k = 0; k < n; ++k) {
+    const float v = x[k];
+    if (!(v - v == 0.0f)) finite = false;  // inf or NaN
+    const float a = v < 0.0f ? -v : v;
+    amax = a > amax ? a : amax;
+  }
+  const int64_t n4 = (n + 3) / 4;
+  uint8_t* d = reinterpret_cast<uint8_t*>(dst);
+  if (!finite || amax == 0.0f) {
+    for (int64_t k = 0; k < 4 * n4; ++k) d[k] = static_cast<uint8_t>(offset);
+    *scale = finite ? 0.0f : __builtin_nanf("");
+    return;
+  }
+  const float inv = 127.0f / amax;
+  for (int64_t k = 0; k < n; ++k) {
+    float q = std::nearbyint(x[k] * inv);  // round half to even (the default rounding mode)
+    q = q > 127.0f ? 127.0f : q < -127.0f ? -127.0f : q;
+    d[k] = static_cast<uint8_t>(static_cast<int>(q) + offset);
+  }
+  for (int64_t k = n; k < 4 * n4; ++k) d[k] = static_cast<uint8_t>(offset);
+  *scale = amax / 127.0f;
 }
 
 bool cpu_has_neon() {

@@ -63,8 +63,11 @@ int check_fused_linear_params(const FusedLinearParams& p) {
   if (p.prologue == Prologue::kGroupNormSilu && (p.gamma == nullptr || p.beta == nullptr)) return kNullPointer;
   if (p.prologue != Prologue::kNone && p.prologue != Prologue::kSilu && p.prologue != Prologue::kGroupNormSilu)
     return kBadArgument;
-  if (p.wtype != WeightType::kF32 && p.wtype != WeightType::kF16 && p.wtype != WeightType::kBF16)
+  if (p.wtype != WeightType::kF32 && p.wtype != WeightType::kF16 && p.wtype != WeightType::kBF16 &&
+      p.wtype != WeightType::kI8)
     return kBadArgument;
+  // INT8: |code| <= 255, |w| <= 127: INT32 sums stay exact up to 2^16 inputs
+  if (p.wtype == WeightType::kI8 && p.in_dim > (int64_t{1} << 16)) return kBadSize;
   if (!(p.gn_eps > 0.0f)) return kBadArgument;
   // out may alias residual (in-place add) but never the input: other threads still read it.
   if (overlaps(p.x, sizeof(float) * p.rows * p.in_dim, p.out, sizeof(float) * p.rows * p.out_dim))
@@ -75,7 +78,52 @@ int check_fused_linear_params(const FusedLinearParams& p) {
   return kOk;
 }
 
+namespace {
+size_t i8_body_bytes(int64_t in_dim, int64_t out_dim) {
+  return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>((in_dim + 3) / 4 * 4);
+}
+}  // namespace
+
+const float* packed_i8_scales(const void* packed, int64_t in_dim, int64_t out_dim) {
+  return reinterpret_cast<const float*>(static_cast<const char*>(packed) + i8_body_bytes(in_dim, out_dim));
+}
+
+const int32_t* packed_i8_colsums(const void* packed, int64_t in_dim, int64_t out_dim) {
+  return reinterpret_cast<const int32_t*>(packed_i8_scales(packed, in_dim, out_dim) + num_panels(out_dim) * kCpuPanel);
+}
+
+int pack_linear_cpu_i8(const int8_t* q, const float* scale, int64_t in_dim, int64_t out_dim, void* dst) {
+  if (q == nullptr || scale == nullptr || dst == nullptr) return kNullPointer;
+  if (in_dim <= 0 || out_dim <= 0) return kBadSize;
+  if (in_dim > (int64_t{1} << 16) || out_dim > (int64_t{1} << 30)) return kBadSize;
+  for (int64_t n = 0; n < out_dim; ++n)
+    if (!(scale[n] > 0.0f && scale[n] <= 3.4e38f)) return kBadArgument;
+  for (int64_t i = 0; i < in_dim * out_dim; ++i)
+    if (q[i] == -128) return kBadArgument;  // the scheme is symmetric: [-127, 127]
+  const int64_t np = num_panels(out_dim), k4n = (in_dim + 3) / 4;
+  std::memset(dst, 0, packed_linear_cpu_bytes(in_dim, out_dim, WeightType::kI8));
+  int8_t* d = static_cast<int8_t*>(dst);
+  float* sc = const_cast<float*>(packed_i8_scales(dst, in_dim, out_dim));
+  int32_t* cs = const_cast<int32_t*>(packed_i8_colsums(dst, in_dim, out_dim));
+  for (int64_t p = 0; p < np; ++p)
+    for (int j = 0; j < kCpuPanel; ++j) {
+      const int64_t n = p * kCpuPanel + j;
+      if (n >= out_dim) continue;
+      int32_t sum = 0;
+      for (int64_t k = 0; k < in_dim; ++k) {
+        const int8_t w = q[n * in_dim + k];
+        d[((p * k4n + k / 4) * kCpuPanel + j) * 4 + (k & 3)] = w;
+        sum += w;
+      }
+      sc[n] = scale[n];
+      cs[n] = sum;
+    }
+  return kOk;
+}
+
 size_t packed_linear_cpu_bytes(int64_t in_dim, int64_t out_dim, WeightType wtype) {
+  if (wtype == WeightType::kI8)  // k-quads, then the trailer: FP32 scales and INT32 column sums per output
+    return i8_body_bytes(in_dim, out_dim) + static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * 8;
   if (wtype == WeightType::kBF16)  // k-pairs: in_dim rounded up to even
     return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>((in_dim + 1) / 2 * 2) * 2;
   return static_cast<size_t>(num_panels(out_dim)) * kCpuPanel * static_cast<size_t>(in_dim) *
@@ -126,14 +174,20 @@ struct LinearWs {
   float* cbuf;   // per thread: kNPMax x (kMCMax, kNR) accumulators of one panel unit
   float* bconv;  // per thread: (kKCMax, kNR) FP32 copy of an FP16 weight block
   float* row;    // per thread: (in_dim) one prologue row before it is scattered into the packed layout
+  uint32_t* codes;  // per thread: ((in_dim + 3) / 4) INT8 codes of one row before they are scattered
 };
 
 constexpr int64_t kCStride = kMCMax * kNR;  // floats between the accumulators of the panels of a unit
 
-size_t act_bytes(int64_t rows, int64_t in_dim) { return align_up(sizeof(float) * rows * in_dim); }
+// (rows, in_dim) floats; INT8 keeps each row's codes ((in_dim + 3) / 4 dwords <= in_dim) and, after all rows,
+// one FP32 scale per row: hence the extra float per row.
+size_t act_bytes(int64_t rows, int64_t in_dim) { return align_up(sizeof(float) * rows * (in_dim + 1)); }
 size_t cbuf_bytes() { return align_up(sizeof(float) * kNPMax * kCStride); }
 size_t bconv_bytes() { return align_up(sizeof(float) * kKCMax * kNR); }
-size_t per_thread_bytes(int64_t in_dim) { return cbuf_bytes() + bconv_bytes() + align_up(sizeof(float) * in_dim); }
+size_t codes_bytes(int64_t in_dim) { return align_up(static_cast<size_t>((in_dim + 3) / 4 * 4)); }
+size_t per_thread_bytes(int64_t in_dim) {
+  return cbuf_bytes() + bconv_bytes() + align_up(sizeof(float) * in_dim) + codes_bytes(in_dim);
+}
 
 LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
   char* base = static_cast<char*>(ws);
@@ -143,6 +197,7 @@ LinearWs carve(void* ws, int64_t rows, int64_t in_dim, int tid) {
   w.cbuf = reinterpret_cast<float*>(t);
   w.bconv = reinterpret_cast<float*>(t + cbuf_bytes());
   w.row = reinterpret_cast<float*>(t + cbuf_bytes() + bconv_bytes());
+  w.codes = reinterpret_cast<uint32_t*>(t + cbuf_bytes() + bconv_bytes() + align_up(sizeof(float) * in_dim));
   return w;
 }
 
@@ -171,6 +226,7 @@ struct Resolved {
   int64_t kc, mc;
   int np;
   bool pack_a, panel_major, drop_last;
+  bool i8_tile;  // INT8 on the table's matrix engine (AMX): mr up to mr_max_i8_tile, row-major activations
 };
 
 Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
@@ -188,6 +244,14 @@ Resolved resolve(const LinearConfig* cfg, const FusedLinearParams& p) {
   r.pack_a = c.pack_a;
   r.panel_major = c.panel_major;
   r.drop_last = c.drop_last_kblock;
+  r.i8_tile = c.i8_tile && p.wtype == WeightType::kI8 && r.kr->gemm_i8_tile != nullptr;
+  if (r.i8_tile) {
+    const bool two_tiles = c.np >= 2 && r.kr->gemm_i8_tile_2p != nullptr;
+    const int cap = two_tiles ? r.kr->mr_max_i8_tile_2p : r.kr->mr_max_i8_tile;
+    r.np = two_tiles ? 2 : 1;
+    r.mr = c.mr > 0 && c.mr < cap ? c.mr : cap;
+    r.pack_a = false;
+  }
   return r;
 }
 
@@ -200,7 +264,7 @@ size_t linear_workspace_bytes(int64_t rows, int64_t in_dim, int threads) {
 }
 
 int fused_linear_phases(const FusedLinearParams& p) {
-  return p.prologue == Prologue::kNone && p.wtype != WeightType::kBF16 ? 1 : 2;
+  return p.prologue == Prologue::kNone && p.wtype != WeightType::kBF16 && p.wtype != WeightType::kI8 ? 1 : 2;
 }
 
 namespace {
@@ -314,6 +378,138 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
   run.phase_guided(items, 1, gemm_items);
 }
 
+// INT8: the prologue phase (always one, also without a prologue) quantizes each row (Kernels::quantize_i8: one
+// dynamic symmetric scale per row, codes in k-quads) into the activation buffer ((rows, K4) dwords; the row scales
+// after them); the GEMM is the BF16 path's blocking with k-blocks of k-quads and table.gemm_i8 into INT32
+// accumulators; the epilogue converts once per output: v = float(acc - offset * colsum[n]) * a_scale[row] *
+// w_scale[n] (two FP32 multiplies, in this order), then + bias, + residual. The caller has checked the INT8 kernels
+// (kUnsupported otherwise); a table switched to one without them mid-pass gives NaN outputs, never another
+// arithmetic's. Of a config it uses the table, mr, mc, pack_a, panel order and the test-only flag.
+void store_panel_i8(const Kernels& kr, const FusedLinearParams& p, const int32_t* cbuf, const float* ascale,
+                    int offset, int64_t m0, int64_t mc, int64_t panel) {
+  const int64_t N = p.out_dim, n0 = panel * kNR;
+  const int nn = static_cast<int>(N - n0 < kNR ? N - n0 : kNR);
+  const float* ws = packed_i8_scales(p.weight, p.in_dim, N) + n0;
+  const int32_t* cs = packed_i8_colsums(p.weight, p.in_dim, N) + n0;
+  for (int64_t r = 0; r < mc; ++r) {
+    const int32_t* c = cbuf + r * kNR;
+    const float sa = ascale[m0 + r];
+    float* o = p.out + (m0 + r) * N + n0;
+    const float* res = p.residual ? p.residual + (m0 + r) * N + n0 : nullptr;
+    if (kr.i8_epilogue != nullptr) {
+      kr.i8_epilogue(c, nn, offset, cs, sa, ws, p.bias ? p.bias + n0 : nullptr, res, o);
+      continue;
+    }
+    for (int j = 0; j < nn; ++j) {
+      float v = static_cast<float>(c[j] - offset * cs[j]) * sa;
+      v = v * ws[j];
+      if (p.bias) v += p.bias[n0 + j];
+      if (res) v += res[j];
+      o[j] = v;
+    }
+  }
+}
+
+void run_fused_linear_i8(const FusedLinearParams& p, void* workspace, Runner& run, const Resolved& cf) {
+  const Kernels& kr = *cf.kr;
+  const int64_t K = p.in_dim, N = p.out_dim, K4 = (K + 3) / 4;
+  const LinearWs w = carve(workspace, p.rows, K, run.slot());
+  uint32_t* A = reinterpret_cast<uint32_t*>(w.act);
+  float* ascale = w.act + p.rows * K;  // after every row's codes (K4 <= K dwords per row)
+  const bool ok = kr.gemm_i8 != nullptr && kr.quantize_i8 != nullptr;
+  const bool packed = ok && !cf.i8_tile && cf.pack_a && kr.gemm_i8_pa != nullptr && p.rows > cf.mr;
+  const auto gemm_rows = cf.i8_tile ? kr.gemm_i8_tile : kr.gemm_i8;
+  run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
+    if (!ok) return;
+    for (int64_t r = r0; r < r1; ++r) {
+      const float* xr = p.x + r * K;
+      const float* src = xr;
+      if (p.prologue == Prologue::kSilu) {
+        kr.silu(xr, K, w.row);
+        src = w.row;
+      } else if (p.prologue == Prologue::kGroupNormSilu) {
+        gn_silu_row(kr, xr, K, p.gn_eps, p.gamma, p.beta, w.row);
+        src = w.row;
+      }
+      if (!packed) {
+        kr.quantize_i8(src, K, A + r * K4, ascale + r);
+        continue;
+      }
+      uint32_t* t = w.codes;
+      kr.quantize_i8(src, K, t, ascale + r);
+      const int64_t m0 = r / cf.mc * cf.mc;
+      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
+      const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
+      const int mr = rg.size(g);
+      uint32_t* dst = A + (m0 + g0) * K4 + (r - m0 - g0);
+      for (int64_t k = 0; k < K4; ++k) dst[k * mr] = t[k];
+    }
+  });
+  const uint32_t* B = static_cast<const uint32_t*>(p.weight);
+  const int64_t npanels = num_panels(N);
+  const size_t weight_bytes = static_cast<size_t>(npanels) * kNR * K4 * 4;
+  const int npu = cf.i8_tile && cf.np == 2 ? 2 : 1;  // panels per call: two with the 2 x 2 tile kernel
+  const int64_t units = (npanels + npu - 1) / npu;
+  const int64_t nblocks = (p.rows + cf.mc - 1) / cf.mc;
+  const int64_t items = nblocks * units;  // item = (row block, panel unit)
+  const int64_t bstride = K4 * kNR;       // dwords between the same k-quad of adjacent panels
+  // k-block of k-quads: 128 quads (512 k, an 8 KiB weight block) with 12 rows per group beside a 6 KiB slice;
+  // tiles (16 rows): 96 quads, six 16-quad tiles; two panels of tiles (32 rows): 96 quads too
+  const int64_t kcb = cf.i8_tile ? 96 : default_kc(kr.mr_max);
+  int32_t* cbuf = reinterpret_cast<int32_t*>(w.cbuf);
+  auto gemm_items = [&](int64_t i0, int64_t i1) {
+    for (int64_t item = i0; item < i1; ++item) {
+      const int64_t bi = cf.panel_major ? item % nblocks : item / units;
+      const int64_t unit = cf.panel_major ? item / nblocks : item % units;
+      const int64_t m0 = bi * cf.mc, panel = unit * npu;
+      const int np = panel + npu <= npanels ? npu : static_cast<int>(npanels - panel);
+      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
+      const int64_t mc = rg.mc, groups = rg.groups;
+      if (!ok) {
+        for (int64_t r = 0; r < mc; ++r)
+          for (int64_t n = panel * kNR; n < (panel + np) * kNR && n < N; ++n) p.out[(m0 + r) * N + n] = __builtin_nanf("");
+        continue;
+      }
+      const int64_t kend = !cf.drop_last ? K4 : K4 > kcb ? (K4 - 1) / kcb * kcb : K4 / 2;
+      if (kend == 0)
+        for (int q = 0; q < np; ++q)
+          for (int64_t i = 0; i < mc * kNR; ++i) cbuf[q * kCStride + i] = 0;
+      for (int64_t k0 = 0; k0 < kend; k0 += kcb) {
+        const int64_t kc = kend - k0 < kcb ? kend - k0 : kcb;
+        const size_t boff = static_cast<size_t>((panel * K4 + k0) * kNR);
+        const int64_t next_lines = (kc * kNR * 4 + 63) / 64;
+        const int64_t per_group = (next_lines + groups - 1) / groups;
+        for (int64_t g = 0; g < groups; ++g) {
+          if (mc > 2 * kMR) {
+            for (int q = 0; q < np; ++q) {
+              const size_t next_off = (boff + static_cast<size_t>(q * bstride + kc * kNR)) * 4;
+              for (int64_t l = g * per_group; l < (g + 1) * per_group && l < next_lines; ++l) {
+                const size_t off = next_off + static_cast<size_t>(l) * 64;
+                if (off < weight_bytes) prefetch(static_cast<const char*>(p.weight) + off);
+              }
+            }
+          }
+          const int64_t r = rg.start(g);
+          const int mr = rg.size(g);
+          if (npu == 2) {
+            // a short last unit (odd panel count) runs the two-panel kernel with its one panel twice; the copy's
+            // sums land in the unused half of cbuf
+            kr.gemm_i8_tile_2p(mr, kc, A + (m0 + r) * K4 + k0, K4, B + boff, np == 2 ? bstride : 0, cbuf + r * kNR,
+                               kCStride, k0 > 0);
+          } else if (packed) {
+            kr.gemm_i8_pa(mr, kc, A + (m0 + r) * K4 + k0 * mr, B + boff, cbuf + r * kNR, k0 > 0);
+          } else {
+            gemm_rows(mr, kc, A + (m0 + r) * K4 + k0, K4, B + boff, cbuf + r * kNR, k0 > 0);
+          }
+        }
+      }
+      for (int q = 0; q < np; ++q)
+        store_panel_i8(kr, p, cbuf + q * kCStride, ascale, kr.i8_act_offset, m0, mc, panel + q);
+    }
+  };
+  run.phase_guided(items, 1, gemm_items);
+}
+
 }  // namespace
 
 void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run, const LinearConfig* cfg) {
@@ -322,6 +518,10 @@ void run_fused_linear(const FusedLinearParams& p, void* workspace, Runner& run, 
   const Kernels& kr = *cf.kr;
   if (p.wtype == WeightType::kBF16) {
     run_fused_linear_bf16(p, workspace, run, cf);
+    return;
+  }
+  if (p.wtype == WeightType::kI8) {
+    run_fused_linear_i8(p, workspace, run, cf);
     return;
   }
   const int64_t K = p.in_dim, N = p.out_dim;
@@ -457,6 +657,7 @@ int fused_linear_cpu(const FusedLinearParams& p) {
   if (rc != kOk) return rc;
   if (p.rows == 0) return kOk;
   if (p.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
+  if (p.wtype == WeightType::kI8 && cpu::kernels().gemm_i8 == nullptr) return kUnsupported;
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace == nullptr) return kNullPointer;
   if (p.workspace_bytes < cpu::linear_workspace_bytes(p.rows, p.in_dim, nt)) return kWorkspaceTooSmall;

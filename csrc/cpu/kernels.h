@@ -93,6 +93,23 @@ struct Kernels {
   // Machine probe of the INT8 path: `iters` rounds of independent dot-product chains (2 ops per byte product);
   // null without INT8 kernels.
   double (*i8_dot_loop)(int64_t iters, float* sink) = nullptr;
+  // The same INT32 sums on a matrix engine (x86 AMX-INT8 tiles; gemm_i8's codes and semantics, row-major
+  // activations only, mr <= mr_max_i8_tile rows); null where the CPU or OS has none. Only the `.amx` tactics use it.
+  void (*gemm_i8_tile)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate) = nullptr;
+  int mr_max_i8_tile = 0;
+  // Two weight panels per tile call (32 outputs; 2 x 2 C tiles over up to 2 x 16 rows: each A and B tile loaded
+  // once per two tdpbusd), b / c as gemm_f32_2p's (bstride, cstride); mr <= mr_max_i8_tile_2p. Same INT32 sums.
+  void (*gemm_i8_tile_2p)(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
+                          int32_t* c, int64_t cstride, int accumulate) = nullptr;
+  int mr_max_i8_tile_2p = 0;
+  // Machine probe of the tile path (independent tdpbusd chains, 2 ops per byte product); null without tiles.
+  double (*i8_tile_dot_loop)(int64_t iters, float* sink) = nullptr;
+  // The INT8 epilogue of one row of one panel (nn <= 16 outputs), the same on every table bit for bit:
+  // out[j] = float(c[j] - offset * colsum[j]) * sa * ws[j] (two FP32 multiplies, in this order), then + bias[j],
+  // then + res[j] (bias / res may be null). Null: the caller's portable loop (the same arithmetic).
+  void (*i8_epilogue)(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                      const float* bias, const float* res, float* out) = nullptr;
 };
 
 const Kernels& scalar_kernels();
@@ -112,6 +129,10 @@ bool cpu_has_avx2_fma_f16c();
 bool cpu_has_avx512();  // AVX-512 F, BW, VL, DQ (+ FMA, F16C)
 bool cpu_has_neon();    // AArch64 Advanced SIMD (HWCAP_ASIMD) and FP
 bool cpu_has_avx512_bf16();  // cpu_has_avx512() and AVX512_BF16 (vdpbf16ps), with the BF16 kernels compiled in
+// True when $LFDN_EDGE_CPU_FEATURES_OFF (comma-separated, read when the kernel tables are first built) names the
+// feature: avx512vnni, avxvnni, amx, dotprod. The kernels of a feature turned off are not offered, as on a CPU
+// without it (how the tests check the refusals on a CPU that has every feature).
+bool cpu_feature_off(const char* name);
 bool cpu_has_avx512_vnni();  // cpu_has_avx512() and AVX512_VNNI (vpdpbusd zmm), with the VNNI kernels compiled in
 bool cpu_has_avx_vnni();     // cpu_has_avx2_fma_f16c() and AVX-VNNI (vpdpbusd ymm, VEX), with its kernels compiled in
 bool cpu_has_neon_dotprod(); // cpu_has_neon() and the dot-product extension (sdot; HWCAP_ASIMDDP), kernels compiled in
@@ -133,7 +154,28 @@ void avx512vnni_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, co
                         int accumulate);
 void avx512vnni_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
 void avx512vnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+void avx512vnni_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                            const float* bias, const float* res, float* out);
 double avx512vnni_dot_loop(int64_t iters, float* sink);
+
+// kernels_avxvnni.cpp (compiled with -mavx2 -mfma -mavxvnni; only reached when cpu_has_avx_vnni()): the avx2 table's
+// INT8 entries, unsigned codes (q + 128), i8_act_offset 128.
+void avxvnni_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                     int accumulate);
+void avxvnni_gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate);
+void avxvnni_quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale);
+void avxvnni_i8_epilogue(const int32_t* c, int nn, int offset, const int32_t* colsum, float sa, const float* ws,
+                         const float* bias, const float* res, float* out);
+double avxvnni_dot_loop(int64_t iters, float* sink);
+
+// kernels_avx512amx.cpp (compiled with -mamx-tile -mamx-int8): usable() checks CPUID, XCR0 and asks Linux for the
+// tile data permission (once); the kernel is reached only when it returned true. Codes as the VNNI path (q + 128).
+bool avx512amx_usable();
+void avx512amx_gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                       int accumulate);
+double avx512amx_dot_loop(int64_t iters, float* sink);
+void avx512amx_gemm_i8_2p(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int64_t bstride,
+                          int32_t* c, int64_t cstride, int accumulate);
 
 }  // namespace cpu
 }  // namespace lfdn

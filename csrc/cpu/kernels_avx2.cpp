@@ -63,16 +63,29 @@ struct Avx2 {
 }  // namespace
 
 const Kernels* avx2_kernels() {
-  static const Kernels k{"avx2",
-                         kMR,
-                         isa_gemm_f32<Avx2, kMR>,
-                         isa_gemm_f32_pa<Avx2, kMR>,
-                         isa_gemm_f16<Avx2, kMR>,
-                         isa_f16_to_f32<Avx2>,
-                         isa_moments<Avx2>,
-                         isa_gn_silu<Avx2>,
-                         isa_silu<Avx2>,
-                         isa_fma_loop<Avx2>};
+  static const Kernels k = [] {
+    Kernels t{"avx2",
+              kMR,
+              isa_gemm_f32<Avx2, kMR>,
+              isa_gemm_f32_pa<Avx2, kMR>,
+              isa_gemm_f16<Avx2, kMR>,
+              isa_f16_to_f32<Avx2>,
+              isa_moments<Avx2>,
+              isa_gn_silu<Avx2>,
+              isa_silu<Avx2>,
+              isa_fma_loop<Avx2>};
+#if defined(LFDN_HAVE_AVXVNNI_KERNELS)
+    if (cpu_has_avx_vnni()) {  // the INT8 entries exist only where vpdpbusd (VEX) does
+      t.gemm_i8 = avxvnni_gemm_i8;
+      t.gemm_i8_pa = avxvnni_gemm_i8_pa;
+      t.quantize_i8 = avxvnni_quantize_i8;
+      t.i8_act_offset = 128;
+      t.i8_dot_loop = avxvnni_dot_loop;
+      t.i8_epilogue = avxvnni_i8_epilogue;
+    }
+#endif
+    return t;
+  }();
   return &k;
 }
 

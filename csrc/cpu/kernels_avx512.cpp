@@ -157,6 +157,25 @@ const Kernels* avx512_kernels() {
       t.bf16_dot_loop = avx512bf16_dot_loop;
     }
 #endif
+#if defined(LFDN_HAVE_AVX512VNNI_KERNELS)
+    if (cpu_has_avx512_vnni()) {  // the INT8 entries exist only where vpdpbusd does
+      t.gemm_i8 = avx512vnni_gemm_i8;
+      t.gemm_i8_pa = avx512vnni_gemm_i8_pa;
+      t.quantize_i8 = avx512vnni_quantize_i8;
+      t.i8_act_offset = 128;
+      t.i8_dot_loop = avx512vnni_dot_loop;
+      t.i8_epilogue = avx512vnni_i8_epilogue;
+#if defined(LFDN_HAVE_AVX512AMX_KERNELS)
+      if (avx512amx_usable()) {  // tiles take the VNNI path's codes: only with it
+        t.gemm_i8_tile = avx512amx_gemm_i8;
+        t.mr_max_i8_tile = 16;
+        t.gemm_i8_tile_2p = avx512amx_gemm_i8_2p;
+        t.mr_max_i8_tile_2p = 32;
+        t.i8_tile_dot_loop = avx512amx_dot_loop;
+      }
+#endif
+    }
+#endif
     return t;
   }();
   return &k;

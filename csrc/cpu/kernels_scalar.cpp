@@ -96,10 +96,47 @@ double fma_loop(int64_t iters, float* sink) {
   return 2.0 * kChains * static_cast<double>(iters);
 }
 
+// INT8 reference kernels: signed codes (i8_act_offset 0), plain integer loops, exact.
+template <bool PA>
+void gemm_i8_rows(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c,
+                  int accumulate) {
+  for (int r = 0; r < mr; ++r) {
+    int32_t acc[kNR];
+    for (int j = 0; j < kNR; ++j) acc[j] = accumulate ? c[r * kNR + j] : 0;
+    for (int64_t k = 0; k < kc4; ++k) {
+      const uint32_t av = PA ? a[k * mr + r] : a[r * lda4 + k];
+      const int8_t* bq = reinterpret_cast<const int8_t*>(b + k * kNR);
+      for (int j = 0; j < kNR; ++j)
+        for (int t = 0; t < 4; ++t)
+          acc[j] += static_cast<int32_t>(static_cast<int8_t>((av >> (8 * t)) & 0xFFu)) * bq[j * 4 + t];
+    }
+    for (int j = 0; j < kNR; ++j) c[r * kNR + j] = acc[j];
+  }
+}
+
+void gemm_i8(int mr, int64_t kc4, const uint32_t* a, int64_t lda4, const uint32_t* b, int32_t* c, int accumulate) {
+  gemm_i8_rows<false>(mr, kc4, a, lda4, b, c, accumulate);
+}
+
+void gemm_i8_pa(int mr, int64_t kc4, const uint32_t* a, const uint32_t* b, int32_t* c, int accumulate) {
+  gemm_i8_rows<true>(mr, kc4, a, 0, b, c, accumulate);
+}
+
+void quantize_i8(const float* x, int64_t n, uint32_t* dst, float* scale) {
+  quantize_i8_rows_portable(x, n, 0, dst, scale);
+}
+
 }  // namespace
 
 const Kernels& scalar_kernels() {
-  static const Kernels k{"scalar", kMR, gemm_f32, nullptr, nullptr, f16_to_f32, moments, gn_silu, silu, fma_loop};
+  static const Kernels k = [] {
+    Kernels t{"scalar", kMR, gemm_f32, nullptr, nullptr, f16_to_f32, moments, gn_silu, silu, fma_loop};
+    t.gemm_i8 = gemm_i8;
+    t.gemm_i8_pa = gemm_i8_pa;
+    t.quantize_i8 = quantize_i8;
+    t.i8_act_offset = 0;
+    return t;
+  }();
   return k;
 }
 

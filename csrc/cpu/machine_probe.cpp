@@ -101,6 +101,27 @@ int probe_machine(int threads, size_t read_bytes, int reps, MachineProbe* out) {
     if (dt > 0 && f / dt > best_bf16) best_bf16 = f / dt;
   }
   out->bf16_gflops = best_bf16 / 1e9;
+  // INT8 dot products: the table's vector loop (vpdpbusd / sdot) and, where usable, the matrix engine's (AMX
+  // tdpbusd); operations = 2 per byte product
+  auto best_of = [&](double (*loop)(int64_t, float*), int64_t iters) {
+    double best = 0.0;
+    for (int rep = 0; loop != nullptr && rep < reps; ++rep) {
+      double ops[256] = {};
+      const double t0 = now_s();
+      team_run(nt, 1, [&](Runner& r) {
+        r.phase(nt, 1, [&](int64_t i0, int64_t i1) {
+          for (int64_t i = i0; i < i1; ++i) ops[i % 256] += loop(iters, &sinks[i % 256]);
+        });
+      });
+      const double dt = now_s() - t0;
+      double f = 0.0;
+      for (int i = 0; i < nt && i < 256; ++i) f += ops[i];
+      if (dt > 0 && f / dt > best) best = f / dt;
+    }
+    return best;
+  };
+  out->int8_gops = best_of(k->i8_dot_loop, kIters) / 1e9;
+  out->int8_tile_gops = best_of(k->i8_tile_dot_loop, kIters / 16) / 1e9;
   out->read_gbs = best_read / 1e9;
   out->fma_gflops = best_flops / 1e9;
   out->fma_isa = k->name;

@@ -6,7 +6,8 @@ namespace lfdn {
 int check_model_view(const LfdnModelView& m) {
   if (m.in_dim <= 0 || m.width <= 0 || m.depth < 0 || m.steps < 1) return kBadSize;
   if (m.in_dim > (int64_t{1} << 30) || m.width > (int64_t{1} << 30)) return kBadSize;
-  if (m.wtype != WeightType::kF32 && m.wtype != WeightType::kF16 && m.wtype != WeightType::kBF16)
+  if (m.wtype != WeightType::kF32 && m.wtype != WeightType::kF16 && m.wtype != WeightType::kBF16 &&
+      m.wtype != WeightType::kI8)
     return kBadArgument;
   if (m.inp_w == nullptr || m.inp_b == nullptr || m.out_g == nullptr || m.out_b == nullptr ||
       m.out_w == nullptr || m.out_bias == nullptr || m.eps == nullptr || m.stage_offsets == nullptr)

@@ -27,6 +27,7 @@ struct LinearConfig {
   bool pack_a = true;           // activations k-major per row group when the table has the kernel (> 1 group)
   bool panel_major = false;     // work items (row block, panel unit) ordered panel-major instead of row-block-major
   bool drop_last_kblock = false;  // TEST ONLY (a deliberately wrong tactic): skips the last k-block
+  bool i8_tile = false;           // INT8 only: the table's matrix-engine kernel (gemm_i8_tile, AMX), row-major activations
 };
 
 // Workspace of run_fused_linear for up to `threads` threads (any LinearConfig).

@@ -54,6 +54,8 @@ int cpu::score_pass_cpu_tactics(const ScorePassParams& p, const int32_t* tactics
     return kNullPointer;
   // BF16 runs only on a table with the BF16 dot product (avx512 on a CPU with AVX512_BF16): no other arithmetic
   if (m.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
+  // INT8 likewise only on a table with an INT8 dot product (or the scalar reference table, chosen explicitly)
+  if (m.wtype == WeightType::kI8 && cpu::kernels().gemm_i8 == nullptr) return kUnsupported;
   const int nt = cpu::resolve_threads(p.threads);
   if (p.workspace_bytes < score_pass_cpu_workspace_bytes(m, p.workspace_rows, nt)) return kWorkspaceTooSmall;
 

@@ -31,6 +31,7 @@ struct CpuTacticSpec {
   int np;
   bool pack_a, panel_major, drop_last, is_default;
   bool crash;  // TEST ONLY: aborts the process (the isolated selection must survive it, runtime/tactic_isolation.py)
+  bool i8_tile = false;  // INT8 weights only: the table's matrix-engine kernel (AMX tiles), mr up to 16
 };
 
 // The first entry of each ISA is its default: the fixed blocking of the engine before tactics (mr = the
@@ -61,6 +62,15 @@ constexpr CpuTacticSpec kSpecs[] = {
     {"cpu.avx512.mr14.kc128.mc96.np2", "avx512", 14, 128, 96, 2, true, false, false, false, false},
     {"cpu.avx512.mr14.kc96.mc112.np2", "avx512", 14, 96, 112, 2, true, false, false, false, false},
     {"cpu.avx512.mr14.kc128.mc224.np2.pm", "avx512", 14, 128, 224, 2, true, true, false, false, false},
+    // INT8 only (weights kI8): AMX-INT8 tiles of up to 16 rows; exact INT32 sums, the same as the VNNI kernels'
+    {"cpu.avx512.amx.mr16.mc96", "avx512", 16, 0, 96, 1, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr16.mc96.pm", "avx512", 16, 0, 96, 1, false, true, false, false, false, true},
+    {"cpu.avx512.amx.mr16.mc192", "avx512", 16, 0, 192, 1, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr8.mc96", "avx512", 8, 0, 96, 1, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr32.mc96.np2", "avx512", 32, 0, 96, 2, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr32.mc128.np2", "avx512", 32, 0, 128, 2, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr32.mc192.np2", "avx512", 32, 0, 192, 2, false, false, false, false, false, true},
+    {"cpu.avx512.amx.mr32.mc96.np2.pm", "avx512", 32, 0, 96, 2, false, true, false, false, false, true},
     {"cpu.neon.mr6.kc256.mc96", "neon", 6, 256, 96, 1, true, false, false, true, false},
     {"cpu.neon.mr4.kc256.mc96", "neon", 4, 256, 96, 1, true, false, false, false, false},
     {"cpu.neon.mr6.kc512.mc96", "neon", 6, 512, 96, 1, true, false, false, false, false},
@@ -88,18 +98,27 @@ cpu::LinearConfig spec_config(const CpuTacticSpec& s) {
   c.pack_a = s.pack_a;
   c.panel_major = s.panel_major;
   c.drop_last_kblock = s.drop_last;
+  c.i8_tile = s.i8_tile;
   return c;
 }
 
 bool spec_applies(const CpuTacticSpec& s, const FusedLinearParams& p) {
   const cpu::Kernels* t = spec_table(s);
   if (t == nullptr) return false;  // not compiled in or not supported by this CPU
+  if (s.i8_tile) {
+    if (p.wtype != WeightType::kI8 || t->gemm_i8_tile == nullptr || t->quantize_i8 == nullptr) return false;
+    return s.np == 2 ? t->gemm_i8_tile_2p != nullptr && s.mr <= t->mr_max_i8_tile_2p : s.mr <= t->mr_max_i8_tile;
+  }
   if (s.mr > (s.np == 2 && t->mr_max_2p > 0 ? t->mr_max_2p : t->mr_max)) return false;
   if (s.np == 2 && (p.wtype != WeightType::kF32 || t->gemm_f32_2p == nullptr || t->gemm_f32_2p_pa == nullptr))
     return false;
   if (p.wtype == WeightType::kBF16) {
     // the BF16 path keeps the table's k-block (in pairs): only variants that change something else apply
     if (t->gemm_bf16 == nullptr) return false;
+    if (s.kc != 0 && s.kc != cpu::default_kc(s.mr > 0 ? s.mr : t->mr_max)) return false;
+  }
+  if (p.wtype == WeightType::kI8) {  // likewise in k-quads
+    if (t->gemm_i8 == nullptr || t->quantize_i8 == nullptr) return false;
     if (s.kc != 0 && s.kc != cpu::default_kc(s.mr > 0 ? s.mr : t->mr_max)) return false;
   }
   return true;
@@ -188,8 +207,10 @@ int fused_linear_cpu_reference(const FusedLinearParams& p, double* ref, double* 
   int rc = check_fused_linear_params(p);
   if (rc != kOk) return rc;
   if (ref == nullptr) return kNullPointer;
-  const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2;
+  const int64_t K = p.in_dim, N = p.out_dim, K2 = (K + 1) / 2, K4 = (K + 3) / 4;
   std::vector<double> a(static_cast<size_t>(K));
+  const bool i8 = p.wtype == WeightType::kI8;
+  const float* i8_scale = i8 ? packed_i8_scales(p.weight, K, N) : nullptr;
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* xr = p.x + r * K;
     if (p.prologue == Prologue::kGroupNormSilu) {
@@ -205,11 +226,22 @@ int fused_linear_cpu_reference(const FusedLinearParams& p, double* ref, double* 
     } else {
       for (int64_t k = 0; k < K; ++k) a[k] = xr[k];
     }
+    // INT8: the activations of the row are quantized with one step amax / 127; the reference keeps them exact,
+    // so its magnitude is what rounding them can change: sum_k |w_k| x one step (tactic_tolerance: half of it)
+    double amax = 0.0;
+    for (int64_t k = 0; k < K && i8; ++k) amax = std::fmax(amax, std::fabs(a[k]));
     for (int64_t n = 0; n < N; ++n) {
       const int64_t panel = n / kCpuPanel, j = n % kCpuPanel;
       double acc = 0.0, mag = 0.0;
       for (int64_t k = 0; k < K; ++k) {
         double w;
+        if (i8) {
+          w = static_cast<double>(static_cast<const int8_t*>(p.weight)[((panel * K4 + k / 4) * kCpuPanel + j) * 4 + (k & 3)]) *
+              static_cast<double>(i8_scale[n]);
+          acc += a[k] * w;
+          mag += std::fabs(w) * amax / 127.0;
+          continue;
+        }
         if (p.wtype == WeightType::kF32) {
           w = static_cast<const float*>(p.weight)[(panel * K + k) * kCpuPanel + j];
         } else if (p.wtype == WeightType::kF16) {

@@ -25,6 +25,7 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
   if (max_batch < 1 || threads < 0) return kBadSize;
   if (out == nullptr) return kNullPointer;
   if (s.wtype == WeightType::kBF16 && cpu::kernels().gemm_bf16 == nullptr) return kUnsupported;
+  if (s.wtype == WeightType::kI8 && cpu::kernels().gemm_i8 == nullptr) return kUnsupported;
   std::unique_ptr<CpuEngine> e(new CpuEngine());
   e->max_batch_ = max_batch;
   e->threads_ = cpu::resolve_threads(threads);
@@ -40,21 +41,27 @@ int CpuEngine::create(const EngineSpec& s, int64_t max_batch, int threads, std::
   char* wp = e->weights_.get();
   std::memset(wp, 0, e->weight_bytes_);
   PackedWeights pw;
+  // INT8 weights are packed with their per-output-channel scales (the blob is self-contained)
+  auto pack = [&s](const void* src, const float* scales, int64_t in, int64_t outd, void* dst) {
+    if (s.wtype == WeightType::kI8) return pack_linear_cpu_i8(static_cast<const int8_t*>(src), scales, in, outd, dst);
+    return pack_linear_cpu(src, s.wtype, in, outd, dst);
+  };
+  const bool i8 = s.wtype == WeightType::kI8;
   pw.inp = wp;
-  if ((rc = pack_linear_cpu(s.inp_w, s.wtype, C, W, wp)) != kOk) return rc;
+  if ((rc = pack(s.inp_w, s.inp_ws, C, W, wp)) != kOk) return rc;
   wp += b_inp;
   pw.fc1.resize(D);
   pw.fc2.resize(D);
   for (int64_t i = 0; i < D; ++i) {
     pw.fc1[i] = wp;
-    if ((rc = pack_linear_cpu(s.fc1_w[i], s.wtype, W, W, wp)) != kOk) return rc;
+    if ((rc = pack(s.fc1_w[i], i8 ? s.fc1_ws[i] : nullptr, W, W, wp)) != kOk) return rc;
     wp += b_blk;
     pw.fc2[i] = wp;
-    if ((rc = pack_linear_cpu(s.fc2_w[i], s.wtype, W, W, wp)) != kOk) return rc;
+    if ((rc = pack(s.fc2_w[i], i8 ? s.fc2_ws[i] : nullptr, W, W, wp)) != kOk) return rc;
     wp += b_blk;
   }
   pw.out = wp;
-  if ((rc = pack_linear_cpu(s.out_w, s.wtype, W, C, wp)) != kOk) return rc;
+  if ((rc = pack(s.out_w, s.out_ws, W, C, wp)) != kOk) return rc;
 
   // small FP32 arrays in one vector; the noise: eps = Philox stream 0, the eta noise of DDIM update s =
   // stream s + 1 (image key 0)

@@ -8,6 +8,10 @@ from ..diffusion import chain_levels
 from ..scoring_graph import SCORE_OUTPUTS, input_spec
 
 ENGINE_SCORE_TYPES = ("mfsim", "mse")  # LR needs two models; engines carry one (the EMA weights)
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+INT8_BACKENDS = ("native", "onnx", "tensorrt")
+# the header entry "int8" of ONNX / TensorRT INT8 engines (explicit quantization, lfdn_edge.builder.onnx_export)
+INT8_HEADER_KEYS = ("weight_scheme", "activation_scheme", "activation_scales", "calibration")
 
 
 def check_batch_range(batch: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -23,11 +27,13 @@ def common_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[i
     score_type = score_type or defaults.SCORE_TYPE
     if score_type not in ENGINE_SCORE_TYPES:
         raise ValueError(f"engine score type must be one of {ENGINE_SCORE_TYPES}, got {score_type!r}")
-    if precision not in ("fp32", "fp16", "bf16"):
-        raise ValueError(f"precision must be fp32, fp16 or bf16, got {precision!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be fp32, fp16, bf16 or int8, got {precision!r}")
     if precision == "bf16" and backend != "native":
         raise ValueError(f"precision bf16 is an option of the native CPU engine (AVX512_BF16), not of the "
                          f"{backend} backend; use fp32 or fp16")
+    if precision == "int8" and backend not in INT8_BACKENDS:
+        raise ValueError(f"precision int8 is built by the {', '.join(INT8_BACKENDS)} backends, not by {backend}")
     lo, opt, hi = check_batch_range(batch)
     sc = ckpt.score_config
     cal = ckpt.calibration or {}
@@ -64,3 +70,17 @@ def engine_header(ckpt: Checkpoint, backend: str, precision: str, batch: tuple[i
     if include_backbone:
         header["image_size"] = spec["shape"][1:3]
     return header
+
+
+def int8_entry(info: dict) -> dict:
+    """The header entry ``int8`` of an ONNX / TensorRT INT8 engine, checked: weight_scheme (the scheme of
+    lfdn_edge.builder.quantize), activation_scheme, activation_scales ({"<layer>@<level>": scale > 0}: the static
+    per-tensor scale of each Linear's input at each DDIM level) and calibration ({source, n, method, ...}).
+    ValueError when one is missing or a scale is not a positive finite number."""
+    missing = [k for k in INT8_HEADER_KEYS if k not in info]
+    if missing:
+        raise ValueError(f"INT8 header entry lacks {missing}")
+    bad = {k: v for k, v in info["activation_scales"].items() if not (isinstance(v, float) and 0.0 < v < float("inf"))}
+    if bad:
+        raise ValueError(f"INT8 activation scales must be positive finite floats: {bad}")
+    return dict(info)

@@ -64,8 +64,13 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
                    image_size: tuple[int, int] | None = None, score_type: str | None = None,
                    opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                    compute_capabilities: list[str] | None = None,
-                   log: Callable[[str], None] = lambda s: None) -> EngineArtifact:
+                   log: Callable[[str], None] = lambda s: None, int8_calibration=None) -> EngineArtifact:
     """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend).
+
+    Precision int8 with onnx / tensorrt: the explicitly quantized (Q/DQ) graph of
+    :func:`lfdn_edge.builder.onnx_export.onnx_int8_qdq`, activation scales calibrated on ``int8_calibration``
+    (feature vectors (N, C)) or, None, on vectors drawn from the checkpoint alone; the header's ``int8`` entry
+    records the weight scheme, the activation scales and the calibration.
 
     ``workspace_mb`` and ``timing_cache`` apply to TensorRT only (a note is logged when given for another
     backend); ``workspace_mb`` None means DEFAULT_WORKSPACE_MB. ``score_type`` None: defaults.SCORE_TYPE.
@@ -86,7 +91,20 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
     header = engine_header(ckpt, backend, precision, batch, include_backbone, score_type, image_size)
     spec = header["input"]
 
+    if precision == "int8" and backend in ("onnx", "tensorrt") and include_backbone:
+        raise ValueError("INT8 ONNX/TensorRT engines score features (the Q/DQ graph quantizes the LFDN's Linear "
+                         "layers, not the backbone); build without --include-backbone")
+    if int8_calibration is not None and not (precision == "int8" and backend in ("onnx", "tensorrt")):
+        raise ValueError("INT8 calibration data applies to int8 onnx/tensorrt builds only")
+
     def onnx_for(prec: str) -> bytes:
+        if prec == "int8":
+            from .onnx_export import onnx_int8_qdq
+            from ..artifact.header import int8_entry
+
+            data, info = onnx_int8_qdq(ckpt, int8_calibration, opset=opset, score_type=score_type)
+            header["int8"] = int8_entry(info)
+            return data
         return onnx_bytes(ckpt, include_backbone, prec, opset, score_type, image_size)
 
     if backend == "onnx":
@@ -125,7 +143,7 @@ def build_engine(ckpt_path: str | os.PathLike, backend: str = "auto", precision:
     """
     ckpt_path = Path(ckpt_path)
     ckpt = Checkpoint.load(ckpt_path)
-    if precision == "bf16" and backend == "auto":
+    if precision in ("bf16", "int8") and backend == "auto":  # CPU precisions of the native engine
         backend = "native"
     backend, why = choose_backend(backend, include_backbone)
     log(f"backend: {backend} ({why})")

@@ -133,4 +133,10 @@ def build_native_artifact(ckpt: Checkpoint, precision: str, batch: tuple[int, in
     if not 1 <= lo <= hi:
         raise ValueError(f"batch range must satisfy 1 <= min <= max, got {batch}")
     meta, payload = pack_spec(spec_from_checkpoint(ckpt, precision))
-    return {"native": meta}, payload
+    extras: dict = {"native": meta}
+    if precision == "int8":  # what the engine quantizes how (the scales themselves are payload tensors)
+        extras["int8"] = {"weight_scheme": WEIGHT_SCHEME,
+                          "weight_scales": "payload tensors <weight>_scale (float32, one per output channel)",
+                          "activation_scheme": "dynamic per-row symmetric: scale = max|a| / 127 of each row at run "
+                                               "time, INT32 accumulation (docs/NATIVE.md \"INT8\")"}
+    return extras, payload

@@ -7,6 +7,14 @@ Flavors and precision:
 * TensorRT 11 and TensorRT-RTX (strongly typed, no ``BuilderFlag.FP16``): the network is created strongly
   typed and FP16 comes from the FP16 ONNX (:mod:`lfdn_edge.scoring_graph`), whose types the builder obeys.
 The choice follows what the installed module offers (``hasattr(trt.BuilderFlag, "FP16")``), not its version.
+* INT8 (every flavor): explicit quantization. The network is parsed from the Q/DQ ONNX graph
+  (:func:`lfdn_edge.builder.onnx_export.onnx_int8_qdq`: int8 weights with the per-channel scales of
+  lfdn_edge.builder.quantize, static per-tensor activation scales calibrated at export), with no calibrator.
+  The network is created STRONGLY_TYPED wherever the module has that flag (TensorRT 10, 11, TensorRT-RTX: "use
+  explicit quantization with strong typing; precision-control build flags are not required and should not be
+  specified", TensorRT's explicit-quantization guide); only a TensorRT without it (8.6) gets
+  ``BuilderFlag.INT8`` on a weakly typed network, as its explicit quantization requires. The precision check
+  counts the network's Quantize/Dequantize layers (and, with a GPU, the engine's INT8 layers).
 
 After the build the precision is checked: for strongly typed networks from the parsed network (every
 MatMul/Convolution of the LFDN and backbone is FP16 in an FP16 build, no FP16 tensor in an FP32 build; the
@@ -112,23 +120,37 @@ def _in_scope(name: str) -> bool:
 
 
 def network_precision(trt, network) -> dict:
-    """Count the compute layers (MatMul, Convolution) of the LFDN and backbone by output type, and FP16 tensors."""
+    """Count the compute layers (MatMul, Convolution) of the LFDN and backbone by output type, FP16 tensors, and
+    the Quantize / Dequantize layers (explicit quantization)."""
     compute = {"half": 0, "float": 0, "other": 0}
     any_half = False
     mm = {trt.LayerType.MATRIX_MULTIPLY, trt.LayerType.CONVOLUTION}
+    q_type, dq_type = getattr(trt.LayerType, "QUANTIZE", None), getattr(trt.LayerType, "DEQUANTIZE", None)
+    quant = dequant = 0
     for i in range(network.num_layers):
         layer = network.get_layer(i)
         types = [layer.get_output(k).dtype for k in range(layer.num_outputs)]
         any_half = any_half or any(t == trt.DataType.HALF for t in types)
+        quant += q_type is not None and layer.type == q_type
+        dequant += dq_type is not None and layer.type == dq_type
         if layer.type in mm and _in_scope(layer.name):
             t = types[0]
             compute["half" if t == trt.DataType.HALF else "float" if t == trt.DataType.FLOAT else "other"] += 1
-    return {"compute_layers": compute, "any_fp16_tensor": any_half}
+    return {"compute_layers": compute, "any_fp16_tensor": any_half, "quantize_layers": int(quant),
+            "dequantize_layers": int(dequant)}
 
 
 def check_network_precision(summary: dict, precision: str) -> None:
     c = summary["compute_layers"]
-    if precision == "fp16":
+    if precision == "int8":
+        q, dq = summary.get("quantize_layers", 0), summary.get("dequantize_layers", 0)
+        if q == 0 or dq <= q:  # one Q/DQ pair per activation, plus one DQ per weight
+            raise TensorRTBuildError(f"the INT8 network is not explicitly quantized: {q} Quantize and {dq} "
+                                     "Dequantize layers (expected Q/DQ on every Linear input and DQ on its weight)")
+        if summary["any_fp16_tensor"]:
+            raise TensorRTBuildError("an INT8 build has FP16 tensors in its network (the Q/DQ graph is FP32 outside "
+                                     "the quantized Linear layers)")
+    elif precision == "fp16":
         if c["half"] == 0 or c["float"] > 0:
             raise TensorRTBuildError(f"the network does not run FP16: {c['half']} FP16 and {c['float']} FP32 "
                                      "MatMul/Convolution layers in the LFDN/backbone (expected all FP16)")
@@ -178,6 +200,12 @@ def tensor_type(tensor: dict) -> str | None:
     return None
 
 
+def _is_int8(tensor: dict) -> bool:
+    """Whether an engine-inspector tensor is INT8 (:func:`tensor_type` reports it as "other")."""
+    return any(re.search(r"\bint8\b", str(tensor.get(k, "") or "").lower())
+               for k in ("DataType", "Format/Datatype", "Format"))
+
+
 def inspector_schema(info: dict) -> str:
     """Which engine-inspector JSON layout this is: "trt11" (I/O Tensors; per-tensor DataType and Format),
     "trt10" (Bindings; per-tensor Format/Datatype), or "unknown"."""
@@ -199,12 +227,13 @@ def engine_layer_precision(info_json: str) -> dict:
     if not isinstance(info, dict):
         info = {}
     layers = [layer for layer in info.get("Layers", []) if isinstance(layer, dict)]
-    half = flt = opaque = untyped = 0
+    half = flt = opaque = untyped = int8 = 0
     for layer in layers:
         if "ForeignNode" in str(layer.get("Name", "")) or str(layer.get("LayerType", "")).lower() == "myelin":
             opaque += 1
         types = {tensor_type(t) for key in ("Inputs", "Outputs") for t in layer.get(key, []) if isinstance(t, dict)}
         types.discard(None)
+        int8 += any(_is_int8(t) for key in ("Inputs", "Outputs") for t in layer.get(key, []) if isinstance(t, dict))
         if "fp16" in types:
             half += 1
         elif "fp32" in types:
@@ -212,7 +241,7 @@ def engine_layer_precision(info_json: str) -> dict:
         elif not types:
             untyped += 1
     return {"schema": inspector_schema(info), "layers": len(layers), "fp16_layers": half, "fp32_layers": flt,
-            "untyped_layers": untyped, "opaque_layers": opaque}
+            "int8_layers": int8, "untyped_layers": untyped, "opaque_layers": opaque}
 
 
 def check_engine_precision(summary: dict, precision: str) -> str:
@@ -220,6 +249,12 @@ def check_engine_precision(summary: dict, precision: str) -> str:
     "verified", "unverified (...)", or raise."""
     if summary["layers"] and summary.get("untyped_layers", 0) >= summary["layers"]:
         return "unverified (the engine inspector JSON gives no tensor types this version of lfdn-edge can read)"
+    if precision == "int8":
+        if summary.get("int8_layers", 0) > 0:
+            return "verified"
+        if summary["opaque_layers"]:
+            return "unverified (layers fused by Myelin hide their types)"
+        raise TensorRTBuildError(f"TensorRT built no INT8 layer from the Q/DQ network ({summary})")
     if precision == "fp16":
         if summary["fp16_layers"] > 0:
             return "verified"
@@ -287,8 +322,13 @@ def _save_timing_cache(config, path: Path | None, log) -> None:
 
 
 def configure_builder(trt, builder, network, precision: str, input_name: str, input_tail: tuple[int, ...],
-                      batch: tuple[int, int, int], workspace_mb: int | None = None):
+                      batch: tuple[int, int, int], workspace_mb: int | None = None, strongly_typed: bool | None = None):
     """The builder config of an lfdn-edge build: (config, number of layers pinned to FP32).
+
+    ``strongly_typed``: whether the network was created STRONGLY_TYPED (None: as the module decides,
+    :func:`is_strongly_typed_only`). INT8 (explicit quantization, Q/DQ in the network, no calibrator) sets
+    ``BuilderFlag.INT8`` only on a weakly typed network (TensorRT 8.6); strongly typed networks take no precision
+    flags.
 
     * TF32 off (``BuilderFlag.TF32`` is on by default in TensorRT and TensorRT-RTX): FP32 plans must multiply in
       FP32, not with TF32's 10-bit mantissas on Ampere and later; in FP16 builds the parts kept in FP32 (the
@@ -320,6 +360,12 @@ def configure_builder(trt, builder, network, precision: str, input_name: str, in
                 config.set_flag(getattr(trt.BuilderFlag, flag))
                 break
         pinned = _pin_fp32(trt, network)
+    strong = is_strongly_typed_only(trt) if strongly_typed is None else bool(strongly_typed)
+    if precision == "int8" and not strong:
+        if not hasattr(trt.BuilderFlag, "INT8"):
+            raise TensorRTBuildError(f"TensorRT {trt.__version__} has neither STRONGLY_TYPED networks nor "
+                                     "BuilderFlag.INT8: it cannot build the INT8 Q/DQ network")
+        config.set_flag(trt.BuilderFlag.INT8)
     return config, pinned
 
 
@@ -334,8 +380,8 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     gpu_name, strongly_typed, tf32 (False: TF32 cleared), onnx_precision, precision_check, workspace_mb,
     built_without_gpu).
     """
-    if precision not in ("fp32", "fp16"):
-        raise ValueError(f"precision must be fp32 or fp16, got {precision!r}")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
     flavor = choose_flavor(flavor)
     gpu = cuda_device_info(0)
     if gpu is None:
@@ -343,7 +389,11 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     trt = __import__(FLAVORS[flavor])
     check_tensorrt_version(trt, flavor)
     strong = is_strongly_typed_only(trt)
-    onnx_precision = precision if strong else "fp32"
+    if precision == "int8":  # explicit quantization: strongly typed wherever the flag exists (module doc)
+        strong = strong or hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+        onnx_precision = "int8"
+    else:
+        onnx_precision = precision if strong else "fp32"
     onnx_model = onnx_for(onnx_precision)
 
     logger = _make_logger(trt)
@@ -365,7 +415,7 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     lo, opt, hi = (int(b) for b in batch)
     tail = tuple(int(d) for d in input_tail)
     config, pinned = configure_builder(trt, builder, network, precision, input_name, tail, (lo, opt, hi),
-                                       workspace_mb)
+                                       workspace_mb, strongly_typed=strong)
 
     compute_capability: str | list[str] | None
     if flavor == "tensorrt-rtx":
@@ -396,7 +446,7 @@ def build_tensorrt_plan(onnx_for: Callable[[str], bytes], input_name: str, input
     _timing_cache(trt, config, cache_path, log)
 
     summary = network_precision(trt, network)
-    if strong:
+    if strong or precision == "int8":
         check_network_precision(summary, precision)
     plan = builder.build_serialized_network(network, config)
     if plan is None:

@@ -2,6 +2,7 @@
 
     lfdn-edge bench --backends torch,native --batch 1,8,64,256 --device cpu --json out.json
     lfdn-edge bench --ckpt runs/demo/ckpt.pt --backends torch,native,onnxruntime --batch 1,64
+    lfdn-edge bench --backends torch,native,onnxruntime,onnxruntime-int8-dynamic --threads 2 --json out.json
     lfdn-edge bench --backends torch-fp32,torch-fp16,torch-compile-fp16,native-fp16 --device cuda --dry-run
 (``python tools/bench.py ...`` is the same command; the benchmark itself is lfdn_edge.benchmark.run_benchmark.)
 
@@ -48,22 +49,28 @@ def build_parser(prog: str = "lfdn-edge bench"):
     p.add_argument("--ckpt", default=None, help="checkpoint to score with (default: the paper-size random model)")
     p.add_argument("--backends", type=parse_list, default=_D.backends,
                    help="comma-separated: torch (= torch-fp32), torch-fp16, torch-compile-fp16, "
-                        "torch-compile-fp16-ro, native, native-fp32, native-fp16, native-bf16, onnxruntime, tensorrt "
-                        "(default torch,native)")
+                        "torch-compile-fp16-ro, native, native-fp32, native-fp16, native-bf16, onnxruntime, "
+                        "onnxruntime-int8-dynamic (onnxruntime's quantize_dynamic of the FP32 ONNX: QInt8 weights "
+                        "per channel, activations quantized per call), tensorrt (default torch,native)")
     p.add_argument("--batch", type=lambda s: parse_list(s, int), default=_D.batch,
                    help=f"batch sizes (default {','.join(map(str, _D.batch))})")
     p.add_argument("--device", default=_D.device, help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--native-precision", type=parse_list, default=None,
-                   help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only) "
+                   help="weight storage of the native engine(s): fp32, fp16, bf16 (CPU with AVX512_BF16 only), "
+                        "int8 (CPU with an INT8 dot product: AVX512-VNNI, AVX-VNNI, AMX-INT8, NEON dotprod) "
                         "(default: fp32,fp16 on cpu, fp16 on cuda)")
     p.add_argument("--native-tactics", type=parse_list, default=_D.native_tactics,
                    help="native CPU engine variants per precision: auto (tactics selected at load), fixed (the "
                         "default blocking, as before tactics; on the same engine instance as auto when both run), "
                         "isa (auto per usable kernel table), or a table name (scalar, avx2, avx512, neon) "
                         "(default auto,fixed; cuda: auto)")
-    p.add_argument("--precision", default=_D.precision, choices=("fp32", "fp16"), help="precision of registry backends")
+    p.add_argument("--precision", default=_D.precision, choices=("fp32", "fp16", "int8"),
+                   help="precision of registry backends (int8: onnxruntime runs the Q/DQ graph of build_artifact(ckpt, "
+                        "\"onnx\", \"int8\"), reported as onnxruntime-int8)")
     p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for torch and native (default: torch's default, all cores for native)")
+                   help="CPU threads for torch, native and onnxruntime (intra-op threads of onnxruntime-fp32 and "
+                        "onnxruntime-int8-dynamic alike) (default: torch's / onnxruntime's default, all cores for "
+                        "native)")
     p.add_argument("--warmup", type=int, default=_D.warmup)
     p.add_argument("--min-reps", type=int, default=_D.min_reps)
     p.add_argument("--min-time", type=float, default=_D.min_time, help="seconds of timed calls per (backend, batch)")

@@ -36,8 +36,12 @@ def build_parser(prog: str = "lfdn-edge build"):
     g.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
                    help="native CPU engine only, on CPUs with AVX512_BF16: BF16 weights and activations, FP32 "
                         "accumulation (refused at load elsewhere)")
-    g.add_argument("--precision", dest="precision", choices=("fp32", "fp16", "bf16"),
-                   help="the same as --fp32 / --fp16 / --bf16")
+    g.add_argument("--int8", dest="precision", action="store_const", const="int8",
+                   help="INT8 weights (per-output-channel scales). Native CPU engine: activations quantized per "
+                        "row at run time, INT32 accumulation (AVX512-VNNI / AMX-INT8 / NEON dot product; refused "
+                        "at load on CPUs without them); onnx/tensorrt: explicit quantization (Q/DQ nodes)")
+    g.add_argument("--precision", dest="precision", choices=("fp32", "fp16", "bf16", "int8"),
+                   help="the same as --fp32 / --fp16 / --bf16 / --int8")
     g.add_argument("--fp32", dest="precision", action="store_const", const="fp32",
                    help="FP32 throughout (the default for native and onnx)")
     p.add_argument("--batch", type=parse_batch, default=defaults.ENGINE_BATCH, metavar="MIN,OPT,MAX",
