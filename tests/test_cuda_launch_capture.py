@@ -161,13 +161,14 @@ def _ptx_entries(tmp_path):
 
 def test_kernel_names_and_argument_bytes_match_the_ptx_entries(tmp_path):
     entries = _ptx_entries(tmp_path)
-    assert len(entries) == 12  # every kernel instantiation of tests/test_cuda_toolchains.py KERNELS
+    assert len(entries) == 14  # every kernel instantiation of tests/test_cuda_toolchains.py KERNELS
     calls = []
     for name in [t["name"] for t in _C.cuda_linear_tactics()]:
         for rows in (5, 20, 130):
-            r = _C._cuda_capture_tactic(name, _params(rows, 1440, 720))
-            assert r["status"] in (0, -6), (name, rows)  # kOk, or kUnsupported above a tactic's rows
-            calls += _kernels(r)
+            for prec in ("fp16", "int8"):  # int8: the INT8 tactics apply (and the FP16 ones on the blob's copy)
+                r = _C._cuda_capture_tactic(name, _params(rows, 1440, 720, precision=prec))
+                assert r["status"] in (0, -6), (name, rows)  # kOk, or kUnsupported above a tactic's rows
+                calls += _kernels(r)
     calls += _kernels(_C._cuda_capture_reference(_params(20, 1440, 720), 8 << 32, 9 << 32))
     calls += _kernels(_C._cuda_capture_noise({"out": 1 << 32, "rows": 3, "dim": 1000}))
     calls += _kernels(_C._cuda_capture_ddim_score({"x0_hat": 1 << 32, "z0": 2 << 32, "rows": 3, "dim": 512,

@@ -52,6 +52,8 @@ TACTIC_KERNELS = [
     "&lfdn::cuda::tac::epilogue_kernel",
     "&lfdn::cuda::tac::stream_kernel<8, 4>",
     "&lfdn::cuda::tac::stream_kernel<32, 2>",
+    "&lfdn::cuda::tac::i8_stream_kernel<8, 4>",
+    "&lfdn::cuda::tac::i8_stream_kernel<16, 4>",
     "&lfdn::cuda::tac::mma_kernel<64, false>",
     "&lfdn::cuda::tac::mma_kernel<32, false>",
     "&lfdn::cuda::tac::mma_kernel<32, true>",
@@ -67,11 +69,12 @@ KERNELS = [
 KERNEL_HEADERS = ("noise.cuh", "fused_linear.cuh", "ddim_score.cuh", "tactics.cuh")
 # the tactic table of csrc/cuda/tactics_launch.cu (stable names: tactic caches store them)
 TACTICS = ["cuda.legacy_tile", "cuda.stream_r8", "cuda.stream_r32", "cuda.mma_m64", "cuda.mma_m32",
-           "cuda.mma_splitk_m32", "cuda.cublaslt", "cuda.test_no_bias"]
+           "cuda.mma_splitk_m32", "cuda.cublaslt", "cuda.i8_stream_r8", "cuda.i8_stream_r16", "cuda.test_no_bias"]
 # instructions that only exist from sm_80 (cp.async, mma.sync m16n8k16 with FP16 inputs) must appear in the
 # sm_80+ PTX of the kernels that use them and never below (guarded by __CUDA_ARCH__; `applies` is false there)
 SM80_ONLY = {"mma_kernel": ["mma.sync.aligned.m16n8k16", "cp.async.cg.shared.global", "ldmatrix.sync.aligned"],
-             "stream_kernel": ["cp.async.cg.shared.global", "cp.async.wait_group"]}
+             "stream_kernel": ["cp.async.cg.shared.global", "cp.async.wait_group"],
+             "i8_stream_kernel": ["cp.async.cg.shared.global", "cp.async.wait_group"]}
 HOST_SOURCES = ["csrc/cuda/cuda_engine.cu", "csrc/cuda/util.cu", "csrc/cuda/score_pass_cuda.cu",
                 "csrc/cuda/tactic_select.cu", "csrc/cuda/cublaslt.cu"]
 
@@ -257,7 +260,7 @@ def test_every_kernel_compiles_for_every_architecture(name, tmp_path):
             assert f".entry {low}(" in ptx, f"{name} compute_{arch}: no PTX entry for {n}"
         for kernel, instrs in SM80_ONLY.items():
             for n, low in lowered.items():
-                if kernel not in n:
+                if n.split("::")[-1].split("<")[0] != kernel:  # (stream_kernel is not i8_stream_kernel)
                     continue
                 body = _ptx_entry(ptx, low)
                 for ins in instrs:

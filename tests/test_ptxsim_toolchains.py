@@ -10,6 +10,7 @@ import pytest
 from ptxsim_project import SM75, SOURCES, Gpu, need_capture
 from test_cuda_toolchains import KERNEL_HEADERS, KERNELS, SHIM, _includes, _Nvrtc, _toolchain
 from test_ptxsim_kernels import check_tactic, small_spec, tactic_case, whole_pass_case  # noqa: F401 (fixture)
+from test_cuda_int8_ptxsim import check as i8_check
 
 _CACHE: dict = {}
 
@@ -37,6 +38,8 @@ def test_nvrtc_ptx_tactics_and_whole_pass(name, tmp_path_factory, small_spec):  
     for tactic, rows in (("cuda.stream_r8", 5), ("cuda.stream_r32", 33), ("cuda.mma_m64", 65), ("cuda.mma_m32", 33),
                          ("cuda.mma_splitk_m32", 65), ("cuda.legacy_tile", 5), ("cuda.cublaslt", 1)):
         tactic_case(gpu, tactic, rows)
+    for tactic, rows in (("cuda.i8_stream_r8", 5), ("cuda.i8_stream_r16", 16)):  # INT8 weights (the blob's codes)
+        assert i8_check(gpu, tactic, rows, 100, 70, "gn", "in_place", seed=rows) <= 1.0
     whole_pass_case(gpu, *small_spec, {"inp": "cuda.stream_r8", "fc1": "cuda.mma_m32", "fc2": "cuda.mma_splitk_m32",
                                        "out": None})
 
@@ -48,3 +51,4 @@ def test_nvrtc_ptx_sm75_fallbacks(name, tmp_path_factory):
     gpu = Gpu("compute_75", ptx={k: ptx for k in SOURCES}, label=f"nvrtc {name}")
     for tactic in ("cuda.stream_r8", "cuda.legacy_tile"):
         assert check_tactic(gpu, tactic, 5, 100, 70, "gn", "in_place", device=SM75) <= 1.0
+    assert i8_check(gpu, "cuda.i8_stream_r16", 5, 100, 70, "gn", "in_place", device=SM75) <= 1.0

@@ -1,5 +1,6 @@
 """Which PTX instructions of the project's kernels the PTX interpreter executes: runs the interpreter's kernel
-tests (tests/test_ptxsim_kernels.py and tests/test_ptxsim_toolchains.py) with coverage recording and prints,
+tests (tests/test_ptxsim_kernels.py, tests/test_ptxsim_toolchains.py and the INT8 kernels'
+tests/test_cuda_int8_ptxsim.py, without its mutants) with coverage recording and prints,
 per PTX source (nvcc 13 or the NVRTC of CUDA 11.8 / 12.2), architecture and kernel, the static instructions
 and how many ran, the opcodes never executed; the JSON goes to --out.
 
@@ -24,12 +25,16 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", help="write the per-kernel coverage JSON here")
     ap.add_argument("--lines", action="store_true", help="keep the PTX line numbers never executed in the JSON")
-    ap.add_argument("--tests", nargs="*", default=["tests/test_ptxsim_kernels.py", "tests/test_ptxsim_toolchains.py"])
+    ap.add_argument("--tests", nargs="*", default=["tests/test_ptxsim_kernels.py", "tests/test_ptxsim_toolchains.py",
+                                                   "tests/test_cuda_int8_ptxsim.py"])
+    # the INT8 file's mutant tests run mutated PTX (labelled "mutant ..."): not the project's kernels' coverage
+    ap.add_argument("-k", dest="keyword", default="not mutant", help="pytest -k expression (default: %(default)s)")
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "cov.json"
         env = dict(os.environ, LFDN_EDGE_PTX_COVERAGE=str(path))
-        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *a.tests], cwd=ROOT, env=env)
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", a.keyword, *a.tests],
+                           cwd=ROOT, env=env)
         if r.returncode != 0:
             print("the tests failed: coverage below is of a failed run", file=sys.stderr)
         rows = json.loads(path.read_text(encoding="utf-8"))

@@ -120,12 +120,17 @@ lfdn::Prologue prologue_of(const std::string& s) { return parse_prologue(s == "g
 
 lfdn::FusedLinearParams linear_params(const py::dict& d) {
   Params p(d, "params", {"x", "out", "weight", "bias", "residual", "gamma", "beta", "workspace", "rows", "in_dim",
-                         "out_dim", "prologue", "gn_eps", "workspace_bytes"});
+                         "out_dim", "prologue", "gn_eps", "workspace_bytes", "precision"});
   lfdn::FusedLinearParams q;
   q.x = ptr<const float>(p.get<Ptr>("x", 0));
   q.out = ptr<float>(p.get<Ptr>("out", 0));
   q.weight = ptr<const void>(p.get<Ptr>("weight", 0));
-  q.wtype = lfdn::WeightType::kF16;
+  // "fp16" (default: cuda_pack_linear) or "int8" (the packed CUDA INT8 blob of cuda_pack_linear_i8)
+  const std::string prec =
+      p.has("precision") ? cast_arg<std::string>(p.raw("precision"), "params['precision']", "a str") : "fp16";
+  if (prec == "fp16") q.wtype = lfdn::WeightType::kF16;
+  else if (prec == "int8") q.wtype = lfdn::WeightType::kI8;
+  else throw py::value_error("params['precision'] must be 'fp16' or 'int8', got '" + prec + "'");
   q.bias = ptr<const float>(p.get<Ptr>("bias", 0));
   q.residual = ptr<const float>(p.get<Ptr>("residual", 0));
   q.gamma = ptr<const float>(p.get<Ptr>("gamma", 0));
@@ -226,7 +231,8 @@ py::dict capture_score_pass(const py::dict& spec_dict, int64_t rows, int64_t max
   ParsedSpec ps = parse_spec(spec_dict);
   const lfdn::EngineSpec& s = ps.spec;
   if (s.wtype == lfdn::WeightType::kBF16)
-    throw py::value_error("the CUDA engine runs FP16 weights (spec precision 'fp16' or 'fp32', not 'bf16')");
+    throw py::value_error("the CUDA engine runs FP16 or INT8 weights (spec precision 'fp16', 'fp32' or 'int8', not "
+                          "'bf16')");
   check(lfdn::check_engine_spec(s), "spec");
   Params pp(plan_dict, "plan", {"inp", "fc1", "fc2", "out"});
   auto tactic = [&](const char* k) -> const lfdn::LinearTactic* {
@@ -257,6 +263,7 @@ py::dict capture_score_pass(const py::dict& spec_dict, int64_t rows, int64_t max
   check(lfdn::check_model_view(view), "model view");
   plan.workspace = b.tactic_workspace;
   plan.workspace_bytes = mp.tactic_workspace_bytes;
+  plan.wtype = mp.wtype;  // kI8 for an 'int8' spec: the weights region holds packed CUDA INT8 blobs
 
   // as CudaEngine::score runs it (rows: the bucket there)
   const lfdn::ScorePassParams p = lfdn::cuda_engine_pass_params(b, mp.workspace_bytes, view, rows, max_batch, nullptr);
@@ -294,7 +301,8 @@ void bind_capture(py::module_& m) {
         "Tests / tools/ptxsim: run the named CUDA tactic's run() (cuda.legacy_tile: fused_linear_cuda) under a launch "
         "capture on a virtual device (dict cc, sms, mma_ptx, mma_binary; None: cc 90, 132 SMs, 80, 90). params: "
         "x, out, weight, bias, residual, gamma, beta, workspace (ints), rows, in_dim, out_dim, prologue ('none', "
-        "'silu', 'gn' or 'gn_silu'), gn_eps, workspace_bytes. Returns {'status', 'calls'}.");
+        "'silu', 'gn' or 'gn_silu'), gn_eps, workspace_bytes, precision ('fp16' or 'int8': weight is a "
+        "cuda_pack_linear_i8 blob). Returns {'status', 'calls'}.");
   m.def("_cuda_capture_reference", &capture_reference, py::arg("params"), py::arg("ref"), py::arg("bound"),
         py::arg("device") = py::none(), "fused_linear_cuda_reference under a launch capture: {'status', 'calls'}.");
   m.def("_cuda_capture_noise", &capture_noise, py::arg("params"), py::arg("device") = py::none(),

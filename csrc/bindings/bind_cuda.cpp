@@ -60,14 +60,39 @@ py::array_t<uint16_t> pack_linear(py::object w_obj) {
   return packed;
 }
 
+// The weight type of an op-level CUDA call: "fp16" (cuda_pack_linear) or "int8" (the packed CUDA INT8 blob of
+// cuda_pack_linear_i8, lfdn/cuda_tactics.h).
+lfdn::WeightType cuda_precision(const std::string& precision) {
+  if (precision == "fp16") return lfdn::WeightType::kF16;
+  if (precision == "int8") return lfdn::WeightType::kI8;
+  throw py::value_error("precision must be 'fp16' (cuda_pack_linear) or 'int8' (cuda_pack_linear_i8), got '" +
+                        precision + "'");
+}
+
+py::array_t<uint8_t> pack_linear_i8(py::object q_obj, py::object scale_obj) {
+  if (q_obj.is_none()) throw py::type_error("q must be an int8 (out, in) array, got None");
+  py::array q = py::array::ensure(q_obj, py::array::c_style);
+  if (!q || q.dtype().kind() != 'i' || q.dtype().itemsize() != 1 || q.ndim() != 2)
+    throw py::type_error("q must be an int8 (out, in) array");
+  const int64_t out_dim = q.shape(0), in_dim = q.shape(1);
+  F32 scale = as_f32_shape(scale_obj, "scale", {out_dim});
+  py::array_t<uint8_t> packed(static_cast<py::ssize_t>(lfdn::packed_linear_cuda_i8_bytes(in_dim, out_dim)));
+  const int rc = lfdn::pack_linear_cuda_i8_host(static_cast<const int8_t*>(q.data()), scale.data(), in_dim, out_dim,
+                                               packed.mutable_data());
+  if (rc == lfdn::kBadArgument)
+    throw py::value_error("cuda_pack_linear_i8: codes must be in [-127, 127] and scales finite and > 0");
+  check(rc, "cuda_pack_linear_i8");
+  return packed;
+}
+
 lfdn::FusedLinearParams linear_params(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                                       Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue,
-                                      float gn_eps, Ptr cuda_stream) {
+                                      float gn_eps, Ptr cuda_stream, const std::string& precision = "fp16") {
   lfdn::FusedLinearParams p;
   p.x = ptr<const float>(x);
   p.out = ptr<float>(out);
   p.weight = ptr<const void>(weight);
-  p.wtype = lfdn::WeightType::kF16;
+  p.wtype = cuda_precision(precision);
   p.bias = ptr<const float>(bias);
   p.residual = ptr<const float>(residual);
   p.gamma = ptr<const float>(gamma);
@@ -161,11 +186,11 @@ py::list tactic_list() {
 // zero-filled before its first use (cuda_tactic_workspace_init), or 0 for cuda.legacy_tile.
 void tactic_run(const std::string& name, Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim, int64_t out_dim,
                 Ptr bias, Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, Ptr workspace,
-                size_t workspace_bytes, Ptr cuda_stream, int device) {
+                size_t workspace_bytes, Ptr cuda_stream, int device, const std::string& precision) {
   const lfdn::LinearTactic* t = lfdn::cuda_tactic_by_name(name);
   if (t == nullptr) throw py::value_error("unknown CUDA tactic '" + name + "'");
-  lfdn::FusedLinearParams p =
-      linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps, cuda_stream);
+  lfdn::FusedLinearParams p = linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
+                                            prologue, gn_eps, cuda_stream, precision);
   p.workspace = ptr<void>(workspace);
   p.workspace_bytes = workspace_bytes;
   bool applies = false;
@@ -188,10 +213,10 @@ py::list tactic_select(Ptr x, Ptr out, Ptr weight, int64_t rows, int64_t in_dim,
                        Ptr residual, Ptr gamma, Ptr beta, const std::string& prologue, float gn_eps, int iters,
                        const std::vector<std::string>& test_only, const std::vector<std::string>& only,
                        Ptr cuda_stream, const std::vector<std::string>& modes, Ptr x_extreme,
-                       const std::vector<std::string>& exclude, int device) {
+                       const std::vector<std::string>& exclude, int device, const std::string& precision) {
   lfdn::CudaSelectRequest req;
   req.p = linear_params(x, out, weight, rows, in_dim, out_dim, bias, residual, gamma, beta, prologue, gn_eps,
-                        cuda_stream);
+                        cuda_stream, precision);
   req.x_extreme = ptr<const float>(x_extreme);
   req.modes.clear();
   for (const std::string& m : modes) req.modes.push_back(parse_residual_mode(m));
@@ -240,7 +265,9 @@ class PyCudaEngine {
     ParsedSpec ps = parse_spec(spec);
     if (ps.spec.wtype == lfdn::WeightType::kBF16)
       throw py::value_error("CudaEngine: precision 'bf16' is a CPU option (AVX512_BF16); the CUDA engine runs FP16 "
-                            "weights (build the artifact with precision 'fp16' or 'fp32')");
+                            "or INT8 weights (build the artifact with precision 'fp16', 'fp32' or 'int8')");
+    // 'int8': the weights are packed as CUDA INT8 blobs (lfdn/cuda_tactics.h): the INT8 tactics up to 16 rows,
+    // the FP16 tactics on the blobs' FP16 copies fp16(q * scale) elsewhere
     in_dim_ = ps.spec.in_dim;
     num_stages_ = static_cast<int64_t>(ps.spec.stage_offsets.size()) - 1;
     int rc;
@@ -372,6 +399,10 @@ void bind_cuda(py::module_& m) {
         "Op 1 on device pointers (device: their CUDA device, made current for the call; -1: the current one).");
   m.def("cuda_pack_linear", &pack_linear, py::arg("weight"),
         "Host packing of a (out, in) float32/float16 weight for cuda_fused_linear: FP16 (out_pad, in_pad).");
+  m.def("cuda_pack_linear_i8", &pack_linear_i8, py::arg("q"), py::arg("scale"),
+        "Host packing of INT8 weights (q: int8 (out, in) in [-127, 127], scale: float32 (out), finite > 0; "
+        "builder/quantize.py) as the packed CUDA INT8 blob (uint8 bytes): FP16 copy fp16(q * scale) (out_pad, "
+        "in_pad), the codes (out_pad, in_pad), the scales (out_pad). precision='int8' in the tactic calls.");
   m.def("cuda_fused_linear", &fused_linear, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
         py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
         py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0,
@@ -383,8 +414,11 @@ void bind_cuda(py::module_& m) {
   m.def("cuda_linear_tactics", &tactic_list, "The CUDA tactics of op 2 (name, test_only), in table order.");
   m.def("cuda_tactic_workspace_bytes", &lfdn::cuda_tactic_workspace_bytes, py::arg("rows"), py::arg("in_dim"),
         py::arg("out_dim"), "Workspace bytes every CUDA tactic can run with for this problem.");
-  m.def("cuda_tactic_tolerance", &lfdn::cuda_tactic_tolerance, py::arg("in_dim"),
-        "Relative tolerance of the verification: |y - ref| <= tol * (sum|a||w| + |bias| + |residual|).");
+  m.def("cuda_tactic_tolerance", [](int64_t in_dim, const std::string& precision) {
+          return lfdn::cuda_tactic_tolerance(in_dim, cuda_precision(precision));
+        }, py::arg("in_dim"), py::arg("precision") = "fp16",
+        "Relative tolerance of the verification: |y - ref| <= tol * (sum|a||w| + |bias| + |residual|); "
+        "precision 'int8': 2 x (2 x 2^-11 + (K + 2) 2^-24) (the FP16 copy's weight rounding added).");
   m.def("cuda_tactic_workspace_init", [](Ptr ws, size_t bytes, Ptr s, int device) {
           check(on_device(device, [&] { return lfdn::cuda_tactic_workspace_init(ptr<void>(ws), bytes, stream_of(s)); }),
                 "cuda_tactic_workspace_init");
@@ -394,14 +428,16 @@ void bind_cuda(py::module_& m) {
         py::arg("rows"), py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0,
         py::arg("gamma") = 0, py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f,
         py::arg("workspace") = 0, py::arg("workspace_bytes") = 0, py::arg("cuda_stream") = 0, py::arg("device") = -1,
-        "Op 2 with one named CUDA tactic on device pointers (weight packed by cuda_pack_linear) on `device`.");
+        py::arg("precision") = "fp16",
+        "Op 2 with one named CUDA tactic on device pointers (weight packed by cuda_pack_linear, or by "
+        "cuda_pack_linear_i8 with precision='int8') on `device`.");
   m.def("cuda_tactic_select", &tactic_select, py::arg("x"), py::arg("out"), py::arg("weight"), py::arg("rows"),
         py::arg("in_dim"), py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0,
         py::arg("beta") = 0, py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("iters") = 20,
         py::arg("test_only") = std::vector<std::string>(), py::arg("only") = std::vector<std::string>(),
         py::arg("cuda_stream") = 0, py::arg("modes") = std::vector<std::string>(), py::arg("x_extreme") = 0,
-        py::arg("exclude") = std::vector<std::string>(), py::arg("device") = -1,
-        "Run every CUDA tactic on this problem (out is scratch; residual: the residual values, never aliased to "
+        py::arg("exclude") = std::vector<std::string>(), py::arg("device") = -1, py::arg("precision") = "fp16",
+        "Run every CUDA tactic on this problem (precision 'int8': weight is a cuda_pack_linear_i8 blob) (out is scratch; residual: the residual values, never aliased to "
         "out), verify against the reference kernel in every residual mode of `modes` ('none', 'separate', "
         "'in_place': the output prefilled with the residual and added to in place; default: 'separate' with a "
         "residual, else 'none') with the inputs x and, when given, x_extreme; time the passing ones on CUDA-graph "
@@ -409,20 +445,23 @@ void bind_cuda(py::module_& m) {
         "median_us, error, chosen). A candidate's CUDA error raises RuntimeError naming it.");
   m.def("cuda_reference_linear", [](Ptr x, Ptr ref, Ptr bound, Ptr weight, int64_t rows, int64_t in_dim,
                                     int64_t out_dim, Ptr bias, Ptr residual, Ptr gamma, Ptr beta,
-                                    const std::string& prologue, float gn_eps, Ptr s, int device) {
+                                    const std::string& prologue, float gn_eps, Ptr s, int device,
+                                    const std::string& precision) {
           lfdn::FusedLinearParams p = linear_params(x, 0, weight, rows, in_dim, out_dim, bias, residual, gamma, beta,
-                                                    prologue, gn_eps, s);
+                                                    prologue, gn_eps, s, precision);
           p.out = ptr<float>(ref);  // not written; satisfies the parameter check
           check(on_device(device, [&] { return lfdn::fused_linear_cuda_reference(p, ptr<float>(ref), ptr<float>(bound)); }),
                 "cuda_reference_linear");
         }, py::arg("x"), py::arg("ref"), py::arg("bound"), py::arg("weight"), py::arg("rows"), py::arg("in_dim"),
         py::arg("out_dim"), py::arg("bias") = 0, py::arg("residual") = 0, py::arg("gamma") = 0, py::arg("beta") = 0,
         py::arg("prologue") = "none", py::arg("gn_eps") = 1e-5f, py::arg("cuda_stream") = 0, py::arg("device") = -1,
-        "The reference kernel (one thread per output, FP32): ref and bound = sum|a||w| + |bias| + |residual|.");
+        py::arg("precision") = "fp16",
+        "The reference kernel (one thread per output, FP32): ref and bound = sum|a||w| + |bias| + |residual| "
+        "(precision 'int8': the weights q * scale of the cuda_pack_linear_i8 blob).");
   m.def("cublaslt_available", &lfdn::cublaslt_available, "Whether libcublasLt could be dlopen'ed here.");
   m.def("cublaslt_info", &lfdn::cublaslt_info, "Which libcublasLt file was loaded (and its version), or why none.");
   py::class_<PyCudaEngine>(m, "CudaEngine",
-                           "Native CUDA scoring engine (FP16 weights, a verified tactic per layer key and batch bucket, "
+                           "Native CUDA scoring engine (FP16 or INT8 weights, a verified tactic per layer key and batch bucket, "
                            "a CUDA graph per bucket).")
       .def(py::init<const py::dict&, int64_t, int>(), py::arg("spec"), py::arg("max_batch"), py::arg("device") = 0)
       .def("score", &PyCudaEngine::score, py::arg("z0"), py::arg("rows"), py::arg("mse"), py::arg("mfsim"),

@@ -1,8 +1,9 @@
-// CudaEngine: FP16 weights packed for the tensor-core kernels, folded biases and Philox noise on the device,
-// a workspace for max_batch rows, the tactic chosen per (layer key, batch bucket), and one CUDA graph per
-// batch bucket (captured after a warm-up pass on first use). Never run on a GPU: the creation's launches and a
-// whole score pass (cuda_engine_memory_plan, captured) run kernel by kernel in the PTX interpreter in CI
-// (tests/test_ptxsim_kernels.py); graphs, streams, events and the selection's timing are not interpreted.
+// CudaEngine: FP16 weights (or packed CUDA INT8 blobs: lfdn/cuda_tactics.h) packed for the kernels, folded biases
+// and Philox noise on the device, a workspace for max_batch rows, the tactic chosen per (layer key, batch
+// bucket), and one CUDA graph per batch bucket (captured after a warm-up pass on first use). Never run on a GPU:
+// the creation's launches and a whole score pass (cuda_engine_memory_plan, captured) run kernel by kernel in the
+// PTX interpreter in CI (tests/test_ptxsim_kernels.py, tests/test_cuda_int8_ptxsim.py); graphs, streams, events
+// and the selection's timing are not interpreted.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -38,6 +39,7 @@ struct CudaEngine::Impl {
   size_t tac_ws_bytes = 0;  // the workspace: buf.tactic_workspace
   std::vector<int64_t> buckets;
   std::map<std::pair<std::string, int64_t>, const LinearTactic*> choice;  // guarded by mutex
+  WeightType wtype = WeightType::kF16;  // of every layer's problem: kF16, or kI8 (packed CUDA INT8 blobs)
 
   // (callers hold mutex and have the engine's device current)
   int select_locked(int64_t bucket, const std::string& key, const std::vector<std::string>& only,
@@ -134,27 +136,38 @@ struct DevFree {
 int cuda_engine_memory_plan(const EngineSpec& s, int64_t max_batch, CudaEngineMemoryPlan* out) {
   CudaEngineMemoryPlan& pl = *out;
   const int64_t C = s.in_dim, W = s.width, D = s.depth;
-  // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves)
-  const size_t n_inp = round_up(packed_linear_cuda_elems(C, W), 128);
-  const size_t n_blk = round_up(packed_linear_cuda_elems(W, W), 128);
-  const size_t n_out = round_up(packed_linear_cuda_elems(W, C), 128);
+  // ---- FP16 weights: inp, (fc1, fc2) per block, out; each 256-byte aligned (128 halves). INT8 specs: each weight
+  // is a packed CUDA INT8 blob (lfdn/cuda_tactics.h: FP16 copy fp16(q * scale) first, then the int8 codes and the
+  // FP32 scales), sizes in halves. Design (issue #26): the INT8 tactics stream the codes where they apply (rows
+  // <= 16); every other bucket runs the FP16 tactics on the copy, so the engine computes the INT8 model's weights
+  // in every bucket, at 3 bytes of device memory per weight.
+  const bool i8 = s.wtype == WeightType::kI8;
+  auto elems = [&](int64_t in, int64_t outd) {
+    return i8 ? (packed_linear_cuda_i8_bytes(in, outd) + 1) / 2 : packed_linear_cuda_elems(in, outd);
+  };
+  const size_t n_inp = round_up(elems(C, W), 128);
+  const size_t n_blk = round_up(elems(W, W), 128);
+  const size_t n_out = round_up(elems(W, C), 128);
   const size_t n_all = n_inp + 2 * n_blk * static_cast<size_t>(D) + n_out;
   pl.weights.assign(n_all, 0);
   pl.weight_offsets.clear();
   size_t off = 0;
-  auto pack = [&](const void* src, int64_t in, int64_t outd, size_t n) {
+  auto pack = [&](const void* src, const float* scale, int64_t in, int64_t outd, size_t n) {
     pl.weight_offsets.push_back(off);
-    const int r = pack_linear_cuda_host(src, s.wtype, in, outd, pl.weights.data() + off);
+    const int r = i8 ? pack_linear_cuda_i8_host(static_cast<const int8_t*>(src), scale, in, outd,
+                                                pl.weights.data() + off)
+                     : pack_linear_cuda_host(src, s.wtype, in, outd, pl.weights.data() + off);
     off += n;
     return r;
   };
   int rc;
-  if ((rc = pack(s.inp_w, C, W, n_inp)) != kOk) return rc;
+  if ((rc = pack(s.inp_w, s.inp_ws, C, W, n_inp)) != kOk) return rc;
   for (int64_t i = 0; i < D; ++i) {
-    if ((rc = pack(s.fc1_w[i], W, W, n_blk)) != kOk) return rc;
-    if ((rc = pack(s.fc2_w[i], W, W, n_blk)) != kOk) return rc;
+    if ((rc = pack(s.fc1_w[i], i8 ? s.fc1_ws[i] : nullptr, W, W, n_blk)) != kOk) return rc;
+    if ((rc = pack(s.fc2_w[i], i8 ? s.fc2_ws[i] : nullptr, W, W, n_blk)) != kOk) return rc;
   }
-  if ((rc = pack(s.out_w, W, C, n_out)) != kOk) return rc;
+  if ((rc = pack(s.out_w, s.out_ws, W, C, n_out)) != kOk) return rc;
+  pl.wtype = i8 ? WeightType::kI8 : WeightType::kF16;
   pl.weight_bytes = n_all * sizeof(uint16_t);
   // ---- FP32 small arrays (64-float aligned) + room for the noise generated on the device
   pl.small.clear();
@@ -292,6 +305,7 @@ int CudaEngine::create(const EngineSpec& s, int64_t max_batch, int device, std::
   for (const CudaEngineRegion& r : cuda_engine_regions(plan, &im.buf))
     LFDN_CUDA_TRY(cudaMalloc(r.slot, r.bytes));
   e->weight_bytes_ = plan.weight_bytes;
+  im.wtype = plan.wtype;
   e->workspace_bytes_ = plan.workspace_bytes;
   im.tac_ws_bytes = plan.tactic_workspace_bytes;
   LFDN_CUDA_TRY(cudaMemcpyAsync(im.buf.weights, plan.weights.data(), plan.weight_bytes, cudaMemcpyHostToDevice,
@@ -409,7 +423,7 @@ int CudaEngine::Impl::select_locked(int64_t bucket, const std::string& key, cons
     p.out = static_cast<float*>(dy.p);
     p.residual = static_cast<const float*>(dres.p);  // the values of the in-place cases
     p.weight = l.w;
-    p.wtype = WeightType::kF16;
+    p.wtype = wtype;  // kI8: the INT8 tactics are candidates too, verified against the INT8 model's weights
     p.bias = l.bias;
     p.gamma = l.gamma;
     p.beta = l.beta;
@@ -492,6 +506,7 @@ CudaPassPlan CudaEngine::Impl::plan_for(int64_t bucket) const {
   plan.out = get(view.width, view.in_dim, Prologue::kGroupNormSilu);
   plan.workspace = buf.tactic_workspace;
   plan.workspace_bytes = tac_ws_bytes;
+  plan.wtype = wtype;
   return plan;
 }
 

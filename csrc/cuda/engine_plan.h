@@ -16,8 +16,10 @@ namespace lfdn {
 struct CudaEngineMemoryPlan {
   // FP16 weights packed for the CUDA kernels (pack_linear_cuda_host): inp, (fc1, fc2) per block, out, each
   // padded to 128 halves (256 bytes); weight_offsets: where each starts, in halves, in that order
+  // INT8 specs (wtype kI8): each weight is a packed CUDA INT8 blob (lfdn/cuda_tactics.h), sizes still in halves
   std::vector<uint16_t> weights;
   std::vector<size_t> weight_offsets;
+  WeightType wtype = WeightType::kF16;  // of every layer's FusedLinearParams (CudaPassPlan::wtype)
   // FP32 small arrays (pack_small_arrays, 64-float aligned); small_offsets.eps: the noise tail
   // [eps, eps + steps * in_dim), generated on the device at creation (never uploaded)
   std::vector<float> small;

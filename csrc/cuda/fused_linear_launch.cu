@@ -5,6 +5,7 @@
 
 #include "cuda/kernels/fused_linear.cuh"
 #include "cuda/util.cuh"
+#include "lfdn/cuda_tactics.h"
 #include "lfdn/half.h"
 #include "lfdn/linear.h"
 
@@ -48,9 +49,11 @@ int launch_linear(dim3 grid, Stream s, const cuda::LinearArgs& a) {
 size_t fused_linear_cuda_workspace_bytes(int64_t, int64_t, int64_t) { return 0; }  // statistics live in smem
 
 int fused_linear_cuda(const FusedLinearParams& p) {
-  int rc = check_fused_linear_params(p);
+  int rc = check_cuda_linear_params(p);
   if (rc != kOk) return rc;
-  if (p.wtype != WeightType::kF16) return kBadArgument;  // the CUDA path packs FP16 (pack_linear_cuda_host)
+  // the CUDA path packs FP16 (pack_linear_cuda_host); a kI8 problem's weight is the packed CUDA INT8 blob, whose
+  // FP16 copy comes first in this layout (lfdn/cuda_tactics.h)
+  if (p.wtype != WeightType::kF16 && p.wtype != WeightType::kI8) return kBadArgument;
   if (p.rows == 0) return kOk;
   if ((p.rows + 63) / 64 > 65535) return kBadSize;  // grid.y limit
   cuda::LinearArgs a;

@@ -18,6 +18,7 @@ int linear(const LfdnModelView& m, Stream s, const LinearTactic* t, const CudaPa
            const float* g, const float* b, const float* residual) {
   FusedLinearParams p = layer_linear_params(m, x, out, rows, in_dim, out_dim, w, bias, pro, g, b, residual);
   p.cuda_stream = s;
+  p.wtype = plan.wtype;  // kI8: the weights are packed CUDA INT8 blobs (lfdn/cuda_tactics.h)
   if (t == nullptr) return fused_linear_cuda(p);
   p.workspace = plan.workspace;
   p.workspace_bytes = plan.workspace_bytes;
@@ -37,7 +38,8 @@ int score_pass_cuda_plan(const ScorePassParams& p, const CudaPassPlan& plan) {
   const LfdnModelView& m = *p.model;
   int rc = check_model_view(m);
   if (rc != kOk) return rc;
-  if (m.wtype != WeightType::kF16) return kBadArgument;
+  if (m.wtype != WeightType::kF16) return kBadArgument;  // (an INT8 engine's view: the blobs' FP16 copies)
+  if (plan.wtype != WeightType::kF16 && plan.wtype != WeightType::kI8) return kBadArgument;
   if (p.rows <= 0) return kBadSize;
   if (p.rows > p.workspace_rows) return kBatchAboveWorkspace;
   if (!p.z0 || !p.mse || !p.mfsim || !p.stage_cos || !p.workspace) return kNullPointer;

@@ -62,9 +62,9 @@ int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecor
   records->clear();
   *best = -1;
   const FusedLinearParams& p0 = req.p;
-  int rc = check_fused_linear_params(p0);
+  int rc = check_cuda_linear_params(p0);
   if (rc != kOk) return rc;
-  if (p0.wtype != WeightType::kF16) return kBadArgument;
+  if (p0.wtype != WeightType::kF16 && p0.wtype != WeightType::kI8) return kBadArgument;
   if (p0.rows < 1 || req.modes.empty()) return kBadSize;
   if (p0.residual != nullptr && p0.residual == p0.out) return kBadArgument;  // the values must stay intact
   for (ResidualMode m : req.modes)
@@ -116,7 +116,7 @@ int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecor
     tref.n = static_cast<int64_t>(n_out);
     tref.tol.rtol = 0.0;
     tref.tol.atol = 1e-30;  // (outputs whose bound is 0 must be exact)
-    tref.tol.srel = cuda_tactic_tolerance(p.in_dim);
+    tref.tol.srel = cuda_tactic_tolerance(p.in_dim, p.wtype);  // kI8: + the FP16 copy's weight rounding
     tref.label = std::string(c.mode == ResidualMode::kNone       ? "no residual"
                              : c.mode == ResidualMode::kSeparate ? "separate residual"
                                                                  : "in-place residual") +

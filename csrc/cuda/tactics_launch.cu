@@ -15,6 +15,7 @@
 #include "cuda/util.cuh"
 #include "lfdn/cuda_arch.h"
 #include "lfdn/cuda_tactics.h"
+#include "lfdn/half.h"
 
 namespace lfdn {
 namespace cuda {
@@ -85,8 +86,11 @@ DeviceCaps caps_of_current_device() {
   return c;
 }
 
+// FP16 tactics: FP16 weights, or the packed CUDA INT8 blob, whose FP16 copy (fp16(q * scale)) comes first at
+// p.weight in exactly the FP16 layout (lfdn/cuda_tactics.h): an INT8 engine runs them where no INT8 tactic applies.
 bool basic_ok(const FusedLinearParams& p) {
-  return p.wtype == WeightType::kF16 && p.rows >= 1 && p.in_dim >= 1 && p.out_dim >= 1;
+  return (p.wtype == WeightType::kF16 || p.wtype == WeightType::kI8) && p.rows >= 1 && p.in_dim >= 1 &&
+         p.out_dim >= 1;
 }
 
 tac::EpilogueArgs epilogue_args(const FusedLinearParams& p, const TacticWorkspace& ws) {
@@ -141,6 +145,52 @@ int stream_run(const FusedLinearParams& p) {
   stream_split(a.Kp, col_blocks, caps_of_current_device().sms, &a.ks, &a.splits);
   return launch(tac::stream_kernel<MAXR, NW>,
                 "lfdn::cuda::tac::stream_kernel<" + std::to_string(MAXR) + ", " + std::to_string(NW) + ">",
+                dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(a.splits)), tac::kStreamThreads, 0,
+                p.cuda_stream, a);
+}
+
+// ---- INT8 weight streaming (the packed CUDA INT8 blob's codes and scales; rows <= MAXR)
+template <int MAXR, int NW>
+bool i8_stream_applies(const FusedLinearParams& p) {
+  if (p.wtype != WeightType::kI8 || p.rows < 1 || p.rows > MAXR || p.in_dim < 1 || p.out_dim < 1) return false;
+  const DeviceCaps c = caps_of_current_device();
+  return c.ok && stream_tactics_usable(c.mma_ptx, c.mma_binary, c.cc) &&
+         cuda_padded_out(p.out_dim) / (4 * NW) <= kCounterInts;
+}
+
+// The streaming split rule with the INT8 k-step (512 codes per warp-wide load): from the shape and the SM count
+void i8_stream_split(int64_t kp, int64_t col_blocks, int sms, int64_t* ks, int* splits) {
+  const int64_t steps = (kp + tac::kI8KStep - 1) / tac::kI8KStep;
+  const int64_t target = 2 * static_cast<int64_t>(sms > 0 ? sms : 1);
+  int64_t s = (target + col_blocks - 1) / col_blocks;
+  if (s > kMaxSplits) s = kMaxSplits;
+  if (s > steps) s = steps;
+  if (s < 1) s = 1;
+  const int64_t per = (steps + s - 1) / s;
+  *ks = per * tac::kI8KStep;
+  *splits = static_cast<int>((kp + *ks - 1) / *ks);
+}
+
+template <int MAXR, int NW>
+int i8_stream_run(const FusedLinearParams& p) {
+  int rc = check_tactic_params(p);
+  if (rc != kOk || p.rows == 0) return rc;
+  if (!i8_stream_applies<MAXR, NW>(p)) return kUnsupported;
+  const TacticWorkspace ws = tactic_workspace(p);
+  if ((rc = launch_prologue(p, ws)) != kOk) return rc;
+  tac::I8StreamArgs a;
+  a.a = static_cast<const __half*>(ws.a);
+  a.q = cuda_i8_codes(p.weight, p.in_dim, p.out_dim);
+  a.wscale = cuda_i8_scales(p.weight, p.in_dim, p.out_dim);
+  a.partial = ws.partial;
+  a.counters = ws.counters;
+  a.e = epilogue_args(p, ws);
+  a.Kp = cuda_padded_in(p.in_dim);
+  a.Np = cuda_padded_out(p.out_dim);
+  const int64_t col_blocks = a.Np / (4 * NW);
+  i8_stream_split(a.Kp, col_blocks, caps_of_current_device().sms, &a.ks, &a.splits);
+  return launch(tac::i8_stream_kernel<MAXR, NW>,
+                "lfdn::cuda::tac::i8_stream_kernel<" + std::to_string(MAXR) + ", " + std::to_string(NW) + ">",
                 dim3(static_cast<unsigned>(col_blocks), static_cast<unsigned>(a.splits)), tac::kStreamThreads, 0,
                 p.cuda_stream, a);
 }
@@ -218,6 +268,8 @@ const LinearTactic kTactics[] = {
     {"cuda.mma_m32", mma_run<32, false>, mma_applies<32, false>, false},
     {"cuda.mma_splitk_m32", mma_run<32, true>, mma_applies<32, true>, false},
     {"cuda.cublaslt", cublaslt_run, cublaslt_applies, false},
+    {"cuda.i8_stream_r8", i8_stream_run<8, 4>, i8_stream_applies<8, 4>, false},
+    {"cuda.i8_stream_r16", i8_stream_run<16, 4>, i8_stream_applies<16, 4>, false},
     {"cuda.test_no_bias", no_bias_run, legacy_applies, true},
 };
 
@@ -240,9 +292,9 @@ TacticWorkspace tactic_workspace(const FusedLinearParams& p) {
 }
 
 int check_tactic_params(const FusedLinearParams& p) {
-  const int rc = check_fused_linear_params(p);
+  const int rc = check_cuda_linear_params(p);
   if (rc != kOk) return rc;
-  if (p.wtype != WeightType::kF16) return kBadArgument;
+  if (p.wtype != WeightType::kF16 && p.wtype != WeightType::kI8) return kBadArgument;
   if (p.rows > 0x7FFFFFFFll) return kBadSize;
   if (p.rows == 0) return kOk;
   if (p.workspace == nullptr) return kNullPointer;
@@ -278,6 +330,8 @@ int load_tactic_kernels() {
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::epilogue_kernel), "cudaFuncGetAttributes(epilogue)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::stream_kernel<8, 4>), "cudaFuncGetAttributes(stream<8,4>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::stream_kernel<32, 2>), "cudaFuncGetAttributes(stream<32,2>)");
+  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::i8_stream_kernel<8, 4>), "cudaFuncGetAttributes(i8_stream<8,4>)");
+  if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::i8_stream_kernel<16, 4>), "cudaFuncGetAttributes(i8_stream<16,4>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<64, false>), "cudaFuncGetAttributes(mma<64>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<32, false>), "cudaFuncGetAttributes(mma<32>)");
   if (rc == kOk) rc = record(cudaFuncGetAttributes(&attr, tac::mma_kernel<32, true>), "cudaFuncGetAttributes(mma<32,split>)");
@@ -323,15 +377,72 @@ double cuda_tactic_tolerance(int64_t in_dim) {
   return 2.0 * (1.0 / 2048.0 + static_cast<double>(in_dim + 2) / 16777216.0);
 }
 
+double cuda_tactic_tolerance(int64_t in_dim, WeightType wtype) {
+  if (wtype != WeightType::kI8) return cuda_tactic_tolerance(in_dim);
+  return 2.0 * (2.0 / 2048.0 + static_cast<double>(in_dim + 2) / 16777216.0);
+}
+
+// ---- the packed CUDA INT8 blob (lfdn/cuda_tactics.h)
+size_t packed_linear_cuda_i8_bytes(int64_t in_dim, int64_t out_dim) {
+  if (in_dim < 1 || out_dim < 1) return 0;
+  const size_t e = packed_linear_cuda_elems(in_dim, out_dim);
+  return 3 * e + sizeof(float) * static_cast<size_t>(cuda_padded_out(out_dim));
+}
+
+const int8_t* cuda_i8_codes(const void* packed, int64_t in_dim, int64_t out_dim) {
+  return reinterpret_cast<const int8_t*>(static_cast<const char*>(packed) +
+                                         2 * packed_linear_cuda_elems(in_dim, out_dim));
+}
+
+const float* cuda_i8_scales(const void* packed, int64_t in_dim, int64_t out_dim) {
+  return reinterpret_cast<const float*>(static_cast<const char*>(packed) +
+                                        3 * packed_linear_cuda_elems(in_dim, out_dim));
+}
+
+int pack_linear_cuda_i8_host(const int8_t* q, const float* scale, int64_t in_dim, int64_t out_dim, void* dst) {
+  if (q == nullptr || scale == nullptr || dst == nullptr) return kNullPointer;
+  if (in_dim <= 0 || out_dim <= 0) return kBadSize;
+  for (int64_t n = 0; n < out_dim; ++n)
+    if (!(scale[n] > 0.0f && scale[n] <= 3.4e38f)) return kBadArgument;  // finite, > 0 (as check_engine_spec)
+  for (int64_t i = 0; i < in_dim * out_dim; ++i)
+    if (q[i] == -128) return kBadArgument;  // symmetric codes only: [-127, 127]
+  const int64_t kp = cuda_padded_in(in_dim), np = cuda_padded_out(out_dim);
+  uint16_t* h = static_cast<uint16_t*>(dst);
+  int8_t* c = reinterpret_cast<int8_t*>(static_cast<char*>(dst) + 2 * np * kp);
+  float* sc = reinterpret_cast<float*>(static_cast<char*>(dst) + 3 * np * kp);
+  for (int64_t n = 0; n < np; ++n) {
+    sc[n] = n < out_dim ? scale[n] : 0.0f;
+    for (int64_t k = 0; k < kp; ++k) {
+      const bool in = n < out_dim && k < in_dim;
+      const int8_t v = in ? q[n * in_dim + k] : static_cast<int8_t>(0);
+      c[n * kp + k] = v;
+      // the FP16 copy: the INT8 model's weight q * scale (FP32 product), rounded to FP16 (FP16 tactics)
+      h[n * kp + k] = in ? float_to_half(static_cast<float>(v) * scale[n]) : static_cast<uint16_t>(0);
+    }
+  }
+  return kOk;
+}
+
+int check_cuda_linear_params(const FusedLinearParams& p) {
+  if (p.wtype != WeightType::kI8) return check_fused_linear_params(p);
+  FusedLinearParams q = p;
+  q.wtype = WeightType::kF16;
+  return check_fused_linear_params(q);
+}
+
 int fused_linear_cuda_reference(const FusedLinearParams& p, float* ref, float* bound) {
-  int rc = check_fused_linear_params(p);
+  int rc = check_cuda_linear_params(p);
   if (rc != kOk) return rc;
-  if (p.wtype != WeightType::kF16) return kBadArgument;
+  if (p.wtype != WeightType::kF16 && p.wtype != WeightType::kI8) return kBadArgument;
   if (ref == nullptr || bound == nullptr) return kNullPointer;
   if (p.rows == 0) return kOk;
   cuda::tac::ReferenceArgs a;
   a.x = p.x;
   a.w = static_cast<const __half*>(p.weight);
+  if (p.wtype == WeightType::kI8) {  // the INT8 model's weights q * scale, not the blob's FP16 copy
+    a.q = cuda_i8_codes(p.weight, p.in_dim, p.out_dim);
+    a.wscale = cuda_i8_scales(p.weight, p.in_dim, p.out_dim);
+  }
   a.bias = p.bias;
   a.residual = p.residual;
   a.gamma = p.gamma;

@@ -8,7 +8,10 @@ process (runtime/tactic_isolation.py): a faulting candidate is rejected there an
 The CUDA engine (``_C.CudaEngine``) chooses a tactic per (layer key, batch bucket) on its device: every
 candidate runs on the engine's weights at the bucket's upper bound rows, is checked against the reference
 kernel with the FP16 tolerance rule and timed with cudaEvents; the fastest passing one is kept, failing ones
-are logged (``lfdn_edge.tactics``) and never used. This module does that at load for every bucket and keeps
+are logged (``lfdn_edge.tactics``) and never used. An 'int8' engine (packed CUDA INT8 blobs, lfdn/cuda_tactics.h)
+has the INT8 weight-streaming tactics cuda.i8_stream_r8 / cuda.i8_stream_r16 as candidates up to 16 rows besides
+the FP16 ones (on the blobs' FP16 copies), all verified against the reference on the INT8 weights q * scale
+(the INT8 rule); nothing here depends on the precision (the cache file belongs to its engine file). This module does that at load for every bucket and keeps
 the choices in ``<engine>.cuda-tactics.json`` beside the engine file with a fingerprint (GPU name, compute
 capability, SM count, driver and runtime versions, the module's CUDA version and architectures, whether and
 which cuBLASLt loaded, lfdn-edge version); the next load reuses them (each one re-verified on the device by

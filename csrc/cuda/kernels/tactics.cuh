@@ -1,5 +1,6 @@
 // Device code of the CUDA tactics (lfdn/cuda_tactics.h): the prologue kernel, the weight-streaming
-// split-K kernel, the mma.sync tile kernel, the epilogue kernel of cuBLASLt and the reference kernel.
+// split-K kernel (FP16 and INT8 weights), the mma.sync tile kernel, the epilogue kernel of cuBLASLt and the
+// reference kernel.
 // Compiled for sm_72 .. sm_90; the sm_80-only instructions (cp.async, mma.sync m16n8k16) are guarded by
 // __CUDA_ARCH__ and the launchers' `applies` checks the device and the compiled binary at run time.
 // Never run on a GPU (none has been lent); executed in CI by the project's PTX interpreter (tools/ptxsim,
@@ -307,6 +308,172 @@ __global__ void __launch_bounds__(kStreamThreads) stream_kernel(StreamArgs p) {
   }
 }
 
+// ------------------------------------------------------------------------------------------- INT8 weight streaming
+// The INT8 weight-only variant of the streaming kernel (cuda.i8_stream_r8 / cuda.i8_stream_r16): the same CTA
+// shape (4 warps, warp w owns NW consecutive output columns), split-K and deterministic last-CTA reduction, but
+// the weights are the int8 codes q (Np, Kp) of the packed CUDA INT8 blob (lfdn/cuda_tactics.h), so a lane's
+// 16-byte load is 16 consecutive k of one column (one warp-wide load: 512 contiguous bytes of a weight row,
+// a k-step of 512). Each code is dequantized in registers to an exact FP32 value (q + 128 placed in the
+// mantissa of 2^23 by one byte permute, then one FP32 subtraction of 2^23 + 128), multiplied by the FP16
+// activation (converted to FP32) and accumulated in FP32: a_h * q has at most 11 + 7 significant bits, so
+// every product is exact and only the accumulation rounds. The per-output-channel scale is applied ONCE, to
+// the k-sum, after the split reduction: out = (sum_k a_h[k] q[n,k]) * scale[n] / guard + bias (+ residual).
+constexpr int kI8KStep = 512;  // 32 lanes x 16 codes
+
+struct I8StreamArgs {
+  const __half* a;       // (rows, Kp) FP16 activations of the prologue kernel
+  const int8_t* q;       // (Np, Kp) int8 codes
+  const float* wscale;   // (Np) per-output scales
+  float* partial;        // (splits, rows, Np) unscaled k-sums
+  int* counters;         // (Np / (4 * NW)), zero on entry, zero on exit
+  EpilogueArgs e;
+  int64_t Kp, Np;
+  int64_t ks;            // k-slice length, a multiple of kI8KStep
+  int splits;
+};
+
+// 4 int8 codes (one 32-bit word, lowest byte first) -> 4 exact floats
+__device__ __forceinline__ void q4_to_f(uint32_t w, float* f) {
+  const uint32_t u = w ^ 0x80808080u;  // q + 128 in each byte (offset binary)
+  f[0] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7540)) - 8388736.0f;  // bits 0x4B0000uu = 2^23 + u
+  f[1] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7541)) - 8388736.0f;
+  f[2] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7542)) - 8388736.0f;
+  f[3] = __uint_as_float(__byte_perm(u, 0x4B000000u, 0x7543)) - 8388736.0f;
+}
+
+template <int MAXR, int NW>
+__global__ void __launch_bounds__(kStreamThreads) i8_stream_kernel(I8StreamArgs p) {
+  constexpr int kCols = 4 * NW;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  __shared__ __align__(16) uint4 ring[kStreamStages][NW][kStreamThreads];
+#endif
+  __shared__ int s_last;
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int rows = static_cast<int>(p.e.rows);
+  const int64_t n0 = static_cast<int64_t>(blockIdx.x) * kCols + warp * NW;
+  const int64_t k_begin = static_cast<int64_t>(blockIdx.y) * p.ks;
+  const int64_t k_end = k_begin + p.ks < p.Kp ? k_begin + p.ks : p.Kp;
+  const int steps = static_cast<int>((k_end - k_begin + kI8KStep - 1) / kI8KStep);
+
+  float acc[MAXR][NW];
+#pragma unroll
+  for (int r = 0; r < MAXR; ++r)
+#pragma unroll
+    for (int j = 0; j < NW; ++j) acc[r][j] = 0.0f;
+
+  // k of this lane in step t (Kp is a multiple of 32 and ks of 512: a lane's 16 codes are all in or all out)
+  auto k_of = [&](int t) { return k_begin + static_cast<int64_t>(t) * kI8KStep + lane * 16; };
+  auto wptr = [&](int j, int64_t k) { return p.q + (n0 + j) * p.Kp + k; };
+
+  // 16 codes of each column at k: two halves of 8 k, each dequantized once and used by every row
+  auto compute = [&](const uint4* wv, int64_t k) {
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      float wf[NW][8];
+#pragma unroll
+      for (int j = 0; j < NW; ++j) {
+        q4_to_f(h == 0 ? wv[j].x : wv[j].z, wf[j]);
+        q4_to_f(h == 0 ? wv[j].y : wv[j].w, wf[j] + 4);
+      }
+#pragma unroll
+      for (int r = 0; r < MAXR; ++r) {
+        if (r < rows) {
+          const uint4 av =
+              __ldg(reinterpret_cast<const uint4*>(p.a + static_cast<int64_t>(r) * p.Kp + k + 8 * h));
+          float af[8];
+          h8_to_f(av, af);
+#pragma unroll
+          for (int j = 0; j < NW; ++j)
+#pragma unroll
+            for (int i = 0; i < 8; ++i) acc[r][j] = fmaf(af[i], wf[j][i], acc[r][j]);
+        }
+      }
+    }
+  };
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#pragma unroll
+  for (int s = 0; s < kStreamStages - 1; ++s) {
+    const int64_t k = k_of(s);
+    if (s < steps && k < k_end)
+#pragma unroll
+      for (int j = 0; j < NW; ++j) cp_async16(&ring[s][j][tid], wptr(j, k), 16);
+    cp_async_commit();
+  }
+  for (int t = 0; t < steps; ++t) {
+    cp_async_wait<kStreamStages - 2>();  // step t has landed (this thread's own copies)
+    const int nt = t + kStreamStages - 1;
+    const int64_t kn = k_of(nt);
+    if (nt < steps && kn < k_end)
+#pragma unroll
+      for (int j = 0; j < NW; ++j) cp_async16(&ring[nt % kStreamStages][j][tid], wptr(j, kn), 16);
+    cp_async_commit();
+    const int64_t k = k_of(t);
+    if (k < k_end) {
+      uint4 wv[NW];
+#pragma unroll
+      for (int j = 0; j < NW; ++j) wv[j] = ring[t % kStreamStages][j][tid];
+      compute(wv, k);
+    }
+  }
+  cp_async_wait<0>();
+#else
+  uint4 cur[NW], nxt[NW];
+  {
+    const int64_t k = k_of(0);
+#pragma unroll
+    for (int j = 0; j < NW; ++j)
+      cur[j] = (steps > 0 && k < k_end) ? __ldg(reinterpret_cast<const uint4*>(wptr(j, k))) : make_uint4(0, 0, 0, 0);
+  }
+  for (int t = 0; t < steps; ++t) {
+    const int64_t kn = k_of(t + 1);
+#pragma unroll
+    for (int j = 0; j < NW; ++j)
+      nxt[j] = (t + 1 < steps && kn < k_end) ? __ldg(reinterpret_cast<const uint4*>(wptr(j, kn)))
+                                             : make_uint4(0, 0, 0, 0);
+    const int64_t k = k_of(t);
+    if (k < k_end) compute(cur, k);
+#pragma unroll
+    for (int j = 0; j < NW; ++j) cur[j] = nxt[j];
+  }
+#endif
+
+  float* part = p.partial + static_cast<int64_t>(blockIdx.y) * p.e.rows * p.Np;
+#pragma unroll
+  for (int r = 0; r < MAXR; ++r) {
+    if (r < rows) {
+#pragma unroll
+      for (int j = 0; j < NW; ++j) {
+        float v = acc[r][j];
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == ((r * NW + j) & 31)) part[static_cast<int64_t>(r) * p.Np + n0 + j] = v;
+      }
+    }
+  }
+  const int64_t c0 = static_cast<int64_t>(blockIdx.x) * kCols;
+  if (p.splits > 1) {
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&p.counters[blockIdx.x], 1) == p.splits - 1;
+    __syncthreads();
+    if (!s_last) return;
+    __threadfence();
+    if (tid == 0) p.counters[blockIdx.x] = 0;  // ready for the next call (graph replay)
+  } else {
+    __syncthreads();
+  }
+  for (int e = tid; e < rows * kCols; e += kStreamThreads) {
+    const int r = e / kCols;
+    const int64_t n = c0 + e % kCols;
+    if (n >= p.e.N) continue;
+    float v = 0.0f;
+    for (int s = 0; s < p.splits; ++s)  // split order: deterministic
+      v += __ldcg(p.partial + (static_cast<int64_t>(s) * p.e.rows + r) * p.Np + n);
+    store_out(p.e, r, n, v * p.wscale[n]);  // the channel's scale, once, on the k-sum
+  }
+}
+
 // ------------------------------------------------------------------------------------------- mma.sync tiles
 // CTA tile BM x 64, k-tiles of 32, 4 warps as (BM/32) x (4/(BM/32)), warp tile 32 x WN (two m16 tiles,
 // WN/8 n8 tiles). A (FP16 activations, rows x Kp) and W (Np x Kp) tiles go global -> shared by cp.async
@@ -460,11 +627,15 @@ __global__ void __launch_bounds__(kMmaThreads) mma_kernel(MmaArgs p) {
 
 // ------------------------------------------------------------------------------------------- reference
 // Deliberately simple: one thread per output (r, n), everything in FP32 from x: the row's GroupNorm
-// statistics (gn_row_stats, lfdn/gn_stats.h), the prologue, the dot product with the FP16 weights; also bound[r, n] =
-// sum |a||w| + |bias| + |residual| for the tolerance.
+// statistics (gn_row_stats, lfdn/gn_stats.h), the prologue, the dot product with the FP16 weights (an INT8
+// problem: with the FP32 weights q * scale); also bound[r, n] = sum |a||w| + |bias| + |residual| for the tolerance.
 struct ReferenceArgs {
   const float* x;
   const __half* w;  // (Np, Kp)
+  // INT8 problems (packed CUDA INT8 blob): the codes (Np, Kp) and scales (Np); the weight is then the FP32
+  // product q * scale (the INT8 model's weight, one rounding), not the blob's FP16 copy
+  const int8_t* q = nullptr;
+  const float* wscale = nullptr;
   const float* bias;
   const float* residual;
   const float* gamma;
@@ -487,7 +658,7 @@ __global__ void __launch_bounds__(128) reference_kernel(ReferenceArgs a) {
     float v = xr[k];
     if (a.mode == 2) v = gn_normalize(v, st) * a.gamma[k] + a.beta[k];
     if (a.mode >= 1) v = v / (1.0f + expf(-v));
-    const float wk = __half2float(a.w[n * a.Kp + k]);
+    const float wk = a.q ? static_cast<float>(a.q[n * a.Kp + k]) * a.wscale[n] : __half2float(a.w[n * a.Kp + k]);
     acc += v * wk;
     bnd += fabsf(v * wk);
   }

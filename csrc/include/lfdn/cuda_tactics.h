@@ -21,6 +21,11 @@
 //                      last-CTA reduction as the streaming kernel
 //   cuda.cublaslt      cuBLASLt (dlopen'ed at run time, never a build dependency) as the trusted baseline;
 //                      applies when libcublasLt.so.{13,12,11} loads and its handle is created
+//   cuda.i8_stream_r8  INT8 weight streaming for rows <= 8 / <= 16 (WeightType::kI8 problems only): the
+//   cuda.i8_stream_r16 streaming kernel's CTA shape, split-K and deterministic reduction over the int8 codes of
+//                      the packed CUDA INT8 blob (below): 16 codes per 16-byte load (a warp-wide load is 512
+//                      contiguous bytes of a weight row), dequantized exactly to FP32 in registers, FP32
+//                      accumulation, the per-output-channel scale applied once to the k-sum in the reduction
 //   cuda.test_no_bias  test only: cuda.legacy_tile without the bias (must be rejected by verification)
 // Every tactic except legacy_tile first runs the prologue kernel once per layer: one CTA per row computes the
 // FP32 GroupNorm statistics (two passes), applies GN + affine + SiLU (or SiLU, or nothing) once, applies the
@@ -35,6 +40,27 @@
 // cuda_tactic_tolerance(K) * bound elsewhere, in every verification case (CudaSelectRequest), where
 // cuda_tactic_tolerance(K) = 2 x (2^-11 + (K + 2) 2^-24): the FP16 rounding of the activations (unit
 // roundoff 2^-11, FP16 weights are exact in both) plus FP32 accumulation of K terms in each, with a factor 2.
+//
+// INT8 weights (WeightType::kI8, issue #26). An INT8 problem's p.weight is the packed CUDA INT8 blob
+// (pack_linear_cuda_i8_host), self-contained like the CPU's packed INT8 blob:
+//   [0, 2 E)          FP16 copy, (Np, Kp) row-major: fp16(q[n,k] * scale[n]) (FP32 product, rounded to FP16),
+//                     zero-padded -- exactly the FP16 layout of pack_linear_cuda_host, at p.weight itself
+//   [2 E, 3 E)        the int8 codes q (Np, Kp) row-major, zero-padded
+//   [3 E, 3 E + 4 Np) FP32 scale[n] (0 in the padding)
+// with E = packed_linear_cuda_elems(in_dim, out_dim) (Np x Kp; every section is 256-byte aligned since Np is a
+// multiple of 64 and Kp of 32). Design: the INT8 tactics stream the codes (1 byte per weight: a paper-size pass
+// reads ~206 MB instead of ~411 MB); every FP16 tactic (legacy tile, streaming, mma, cuBLASLt) accepts a kI8
+// problem and reads the FP16 copy, so an INT8 engine has a verified tactic for every batch bucket (the INT8 ones
+// apply up to 16 rows only) and computes the INT8 model's weights q * scale everywhere (to FP16 rounding in the
+// copy). The cost is 3 bytes of device memory per weight instead of 2 (the FP16 engine) -- ~205 MB for the
+// paper-size model -- and no INT8 tensor-core tactic for large batches (those are compute-bound, where the FP16
+// mma tactics on the copy are the right kernels anyway). The activations are NOT quantized (weight-only INT8,
+// W8A16 with FP32 accumulation): the CPU INT8 engine also quantizes the activations per row, so the two INT8
+// engines agree to that quantization's error, not to FP16 rounding.
+// The reference kernel computes a kI8 problem with the FP32 weights q * scale (the INT8 model), and the rule
+// for kI8 is cuda_tactic_tolerance(K, kI8) = 2 x (2 x 2^-11 + (K + 2) 2^-24): the FP16 copy's rounding of the
+// weight is a second unit roundoff for the FP16 tactics. The INT8 tactics' products a_h * q are exact (11 + 7
+// significant bits), so they are within the FP16 rule (tests/test_cuda_int8.py checks that tighter bound).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -55,6 +81,19 @@ int cuda_tactic_workspace_init(void* workspace, size_t bytes, Stream stream);
 // The tactic of that name (test-only ones included), or null.
 const LinearTactic* cuda_tactic_by_name(const std::string& name);
 double cuda_tactic_tolerance(int64_t in_dim);
+// The rule for problems of weight type wtype: kI8 2 x (2 x 2^-11 + (K + 2) 2^-24), else cuda_tactic_tolerance(K).
+double cuda_tactic_tolerance(int64_t in_dim, WeightType wtype);
+
+// The packed CUDA INT8 blob (see above): its size in bytes (0 for a non-positive dimension), the host packing
+// (q: (out_dim, in_dim) int8 in [-127, 127], kBadArgument for -128; scale: (out_dim) FP32, finite and > 0, else
+// kBadArgument; dst: host memory of packed_linear_cuda_i8_bytes), and where its codes and scales start.
+size_t packed_linear_cuda_i8_bytes(int64_t in_dim, int64_t out_dim);
+int pack_linear_cuda_i8_host(const int8_t* q, const float* scale, int64_t in_dim, int64_t out_dim, void* dst);
+const int8_t* cuda_i8_codes(const void* packed, int64_t in_dim, int64_t out_dim);
+// check_fused_linear_params for a CUDA problem: a kI8 problem is checked as the FP16 problem of its blob's FP16
+// copy (the shared check knows the CPU's weight types; the blob's layout is the CUDA side's business).
+int check_cuda_linear_params(const FusedLinearParams& p);
+const float* cuda_i8_scales(const void* packed, int64_t in_dim, int64_t out_dim);
 
 // The reference: ref and bound (rows, out_dim) FP32, device memory (see above). p.out is not written.
 int fused_linear_cuda_reference(const FusedLinearParams& p, float* ref, float* bound);
@@ -106,6 +145,9 @@ int cuda_select_linear(const CudaSelectRequest& req, std::vector<CudaTacticRecor
 std::vector<std::string> cuda_forced_tactics();
 
 // Per-pass plan: the tactic of each layer kind (null: cuda.legacy_tile) and the tactic workspace.
+// wtype: kF16, or kI8 when every weight of the model view is a packed CUDA INT8 blob (the view itself says
+// kF16: the blob's FP16 copy is at each weight pointer, so the FP16 path reads it unchanged); each layer's
+// FusedLinearParams then carries kI8, which the INT8 tactics need and the reference and FP16 tactics accept.
 struct CudaPassPlan {
   const LinearTactic* inp = nullptr;
   const LinearTactic* fc1 = nullptr;
@@ -113,6 +155,7 @@ struct CudaPassPlan {
   const LinearTactic* out = nullptr;
   void* workspace = nullptr;
   size_t workspace_bytes = 0;
+  WeightType wtype = WeightType::kF16;
 };
 struct ScorePassParams;
 int score_pass_cuda_plan(const ScorePassParams& p, const CudaPassPlan& plan);
