@@ -6,9 +6,13 @@ one bias per block per DDIM step (lfdn_edge.builder.native_payload). Devices:
                       (LFDN_EDGE_NUM_THREADS or all cores). FP16 artifacts keep FP16 weights in memory (half
                       the memory traffic) and compute in FP32. BF16 artifacts (CPUs with AVX512_BF16 only;
                       refused with a RuntimeError elsewhere, no fallback) round the activations to BF16 too
-                      and accumulate in FP32 (vdpbf16ps).
+                      and accumulate in FP32 (vdpbf16ps). INT8 artifacts (per-channel INT8 weights) quantize
+                      the activations per row at run time and accumulate exactly in INT32 (AVX512-VNNI,
+                      AMX-INT8 tiles, AVX-VNNI, NEON dot product; refused where the CPU has none).
     "cuda[:N]"        _C.CudaEngine, when the module was compiled with CUDA: FP16 weights (an FP32 artifact
-                      is converted at load), FP32 accumulation, a CUDA tactic per layer key and batch bucket
+                      is converted at load; an INT8 artifact keeps its INT8 codes for the INT8 weight-streaming
+                      tactics up to 16 rows and an FP16 copy of q x scale elsewhere, activations not
+                      quantized), FP32 accumulation, a CUDA tactic per layer key and batch bucket
                       and one CUDA graph per bucket. Inputs may be CUDA tensors (no host copy); outputs are
                       then CUDA tensors.
 CPU engines choose a tactic (kernel blocking) per batch bucket and layer at load, verified and timed, and keep
