@@ -109,8 +109,9 @@ def test_activation_quantization_is_the_rule_bit_for_bit(isa):
 
 
 # shapes: in_dim not a multiple of 4 (k-quad padding) and below one quad, N not a multiple of 16, row groups of 1..16,
-# several groups and row blocks (96), K4 above the 96/128-quad k-blocks and not a multiple of 16 (the AMX tail)
-SHAPES = [(1, 37, 20), (7, 3, 16), (12, 192, 48), (13, 257, 33), (64, 513, 64), (100, 720, 40), (37, 1440, 17)]
+# several groups and row blocks (96; 256 for the tile tactics), K4 above the 96/128-quad k-blocks and not a multiple of 16 (the AMX tail)
+SHAPES = [(1, 37, 20), (7, 3, 16), (12, 192, 48), (13, 257, 33), (64, 513, 64), (100, 720, 40), (37, 1440, 17),
+          (300, 68, 40)]
 
 
 def _case(rows, K, N, seed):
@@ -178,14 +179,14 @@ def test_every_int8_tactic_of_the_table_gives_the_same_outputs_bit_for_bit():
             assert np.array_equal(y, base), (name, rows, K, N)
     assert len(ran) >= 5, ran
     if INFO["cpu_kernels_active"] == "avx512" and _amx_usable():
-        assert {"cpu.avx512.amx.mr16.mc96", "cpu.avx512.amx.mr32.mc96.np2"} <= ran, ran
+        assert {"cpu.avx512.amx.mr16.mc256", "cpu.avx512.amx.mr32.mc256.np2"} <= ran, ran
 
 
 def _amx_usable() -> bool:
     try:
         x, w, b, _ = _case(2, 64, 16, 0)
         q, s = quantize_weight_int8(w)
-        _C.fused_linear(x, q, b, weight_scale=s, tactic="cpu.avx512.amx.mr16.mc96")
+        _C.fused_linear(x, q, b, weight_scale=s, tactic="cpu.avx512.amx.mr16.mc256")
         return True
     except ValueError:
         return False
@@ -321,8 +322,8 @@ def test_int8_engine_rows_do_not_depend_on_batch_threads_or_tactics(ckpt, z0):
         for k in ("mse", "mfsim", "stage_cos"):
             assert np.array_equal(part[k], full[k][a:b]), (k, a, b)
     # a different tactic per bucket (AMX where usable, else another VNNI blocking) changes no score
-    other = next((t for t in ("cpu.avx512.amx.mr32.mc96.np2", "cpu.avx512.mr12.kc128.mc96.rowa", "cpu.scalar.mr4.kc256.mc96")
-                  if t in INT8_TACTICS and (t != "cpu.avx512.amx.mr32.mc96.np2" or _amx_usable())), None)
+    other = next((t for t in ("cpu.avx512.amx.mr32.mc256.np2", "cpu.avx512.mr12.kc128.mc96.rowa", "cpu.scalar.mr4.kc256.mc96")
+                  if t in INT8_TACTICS and (t != "cpu.avx512.amx.mr32.mc256.np2" or _amx_usable())), None)
     if other is None:
         pytest.skip("no second INT8 tactic on this table")
     for kind in range(3):
