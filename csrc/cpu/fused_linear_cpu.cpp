@@ -287,6 +287,32 @@ void store_panel(const FusedLinearParams& p, const float* cbuf, int64_t m0, int6
   }
 }
 
+// The prologue of row r (SiLU or GroupNorm + SiLU into `row`; without one: the input row itself), FP32: the input
+// of the BF16 and INT8 paths' row conversion.
+const float* prologue_row(const Kernels& kr, const FusedLinearParams& p, int64_t r, float* row) {
+  const float* xr = p.x + r * p.in_dim;
+  if (p.prologue == Prologue::kSilu) {
+    kr.silu(xr, p.in_dim, row);
+    return row;
+  }
+  if (p.prologue == Prologue::kGroupNormSilu) {
+    gn_silu_row(kr, xr, p.in_dim, p.gn_eps, p.gamma, p.beta, row);
+    return row;
+  }
+  return xr;
+}
+
+// Row r's converted units (n dwords: BF16 k-pairs or INT8 k-quads) into its row group's unit-major slab of A
+// (A[group start * n + k * mr + r]: one sequential broadcast stream for the micro-kernel).
+void scatter_to_group(const uint32_t* t, int64_t n, int64_t r, int64_t rows, const Resolved& cf, uint32_t* A) {
+  const int64_t m0 = r / cf.mc * cf.mc;
+  const RowGroups rg(rows, m0, cf.mr, cf.mc);
+  const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
+  const int mr = rg.size(g);
+  uint32_t* dst = A + (m0 + g0) * n + (r - m0 - g0);
+  for (int64_t k = 0; k < n; ++k) dst[k * mr] = t[k];
+}
+
 // BF16: the prologue (always a phase, also without one: the input is rounded to BF16) writes each row as BF16
 // k-pairs into the activation buffer ((rows, K2) dwords, half the FP32 row's bytes); the GEMM is the FP32 path's
 // blocking with k-blocks of k-pairs and table.gemm_bf16. The caller has checked that the table has the BF16
@@ -305,27 +331,14 @@ void run_fused_linear_bf16(const FusedLinearParams& p, void* workspace, Runner& 
   run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
     if (!ok) return;
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = p.x + r * K;
-      const float* src = xr;
-      if (p.prologue == Prologue::kSilu) {
-        kr.silu(xr, K, w.row);
-        src = w.row;
-      } else if (p.prologue == Prologue::kGroupNormSilu) {
-        gn_silu_row(kr, xr, K, p.gn_eps, p.gamma, p.beta, w.row);
-        src = w.row;
-      }
+      const float* src = prologue_row(kr, p, r, w.row);
       if (!packed) {
         kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(A + r * K2));
         continue;
       }
       uint32_t* t = reinterpret_cast<uint32_t*>(w.row);  // the row's k-pairs (in place when src is w.row)
       kr.f32_to_bf16(src, K, reinterpret_cast<uint16_t*>(t));
-      const int64_t m0 = r / cf.mc * cf.mc;
-      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
-      const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
-      const int mr = rg.size(g);
-      uint32_t* dst = A + (m0 + g0) * K2 + (r - m0 - g0);
-      for (int64_t k = 0; k < K2; ++k) dst[k * mr] = t[k];
+      scatter_to_group(t, K2, r, p.rows, cf, A);
     }
   });
   const uint32_t* B = static_cast<const uint32_t*>(p.weight);
@@ -428,27 +441,14 @@ void run_fused_linear_i8(const FusedLinearParams& p, void* workspace, Runner& ru
   run.phase(p.rows, run.chunk_for(p.rows), [&](int64_t r0, int64_t r1) {
     if (!ok) return;
     for (int64_t r = r0; r < r1; ++r) {
-      const float* xr = p.x + r * K;
-      const float* src = xr;
-      if (p.prologue == Prologue::kSilu) {
-        kr.silu(xr, K, w.row);
-        src = w.row;
-      } else if (p.prologue == Prologue::kGroupNormSilu) {
-        gn_silu_row(kr, xr, K, p.gn_eps, p.gamma, p.beta, w.row);
-        src = w.row;
-      }
+      const float* src = prologue_row(kr, p, r, w.row);
       if (!packed) {
         kr.quantize_i8(src, K, A + r * K4, ascale + r);
         continue;
       }
       uint32_t* t = w.codes;
       kr.quantize_i8(src, K, t, ascale + r);
-      const int64_t m0 = r / cf.mc * cf.mc;
-      const RowGroups rg(p.rows, m0, cf.mr, cf.mc);
-      const int64_t g = rg.group_of(r - m0), g0 = rg.start(g);
-      const int mr = rg.size(g);
-      uint32_t* dst = A + (m0 + g0) * K4 + (r - m0 - g0);
-      for (int64_t k = 0; k < K4; ++k) dst[k * mr] = t[k];
+      scatter_to_group(t, K4, r, p.rows, cf, A);
     }
   });
   const uint32_t* B = static_cast<const uint32_t*>(p.weight);
