@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from numpy.typing import ArrayLike
+
 from ..artifact.file import EngineArtifact, write_engine
 from ..artifact.header import ENGINE_SCORE_TYPES, check_batch_range, engine_header
 from ..checkpoint import Checkpoint
@@ -64,7 +66,8 @@ def build_artifact(ckpt: Checkpoint | str | os.PathLike, backend: str, precision
                    image_size: tuple[int, int] | None = None, score_type: str | None = None,
                    opset: int = DEFAULT_OPSET, trt_flavor: str = defaults.TRT_FLAVOR,
                    compute_capabilities: list[str] | None = None,
-                   log: Callable[[str], None] = lambda s: None, int8_calibration=None) -> EngineArtifact:
+                   log: Callable[[str], None] = lambda s: None,
+                   int8_calibration: ArrayLike | None = None) -> EngineArtifact:
     """Build the header and payload in memory (no file). ``backend`` must be concrete (see choose_backend).
 
     Precision int8 with onnx / tensorrt: the explicitly quantized (Q/DQ) graph of

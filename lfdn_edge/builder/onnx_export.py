@@ -42,6 +42,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from numpy.typing import ArrayLike
 import torch
 
 from .._atomic import atomic_write
@@ -215,7 +216,8 @@ def calibrate_activations(ckpt: Checkpoint, x: np.ndarray, method: str = INT8_AC
     return out
 
 
-def onnx_int8_qdq(ckpt: Checkpoint | str | os.PathLike, calibration=None, method: str = INT8_ACT_METHOD,
+def onnx_int8_qdq(ckpt: Checkpoint | str | os.PathLike, calibration: ArrayLike | None = None,
+                  method: str = INT8_ACT_METHOD,
                   percentile: float = INT8_ACT_PERCENTILE, opset: int = DEFAULT_OPSET,
                   score_type: str = defaults.SCORE_TYPE, calibration_source: str | None = None) -> tuple[bytes, dict]:
     """(ONNX bytes, header entry ``int8``) of the explicitly quantized (Q/DQ) features scoring graph (module doc).
