@@ -35,7 +35,10 @@ SYN_FRAMES = 12_000
 SYN_PERIOD = 400          # an anomaly of 20 frames every 400
 FILE_FRAMES = 1_500
 FILE_SEGMENTS = [(150 + 300 * i, 170 + 300 * i) for i in range(5)]
-SLOPE_LIMIT = 2048.0      # bytes per 1,000 frames
+# bytes per 1,000 frames. A per-frame leak of one 32-byte timestamp reads 32-35 KB here; bounded buffers filling up
+# and the frames in flight read up to 5.4 KB in CI runs with no leak (3.9 KB with this estimator), so slower leaks
+# (a few bytes per frame, or per second) are below what this test can tell from noise.
+SLOPE_LIMIT = 8192.0
 
 
 def reader_threads():
@@ -70,14 +73,19 @@ def write_h264(path, n, segments, size=SIZE, frame_of=lambda k: k):
     return path
 
 
-def slope_per_1000(samples):
-    """Growth per 1000 frames, Theil-Sen (the median of the slopes between every pair of samples): a leak grows
-    steadily and keeps it up, a transient allocation between two samples does not. (A least-squares fit read
-    4.6 KB per 1000 frames in a CI run whose memory grew by 318 bytes end to end: one bump mid-run.)"""
+def slope_per_1000(samples, window=1000):
+    """Growth per 1000 frames of the memory's floor: the minimum of each window of `window` frames (samples every
+    100 frames), then Theil-Sen over the floors (the median of the slopes between every pair). The frames in flight
+    (queues, the batch being scored: +-50 KB) ride on top of the floor and come and go; a leak raises the floor
+    itself. (A least-squares fit over samples every 500 frames read 4.6-5.4 KB per 1000 frames in CI runs whose
+    memory grew by 318 bytes end to end.)"""
     f = np.array([s[0] for s in samples], dtype=np.float64)
     m = np.array([s[1] for s in samples], dtype=np.float64)
-    i, j = np.triu_indices(len(f), k=1)
-    return float(np.median((m[j] - m[i]) / (f[j] - f[i])) * 1000.0)
+    w = ((f - f[0]) // window).astype(int)
+    xs = np.array([f[w == k].mean() for k in np.unique(w)])
+    ys = np.array([m[w == k].min() for k in np.unique(w)])
+    i, j = np.triu_indices(len(xs), k=1)
+    return float(np.median((ys[j] - ys[i]) / (xs[j] - xs[i])) * 1000.0)
 
 
 def test_a_long_replay_faster_than_real_time_keeps_memory_bounded(tmp_path):
@@ -103,7 +111,7 @@ def test_a_long_replay_faster_than_real_time_keeps_memory_bounded(tmp_path):
                     assert rec.frame == nxt[rec.camera] and rec.score is not None, (rec.camera, rec.frame)
                     nxt[rec.camera] += 1
                     n += 1
-                    if n % 500 == 0 and n >= 2000:
+                    if n % 100 == 0 and n >= 2000:
                         samples.append((n, tracemalloc.get_traced_memory()[0]))
                 elif isinstance(rec, ls.Event) and rec.kind == "start":
                     starts[rec.id] = rec.frame
@@ -137,7 +145,7 @@ def test_a_long_replay_faster_than_real_time_keeps_memory_bounded(tmp_path):
     assert f'lfdn_stream_events_total{{camera="syn"}} {len(syn_segments)}' in metrics
 
     # memory: no growth with the number of frames
-    assert len(samples) >= 20
+    assert len(samples) >= 100
     slope = slope_per_1000(samples)
     grew = samples[-1][1] - samples[0][1]
     print(f"replay: {total} frames in {wall:.1f} s ({total / wall:.0f} frames/s); traced memory "
