@@ -509,4 +509,9 @@ def test_broker_killed_mid_run_the_stream_goes_on_and_reconnects(broker_factory,
     gap = max(b2 - a for a, b2 in zip(frames, frames[1:]))
     assert frames[0] <= 10 and frames[-1] >= max(r.frame for r in recs if isinstance(r, ls.Result)) - 5, frames
     assert gap >= 20, gap   # the frames while the broker was down went to the JSON lines only
+    # close() has published them; the subscriber receives them asynchronously (a CI run under load checked before
+    # the last one arrived)
+    sub.wait(lambda m: m.topic.endswith("/summary"), 5)
+    sub.wait(lambda m: m.topic.endswith("/status") and m.payload == "offline" and
+             [x.payload for x in sub.msgs if x.topic == m.topic][-1] == "offline", 5)
     assert [m.payload for m in sub.on("status")][-1] == "offline" and sub.on("summary")
