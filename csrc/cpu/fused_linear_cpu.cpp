@@ -2,7 +2,6 @@
 // GEMM over packed weight panels with the bias / residual epilogue. Threads claim runs of consecutive
 // output panels (guided schedule: long contiguous weight streams first, a balanced tail), so each weight
 // panel is streamed from memory exactly once per row block.
-#include <cstdlib>
 #include <cstring>
 
 #include "cpu/kernels.h"
