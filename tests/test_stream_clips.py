@@ -426,7 +426,10 @@ def test_mjpeg_over_http_gives_clips_of_the_received_parts(tmp_path, scorer, on)
     # 30 per second; 0.2 s allows for a late part on these busy cores)
     assert ev.start_time - 0.4 - 0.2 < c.first_time <= ev.start_time - 0.4 + EPS
     caps = {round(r.capture_time, 4) for r in results}
-    assert round(c.first_time, 4) in caps or c.first_time < min(caps)   # a received part's time
+    if results[-1].dropped == 0:   # every received part was scored: the clip starts at one of the results' times
+        assert round(c.first_time, 4) in caps or c.first_time < min(caps)
+    else:                          # a busy core dropped parts (late) before scoring: the clip still has them
+        assert c.first_time <= max(caps)   # a time within what was received (the window is checked above)
     assert c.duration_s == pytest.approx(c.last_time - c.first_time, abs=1e-3)
     assert 15 <= (c.frames - 1) / c.duration_s <= 40                    # the camera's rate (30), not 25 by count
 
