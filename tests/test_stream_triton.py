@@ -114,3 +114,21 @@ def test_stream_command_with_an_unreachable_triton_fails_before_any_frame(tmp_pa
     none = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", "test://pattern?frames=5"],
                           capture_output=True, text=True, timeout=120, cwd=str(ROOT))
     assert none.returncode == 2 and "--triton URL" in none.stderr
+
+
+def test_the_http_clients_resolver_threads_are_stopped_before_the_interpreter_finalizes():
+    """tritonclient.http's gevent hub resolves names on native threads that idle 5 s before they exit; one that
+    wakes while the interpreter finalizes is pthread_exit-ed through a greenlet stack, which crashed pytest at
+    exit after the stream tests (segfault, with GStreamer's libunwind loaded). The client registers an atexit
+    hook that stops them: a hook registered before it (so run after it) sees no such thread left."""
+    pytest.importorskip("tritonclient.http")
+    code = ("import _thread, atexit, socket\n"
+            "atexit.register(lambda: print('at exit', _thread._count()))\n"
+            "import lfdn_edge.runtime.triton_client as tc\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]; s.close()\n"
+            "try:\n    tc.TritonScorer(f'http://127.0.0.1:{port}')\nexcept ConnectionError:\n    pass\n"
+            "print('before', _thread._count())\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=str(ROOT))
+    assert p.returncode == 0, p.stderr
+    counts = dict(line.rsplit(" ", 1) for line in p.stdout.splitlines())
+    assert int(counts["before"]) >= 1 and int(counts["at exit"]) == 0, counts   # the worker existed, and ended

@@ -17,6 +17,7 @@ exported repository) or, from ``lfdn-edge serve``, the ``threshold`` output of o
 
 from __future__ import annotations
 
+import atexit
 import os
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit
@@ -37,7 +38,44 @@ def import_tritonclient(protocol: str) -> Any:
             import tritonclient.http as mod
     except ImportError:
         raise ImportError(f"scoring on a Triton server needs tritonclient: {INSTALL_HINT}") from None
+    if protocol != "grpc" and not _STOP_REGISTERED:
+        _register_gevent_threadpool_stop()
     return mod
+
+
+_STOP_REGISTERED = False
+
+
+def _register_gevent_threadpool_stop() -> None:
+    """tritonclient.http runs on gevent, whose hub resolves host names on a pool of native threads that
+    idle for 5 s (GEVENT_THREADPOOL_IDLE_TASK_TIMEOUT) before they exit. One that times out while the
+    interpreter is finalizing is stopped by CPython with pthread_exit, whose forced unwind through the
+    greenlet stack can crash the process at exit (seen as a segfault after the stream tests, with
+    GStreamer's libunwind loaded). At exit, before finalization, the pool is told to stop and its
+    workers are waited for (at most 2 s)."""
+    global _STOP_REGISTERED
+    _STOP_REGISTERED = True
+    atexit.register(stop_gevent_threadpool)
+
+
+def stop_gevent_threadpool() -> None:
+    """Stop the worker threads of this thread's gevent hub's thread pool, if it has one (idempotent)."""
+    try:
+        from gevent._hub_local import get_hub_if_exists
+    except ImportError:
+        return
+    hub = get_hub_if_exists()
+    pool = None if hub is None else getattr(hub, "_threadpool", None)
+    if pool is None or not pool.size:
+        return
+    import _thread
+    import time
+
+    threads, workers = _thread._count(), pool.size
+    pool.size = 0   # queues one stop per worker, then waits (on the hub) until each has left its loop
+    t_end = time.monotonic() + 2.0
+    while _thread._count() > threads - workers and time.monotonic() < t_end:
+        time.sleep(0.005)   # and until their native threads have ended (bounded: never hangs an exit)
 
 
 def parse_triton_url(url: str, protocol: Optional[str] = None) -> tuple[str, str, bool]:
