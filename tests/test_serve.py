@@ -472,3 +472,55 @@ def test_stream_triton_mode_scores_frames_on_the_server_like_the_local_scorer(tm
         p = subprocess.run([sys.executable, "-m", "lfdn_edge", "stream", STREAM_SRC, "--triton", url],
                            capture_output=True, text=True, timeout=300, cwd=ROOT)
         assert p.returncode == 2 and "--engine" in p.stderr and "takes features" in p.stderr, p.stderr[-2000:]
+
+
+def test_stream_triton_mode_rides_out_a_server_restart(tmp_path):
+    """A live camera scored by a Triton server that is stopped mid-stream and started again on the same ports
+    2 s later: the stream goes on (results without a score meanwhile), the camera gets scorer_unavailable then
+    scorer_back, and the scores after the restart are the server's again (finite, its threshold)."""
+    _need_pytriton()
+    import lfdn_edge.stream as ls
+    from lfdn_edge import Scorer
+    from lfdn_edge.runtime.triton_client import TritonScorer
+    from lfdn_edge.runtime.triton_server import ScoreServer
+
+    ckpt = _lite0_checkpoint(tmp_path / "lite0.pt")
+    local = Scorer(ckpt, threshold=-0.5)
+    h, g, m = free_ports(3)
+
+    def serve(name):
+        return ScoreServer(local, http_port=h, grpc_port=g, metrics_port=m, max_batch=8, log_file=tmp_path / name)
+
+    server = serve("t1.log")
+    server.__enter__()
+    recs, marks = [], {}
+    try:
+        with TritonScorer(f"http://127.0.0.1:{h}", feature_source=ckpt) as remote, \
+                ls.open(["test://pattern?size=80x48&fps=10&name=cam"], remote, duration=120.0,
+                        scorer_backoff=ls.Backoff(0.2, 0.5, jitter=0.0)) as s:
+            for r in s:
+                recs.append(r)
+                scored = [x for x in recs if isinstance(x, ls.Result) and x.score is not None]
+                if "down" not in marks and len(scored) >= 10:
+                    server.__exit__(None, None, None)
+                    server = None
+                    marks["down"], marks["n_before"] = time.time(), len(scored)
+                elif "down" in marks and "up" not in marks and time.time() - marks["down"] >= 2.0:
+                    server = serve("t2.log")
+                    server.__enter__()
+                    marks["up"] = time.time()
+                elif "up" in marks and len(scored) >= marks["n_before"] + 10:
+                    break
+            summary = s.summary().cameras["cam"]
+    finally:
+        if server is not None:
+            server.__exit__(None, None, None)
+    res = [x for x in recs if isinstance(x, ls.Result)]
+    st = [(x.status, x.detail) for x in recs if isinstance(x, ls.Status) and x.status.startswith("scorer_")]
+    assert [k for k, _ in st] == ["scorer_unavailable", "scorer_back"], st
+    assert "Triton at http://127.0.0.1:" in st[0][1] and "retry in 0.20 s" in st[0][1], st
+    gap = [x for x in res if x.score is None]
+    assert gap and all(x.health == "ok" and marks["down"] - 1.0 <= x.score_time for x in gap)
+    after = [x for x in res if x.score is not None and x.score_time > marks["up"]]
+    assert len(after) >= 10 and all(np.isfinite(x.score) and x.threshold == -0.5 for x in after)
+    assert summary["unscored"] == len(gap) and summary["scored"] + len(gap) == summary["frames"]

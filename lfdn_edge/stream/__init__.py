@@ -34,7 +34,7 @@ def open(sources: Iterable[Any], scorer: Any, **kwargs: Any) -> Stream:   # noqa
     """A Stream over ``sources`` (URIs, webcam indices, SourceSpec, CameraConfig or camera dicts) scored by
     ``scorer`` (a Scorer, or an engine / checkpoint path). Use it as a context manager and iterate it; keyword
     arguments: fps, alerts (AlertConfig), health (HealthConfig), max_wait, duration, read_timeout, backoff,
-    retries, seed, torch_threads (see Stream), clips (a ClipConfig, or a directory: event clips, stream copy of
+    retries, seed, torch_threads, scorer_backoff (see Stream), clips (a ClipConfig, or a directory: event clips, stream copy of
     the source's packets; lfdn_edge.stream.clips), sinks (JsonLinesSink, MqttSink, ...: every record is written to
     each as it is yielded; the caller closes them), and http: ``"HOST:PORT"`` (or (host, port); port 0 = any
     free one) to serve the preview page, /metrics (Prometheus) and /api/state while the stream runs

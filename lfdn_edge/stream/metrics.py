@@ -32,7 +32,8 @@ from .records import Result, Status, Summary, event_dict
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 HEALTH_STATES = ("ok", "black", "frozen", "undecodable")
-CAMERA_STATES = ("starting", "connected", "stalled", "reconnecting", "ended", "dead", "stopped")
+CAMERA_STATES = ("starting", "connected", "stalled", "reconnecting", "ended", "dead", "stopped",
+                 "scorer_unavailable")
 DROP_REASONS = ("late", "fps")
 
 
@@ -168,7 +169,7 @@ class StreamMonitor:
             elif isinstance(record, Status):
                 c = self.cams.get(record.camera)
                 if c is not None:
-                    c.status = "connected" if record.status == "recovered" else record.status
+                    c.status = "connected" if record.status in ("recovered", "scorer_back") else record.status
             elif isinstance(record, Summary):
                 self.ended = True
             self.lock.notify_all()

@@ -25,6 +25,7 @@ from .frames import Frame
 from .health import OK, STALLED, HealthConfig, HealthMonitor
 from .reader import Backoff, Reader
 from .records import Result, Status, Summary
+from .scorer_guard import ScorerGuard
 from .uri import source_names
 
 JOIN_TIMEOUT_S = 5.0
@@ -107,14 +108,19 @@ class Stream:
     order, as it is yielded (the caller opens and closes them). ``prepare_in_readers``: every frame is resized
     for the scorer in its reader's thread (beside the scoring: PIL releases the GIL) instead of in the scoring
     thread (default) for the frames taken; it scored 22 % more frames at 16 cameras and 41 % fewer at 32 in
-    tools/stream_bench.py (docs/STREAMS.md, Benchmark): use it when the cameras seldom drop frames."""
+    tools/stream_bench.py (docs/STREAMS.md, Benchmark): use it when the cameras seldom drop frames.
+
+    ``scorer_backoff``: the delays between tries of a scorer that raised ConnectionError (a Triton server that
+    went away): the cameras keep running, their frames get results without a score meanwhile, and statuses
+    ``scorer_unavailable`` / ``scorer_back`` mark the outage (lfdn_edge.stream.scorer_guard)."""
 
     def __init__(self, sources: Iterable[Union[str, int, Any]], scorer: Any, *, fps: Optional[float] = None,
                  alerts: Optional[AlertConfig] = None, health: HealthConfig = HealthConfig(),
                  max_wait: float = 0.02, duration: Optional[float] = None, read_timeout: float = 5.0,
                  backoff: Backoff = Backoff(), retries: Optional[int] = None, seed: Optional[int] = 0,
                  torch_threads: Optional[int] = 1, http: Optional[Union[str, int, tuple]] = None,
-                 clips: Optional[Any] = None, sinks: Iterable[Any] = (), prepare_in_readers: bool = False):
+                 clips: Optional[Any] = None, sinks: Iterable[Any] = (), prepare_in_readers: bool = False,
+                 scorer_backoff: Backoff = Backoff()):
         self.sinks = list(sinks)
         for sink in self.sinks:
             if not callable(getattr(sink, "write", None)):
@@ -158,7 +164,9 @@ class Stream:
                                   None if seed is None else seed + i, clips=self.clips.get(n),
                                   prepare=self.frame_scorer.resize if prepare_in_readers else None)
                         for i, (n, c) in enumerate(self.cameras.items())}
-        self.counts = {n: {"frames": 0, "scored": 0, "ood": 0, "events": 0, "health": {}} for n in self.cameras}
+        self.counts = {n: {"frames": 0, "scored": 0, "unscored": 0, "ood": 0, "events": 0, "health": {}}
+                       for n in self.cameras}
+        self.scorer_guard = ScorerGuard(list(self.cameras), scorer_backoff, seed)
         self._last_frame = {n: 0.0 for n in self.cameras}
         self._stalled = {n: False for n in self.cameras}
         self._rr = 0
@@ -288,10 +296,9 @@ class Stream:
             c["health"][h] = c["health"].get(h, 0) + 1
             if h == OK:
                 healthy.append(f)
-        scores = self.frame_scorer([f.image if f.model_input is None else f.model_input for f in healthy]) \
-            if healthy else np.zeros(0)
+        scores = self._score(healthy, out) if healthy else np.zeros(0)
         t_done = time.time()
-        by_id = {id(f): float(s) for f, s in zip(healthy, scores)}
+        by_id = {} if scores is None else {id(f): float(s) for f, s in zip(healthy, scores)}
         for f, h in zip(frames, states):
             tracker = self.alerts[f.camera]
             s = by_id.get(id(f))
@@ -301,6 +308,8 @@ class Stream:
             r = Result(f.camera, f.index, f.capture_time, f.capture_clock, f.receive_time, t_done, t_done - ref, h, s,
                        on, None if s is None else bool(s > on), st.dropped["late"] + st.dropped["fps"], f.pts)
             out.append(r)
+            if s is None and h == OK:
+                self.counts[f.camera]["unscored"] += 1   # healthy, but the scorer was unavailable
             if s is not None:
                 c = self.counts[f.camera]
                 c["scored"] += 1
@@ -315,6 +324,20 @@ class Stream:
                 c["events"] += sum(e.kind == "start" for e in evs)
                 out.extend(evs)
         return out
+
+    def _score(self, frames: list[Frame], out: list[Any]) -> Optional[np.ndarray]:
+        """Scores of the healthy frames, or None while the scorer is unavailable (ConnectionError: its status
+        records go to ``out``; the next try waits for the guard's backoff)."""
+        guard = self.scorer_guard
+        if not guard.ready():
+            return None
+        try:
+            scores = self.frame_scorer([f.image if f.model_input is None else f.model_input for f in frames])
+        except ConnectionError as exc:
+            out.extend(guard.failed(exc))
+            return None
+        out.extend(guard.succeeded())
+        return scores
 
     # ----------------------------------------------------------------------------------------- iteration
     def __iter__(self) -> Iterator[Any]:
@@ -370,7 +393,7 @@ class Stream:
         for n, r in self.readers.items():
             c = self.counts[n]
             cams[n] = {"uri": r.spec.display, "state": r.state, "frames": c["frames"], "scored": c["scored"],
-                       "ood": c["ood"], "events": c["events"], "health": dict(c["health"]),
+                       "unscored": c["unscored"], "ood": c["ood"], "events": c["events"], "health": dict(c["health"]),
                        "dropped": dict(r.stats.dropped), "reconnects": r.stats.reconnects,
                        "last_error": r.stats.last_error or None}
             if n in self.clips:

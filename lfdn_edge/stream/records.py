@@ -1,7 +1,8 @@
 """The records a stream yields, and their versioned JSON form (one object per line).
 
 Every record has ``"schema": "lfdn-edge.stream/1"`` and a ``"type"``: ``result`` (one per frame), ``event``
-(alert start / update / end), ``status`` (a camera connected, stalled, reconnecting, ended, dead, recovered) and
+(alert start / update / end), ``status`` (a camera connected, stalled, reconnecting, ended, dead, recovered;
+scorer_unavailable / scorer_back to every camera while a remote scorer is unreachable) and
 ``summary`` (once, at the end: per-camera counts); with clips on, ``clip`` (an event's clip was written, or
 failed). Times are time.time() seconds (UTC epoch).
 """
@@ -33,7 +34,7 @@ class Result:
     score_time: float
     latency_s: float            # score_time - capture_time (- receive_time when capture is later: a fast replay)
     health: str                 # "ok", "black", "frozen", "undecodable"
-    score: Optional[float]      # None when the frame was not scored (health not ok)
+    score: Optional[float]      # None when the frame was not scored (health not ok, or the scorer unavailable)
     threshold: Optional[float]
     is_ood: Optional[bool]
     dropped: int                # frames of this camera dropped so far (late + fps)
@@ -61,7 +62,7 @@ def event_dict(ev: Event) -> dict[str, Any]:
 @dataclass
 class Status:
     camera: str
-    status: str     # connected, stalled, recovered, reconnecting, ended, dead
+    status: str     # connected, stalled, recovered, reconnecting, ended, dead, scorer_unavailable, scorer_back
     time: float
     detail: str = ""
     type: str = "status"
