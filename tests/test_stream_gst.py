@@ -70,7 +70,7 @@ class CornerScorer:
 def test_a_live_gst_pipeline_flows_paced_with_pts_and_ends():
     info = ls.probe(LIVE)
     assert info["decoder"] == "gstreamer" and info["first_frame"]["shape"] == [SIZE[1], SIZE[0], 3]
-    assert info["pipeline"].endswith("appsink name=lfdn_sink max-buffers=1 drop=true sync=false emit-signals=false")
+    assert info["pipeline"].endswith("appsink name=lfdn_sink max-buffers=2 drop=false sync=false emit-signals=false")
     sc = CornerScorer()
     t0 = time.monotonic()
     with ls.open([LIVE], sc, read_timeout=2.0, duration=8.0) as s:     # (bounded: it ends by itself in 3 s)
@@ -93,6 +93,31 @@ def test_a_live_gst_pipeline_flows_paced_with_pts_and_ends():
     assert summ["state"] == "ended" and summ["reconnects"] == 0
     assert len(res) + summ["dropped"]["late"] == frames[-1] + 1     # every numbered frame scored or counted
     assert frames[-1] + 1 <= 45
+
+
+class SlowCornerScorer(CornerScorer):
+    def score(self, x):
+        time.sleep(0.05)
+        return super().score(x)
+
+
+def test_a_pipeline_faster_than_the_scorer_loses_no_frame_uncounted():
+    """A non-live pipeline (no is-live: 45 buffers as fast as GStreamer makes them) and a scorer slower than
+    that: the appsink applies back-pressure instead of dropping (it dropped 37 of 45 buffers uncounted before),
+    so every buffer becomes a numbered frame, scored or counted as dropped late by the newest-frame slot."""
+    fast = LIVE.replace("is-live=true ", "")
+    sc = SlowCornerScorer()
+    with ls.open([fast], sc, read_timeout=2.0, duration=20.0) as s:
+        recs = list(s)
+    res = [r for r in recs if isinstance(r, ls.Result)]
+    summ = recs[-1].cameras["cam0"]
+    assert summ["state"] == "ended" and summ["frames"] == len(res)
+    assert res[-1].frame == 44 and summ["dropped"]["late"] > 0, (res[-1].frame, summ["dropped"])
+    assert len(res) + summ["dropped"]["late"] == 45, (len(res), summ["dropped"])
+    with ls.open([{"uri": fast, "live": False}], SlowCornerScorer(), read_timeout=2.0, duration=20.0) as s:
+        recs = list(s)   # a camera config with live: false blocks instead: every frame scored
+    assert [r.frame for r in recs if isinstance(r, ls.Result)] == list(range(45))
+    assert recs[-1].cameras["cam0"]["dropped"] == {"late": 0, "fps": 0}
 
 
 def test_a_bad_gst_pipeline_is_a_clear_error():

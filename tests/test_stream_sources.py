@@ -129,7 +129,7 @@ def test_decoder_choice_and_pyav_arguments():
 
 
 def test_gstreamer_pipeline_strings():
-    tail = "videoconvert ! video/x-raw,format=RGB ! appsink name=lfdn_sink max-buffers=1 drop=true sync=false " \
+    tail = "videoconvert ! video/x-raw,format=RGB ! appsink name=lfdn_sink max-buffers=2 drop=false sync=false " \
            "emit-signals=false"
     assert csi_pipeline(1, (1920, 1080), 30) == (
         "nvarguscamerasrc sensor-id=1 ! video/x-raw(memory:NVMM),width=1920,height=1080,framerate=30/1 ! nvvidconv "

@@ -33,7 +33,10 @@ def is_jetson(root: str = "/") -> bool:
         return False
 
 
-def appsink_tail(max_buffers: int = 1, drop: bool = True) -> str:
+def appsink_tail(max_buffers: int = 2, drop: bool = False) -> str:
+    """The pipeline's end. drop=false: a full appsink holds the pipeline back rather than dropping buffers, which
+    nothing would count (a non-live pipeline lost 37 of 45 buffers that way); the reader pulls every buffer at
+    once and its newest-frame slot drops (and counts, as late) what the scorer cannot take."""
     return (f"videoconvert ! video/x-raw,format=RGB ! appsink name={SINK} max-buffers={max_buffers} "
             f"drop={'true' if drop else 'false'} sync=false emit-signals=false")
 
@@ -71,7 +74,7 @@ def file_pipeline(path: str, codec: str = "h264", live: bool = False) -> str:
              ".ts": "tsdemux"}.get(ext)
     head = f"filesrc location={_quote(path)} ! " + (f"{demux} ! " if demux else "")
     return head + f"{parse} ! nvv4l2decoder ! nvvidconv ! video/x-raw,format=BGRx ! " + \
-        appsink_tail(1 if live else 4, drop=live)
+        appsink_tail(2 if live else 4)
 
 
 def user_pipeline(text: str) -> str:
