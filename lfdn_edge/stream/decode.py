@@ -68,7 +68,8 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
         if spec.live:
             # MJPEG over HTTP (multipart JPEGs, what IP cameras serve) carries no timestamps: FFmpeg would number
             # the parts at a nominal 25 per second whatever the camera sends. The demuxer's wall clock instead
-            # (microseconds, at arrival): the frames and the event clips' packets share that clock.
+            # (at arrival, rescaled to the mpjpeg stream's 1/25 s time base: 40 ms steps): the frames and the
+            # event clips' packets share that clock.
             kw["options"]["use_wallclock_as_timestamps"] = "1"
         kw["timeout"] = (read_timeout, read_timeout)
         return spec.target, kw
