@@ -397,7 +397,7 @@ def test_mjpeg_over_http_gives_clips_of_the_received_parts(tmp_path, scorer, on)
     """A live network source: a test:// camera served as MJPEG over HTTP by a first stream's preview server
     (/stream/cam.mjpg), read by a second stream with clips on. FFmpeg's mpjpeg demuxer gives one packet per part,
     every one a keyframe; the parts carry no time, so the demuxer stamps them with its wall clock at arrival
-    (use_wallclock_as_timestamps, in the stream's 1/25 s time base): the clip and the results share that clock."""
+    (use_wallclock_as_timestamps, in microseconds once the reader rebases the stream): the clip and the results share that clock."""
     cam = ls.open([f"test://pattern?size={SIZE[0]}x{SIZE[1]}&fps=30&frames=90&anomaly=45-59&name=cam"],
                   CameraScorer(), http="127.0.0.1:0")
     cam.start()

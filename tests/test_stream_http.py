@@ -517,10 +517,17 @@ def test_an_http_mjpeg_source_carries_frames_and_its_anomaly(tmp_path):
     assert {r.capture_clock for r in res} == {"pts"}
     assert all(r.capture_time <= r.receive_time + 1e-6 for r in res)
     # A's camera runs at 15 fps: the parts received over the span, scored or dropped late before scoring (busy
-    # cores), per second (the pts are in the stream's 1/25 s time base: single steps read 0.04 or 0.08 s)
+    # cores), per second
     span = res[-1].capture_time - res[0].capture_time
     rate = (len(res) - 1 + res[-1].dropped - res[0].dropped) / span
     assert 12.0 <= rate <= 16.0, rate
+    # the arrival times in microseconds, not FFmpeg's 1/25 s mpjpeg time base (steps of 0.04 / 0.08 s there, and a
+    # burst sharing one pts): in order, distinct after the parts read while the stream was probed (their time is
+    # FFmpeg's coarse one, moved to the earliest it can stand for), most steps off any 40 ms multiple
+    steps = np.diff([r.capture_time for r in res])
+    assert np.all(steps >= 0) and np.all(steps[3:] > 0), steps
+    off_grid = np.abs(steps / 0.04 - np.round(steps / 0.04)) * 0.04
+    assert np.mean(off_grid > 0.002) > 0.5, np.round(steps, 4)
     a_times = {r.frame: r.capture_time for r in a_results}
     # B's event starts when A's frame 30 arrives and before A's frame 50 (B's clock is the arrival time; A's
     # capture times are the test:// source's schedule, session start + k/15 s, which a part reached B 8 ms

@@ -12,6 +12,7 @@ import glob
 import os
 import re
 import threading
+from fractions import Fraction
 from typing import Any, Callable, Optional
 
 from .frames import RawFrame, SourceError, SourceTimeout
@@ -68,7 +69,7 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
         if spec.live:
             # MJPEG over HTTP (multipart JPEGs, what IP cameras serve) carries no timestamps: FFmpeg would number
             # the parts at a nominal 25 per second whatever the camera sends. The demuxer's wall clock instead
-            # (at arrival, rescaled to the mpjpeg stream's 1/25 s time base: 40 ms steps): the frames and the
+            # (at arrival; in microseconds: PyavSource rebases the stream, see WALLCLOCK_TB): the frames and the
             # event clips' packets share that clock.
             kw["options"]["use_wallclock_as_timestamps"] = "1"
         kw["timeout"] = (read_timeout, read_timeout)
@@ -87,6 +88,10 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
 
 
 NO_TIMESTAMPS = 0x80      # AVFMT_NOTIMESTAMPS (libavformat/avformat.h), av.format.Flags.no_timestamps
+WALLCLOCK_TB = Fraction(1, 1_000_000)   # the time base of wall-clock pts (HTTP MJPEG) once the stream is open
+# a wall clock in microseconds is above 1e15 (any date after 2001); the same clock in a coarse time base read while
+# probing (1/25 s: about 4.5e10 in 2026) is far below this: such a pts is rescaled from the stream's first base
+WALLCLOCK_OLD_LIMIT = 10 ** 13
 
 
 class PyAVSource:
@@ -103,6 +108,7 @@ class PyAVSource:
         self._av: Any = None
         self._timestamps = True
         self._stream: Any = None
+        self._rebase_from: Optional[Fraction] = None   # the stream's time base before the wall-clock rebase
         # called with every demuxed packet of the video stream before it is decoded (event clips, stream/clips.py)
         self.packet_sink: Optional[Callable[[Any], None]] = None
 
@@ -140,6 +146,13 @@ class PyAVSource:
             # slice threading turns off: a network stream is decoded in this thread alone
             stream.codec_context.thread_count = 1
         self._stream = stream
+        # the wall clock is stored in the stream's time base (mpjpeg: 1/25 s, so 40 ms steps, and a burst of
+        # parts shares one pts): from here on in microseconds. The packets read while the stream was probed
+        # already carry the old base: _decode rescales those (WALLCLOCK_OLD_LIMIT tells them apart).
+        self._rebase_from = None
+        if "use_wallclock_as_timestamps" in kw["options"] and stream.time_base != WALLCLOCK_TB:
+            self._rebase_from = stream.time_base
+            stream.time_base = WALLCLOCK_TB
         # a live source in a format without timestamps, not given the wall clock (pyav_open_args does for HTTP),
         # gets pts made up at a nominal rate: the receive time instead. Files keep theirs (an image sequence's
         # pts come from its frame rate: a replay's clock).
@@ -164,6 +177,14 @@ class PyAVSource:
     def _decode(self, stream: Any) -> Any:
         """container.decode(stream), with each packet handed to packet_sink first (flush packets are not)."""
         for packet in self.container.demux(stream):
+            old = self._rebase_from
+            if old is not None and packet.pts is not None and packet.pts < WALLCLOCK_OLD_LIMIT:
+                # FFmpeg rounded the arrival time to the nearest coarse tick: the earliest time it can stand for
+                # (half a tick before), so a probed packet is never stamped after the exact ones that follow it
+                packet.pts = int((packet.pts - 0.5) * old / WALLCLOCK_TB)
+                if packet.dts is not None:
+                    packet.dts = int((packet.dts - 0.5) * old / WALLCLOCK_TB)
+                packet.time_base = WALLCLOCK_TB
             if self.packet_sink is not None and packet.size:
                 self.packet_sink(packet)
             yield from packet.decode()
