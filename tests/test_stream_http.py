@@ -533,3 +533,18 @@ def test_an_http_mjpeg_source_carries_frames_and_its_anomaly(tmp_path):
     # capture times are the test:// source's schedule, session start + k/15 s, which a part reached B 8 ms
     # ahead of once: 0.1 s of slack, less than the 0.2 s two frames take)
     assert a_times[30] - 0.1 <= starts[0].time <= a_times[50] + 0.5, (starts[0].time - a_times[30])
+
+
+def test_probed_wall_clock_pts_are_told_apart_from_microseconds_for_any_first_time_base():
+    """The packets FFmpeg read while probing an HTTP stream carry the wall clock in the stream's first time base:
+    1/25 s for MJPEG, 1/90000 for MPEG-TS over HTTP (whose 1.6e14 ticks a fixed threshold on the value took for
+    microseconds); the later ones in microseconds."""
+    from fractions import Fraction
+
+    from lfdn_edge.stream.decode import in_old_time_base
+
+    now = 1_796_571_308.4
+    for tb in (Fraction(1, 25), Fraction(1, 90000), Fraction(1, 1000), Fraction(1, 500_000)):
+        old_pts = int(now / tb)
+        assert in_old_time_base(old_pts, tb, now), tb
+        assert not in_old_time_base(int(now * 1e6), tb, now), tb

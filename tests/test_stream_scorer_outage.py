@@ -124,6 +124,36 @@ def test_the_guard_on_a_clock():
     back = g.succeeded()
     assert [(s.camera, s.status) for s in back] == [("a", BACK), ("b", BACK)]
     assert back[0].detail == "scoring again after 1.5 s" and not g.down and g.ready()
-    assert (g.outages, g.failed_calls, g.last_error) == (1, 4, "x")
-    g.failed(ConnectionError(""))
-    assert g.outages == 2 and g.last_error == "ConnectionError" and g.next_try - now[0] == pytest.approx(0.5)
+    assert g.last_error == "x"
+    st = g.failed(ConnectionError(""))   # a new outage: statuses again, the delays from the start
+    assert len(st) == 2 and g.last_error == "ConnectionError" and g.next_try - now[0] == pytest.approx(0.5)
+
+
+def test_metrics_show_the_outage_without_losing_the_cameras_own_status():
+    """/metrics' state set and /api/state: scorer_unavailable while the scorer is down and the camera is connected;
+    a reader status during the outage (reconnecting) wins, and scorer_back returns to the camera's own status,
+    not to "connected" by default."""
+    from lfdn_edge.stream.metrics import StreamMonitor
+
+    mon = StreamMonitor({"a": ("test://a", 1.0)})
+
+    def shown():
+        line = [x for x in mon.metrics().splitlines()
+                if x.startswith("lfdn_stream_camera_status{") and x.endswith(" 1")]
+        assert len(line) == 1, line
+        assert mon.state()["cameras"]["a"]["status"] in line[0]
+        return line[0].split('status="')[1].split('"')[0]
+
+    def status(kind):
+        mon.observe(ls.Status("a", kind, 0.0))
+
+    status("connected")
+    assert shown() == "connected"
+    status(UNAVAILABLE)
+    assert shown() == "scorer_unavailable"
+    status("reconnecting")
+    assert shown() == "reconnecting"
+    status(BACK)
+    assert shown() == "reconnecting"   # the reader's state, not "connected"
+    status("connected")
+    assert shown() == "connected"

@@ -12,6 +12,7 @@ import glob
 import os
 import re
 import threading
+import time
 from fractions import Fraction
 from typing import Any, Callable, Optional
 
@@ -89,9 +90,13 @@ def pyav_open_args(spec: SourceSpec, read_timeout: float = 5.0) -> tuple[str, di
 
 NO_TIMESTAMPS = 0x80      # AVFMT_NOTIMESTAMPS (libavformat/avformat.h), av.format.Flags.no_timestamps
 WALLCLOCK_TB = Fraction(1, 1_000_000)   # the time base of wall-clock pts (HTTP MJPEG) once the stream is open
-# a wall clock in microseconds is above 1e15 (any date after 2001); the same clock in a coarse time base read while
-# probing (1/25 s: about 4.5e10 in 2026) is far below this: such a pts is rescaled from the stream's first base
-WALLCLOCK_OLD_LIMIT = 10 ** 13
+
+
+def in_old_time_base(pts: int, old: Fraction, now: float) -> bool:
+    """Whether a wall-clock pts is in the stream's first time base (a packet read while FFmpeg probed) rather than in
+    microseconds: the reading that lands nearer the current time wins. Any first base other than 1 us puts the two
+    readings at least a factor 2 apart (1/25 s: 40,000; MPEG-TS's 1/90000: 11)."""
+    return abs(float(pts * old) - now) < abs(pts * 1e-6 - now)
 
 
 class PyAVSource:
@@ -148,7 +153,7 @@ class PyAVSource:
         self._stream = stream
         # the wall clock is stored in the stream's time base (mpjpeg: 1/25 s, so 40 ms steps, and a burst of
         # parts shares one pts): from here on in microseconds. The packets read while the stream was probed
-        # already carry the old base: _decode rescales those (WALLCLOCK_OLD_LIMIT tells them apart).
+        # already carry the old base: _decode rescales those (in_old_time_base tells them apart).
         self._rebase_from = None
         if "use_wallclock_as_timestamps" in kw["options"] and stream.time_base != WALLCLOCK_TB:
             self._rebase_from = stream.time_base
@@ -178,13 +183,16 @@ class PyAVSource:
         """container.decode(stream), with each packet handed to packet_sink first (flush packets are not)."""
         for packet in self.container.demux(stream):
             old = self._rebase_from
-            if old is not None and packet.pts is not None and packet.pts < WALLCLOCK_OLD_LIMIT:
-                # FFmpeg rounded the arrival time to the nearest coarse tick: the earliest time it can stand for
-                # (half a tick before), so a probed packet is never stamped after the exact ones that follow it
-                packet.pts = int((packet.pts - 0.5) * old / WALLCLOCK_TB)
-                if packet.dts is not None:
-                    packet.dts = int((packet.dts - 0.5) * old / WALLCLOCK_TB)
-                packet.time_base = WALLCLOCK_TB
+            if old is not None and packet.pts is not None:
+                if in_old_time_base(packet.pts, old, time.time()):
+                    # FFmpeg rounded the arrival time to the nearest coarse tick: the earliest time it can stand
+                    # for (half a tick before), so a probed packet is never stamped after the exact ones after it
+                    packet.pts = int((packet.pts - 0.5) * old / WALLCLOCK_TB)
+                    if packet.dts is not None:
+                        packet.dts = int((packet.dts - 0.5) * old / WALLCLOCK_TB)
+                    packet.time_base = WALLCLOCK_TB
+                else:
+                    self._rebase_from = None   # the probed packets are behind: every later one is in microseconds
             if self.packet_sink is not None and packet.size:
                 self.packet_sink(packet)
             yield from packet.decode()

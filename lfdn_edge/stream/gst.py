@@ -33,12 +33,12 @@ def is_jetson(root: str = "/") -> bool:
         return False
 
 
-def appsink_tail(max_buffers: int = 2, drop: bool = False) -> str:
+def appsink_tail(max_buffers: int = 2) -> str:
     """The pipeline's end. drop=false: a full appsink holds the pipeline back rather than dropping buffers, which
     nothing would count (a non-live pipeline lost 37 of 45 buffers that way); the reader pulls every buffer at
     once and its newest-frame slot drops (and counts, as late) what the scorer cannot take."""
     return (f"videoconvert ! video/x-raw,format=RGB ! appsink name={SINK} max-buffers={max_buffers} "
-            f"drop={'true' if drop else 'false'} sync=false emit-signals=false")
+            "drop=false sync=false emit-signals=false")
 
 
 def _quote(value: str) -> str:

@@ -115,7 +115,8 @@ class RateWindow:
 class _Camera:
     def __init__(self, name: str, uri: str, threshold: Optional[float], history: int, fps_window: float):
         self.name, self.uri, self.threshold = name, uri, threshold
-        self.status = "starting"
+        self.status = "starting"        # from the reader's status records
+        self.scorer_down = False         # between scorer_unavailable and scorer_back (the state set shows it)
         self.health = {h: 0 for h in HEALTH_STATES}
         self.scored = 0
         self.ood = 0
@@ -133,6 +134,10 @@ class _Camera:
         self.image_seq = 0
         self.jpeg: Optional[bytes] = None
         self.jpeg_seq = -1
+
+    def shown_status(self) -> str:
+        """scorer_unavailable while the scorer is down and the camera itself is connected, else its status."""
+        return "scorer_unavailable" if self.scorer_down and self.status == "connected" else self.status
 
 
 class StreamMonitor:
@@ -169,7 +174,10 @@ class StreamMonitor:
             elif isinstance(record, Status):
                 c = self.cams.get(record.camera)
                 if c is not None:
-                    c.status = "connected" if record.status in ("recovered", "scorer_back") else record.status
+                    if record.status in ("scorer_unavailable", "scorer_back"):
+                        c.scorer_down = record.status == "scorer_unavailable"
+                    else:
+                        c.status = "connected" if record.status == "recovered" else record.status
             elif isinstance(record, Summary):
                 self.ended = True
             self.lock.notify_all()
@@ -246,8 +254,9 @@ class StreamMonitor:
             for n, c in self.cams.items():
                 cam = {"camera": n}
                 f["info"].add({"camera": n, "uri": c.uri}, 1)
-                for s in (*CAMERA_STATES, *([c.status] if c.status not in CAMERA_STATES else [])):
-                    f["status"].add({"camera": n, "status": s}, int(s == c.status))
+                shown = c.shown_status()
+                for s in (*CAMERA_STATES, *([shown] if shown not in CAMERA_STATES else [])):
+                    f["status"].add({"camera": n, "status": s}, int(s == shown))
                 for h, k in c.health.items():
                     f["frames"].add({"camera": n, "health": h}, k)
                 f["scored"].add(cam, c.scored)
@@ -276,7 +285,8 @@ class StreamMonitor:
             cams = {}
             for n, c in self.cams.items():
                 dropped, reconnects = drops[n]
-                cams[n] = {"uri": c.uri, "status": c.status, "frames": sum(c.health.values()), "scored": c.scored,
+                cams[n] = {"uri": c.uri, "status": c.shown_status(), "frames": sum(c.health.values()),
+                           "scored": c.scored,
                            "ood": c.ood, "events": c.events, "event_active": c.event_active,
                            "health": dict(c.health), "dropped": dropped, "reconnects": reconnects,
                            "fps": round(self._fps(c, now), 3), "threshold": _finite(c.threshold), "last": c.last,

@@ -39,8 +39,6 @@ class ScorerGuard:
         self.down_since: Optional[float] = None
         self.next_try = 0.0
         self.attempt = 0           # failed calls in the current outage
-        self.outages = 0           # outages so far
-        self.failed_calls = 0      # failed calls so far
         self.last_error = ""
 
     @property
@@ -55,11 +53,9 @@ class ScorerGuard:
         first = self.down_since is None
         if first:
             self.down_since = now
-            self.outages += 1
             self.attempt = 0
         delay = self.backoff.delay(self.attempt, self.rng)
         self.attempt += 1
-        self.failed_calls += 1
         self.next_try = now + delay
         self.last_error = str(exc).strip() or type(exc).__name__
         if not first:
